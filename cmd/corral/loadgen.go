@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/flagenv"
+	"github.com/corralhq/corral/internal/loadgen"
+)
+
+func newLoadgenCommand() *cobra.Command {
+	o := loadgen.Options{Username: "admin", Agents: 1000, Concurrency: 32, HeartbeatInterval: 30 * time.Second,
+		Steady: 60 * time.Second, Pushes: 500, PushTimeout: 10 * time.Second}
+	var store string
+	cmd := &cobra.Command{
+		Use:   "loadgen",
+		Short: "Simulate many agents against a real control plane and print scale figures",
+		Long: `Simulate N agents (real onboarding with CSRs, mTLS WebSocket streams, heartbeats) against a
+control plane and print the onboarding rate, heartbeats per second, push latency p50/p99 (a tag change
+through the API until the agent's stream receives it) and the server's RSS.
+
+Without --server it starts "corral server" as a child process on 127.0.0.1 with a fresh data dir
+(SQLite by default, or --store), so its RSS is measured apart from the simulator's.
+With --server, the admin password is read from stdin.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagenv.Apply(cmd.Flags(), "CORRAL_LOADGEN_"); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			o.Log = cmd.ErrOrStderr()
+			if o.Server == "" {
+				child, err := startChildServer(ctx, o.HeartbeatInterval, store, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer child.stop()
+				o.Server, o.CAFile, o.Password, o.ServerPID = child.url, child.caFile, child.password, child.cmd.Process.Pid
+			} else {
+				if o.CAFile == "" {
+					return errors.New("--ca-file is required with --server")
+				}
+				pw, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 4096))
+				if err != nil {
+					return err
+				}
+				o.Password = strings.TrimSpace(string(pw))
+			}
+			res, err := loadgen.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			res.Format(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Server, "server", "", "control plane URL (default: start one as a child process)")
+	f.StringVar(&o.CAFile, "ca-file", "", "CA certificate of --server")
+	f.StringVar(&o.Username, "username", o.Username, "admin user for --server (password on stdin)")
+	f.StringVar(&store, "store", "", "store DSN for the child server (default: SQLite)")
+	f.IntVar(&o.Agents, "agents", o.Agents, "number of simulated agents")
+	f.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "parallel onboardings")
+	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "agent heartbeat interval (also given to the child server)")
+	f.DurationVar(&o.Steady, "steady", o.Steady, "how long to measure heartbeats once all agents are connected")
+	f.IntVar(&o.Pushes, "pushes", o.Pushes, "number of timed pushes (tag changes)")
+	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
+	return cmd
+}
+
+type childServer struct {
+	cmd      *exec.Cmd
+	dir      string
+	url      string
+	caFile   string
+	password string
+}
+
+func startChildServer(ctx context.Context, hb time.Duration, store string, log io.Writer) (*childServer, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "corral-loadgen-")
+	if err != nil {
+		return nil, err
+	}
+	c := &childServer{dir: dir, caFile: filepath.Join(dir, "ca.crt"), password: "loadgen-" + fmt.Sprint(time.Now().UnixNano())}
+	args := []string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--heartbeat-interval", hb.String(),
+		"--disconnect-after", (4 * hb).String(), "--log-level", "warn"}
+	if store != "" {
+		args = append(args, "--store", store)
+	}
+	c.cmd = exec.Command(exe, args...)
+	c.cmd.Env = append(os.Environ(), "CORRAL_ADMIN_PASSWORD="+c.password)
+	c.cmd.Stderr = log
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start child server: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "Corral control plane at "); ok {
+			c.url = strings.TrimSpace(u)
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	if c.url == "" {
+		c.stop()
+		return nil, errors.New("child server did not start; see its log above")
+	}
+	fmt.Fprintf(log, "child server %s (pid %d)\n", c.url, c.cmd.Process.Pid)
+	return c, nil
+}
+
+func (c *childServer) stop() {
+	if c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = c.cmd.Process.Kill()
+		}
+	}
+	_ = os.RemoveAll(c.dir)
+}

@@ -1,0 +1,3 @@
+// Package archtest holds tests that guard the architecture: what each binary
+// may import and that every package documents itself. It has no code.
+package archtest

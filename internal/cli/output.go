@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// table writes rows aligned with text/tabwriter.
+func table(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		clean := make([]string, len(r))
+		for i, c := range r {
+			clean[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(dash(c))
+		}
+		fmt.Fprintln(tw, strings.Join(clean, "\t"))
+	}
+	return tw.Flush()
+}
+
+// render writes v as JSON, or as a table built by rows.
+func render[T any](w io.Writer, output string, items []T, header []string, row func(T) []string) error {
+	if items == nil {
+		items = []T{}
+	}
+	if output == outJSON {
+		return writeJSON(w, items)
+	}
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = row(it)
+	}
+	return table(w, header, rows)
+}
+
+func osOf(m wire.Machine) string {
+	p := m.Properties
+	switch {
+	case p.OSName != "" && p.OSVersion != "":
+		return p.OSName + " " + p.OSVersion
+	case p.OSName != "":
+		return p.OSName
+	}
+	return p.OSType
+}
+
+func agentOf(m wire.Machine) string {
+	if m.AgentVersion == "" {
+		return ""
+	}
+	if !m.AgentSupported {
+		return m.AgentVersion + " (unsupported)"
+	}
+	return m.AgentVersion
+}
+
+var machineHeader = []string{"NAME", "RESOURCE GROUP", "STATUS", "ENVIRONMENT", "OS", "AGENT", "LAST HEARTBEAT"}
+
+func machineRow(m wire.Machine) []string {
+	return []string{m.Name, m.ResourceGroup, m.Status, m.Properties.Environment, osOf(m), agentOf(m), formatTime(m.LastHeartbeat)}
+}
+
+// renderMachines prints machines as a table or a JSON array.
+func renderMachines(w io.Writer, output string, ms []wire.Machine) error {
+	return render(w, output, ms, machineHeader, machineRow)
+}
+
+func renderGroups(w io.Writer, output string, gs []wire.ResourceGroup) error {
+	return render(w, output, gs, []string{"NAME", "SUBSCRIPTION", "TAGS", "CREATED"}, func(g wire.ResourceGroup) []string {
+		return []string{g.Name, g.SubscriptionID, formatTags(g.Tags), formatTime(g.CreatedAt)}
+	})
+}
+
+func renderSPs(w io.Writer, output string, sps []wire.ServicePrincipal) error {
+	return render(w, output, sps, []string{"CLIENT ID", "DISPLAY NAME", "SECRET EXPIRES", "CREATED BY"}, func(s wire.ServicePrincipal) []string {
+		return []string{s.ClientID, s.DisplayName, formatTime(s.ExpiresAt), s.CreatedBy}
+	})
+}
+
+func renderRoles(w io.Writer, output string, rs []wire.RoleDefinition) error {
+	return render(w, output, rs, []string{"ID", "NAME", "BUILT-IN", "DESCRIPTION"}, func(r wire.RoleDefinition) []string {
+		return []string{r.ID, r.Name, strconv.FormatBool(r.BuiltIn), r.Description}
+	})
+}
+
+func renderAssignments(w io.Writer, output string, ras []wire.RoleAssignment) error {
+	return render(w, output, ras, []string{"ID", "PRINCIPAL", "TYPE", "ROLE", "SCOPE"}, func(r wire.RoleAssignment) []string {
+		role := r.RoleName
+		if role == "" {
+			role = r.RoleID
+		}
+		return []string{r.ID, r.PrincipalID, r.PrincipalType, role, r.Scope}
+	})
+}
+
+func renderDeviceCodes(w io.Writer, output string, ds []wire.PendingDeviceCode) error {
+	return render(w, output, ds, []string{"CODE", "SUBSCRIPTION", "RESOURCE GROUP", "MACHINE", "SOURCE IP", "EXPIRES"}, func(d wire.PendingDeviceCode) []string {
+		return []string{d.UserCode, d.Subscription, d.ResourceGroup, d.MachineName, d.SourceIP, formatTime(d.ExpiresAt)}
+	})
+}
+
+func renderUsers(w io.Writer, output string, us []wire.User) error {
+	return render(w, output, us, []string{"NAME", "ID", "CREATED", "DISABLED"}, func(u wire.User) []string {
+		return []string{u.Name, u.ID, formatTime(u.CreatedAt), strconv.FormatBool(u.Disabled)}
+	})
+}
+
+func renderTokens(w io.Writer, output string, ts []wire.APIToken) error {
+	return render(w, output, ts, []string{"ID", "NAME", "CREATED", "EXPIRES"}, func(t wire.APIToken) []string {
+		return []string{t.ID, t.Name, formatTime(t.CreatedAt), formatTime(t.ExpiresAt)}
+	})
+}
+
+func renderActivity(w io.Writer, output string, es []wire.ActivityEntry) error {
+	return render(w, output, es, []string{"TIME", "CALLER", "ACTION", "SCOPE", "RESULT", "STATUS"}, func(e wire.ActivityEntry) []string {
+		caller := e.Caller
+		if caller == "" {
+			caller = e.CallerID
+		}
+		st := ""
+		if e.Status != 0 {
+			st = strconv.Itoa(e.Status)
+		}
+		return []string{formatTime(e.Time), caller, e.Action, e.Scope, e.Result, st}
+	})
+}

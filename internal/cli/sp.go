@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func (a *app) spCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "sp", Aliases: []string{"service-principal"}, Short: "Manage service principals (non-human identities)"}
+	cmd.AddCommand(a.spCreateCommand(), a.spListCommand(), a.spShowCommand(), a.spDeleteCommand())
+	return cmd
+}
+
+func (a *app) spCreateCommand() *cobra.Command {
+	var name, role, scope, expiresIn, output string
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--role ROLE --scope SCOPE] [--expires-in 8760h]",
+		Short: "Create a service principal; its secret is shown once",
+		Long: `Create a service principal and print its client id and secret. The secret is shown only
+once. With --role and --scope the principal is also assigned that role; if the assignment
+fails, the new principal is deleted again.
+
+  corral sp create --name onboarding --role "Connected Machine Onboarding" --scope /subscriptions/default/resourceGroups/web`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("name", name); err != nil {
+				return err
+			}
+			if (role == "") != (scope == "") {
+				return errors.New("--role and --scope must be given together")
+			}
+			if scope != "" && !strings.HasPrefix(scope, "/") {
+				return fmt.Errorf("invalid --scope %q: a scope starts with \"/\", e.g. /subscriptions/default", scope)
+			}
+			if err := validDuration("expires-in", expiresIn); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := ctxOf(cmd)
+			sp, err := c.CreateServicePrincipal(ctx, wire.ServicePrincipalCreate{DisplayName: name, ExpiresIn: expiresIn})
+			if err != nil {
+				return err
+			}
+			if role != "" {
+				if _, err := c.CreateRoleAssignment(ctx, wire.RoleAssignmentCreate{Principal: sp.ClientID, Role: role, Scope: scope}); err != nil {
+					if derr := c.DeleteServicePrincipal(ctx, sp.ClientID); derr != nil {
+						return fmt.Errorf("assigning role %q at %q failed (%w); deleting the new service principal %s also failed: %v", role, scope, err, sp.ClientID, derr)
+					}
+					return fmt.Errorf("assigning role %q at %q failed, so the new service principal %s was deleted: %w", role, scope, sp.ClientID, err)
+				}
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "WARNING: save the client secret now; it is shown only once and cannot be retrieved later.")
+			out := cmd.OutOrStdout()
+			if output == outJSON {
+				return writeJSON(out, sp)
+			}
+			rows := [][]string{{"clientId", sp.ClientID}, {"clientSecret", sp.ClientSecret}, {"displayName", sp.DisplayName},
+				{"secretExpiresAt", formatTime(sp.ExpiresAt)}}
+			if role != "" {
+				rows = append(rows, []string{"role", role + " at " + scope})
+			}
+			return table(out, []string{"FIELD", "VALUE"}, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "display name")
+	f.StringVar(&role, "role", "", "role to assign (name or id)")
+	f.StringVar(&scope, "scope", "", "scope of the role assignment")
+	f.StringVar(&expiresIn, "expires-in", "", "secret lifetime as a Go duration (default 1 year)")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) spListCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: "list", Short: "List service principals", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			sps, err := c.ListServicePrincipals(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			return renderSPs(cmd.OutOrStdout(), output, sps)
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) spShowCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: "show CLIENT_ID", Short: "Show a service principal", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			sp, err := c.GetServicePrincipal(ctxOf(cmd), args[0])
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), sp)
+			}
+			return renderSPs(cmd.OutOrStdout(), output, []wire.ServicePrincipal{sp})
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) spDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete CLIENT_ID", Short: "Delete a service principal, its tokens and role assignments", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteServicePrincipal(ctxOf(cmd), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted service principal %s.\n", args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func (a *app) tokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage your long-lived API tokens"}
+	cmd.AddCommand(a.tokenCreateCommand(), a.tokenListCommand(), a.tokenDeleteCommand())
+	return cmd
+}
+
+func (a *app) tokenCreateCommand() *cobra.Command {
+	var name, expiresIn, output string
+	cmd := &cobra.Command{
+		Use: "create --name NAME [--expires-in 720h]", Short: "Create an API token; it is shown once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("name", name); err != nil {
+				return err
+			}
+			if err := validDuration("expires-in", expiresIn); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateToken(ctxOf(cmd), wire.APITokenCreate{Name: name, ExpiresIn: expiresIn})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "WARNING: save the token now; it is shown only once and cannot be retrieved later.")
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), t)
+			}
+			return table(cmd.OutOrStdout(), []string{"FIELD", "VALUE"}, [][]string{
+				{"id", t.ID}, {"name", t.Name}, {"token", t.Token}, {"expiresAt", formatTime(t.ExpiresAt)}})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "token name")
+	cmd.Flags().StringVar(&expiresIn, "expires-in", "", "lifetime as a Go duration (default 30 days, at most 1 year)")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) tokenListCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: "list", Short: "List your API tokens", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ts, err := c.ListTokens(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			return renderTokens(cmd.OutOrStdout(), output, ts)
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) tokenDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete ID", Short: "Delete one of your API tokens", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteToken(ctxOf(cmd), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted token %s.\n", args[0])
+			return nil
+		},
+	}
+}

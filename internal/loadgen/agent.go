@@ -1,0 +1,191 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	mrand "math/rand/v2"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// simAgent is one simulated agent: it onboards through the real connect
+// endpoint and then speaks the stream protocol like corral-agent run does.
+type simAgent struct {
+	name      string
+	machineID string
+	client    *http.Client // presents the machine certificate
+}
+
+func newCSR(name string) (*ecdsa.PrivateKey, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
+}
+
+// onboard connects the agent with an onboarding token.
+func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
+	key, csr, err := newCSR(name)
+	if err != nil {
+		return nil, err
+	}
+	req := wire.ConnectRequest{
+		ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: g.opts.ResourceGroup, Name: name,
+		Tags: map[string]string{"loadgen": "true"}, CSR: csr, AgentVersion: "2026.11.0",
+		Properties: wire.MachineProperties{OSName: "debian", OSVersion: "12", OSType: "linux", Hostname: name,
+			Environment: wire.Environments[len(name)%len(wire.Environments)], CPUCount: 2, MemoryBytes: 4 << 30},
+		AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true, GuestConfigurationEnabled: true},
+	}
+	var resp wire.ConnectResponse
+	if err := g.postJSON(ctx, g.api, wire.PathConnect, g.onboardToken, req, http.StatusCreated, &resp); err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair([]byte(resp.Certificate), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		return nil, fmt.Errorf("machine certificate: %w", err)
+	}
+	tc := g.tls.Clone()
+	tc.Certificates = []tls.Certificate{cert}
+	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	return &simAgent{name: name, machineID: resp.MachineID,
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}}, nil
+}
+
+// stream runs the agent's push channel until ctx is done, reconnecting on
+// failure. It heartbeats every interval and reports each sync it receives.
+func (g *run) stream(ctx context.Context, a *simAgent) {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := g.streamOnce(ctx, a)
+		if ctx.Err() != nil {
+			return
+		}
+		g.stats.reconnects.Add(1)
+		if err != nil {
+			g.noteError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
+	u := "wss" + g.opts.Server[len("https"):] + wire.PathStream
+	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: a.client})
+	if err != nil {
+		return fmt.Errorf("dial stream: %w", err)
+	}
+	defer conn.CloseNow()
+	if err := wsjson.Write(ctx, conn, wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: "2026.11.0"}); err != nil {
+		return err
+	}
+	var welcome wire.StreamMessage
+	if err := wsjson.Read(ctx, conn, &welcome); err != nil || welcome.Type != wire.MsgWelcome {
+		return fmt.Errorf("welcome: %v", err)
+	}
+	g.stats.connected.Add(1)
+	defer g.stats.connected.Add(-1)
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go func() {
+		// Spread heartbeats evenly over the interval.
+		jitter := time.Duration(mrand.Int64N(int64(g.opts.HeartbeatInterval)))
+		select {
+		case <-hbCtx.Done():
+			return
+		case <-time.After(jitter):
+		}
+		t := time.NewTicker(g.opts.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			if err := wsjson.Write(hbCtx, conn, wire.StreamMessage{Type: wire.MsgHeartbeat}); err != nil {
+				return
+			}
+			g.stats.heartbeats.Add(1)
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	for {
+		var msg wire.StreamMessage
+		if err := wsjson.Read(ctx, conn, &msg); err != nil {
+			return err
+		}
+		switch msg.Type {
+		case wire.MsgSync:
+			g.pushReceived(a.machineID, time.Now())
+		case wire.MsgGoodbye:
+			return fmt.Errorf("goodbye: %s", msg.Reason)
+		}
+	}
+}
+
+func (g *run) postJSON(ctx context.Context, c *http.Client, path, token string, body any, want int, out any) error {
+	return g.doJSON(ctx, c, http.MethodPost, path, token, body, want, out)
+}
+
+func (g *run) doJSON(ctx context.Context, c *http.Client, method, path, token string, body any, want int, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.opts.Server+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: status %d: %.300s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

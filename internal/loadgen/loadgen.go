@@ -1,0 +1,294 @@
+// Package loadgen simulates many agents against a real control plane and
+// measures what matters at scale: onboarding rate, heartbeat throughput,
+// push latency (a change made through the API until the agent's stream
+// receives it) and the server's memory.
+//
+// The simulated agents speak the real protocol (connect with a CSR, mTLS
+// WebSocket stream, heartbeats) over real TLS; only the host inventory is
+// synthetic. Each new agent message must be simulated here too, so the scale
+// figures stay true (STYLE.md §15).
+package loadgen
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// Options configure a run.
+type Options struct {
+	Server        string // https://host:port
+	CAFile        string
+	Username      string
+	Password      string
+	ResourceGroup string // created if missing
+
+	Agents            int
+	Concurrency       int           // parallel onboardings
+	HeartbeatInterval time.Duration // must match the server's setting for a steady state
+	Steady            time.Duration // how long to measure heartbeats once all are connected
+	Pushes            int           // tag changes whose delivery is timed
+	PushTimeout       time.Duration
+
+	// ServerPID, when set, is read from /proc for RSS figures.
+	ServerPID int
+	Log       io.Writer
+}
+
+// Result holds the figures of a run.
+type Result struct {
+	Agents           int
+	Onboarded        int
+	OnboardDuration  time.Duration
+	OnboardRate      float64 // machines per second
+	Connected        int64
+	HeartbeatsPerSec float64
+	PushSamples      int
+	PushLost         int
+	PushP50, PushP99 time.Duration
+	PushMax          time.Duration
+	ServerRSSBytes   int64 // at the end
+	ServerPeakRSS    int64 // VmHWM
+	Reconnects       int64
+	Errors           int64
+	FirstError       string
+}
+
+type run struct {
+	opts         Options
+	tls          *tls.Config
+	api          *http.Client
+	adminToken   string
+	onboardToken string
+
+	mu      sync.Mutex
+	pending map[string]time.Time // machine id -> push sent at
+	samples []time.Duration
+
+	stats struct {
+		connected, heartbeats, reconnects, errors atomic.Int64
+	}
+	firstErr atomic.Value
+}
+
+// Run executes the load test and returns its figures.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Agents <= 0 || o.Concurrency <= 0 || o.HeartbeatInterval <= 0 {
+		return Result{}, errors.New("agents, concurrency and heartbeat interval must be positive")
+	}
+	if o.ResourceGroup == "" {
+		o.ResourceGroup = "loadgen"
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	g := &run{opts: o, pending: map[string]time.Time{}}
+	pem, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return Result{}, fmt.Errorf("read CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return Result{}, fmt.Errorf("%s holds no certificate", o.CAFile)
+	}
+	g.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	g.api = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64}}
+	if err := g.setup(ctx); err != nil {
+		return Result{}, err
+	}
+
+	res := Result{Agents: o.Agents}
+	streamCtx, stopStreams := context.WithCancel(ctx)
+	defer stopStreams()
+	agents := make([]*simAgent, o.Agents)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	fmt.Fprintf(o.Log, "onboarding %d agents with %d workers...\n", o.Agents, o.Concurrency)
+	for range o.Concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= o.Agents || ctx.Err() != nil {
+					return
+				}
+				a, err := g.onboard(ctx, fmt.Sprintf("sim-%06d", i))
+				if err != nil {
+					g.noteError(err)
+					continue
+				}
+				agents[i] = a
+				go g.stream(streamCtx, a)
+			}
+		})
+	}
+	wg.Wait()
+	res.OnboardDuration = time.Since(start)
+	for _, a := range agents {
+		if a != nil {
+			res.Onboarded++
+		}
+	}
+	res.OnboardRate = float64(res.Onboarded) / res.OnboardDuration.Seconds()
+	fmt.Fprintf(o.Log, "onboarded %d in %s (%.0f/s); waiting for streams...\n", res.Onboarded, res.OnboardDuration.Round(time.Millisecond), res.OnboardRate)
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for g.stats.connected.Load() < int64(res.Onboarded) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	res.Connected = g.stats.connected.Load()
+	fmt.Fprintf(o.Log, "%d streams connected; measuring heartbeats for %s...\n", res.Connected, o.Steady)
+
+	hb0, t0 := g.stats.heartbeats.Load(), time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(o.Steady):
+	}
+	res.HeartbeatsPerSec = float64(g.stats.heartbeats.Load()-hb0) / time.Since(t0).Seconds()
+
+	fmt.Fprintf(o.Log, "timing %d pushes...\n", o.Pushes)
+	g.measurePushes(ctx, agents)
+	g.mu.Lock()
+	res.PushSamples = len(g.samples)
+	res.PushLost = len(g.pending)
+	if n := len(g.samples); n > 0 {
+		slices.Sort(g.samples)
+		res.PushP50 = g.samples[n*50/100]
+		res.PushP99 = g.samples[min(n-1, n*99/100)]
+		res.PushMax = g.samples[n-1]
+	}
+	g.mu.Unlock()
+	if o.ServerPID > 0 {
+		res.ServerRSSBytes, res.ServerPeakRSS = procRSS(o.ServerPID)
+	}
+	res.Reconnects = g.stats.reconnects.Load()
+	res.Errors = g.stats.errors.Load()
+	if e, ok := g.firstErr.Load().(string); ok {
+		res.FirstError = e
+	}
+	return res, nil
+}
+
+// setup signs in as the admin, creates the resource group and an
+// onboarding service principal, and gets its token.
+func (g *run) setup(ctx context.Context) error {
+	form := url.Values{"grant_type": {wire.GrantPassword}, "username": {g.opts.Username}, "password": {g.opts.Password}}
+	var tr wire.TokenResponse
+	if err := g.form(ctx, form, &tr); err != nil {
+		return fmt.Errorf("admin sign-in: %w", err)
+	}
+	g.adminToken = tr.AccessToken
+	rg := "/api/v1/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup
+	if err := g.doJSON(ctx, g.api, http.MethodPut, rg, g.adminToken, wire.ResourceGroupCreate{}, http.StatusCreated, nil); err != nil {
+		if err2 := g.doJSON(ctx, g.api, http.MethodGet, rg, g.adminToken, nil, http.StatusOK, nil); err2 != nil {
+			return err
+		}
+	}
+	var sp wire.ServicePrincipalCreated
+	if err := g.postJSON(ctx, g.api, "/api/v1/servicePrincipals", g.adminToken, wire.ServicePrincipalCreate{DisplayName: "loadgen"}, http.StatusCreated, &sp); err != nil {
+		return err
+	}
+	if err := g.postJSON(ctx, g.api, "/api/v1/roleAssignments", g.adminToken, wire.RoleAssignmentCreate{
+		Principal: sp.ClientID, Role: "Connected Machine Onboarding", Scope: "/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup,
+	}, http.StatusCreated, nil); err != nil {
+		return err
+	}
+	if err := g.form(ctx, url.Values{"grant_type": {wire.GrantClientCredentials}, "client_id": {sp.ClientID}, "client_secret": {sp.ClientSecret}}, &tr); err != nil {
+		return fmt.Errorf("onboarding token: %w", err)
+	}
+	g.onboardToken = tr.AccessToken
+	return nil
+}
+
+func (g *run) form(ctx context.Context, form url.Values, out *wire.TokenResponse) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.opts.Server+wire.PathToken, stringsReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := g.api.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("token endpoint: status %d", resp.StatusCode)
+	}
+	return decode(resp.Body, out)
+}
+
+// measurePushes changes the tags of random machines one at a time (a few in
+// flight) and times each change until the agent's stream receives it.
+func (g *run) measurePushes(ctx context.Context, agents []*simAgent) {
+	live := make([]*simAgent, 0, len(agents))
+	for _, a := range agents {
+		if a != nil {
+			live = append(live, a)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range g.opts.Pushes {
+		a := live[rand.IntN(len(live))]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			g.mu.Lock()
+			if _, busy := g.pending[a.machineID]; busy {
+				g.mu.Unlock()
+				return
+			}
+			g.pending[a.machineID] = time.Now()
+			g.mu.Unlock()
+			path := "/api/v1/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup + "/machines/" + a.name
+			body := wire.MachineUpdate{Tags: map[string]string{"loadgen": "true", "push": fmt.Sprint(i)}}
+			if err := g.doJSON(ctx, g.api, http.MethodPatch, path, g.adminToken, body, http.StatusOK, nil); err != nil {
+				g.noteError(err)
+				g.mu.Lock()
+				delete(g.pending, a.machineID)
+				g.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(g.opts.PushTimeout)
+	for time.Now().Before(deadline) {
+		g.mu.Lock()
+		n := len(g.pending)
+		g.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (g *run) pushReceived(machineID string, at time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if sent, ok := g.pending[machineID]; ok {
+		g.samples = append(g.samples, at.Sub(sent))
+		delete(g.pending, machineID)
+	}
+}
+
+func (g *run) noteError(err error) {
+	g.stats.errors.Add(1)
+	g.firstErr.CompareAndSwap(nil, err.Error())
+}

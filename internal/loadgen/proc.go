@@ -1,0 +1,58 @@
+package loadgen
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// procRSS reads VmRSS and VmHWM (peak) of a process from /proc, in bytes.
+func procRSS(pid int) (rss, peak int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func decode(r io.Reader, v any) error { return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v) }
+
+// Format renders a result for people.
+func (r Result) Format(w io.Writer) {
+	fmt.Fprintf(w, "agents            %d (onboarded %d, connected %d)\n", r.Agents, r.Onboarded, r.Connected)
+	fmt.Fprintf(w, "onboarding        %s total, %.0f machines/s\n", r.OnboardDuration.Round(1e6), r.OnboardRate)
+	fmt.Fprintf(w, "heartbeats        %.0f/s\n", r.HeartbeatsPerSec)
+	fmt.Fprintf(w, "push latency      p50 %s  p99 %s  max %s  (%d samples, %d lost)\n", r.PushP50.Round(1e4), r.PushP99.Round(1e4), r.PushMax.Round(1e4), r.PushSamples, r.PushLost)
+	if r.ServerRSSBytes > 0 {
+		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
+	}
+	fmt.Fprintf(w, "reconnects        %d\nerrors            %d\n", r.Reconnects, r.Errors)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error       %s\n", r.FirstError)
+	}
+}

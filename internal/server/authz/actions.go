@@ -1,0 +1,68 @@
+// Package authz decides whether a principal may perform an action at a scope.
+//
+// Actions are strings like "Corral.HybridCompute/machines/write". Roles grant
+// actions with wildcards ("*" matches any run of characters, case-insensitive)
+// minus notActions. A role assignment at a scope applies to that scope and
+// every scope below it (path-segment prefix, case-insensitive).
+//
+// The package is pure: it holds no state and does no I/O. The caller loads
+// the principal's assignments and custom roles and asks Decide.
+package authz
+
+// Every action a route can declare. Keep in step with the routes table; the
+// route × role test enumerates both.
+const (
+	ActSubscriptionsRead  = "Corral.Resources/subscriptions/read"
+	ActSubscriptionsWrite = "Corral.Resources/subscriptions/write"
+
+	ActResourceGroupsRead   = "Corral.Resources/subscriptions/resourceGroups/read"
+	ActResourceGroupsWrite  = "Corral.Resources/subscriptions/resourceGroups/write"
+	ActResourceGroupsDelete = "Corral.Resources/subscriptions/resourceGroups/delete"
+
+	ActMachinesRead   = "Corral.HybridCompute/machines/read"
+	ActMachinesWrite  = "Corral.HybridCompute/machines/write"
+	ActMachinesDelete = "Corral.HybridCompute/machines/delete"
+	// ActMachinesOnboard creates and connects a machine (onboarding and
+	// device-code approval). It is all the Connected Machine Onboarding role has.
+	ActMachinesOnboard = "Corral.HybridCompute/machines/onboard/action"
+	// Login actions (DESIGN §9): SSH through the control plane.
+	ActMachinesLogin        = "Corral.HybridCompute/machines/login/action"
+	ActMachinesLoginAsAdmin = "Corral.HybridCompute/machines/loginAsAdmin/action"
+
+	ActRoleDefinitionsRead   = "Corral.Authorization/roleDefinitions/read"
+	ActRoleDefinitionsWrite  = "Corral.Authorization/roleDefinitions/write"
+	ActRoleDefinitionsDelete = "Corral.Authorization/roleDefinitions/delete"
+	ActRoleAssignmentsRead   = "Corral.Authorization/roleAssignments/read"
+	ActRoleAssignmentsWrite  = "Corral.Authorization/roleAssignments/write"
+	ActRoleAssignmentsDelete = "Corral.Authorization/roleAssignments/delete"
+
+	ActUsersRead               = "Corral.Identity/users/read"
+	ActUsersWrite              = "Corral.Identity/users/write"
+	ActUsersDelete             = "Corral.Identity/users/delete"
+	ActServicePrincipalsRead   = "Corral.Identity/servicePrincipals/read"
+	ActServicePrincipalsWrite  = "Corral.Identity/servicePrincipals/write"
+	ActServicePrincipalsDelete = "Corral.Identity/servicePrincipals/delete"
+
+	ActActivityLogsRead = "Corral.Insights/activityLogs/read"
+)
+
+// Self-service actions: every authenticated user or service principal may
+// perform them on their own identity (their own API tokens, their own
+// profile); they are declared by routes but not granted through roles.
+const (
+	ActSelfRead  = "Corral.Identity/self/read"
+	ActSelfWrite = "Corral.Identity/self/write"
+)
+
+// AllActions lists every role-governed action, for validation and docs.
+var AllActions = []string{
+	ActSubscriptionsRead, ActSubscriptionsWrite,
+	ActResourceGroupsRead, ActResourceGroupsWrite, ActResourceGroupsDelete,
+	ActMachinesRead, ActMachinesWrite, ActMachinesDelete, ActMachinesOnboard,
+	ActMachinesLogin, ActMachinesLoginAsAdmin,
+	ActRoleDefinitionsRead, ActRoleDefinitionsWrite, ActRoleDefinitionsDelete,
+	ActRoleAssignmentsRead, ActRoleAssignmentsWrite, ActRoleAssignmentsDelete,
+	ActUsersRead, ActUsersWrite, ActUsersDelete,
+	ActServicePrincipalsRead, ActServicePrincipalsWrite, ActServicePrincipalsDelete,
+	ActActivityLogsRead,
+}

@@ -1,0 +1,139 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Assignment is one role granted at one scope.
+type Assignment struct {
+	Role  Role
+	Scope string
+}
+
+// Allowed reports whether any assignment grants action at scope. Scopes are
+// resource ids ("/subscriptions/s/resourceGroups/rg/machines/m") or "/".
+func Allowed(assignments []Assignment, action, scope string) bool {
+	for _, a := range assignments {
+		if ScopeCovers(a.Scope, scope) && RoleGrants(a.Role, action) {
+			return true
+		}
+	}
+	return false
+}
+
+// RoleGrants reports whether r grants action: some Actions pattern matches and
+// no NotActions pattern does.
+func RoleGrants(r Role, action string) bool {
+	granted := false
+	for _, p := range r.Actions {
+		if MatchAction(p, action) {
+			granted = true
+			break
+		}
+	}
+	if !granted {
+		return false
+	}
+	for _, p := range r.NotActions {
+		if MatchAction(p, action) {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchAction matches an action against a pattern in which "*" stands for any
+// run of characters (including "/"), case-insensitively.
+func MatchAction(pattern, action string) bool {
+	return globMatch(strings.ToLower(pattern), strings.ToLower(action))
+}
+
+func globMatch(p, s string) bool {
+	// Iterative wildcard matching with backtracking to the last star.
+	pi, si, star, mark := 0, 0, -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case pi < len(p) && p[pi] == s[si]:
+			pi++
+			si++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// ScopeCovers reports whether an assignment at scope applies to target: the
+// same scope or a descendant, compared by whole path segments,
+// case-insensitively. "/" covers everything.
+func ScopeCovers(scope, target string) bool {
+	scope = strings.TrimSuffix(strings.ToLower(scope), "/")
+	target = strings.TrimSuffix(strings.ToLower(target), "/")
+	if scope == "" {
+		return true
+	}
+	return target == scope || strings.HasPrefix(target, scope+"/")
+}
+
+// ValidateScope checks a scope is "/" or a well-formed resource id prefix:
+// /subscriptions/{s}[/resourceGroups/{rg}[/machines/{m}]].
+func ValidateScope(scope string) error {
+	if scope == "/" {
+		return nil
+	}
+	if !strings.HasPrefix(scope, "/") || strings.HasSuffix(scope, "/") {
+		return fmt.Errorf("scope %q must be \"/\" or start with /subscriptions/ and not end with /", scope)
+	}
+	parts := strings.Split(scope[1:], "/")
+	kinds := []string{"subscriptions", "resourceGroups", "machines"}
+	if len(parts)%2 != 0 || len(parts) > 2*len(kinds) {
+		return fmt.Errorf("scope %q must look like /subscriptions/S[/resourceGroups/RG[/machines/M]]", scope)
+	}
+	for i := 0; i < len(parts); i += 2 {
+		if !strings.EqualFold(parts[i], kinds[i/2]) || parts[i+1] == "" {
+			return fmt.Errorf("scope %q must look like /subscriptions/S[/resourceGroups/RG[/machines/M]]", scope)
+		}
+	}
+	return nil
+}
+
+// ErrInvalidPattern is returned by ValidateRole for a malformed action pattern.
+var ErrInvalidPattern = errors.New("invalid action pattern")
+
+// ValidateRole checks a custom role: a name, at least one action, and action
+// patterns made of provider/resource segments or wildcards.
+func ValidateRole(r Role) error {
+	if strings.TrimSpace(r.Name) == "" {
+		return errors.New("role name is required")
+	}
+	if len(r.Actions) == 0 {
+		return errors.New("a role needs at least one action")
+	}
+	for _, list := range [][]string{r.Actions, r.NotActions} {
+		for _, p := range list {
+			if p == "" || strings.ContainsAny(p, " \t\n?[]") || len(p) > 256 {
+				return fmt.Errorf("%w: %q", ErrInvalidPattern, p)
+			}
+		}
+	}
+	for _, s := range r.AssignableScopes {
+		if err := ValidateScope(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func equalFold(a, b string) bool { return strings.EqualFold(a, b) }

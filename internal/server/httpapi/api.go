@@ -1,0 +1,95 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/store"
+)
+
+// Settings are the tunables of the API, filled from the server config.
+type Settings struct {
+	Version           string
+	HeartbeatInterval time.Duration
+	CertValidity      time.Duration // machine client certificates
+	ServiceTokenTTL   time.Duration // client_credentials tokens
+	UserTokenTTL      time.Duration // password grant tokens
+	DeviceCodeTTL     time.Duration
+	MaxBodyBytes      int64
+	// AgentSupportWindow is how long after its release an agent version is supported.
+	AgentSupportWindow time.Duration
+}
+
+// HeartbeatSink receives agent heartbeats; the server batches them into the store.
+type HeartbeatSink interface {
+	Add(h store.Heartbeat)
+}
+
+// Notifier delivers push messages to the replica holding a machine's stream.
+type Notifier interface {
+	Notify(machineID string, gen int64)
+	Goodbye(machineID, reason string)
+}
+
+// Deps are what the API needs from the rest of the server. All are required.
+type Deps struct {
+	Store      store.Store
+	CA         *pki.CA
+	Tokens     *authn.TokenIssuer
+	Hub        *push.Hub // streams held by this replica
+	Notifier   Notifier  // reaches streams on any replica
+	Heartbeats HeartbeatSink
+	Clock      func() time.Time
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	Settings   Settings
+}
+
+// API serves the REST API, the OAuth2 endpoints and the agent protocol.
+type API struct {
+	Deps
+	routes   []Route
+	mux      *http.ServeMux
+	throttle *signInThrottle
+	openapi  []byte
+}
+
+// New builds the API and its routing table.
+func New(d Deps) *API {
+	a := &API{Deps: d, throttle: newSignInThrottle(10, 15*time.Minute)}
+	a.routes = a.buildRoutes()
+	a.openapi, _ = json.Marshal(a.OpenAPI())
+	a.mux = http.NewServeMux()
+	for _, rt := range a.routes {
+		a.mux.Handle(rt.Method+" "+rt.Pattern, a.wrap(rt))
+	}
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+	})
+	a.mux.HandleFunc("/agent/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Routes returns the routing table (for the OpenAPI document and tests).
+func (a *API) Routes() []Route { return a.routes }
+
+func (a *API) now() time.Time { return a.Clock().UTC() }
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string { return uuid.NewString() }
+
+// newSortableID returns a time-ordered (version 7) UUID: activity entries
+// sort by id in the order they were written.
+func newSortableID() string { return uuid.Must(uuid.NewV7()).String() }

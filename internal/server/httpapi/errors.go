@@ -1,0 +1,83 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// apiError is an error with an HTTP status and a caller-safe message.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	target  string
+	cause   error // logged, never shown
+}
+
+func (e *apiError) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.code, e.message, e.cause)
+	}
+	return e.code + ": " + e.message
+}
+
+func (e *apiError) Unwrap() error { return e.cause }
+
+func errBadRequest(code, target, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, target: target, message: fmt.Sprintf(format, args...)}
+}
+
+func errValidation(target, format string, args ...any) *apiError {
+	return errBadRequest(wire.CodeValidation, target, format, args...)
+}
+
+func errNotFound(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: fmt.Sprintf(format, args...)}
+}
+
+func errConflict(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: fmt.Sprintf(format, args...)}
+}
+
+func errUnauthenticated(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: fmt.Sprintf(format, args...)}
+}
+
+func errForbidden(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusForbidden, code: wire.CodeForbidden, message: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError maps any error to what the caller sees. Store sentinels become
+// 404/409; anything unknown is a 500 whose detail is only logged.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, store.ErrNotFound):
+		return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: "the resource was not found", cause: err}
+	case errors.Is(err, store.ErrConflict):
+		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: "the resource already exists or was changed concurrently", cause: err}
+	case errors.Is(err, store.ErrNotEmpty):
+		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: "the resource still has children; delete them first", cause: err}
+	default:
+		return &apiError{status: http.StatusInternalServerError, code: wire.CodeInternal, message: "internal error; see the server log with the correlation id", cause: err}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v) // the client went away; nothing useful to do
+}
+
+func writeError(w http.ResponseWriter, ae *apiError) {
+	writeJSON(w, ae.status, wire.ErrorResponse{Error: wire.ErrorBody{Code: ae.code, Message: ae.message, Target: ae.target}})
+}

@@ -1,0 +1,326 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/server/authz"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// AuthKind says how a route authenticates its caller.
+type AuthKind int
+
+const (
+	// AuthPublic routes need no credentials (health, token endpoint).
+	AuthPublic AuthKind = iota
+	// AuthBearer routes need a user or service principal token.
+	AuthBearer
+	// AuthMachine routes need the machine's client certificate (mTLS).
+	AuthMachine
+)
+
+// Route is one entry of the routing table.
+type Route struct {
+	Method  string
+	Pattern string // net/http ServeMux pattern, without the method
+	// Action is the RBAC action the route performs. For AuthBearer routes it
+	// is checked at Scope(r) unless CheckInHandler is set (lists that
+	// filter per item, or actions whose scope is in the body).
+	Action         string
+	Auth           AuthKind
+	Scope          func(r *http.Request) string
+	CheckInHandler bool
+	// AllowRestricted admits tokens restricted to onboarding (device code).
+	AllowRestricted bool
+	Summary         string
+	Handle          func(w http.ResponseWriter, r *http.Request, c *Caller) error
+}
+
+// Caller is the authenticated principal of a request.
+type Caller struct {
+	ID   string
+	Name string
+	Type string // wire.PrincipalUser, PrincipalServicePrincipal, PrincipalMachine
+	// Restriction limits a token to one purpose (device-code onboarding).
+	Restriction string
+	// Machine is set for AuthMachine callers.
+	Machine *store.Machine
+
+	assignments []authz.Assignment
+	loaded      bool
+}
+
+type requestInfo struct {
+	correlationID string
+	sourceIP      string
+	caller        *Caller
+	// auditScope, auditMessage can be set by handlers whose scope is only
+	// known after decoding the body.
+	auditScope   string
+	auditMessage string
+	// auditAlways forces an activity entry for a read (e.g. failed logins).
+	auditAlways bool
+}
+
+type ctxKey struct{}
+
+func info(r *http.Request) *requestInfo {
+	ri, _ := r.Context().Value(ctxKey{}).(*requestInfo)
+	if ri == nil {
+		return &requestInfo{}
+	}
+	return ri
+}
+
+// setAuditScope records the scope a handler acted on when the route's own
+// scope function could not know it.
+func setAuditScope(r *http.Request, scope string) { info(r).auditScope = scope }
+
+// statusWriter remembers the status code for metrics and the activity log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController and the WebSocket upgrade reach the
+// underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (a *API) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ri := &requestInfo{correlationID: correlationID(r), sourceIP: sourceIP(r)}
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
+		sw := &statusWriter{ResponseWriter: w}
+		sw.Header().Set("X-Correlation-ID", ri.correlationID)
+
+		err := a.serve(sw, r, rt, ri)
+		if err != nil {
+			ae := toAPIError(err)
+			if ae.status >= 500 {
+				a.Logger.ErrorContext(r.Context(), "request failed", "route", rt.Pattern, "method", r.Method,
+					"correlation_id", ri.correlationID, "err", err)
+			}
+			if sw.status == 0 {
+				writeError(sw, ae)
+			}
+			ri.auditMessage = ae.message
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		a.audit(r, rt, ri, sw.status)
+		a.Metrics.observeRequest(rt.Method+" "+rt.Pattern, sw.status, time.Since(start))
+	})
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, rt Route, ri *requestInfo) error {
+	switch rt.Auth {
+	case AuthBearer:
+		c, err := a.authenticateBearer(r)
+		if err != nil {
+			return err
+		}
+		ri.caller = c
+		if c.Restriction != "" && !rt.AllowRestricted {
+			return errForbidden("this token is restricted to machine onboarding and cannot call the API")
+		}
+		if !rt.CheckInHandler && rt.Action != authz.ActSelfRead && rt.Action != authz.ActSelfWrite {
+			if err := a.authorize(r.Context(), c, rt.Action, rt.Scope(r)); err != nil {
+				return err
+			}
+		}
+	case AuthMachine:
+		c, err := a.authenticateMachine(r)
+		if err != nil {
+			return err
+		}
+		ri.caller = c
+	}
+	return rt.Handle(w, r, ri.caller)
+}
+
+// authorize checks that c may perform action at scope.
+func (a *API) authorize(ctx context.Context, c *Caller, action, scope string) error {
+	ok, err := a.allowed(ctx, c, action, scope)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errForbidden("%s %q does not have authorization to perform action %q over scope %q", c.Type, c.Name, action, scope)
+	}
+	return nil
+}
+
+func (a *API) allowed(ctx context.Context, c *Caller, action, scope string) (bool, error) {
+	if c.Type == wire.PrincipalMachine {
+		return false, nil
+	}
+	if !c.loaded {
+		as, err := a.loadAssignments(ctx, c.ID)
+		if err != nil {
+			return false, err
+		}
+		c.assignments, c.loaded = as, true
+	}
+	return authz.Allowed(c.assignments, action, scope), nil
+}
+
+// loadAssignments resolves a principal's role assignments with their roles.
+func (a *API) loadAssignments(ctx context.Context, principalID string) ([]authz.Assignment, error) {
+	ras, err := a.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: principalID})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]authz.Assignment, 0, len(ras))
+	for _, ra := range ras {
+		role, err := a.role(ctx, ra.RoleID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // a dangling assignment grants nothing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, authz.Assignment{Role: role, Scope: ra.Scope})
+	}
+	return out, nil
+}
+
+// role finds a built-in or custom role by id.
+func (a *API) role(ctx context.Context, id string) (authz.Role, error) {
+	if r, ok := authz.BuiltInRole(id); ok {
+		return r, nil
+	}
+	rd, err := a.Store.GetRoleDefinition(ctx, id)
+	if err != nil {
+		return authz.Role{}, err
+	}
+	return authz.Role{ID: rd.ID, Name: rd.Name, Description: rd.Description, Actions: rd.Actions,
+		NotActions: rd.NotActions, AssignableScopes: rd.AssignableScopes}, nil
+}
+
+// audit writes the activity entry for mutating and denied calls.
+func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
+	denied := status == http.StatusUnauthorized || status == http.StatusForbidden
+	mutating := r.Method != http.MethodGet && r.Method != http.MethodHead
+	if rt.Pattern == "/agent/v1/reports" && !denied {
+		return // agent telemetry, not an operation
+	}
+	if !mutating && !denied && !ri.auditAlways {
+		return
+	}
+	if rt.Pattern == "/agent/v1/stream" && !denied {
+		return
+	}
+	scope := ri.auditScope
+	if scope == "" && rt.Scope != nil {
+		scope = rt.Scope(r)
+	}
+	result := wire.ResultSucceeded
+	switch {
+	case denied:
+		result = wire.ResultDenied
+	case status >= 400:
+		result = wire.ResultFailed
+	}
+	e := store.ActivityEntry{
+		ID: newSortableID(), Time: a.now(), Action: rt.Action, Scope: scope, Result: result, Status: status,
+		Message: ri.auditMessage, CorrelationID: ri.correlationID, SourceIP: ri.sourceIP,
+		Method: r.Method, Path: r.URL.Path, CallerID: "anonymous", Caller: "anonymous",
+	}
+	if c := ri.caller; c != nil {
+		e.CallerID, e.Caller, e.CallerType = c.ID, c.Name, c.Type
+	} else if claimed := claimedCaller(r); claimed != "" {
+		e.Caller = claimed
+	}
+	// The activity log is the audit trail: write it even if the client left.
+	ctx := context.WithoutCancel(r.Context())
+	if err := a.Store.AppendActivity(ctx, e); err != nil {
+		a.Logger.ErrorContext(ctx, "activity log write failed", "action", rt.Action, "correlation_id", ri.correlationID, "err", err)
+	}
+	a.Metrics.activityEntries.Inc()
+}
+
+// claimedCaller names who an unauthenticated request claimed to be (the
+// OAuth2 client id or user name), never a secret.
+func claimedCaller(r *http.Request) string {
+	if r.PostForm == nil {
+		return ""
+	}
+	if id := r.PostForm.Get("client_id"); id != "" {
+		return "unverified:" + truncate(id, 64)
+	}
+	if u := r.PostForm.Get("username"); u != "" {
+		return "unverified:" + truncate(u, 64)
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func correlationID(r *http.Request) string {
+	id := r.Header.Get("X-Correlation-ID")
+	if id == "" || len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return newUUID()
+	}
+	return id
+}
+
+// sourceIP is the TCP peer address. X-Forwarded-For is not trusted: the
+// server terminates TLS itself.
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// pageFromQuery reads $top and $skipToken.
+func pageFromQuery(r *http.Request) (store.Page, error) {
+	var p store.Page
+	if v := r.URL.Query().Get("$top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return p, errValidation("$top", "$top must be an integer from 1 to 1000")
+		}
+		p.Limit = n
+	}
+	if v := r.URL.Query().Get("$skipToken"); v != "" {
+		after, err := decodeSkipToken(v)
+		if err != nil {
+			return p, errValidation("$skipToken", "$skipToken is not valid; use the nextLink of the previous page")
+		}
+		p.After = after
+	}
+	if p.Limit == 0 {
+		p.Limit = 100
+	}
+	return p, nil
+}

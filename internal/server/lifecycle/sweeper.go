@@ -1,0 +1,65 @@
+// Package lifecycle moves machines through their status lifecycle:
+// Connected -> Disconnected after a missed-heartbeat threshold, and any
+// status -> Expired after a long time without contact (45 days by default).
+// Expired machines must be onboarded again.
+package lifecycle
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/corralhq/corral/internal/store"
+)
+
+// Sweeper periodically applies the thresholds.
+type Sweeper struct {
+	Store           store.Machines
+	Clock           func() time.Time
+	Logger          *slog.Logger
+	Interval        time.Duration
+	DisconnectAfter time.Duration
+	ExpireAfter     time.Duration
+	// Lock, when set, is taken around each sweep so that only one replica
+	// sweeps at a time; it returns false when another holder has it.
+	Lock func(ctx context.Context) (release func(), ok bool)
+	// OnChanged is called with the ids whose status changed.
+	OnChanged func(ids []string)
+}
+
+// Run sweeps every Interval until ctx is done.
+func (s *Sweeper) Run(ctx context.Context) {
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Sweep(ctx)
+		}
+	}
+}
+
+// Sweep applies the thresholds once.
+func (s *Sweeper) Sweep(ctx context.Context) {
+	if s.Lock != nil {
+		release, ok := s.Lock(ctx)
+		if !ok {
+			return
+		}
+		defer release()
+	}
+	now := s.Clock()
+	ids, err := s.Store.MarkStale(ctx, now.Add(-s.DisconnectAfter), now.Add(-s.ExpireAfter))
+	if err != nil {
+		s.Logger.ErrorContext(ctx, "status sweep failed", "err", err)
+		return
+	}
+	if len(ids) > 0 {
+		s.Logger.InfoContext(ctx, "machine status changed", "count", len(ids))
+		if s.OnChanged != nil {
+			s.OnChanged(ids)
+		}
+	}
+}

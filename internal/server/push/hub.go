@@ -1,0 +1,120 @@
+// Package push keeps the control plane's side of every agent's push channel:
+// which machines have a live stream on this server, and a bounded outbound
+// queue per stream. A change of desired state calls Notify and reaches the
+// agent as soon as its stream writer runs.
+//
+// Concurrency: all methods are safe for concurrent use. A Stream is owned by
+// the HTTP handler that registered it; the hub only enqueues to it. When a
+// stream's queue is full the hub closes it rather than block: the agent
+// reconnects and its welcome carries the current generation, so nothing is
+// lost.
+package push
+
+import (
+	"sync"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// QueueSize is the number of messages buffered per stream.
+const QueueSize = 16
+
+// Stream is one agent's live push channel on this server.
+type Stream struct {
+	MachineID string
+	// Out carries messages for the handler's writer loop.
+	Out chan wire.StreamMessage
+	// Closed is closed when the hub drops the stream (replaced by a newer
+	// stream of the same machine, queue overflow, or goodbye).
+	Closed chan struct{}
+	once   sync.Once
+}
+
+func (s *Stream) close() { s.once.Do(func() { close(s.Closed) }) }
+
+// Hub indexes live streams by machine id.
+type Hub struct {
+	mu      sync.Mutex
+	streams map[string]*Stream
+	// OnCount, when set, is called with the number of live streams after
+	// every change (metrics). It must not call back into the hub.
+	OnCount func(n int)
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{streams: make(map[string]*Stream)} }
+
+// Register adds a stream for machineID, closing any older stream of the same
+// machine (an agent has at most one).
+func (h *Hub) Register(machineID string) *Stream {
+	s := &Stream{MachineID: machineID, Out: make(chan wire.StreamMessage, QueueSize), Closed: make(chan struct{})}
+	h.mu.Lock()
+	if old := h.streams[machineID]; old != nil {
+		old.close()
+	}
+	h.streams[machineID] = s
+	n := len(h.streams)
+	h.mu.Unlock()
+	h.count(n)
+	return s
+}
+
+// Unregister removes s if it is still the machine's current stream.
+func (h *Hub) Unregister(s *Stream) {
+	h.mu.Lock()
+	if h.streams[s.MachineID] == s {
+		delete(h.streams, s.MachineID)
+	}
+	n := len(h.streams)
+	h.mu.Unlock()
+	s.close()
+	h.count(n)
+}
+
+// Send queues msg for the machine's stream. It reports whether the machine
+// has a stream here; a full queue closes the stream.
+func (h *Hub) Send(machineID string, msg wire.StreamMessage) bool {
+	h.mu.Lock()
+	s := h.streams[machineID]
+	h.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	select {
+	case s.Out <- msg:
+	default:
+		h.Unregister(s)
+	}
+	return true
+}
+
+// Notify tells the machine its desired state changed to generation gen.
+func (h *Hub) Notify(machineID string, gen int64) bool {
+	return h.Send(machineID, wire.StreamMessage{Type: wire.MsgSync, Generation: gen})
+}
+
+// Goodbye tells the machine its identity is gone and drops its stream after
+// the message is written.
+func (h *Hub) Goodbye(machineID, reason string) {
+	h.Send(machineID, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: reason})
+}
+
+// Connected returns the number of live streams on this server.
+func (h *Hub) Connected() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.streams)
+}
+
+// Has reports whether machineID has a live stream here.
+func (h *Hub) Has(machineID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.streams[machineID] != nil
+}
+
+func (h *Hub) count(n int) {
+	if h.OnCount != nil {
+		h.OnCount(n)
+	}
+}

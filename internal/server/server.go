@@ -1,0 +1,321 @@
+// Package server assembles the control plane: store, CA, token issuer, the
+// HTTP API, the web UI, the agent push hub, the heartbeat batcher and the
+// status sweeper, behind one TLS listener. It owns every goroutine it starts
+// and stops them on Serve's context cancellation (graceful shutdown).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/heartbeat"
+	"github.com/corralhq/corral/internal/server/httpapi"
+	"github.com/corralhq/corral/internal/server/lifecycle"
+	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/replicas"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/store/storeopen"
+	"github.com/corralhq/corral/internal/version"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// Bootstrap tells the operator what first start created. AdminPassword is
+// set only when it was generated now: it is shown once and never stored in
+// the clear.
+type Bootstrap struct {
+	CACertPath    string
+	CAFingerprint string
+	AdminCreated  bool
+	AdminPassword string
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg       Config
+	Store     store.Store
+	CA        *pki.CA
+	API       *httpapi.API
+	Hub       *push.Hub
+	Bootstrap Bootstrap
+
+	ln       net.Listener
+	http     *http.Server
+	batcher  *heartbeat.Batcher
+	sweeper  *lifecycle.Sweeper
+	registry *prometheus.Registry
+	bus      *replicas.PGBus // nil with SQLite
+	notifier httpapi.Notifier
+	// connCtx is the base context of every connection; cancelling it ends
+	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
+	connCtx    context.Context
+	cancelConn context.CancelFunc
+	ready      bool
+	mu         sync.Mutex
+}
+
+// New prepares a server: it creates the data dir, opens and migrates the
+// store, loads or creates the CA, server certificate and token signing key,
+// bootstraps the default subscription and admin user, and binds the
+// listener (so Addr is known before Serve).
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	s := &Server{cfg: cfg, Hub: push.NewHub(), registry: prometheus.NewRegistry()}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeAll()
+		}
+	}()
+
+	dsn := cfg.Store
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(cfg.DataDir, "corral.db")
+	}
+	st, err := storeopen.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.Store = st
+
+	now := cfg.Clock()
+	if cfg.CACertFile != "" {
+		s.CA, err = pki.LoadCA(cfg.CACertFile, cfg.CAKeyFile)
+		s.Bootstrap.CACertPath = cfg.CACertFile
+	} else {
+		s.CA, _, err = pki.LoadOrCreateCA(cfg.DataDir, now)
+		s.Bootstrap.CACertPath = filepath.Join(cfg.DataDir, "ca.crt")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	s.Bootstrap.CAFingerprint = s.CA.Fingerprint()
+
+	tlsCert, err := s.serverCertificate(now)
+	if err != nil {
+		return nil, err
+	}
+	keyFile := cfg.TokenKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.DataDir, "token-signing.key")
+	}
+	key, err := authn.LoadOrCreateSigningKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load token signing key: %w", err)
+	}
+	if err := s.bootstrap(ctx, now); err != nil {
+		return nil, err
+	}
+
+	metrics := httpapi.NewMetrics(s.registry)
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(newMachineCollector(st, cfg.Logger))
+	s.Hub.OnCount = func(n int) { metrics.Streams.Set(float64(n)) }
+	var notifier httpapi.Notifier = replicas.Local{Hub: s.Hub}
+	var sweepLock func(context.Context) (func(), bool)
+	if isPostgres(dsn) {
+		s.bus = &replicas.PGBus{DSN: dsn, Hub: s.Hub, Log: cfg.Logger.With("component", "replicas")}
+		notifier, sweepLock = s.bus, s.bus.SweeperLock
+	}
+	s.notifier = notifier
+	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
+	s.API = httpapi.New(httpapi.Deps{
+		Store: st, CA: s.CA, Tokens: authn.NewTokenIssuer(key, "corral"), Hub: s.Hub, Notifier: notifier, Heartbeats: s.batcher,
+		Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Settings: httpapi.Settings{
+			Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, CertValidity: cfg.CertValidity,
+			ServiceTokenTTL: cfg.ServiceTokenTTL, UserTokenTTL: cfg.UserTokenTTL, DeviceCodeTTL: cfg.DeviceCodeTTL,
+			MaxBodyBytes: cfg.MaxBodyBytes, AgentSupportWindow: 365 * 24 * time.Hour,
+		},
+	})
+	s.sweeper = &lifecycle.Sweeper{
+		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
+		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
+		OnChanged: s.onStatusChanged, Lock: sweepLock,
+	}
+
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	s.connCtx, s.cancelConn = context.WithCancel(context.Background())
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		BaseContext:       func(net.Listener) context.Context { return s.connCtx },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          nil,
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{tlsCert},
+			// Client certificates are requested on every connection and
+			// verified per route, so a bad certificate gets a clear JSON
+			// error and an activity entry instead of a handshake failure.
+			ClientAuth: tls.RequestClientCert,
+		},
+	}
+	ok = true
+	return s, nil
+}
+
+// serverCertificate loads the given certificate or issues one from the CA.
+// The CA certificate is appended to the chain so agents can pin it by
+// fingerprint.
+func (s *Server) serverCertificate(now time.Time) (tls.Certificate, error) {
+	if s.cfg.TLSCertFile != "" {
+		c, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			return c, fmt.Errorf("load server certificate: %w", err)
+		}
+		return c, nil
+	}
+	hosts := append([]string{}, s.cfg.Hosts...)
+	if h, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		hosts = append(hosts, h)
+	}
+	if hn, err := os.Hostname(); err == nil {
+		hosts = append(hosts, hn)
+	}
+	c, err := s.CA.LoadOrCreateServerCert(s.cfg.DataDir, hosts, now)
+	if err != nil {
+		return c, fmt.Errorf("server certificate: %w", err)
+	}
+	c.Certificate = append(c.Certificate, s.CA.Certificate().Raw)
+	return c, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", s.API)
+	mux.Handle("/agent/", s.API)
+	mux.Handle("/oauth2/", s.API)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeHealth(w, http.StatusOK, wire.Health{Status: "ok", Version: version.Version})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if ui := s.webUI(); ui != nil {
+		mux.Handle("/ui/", ui)
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
+	return securityHeaders(mux)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	ready := s.ready
+	s.mu.Unlock()
+	if !ready {
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "starting or shutting down"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable"})
+		return
+	}
+	writeHealth(w, http.StatusOK, wire.Health{Status: "ok", Version: version.Version})
+}
+
+// Addr is the bound listener address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is https://host:port of the listener, with loopback for wildcard binds.
+func (s *Server) URL() string {
+	host, port, _ := net.SplitHostPort(s.Addr())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// Serve runs until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish (up to ShutdownTimeout), closes
+// agent streams, flushes heartbeats and closes the store.
+func (s *Server) Serve(ctx context.Context) error {
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { s.batcher.Run(bgCtx) })
+	wg.Go(func() { s.sweeper.Run(bgCtx) })
+	if s.bus != nil {
+		wg.Go(func() { s.bus.Run(bgCtx) })
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	s.setReady(true)
+	s.cfg.Logger.InfoContext(ctx, "control plane listening", "addr", s.Addr(), "version", version.Version)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.setReady(false)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	s.cancelConn() // agents get "going away" and reconnect (to another replica)
+	err := s.http.Shutdown(shutCtx)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	stopBg()
+	wg.Wait()
+	s.closeAll()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	s.cfg.Logger.InfoContext(ctx, "control plane stopped")
+	return errors.Join(serveErr, err)
+}
+
+func (s *Server) setReady(v bool) {
+	s.mu.Lock()
+	s.ready = v
+	s.mu.Unlock()
+}
+
+func (s *Server) closeAll() {
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	if s.Store != nil {
+		_ = s.Store.Close()
+	}
+}
+
+// onStatusChanged tells agents of expired machines to stop.
+func (s *Server) onStatusChanged(ids []string) {
+	for _, id := range ids {
+		m, err := s.Store.GetMachineByID(context.Background(), id)
+		if err == nil && m.Status == wire.StatusExpired {
+			s.notifier.Goodbye(id, "the machine identity expired; onboard it again")
+		}
+	}
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}

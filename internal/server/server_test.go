@@ -1,0 +1,103 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func get(t *testing.T, s *testutil.Server, path string) (int, string) {
+	t.Helper()
+	resp, err := s.Client.Get(s.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthMetricsAndOpenAPI(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	if st, b := get(t, s, "/healthz"); st != 200 || !strings.Contains(b, `"ok"`) {
+		t.Errorf("healthz %d %s", st, b)
+	}
+	if st, b := get(t, s, "/readyz"); st != 200 {
+		t.Errorf("readyz %d %s", st, b)
+	}
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	s.OnboardMachine(t, s.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
+	st, b := get(t, s, "/metrics")
+	for _, want := range []string{`corral_machines{status="Connected"} 1`, "corral_http_requests_total", "corral_machines_onboarded_total 1", "process_resident_memory_bytes"} {
+		if st != 200 || !strings.Contains(b, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	st, b = get(t, s, "/api/v1/openapi.json")
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if st != 200 || json.Unmarshal([]byte(b), &doc) != nil || doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi %d", st)
+	}
+	for _, rt := range s.Srv.API.Routes() {
+		if _, ok := doc.Paths[rt.Pattern][strings.ToLower(rt.Method)]; !ok {
+			t.Errorf("openapi lacks %s %s", rt.Method, rt.Pattern)
+		}
+	}
+	if st, _ := get(t, s, "/"); st != 200 && st != 404 {
+		t.Errorf("root: %d", st)
+	}
+}
+
+func TestGracefulShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	m := s.OnboardMachine(t, s.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
+	conn := s.DialStream(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var msg wire.StreamMessage
+	start := time.Now()
+	s.Stop(t)
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("shutdown took %s", time.Since(start))
+	}
+	err := wsjson.Read(ctx, conn, &msg)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("stream ended with %v, want going away", err)
+	}
+}
+
+// TestReplicasSharePushesThroughPostgres runs two servers on one PostgreSQL
+// schema: a change made through replica B reaches a stream held by replica A.
+func TestReplicasSharePushesThroughPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	a := testutil.StartServer(t, testutil.WithStore(dsn))
+	b := testutil.StartServer(t, testutil.WithStore(dsn), testutil.WithCAFrom(a))
+	id, secret := a.OnboardingPrincipal(t, "rg1")
+	m := a.OnboardMachine(t, a.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
+	conn := a.DialStream(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var msg wire.StreamMessage
+	b.MustDo(t, http.StatusOK, "PATCH", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/m1", b.AdminToken(t),
+		wire.MachineUpdate{Tags: map[string]string{"via": "b"}}, nil)
+	if err := wsjson.Read(ctx, conn, &msg); err != nil || msg.Type != wire.MsgSync {
+		t.Fatalf("push across replicas: %v %+v", err, msg)
+	}
+}

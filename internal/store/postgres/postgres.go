@@ -1,0 +1,114 @@
+// Package postgres opens Corral's scale-out store: PostgreSQL through pgx's
+// database/sql adapter, migrated with goose, queried through the shared
+// sqlstore implementation. Several server replicas may share one database;
+// migrations take goose's PostgreSQL session lock so replicas starting
+// together apply them once.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// SQLSTATE codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+// Dialect is PostgreSQL's side of the shared queries.
+var Dialect = sqlstore.Dialect{
+	Name:                 "postgres",
+	NumberedPlaceholders: true,
+	// The cast picks jsonb ->> text (a key) over jsonb ->> int (an index).
+	TagValue: func(col, keyParam string) string {
+		return "(" + col + " ->> CAST(" + keyParam + " AS TEXT))"
+	},
+	IsUniqueViolation:     func(err error) bool { return sqlState(err) == uniqueViolation },
+	IsForeignKeyViolation: func(err error) bool { return sqlState(err) == foreignKeyViolation },
+}
+
+func sqlState(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// Open connects with a pgx DSN (postgres://user@host:port/db?sslmode=...;
+// extra query parameters such as search_path become session settings) and
+// applies pending migrations.
+func Open(ctx context.Context, dsn string) (store.Store, error) {
+	cfg, err := pgx.ParseConfig(dsn) // its errors redact the password
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
+	}
+	return sqlstore.New(Dialect, db, db), nil
+}
+
+// migrate brings the schema up to date under a session-level advisory lock.
+// The lock id is derived from the schema the DSN's search_path selects, so
+// replicas sharing a schema serialize while stores in different schemas (one
+// per test) do not wait for each other.
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	var schema sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("current schema: %w", err)
+	}
+	if !schema.Valid {
+		return errors.New("no schema to migrate: the search_path names no existing schema")
+	}
+	h := fnv.New64a()
+	h.Write([]byte("corral-migrations/" + schema.String))
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(int64(h.Sum64()>>1)),
+		lock.WithLockTimeout(1, 300), // probe every second for up to 5 minutes
+	)
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithDisableGlobalRegistry(true), goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

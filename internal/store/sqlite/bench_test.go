@@ -1,0 +1,98 @@
+package sqlite_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+const benchMachines = 10_000
+
+// seedBench creates benchMachines machines over 10 resource groups; every
+// tenth machine is on GCP, every seventh has tag tier=db.
+func seedBench(b *testing.B) store.Store {
+	b.Helper()
+	st := openTemp(b)
+	ctx := b.Context()
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	if err := st.CreateSubscription(ctx, store.Subscription{Name: "bench", CreatedAt: t0}); err != nil {
+		b.Fatal(err)
+	}
+	for g := range 10 {
+		if err := st.CreateResourceGroup(ctx, store.ResourceGroup{Subscription: "bench", Name: fmt.Sprintf("rg-%d", g), CreatedAt: t0}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range benchMachines {
+		env, tags := wire.EnvAWS, map[string]string{"env": "prod"}
+		if i%10 == 0 {
+			env = wire.EnvGCP
+		}
+		if i%7 == 0 {
+			tags["tier"] = "db"
+		}
+		m := store.Machine{ID: benchID(i), Subscription: "bench", ResourceGroup: fmt.Sprintf("rg-%d", i%10),
+			Name: fmt.Sprintf("vm-%05d", i), Tags: tags, Status: wire.StatusConnected, LastHeartbeat: t0,
+			AgentVersion: "1.0.0", Environment: env, OSName: "ubuntu", Properties: []byte(`{"cpus":4}`),
+			Generation: 1, CreatedAt: t0, UpdatedAt: t0}
+		if err := st.CreateMachine(ctx, m, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return st
+}
+
+func benchID(i int) string { return fmt.Sprintf("0b6c4b44-0000-4000-8000-%012d", i) }
+
+// BenchmarkRecordHeartbeats: one op is one batch of 1000 heartbeats, the
+// batcher's flush size, spread over 10k machines.
+func BenchmarkRecordHeartbeats(b *testing.B) {
+	st := seedBench(b)
+	ctx := b.Context()
+	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	batch := make([]store.Heartbeat, 1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for i := range batch {
+			batch[i] = store.Heartbeat{MachineID: benchID((n*1000 + i*7) % benchMachines), At: t0.Add(time.Duration(n) * time.Second)}
+		}
+		if err := st.RecordHeartbeats(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/heartbeat")
+}
+
+// BenchmarkListMachines: one op is one filtered page of 100 machines
+// (environment + tag) over 10k machines.
+func BenchmarkListMachines(b *testing.B) {
+	st := seedBench(b)
+	ctx := b.Context()
+	for _, tc := range []struct {
+		name string
+		f    store.MachineFilter
+	}{
+		{"Page", store.MachineFilter{Subscription: "bench"}},
+		{"EnvironmentAndTag", store.MachineFilter{Subscription: "bench", Environment: wire.EnvAWS, TagKey: "tier", TagValue: "db"}},
+		{"NameContains", store.MachineFilter{Subscription: "bench", ResourceGroup: "rg-3", NameContains: "vm-09"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ms, err := st.ListMachines(ctx, tc.f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(ms) == 0 {
+					b.Fatal("no machines matched")
+				}
+			}
+		})
+	}
+}

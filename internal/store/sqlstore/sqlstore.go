@@ -1,0 +1,312 @@
+// Package sqlstore is the one implementation of store.Store over
+// database/sql, shared by the SQLite and PostgreSQL backends. The queries are
+// written once, with "?" placeholders, in the SQL both engines understand;
+// the few places where they differ (placeholder syntax, reading a key of a
+// JSON object, classifying constraint errors) go through a Dialect.
+//
+// Schema conventions both backends' migrations follow, so that the queries
+// here stay portable:
+//   - times are BIGINT unix microseconds in UTC (zero time.Time included);
+//   - names compared case-insensitively are matched and ordered by lower(col)
+//     (ASCII folding in both engines; PostgreSQL text columns use COLLATE "C"
+//     so ordering is bytewise, as in SQLite);
+//   - tags are a JSON object of strings, string lists are JSON arrays;
+//   - opaque documents (machine properties, agent configuration) are bytes
+//     stored verbatim (BLOB / bytea), nil as NULL.
+//
+// Maps and slices always come back non-nil (empty when nothing is stored).
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/store"
+)
+
+// Dialect holds what differs between the SQL engines.
+type Dialect struct {
+	// Name identifies the engine in error messages ("sqlite", "postgres").
+	Name string
+	// NumberedPlaceholders rewrites "?" to "$1", "$2", ... (PostgreSQL).
+	NumberedPlaceholders bool
+	// TagValue returns an SQL expression that yields the text value of the
+	// key bound by the placeholder keyParam in the JSON object column col,
+	// or NULL when the key is absent. Keys are bound, never spliced, so any
+	// key is safe.
+	TagValue func(col, keyParam string) string
+	// IsUniqueViolation reports a unique or primary-key constraint error.
+	IsUniqueViolation func(error) bool
+	// IsForeignKeyViolation reports a foreign-key constraint error.
+	IsForeignKeyViolation func(error) bool
+}
+
+// Store implements store.Store. Reads go to the read pool, every write (and
+// every transaction, including its reads) to the write pool: SQLite gives the
+// write pool a single connection so writers queue in Go instead of failing
+// with SQLITE_BUSY; PostgreSQL passes the same pool twice.
+type Store struct {
+	d     Dialect
+	read  *sql.DB
+	write *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store over migrated databases. The Store owns both pools and
+// closes them in Close; read and write may be the same *sql.DB.
+func New(d Dialect, read, write *sql.DB) *Store {
+	return &Store{d: d, read: read, write: write}
+}
+
+// Ping checks both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w", s.d.Name, err)
+	}
+	if s.read != s.write {
+		if err := s.read.PingContext(ctx); err != nil {
+			return fmt.Errorf("ping %s: %w", s.d.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes both pools; later calls fail with database/sql's "database is
+// closed".
+func (s *Store) Close() error {
+	err := s.write.Close()
+	if s.read != s.write {
+		err = errors.Join(err, s.read.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", s.d.Name, err)
+	}
+	return nil
+}
+
+// q adapts a query written with "?" placeholders to the dialect. "?" inside
+// single-quoted literals is left alone.
+func (s *Store) q(query string) string {
+	if !s.d.NumberedPlaceholders {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n, quoted := 0, false
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == '\'':
+			quoted = !quoted
+		case c == '?' && !quoted:
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in a write transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", s.mapErr(err))
+	}
+	return nil
+}
+
+// exec runs a statement and returns the number of rows it affected.
+func (s *Store) exec(ctx context.Context, db querier, query string, args ...any) (int64, error) {
+	res, err := db.ExecContext(ctx, s.q(query), args...)
+	if err != nil {
+		return 0, s.mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("rows affected: %w", err)
+	}
+	return n, nil
+}
+
+// mapErr turns driver errors into the store's sentinels, keeping the
+// original in the chain: sql.ErrNoRows is ErrNotFound, a unique violation is
+// ErrConflict, a foreign-key violation (a missing parent) is ErrNotFound.
+// Callers that know better (a delete blocked by children) check first.
+func (s *Store) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrNotFound
+	case s.d.IsUniqueViolation(err):
+		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	case s.d.IsForeignKeyViolation(err):
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	return err
+}
+
+// affected1 turns "no row matched" into ErrNotFound.
+func affected1(n int64, err error) error {
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// limit applies the Page defaults.
+func limit(p store.Page) int {
+	switch {
+	case p.Limit <= 0:
+		return defaultLimit
+	case p.Limit > maxLimit:
+		return maxLimit
+	}
+	return p.Limit
+}
+
+// micros encodes a time for storage: unix microseconds, so precision is kept
+// well below the millisecond and the zero time survives a round trip.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// fromMicros decodes a stored time, always in UTC.
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// encodeTags stores nil and empty maps alike as "{}".
+func encodeTags(tags map[string]string) (string, error) {
+	if len(tags) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(tags)
+	if err != nil {
+		return "", fmt.Errorf("encode tags: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeTags returns a non-nil map.
+func decodeTags(s string) (map[string]string, error) {
+	tags := map[string]string{}
+	if s == "" {
+		return tags, nil
+	}
+	if err := json.Unmarshal([]byte(s), &tags); err != nil {
+		return nil, fmt.Errorf("decode tags: %w", err)
+	}
+	return tags, nil
+}
+
+// encodeList stores nil and empty lists alike as "[]".
+func encodeList(l []string) (string, error) {
+	if len(l) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return "", fmt.Errorf("encode list: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeList returns a non-nil slice.
+func decodeList(s string) ([]string, error) {
+	l := []string{}
+	if s == "" {
+		return l, nil
+	}
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, fmt.Errorf("decode list: %w", err)
+	}
+	return l, nil
+}
+
+// escapeLike escapes LIKE metacharacters for use with ESCAPE '\'.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// scopeCond matches col against a scope and everything below it, by whole
+// path segments and case-insensitively: "/subscriptions/a" matches
+// "/subscriptions/A/resourceGroups/x" but not "/subscriptions/ab". It returns
+// "" when prefix selects everything ("" or "/").
+func scopeCond(col, prefix string) (string, []any) {
+	prefix = strings.TrimRight(prefix, "/")
+	if prefix == "" {
+		return "", nil
+	}
+	return "(lower(" + col + ") = lower(?) OR lower(" + col + `) LIKE lower(?) || '/%' ESCAPE '\')`,
+		[]any{prefix, escapeLike(prefix)}
+}
+
+// where joins conditions with AND.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+func (w *where) String() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// collect reads every row with scan.
+func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

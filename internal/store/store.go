@@ -1,0 +1,339 @@
+// Package store defines Corral's persistence contract: narrow interfaces per
+// bounded context, the records they hold, and sentinel errors callers branch
+// on. Implementations live in subpackages (sqlstore with its sqlite and
+// postgres dialects) and must pass the conformance suite in storetest.
+//
+// The store never calls time.Now() and never makes IDs: callers pass both, so
+// expiry and ordering are testable with an injected clock.
+//
+// All methods are safe for concurrent use.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them with %w.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a record with the same key already exists, or an
+	// optimistic-concurrency check failed.
+	ErrConflict = errors.New("conflict")
+	// ErrNotEmpty: a scope still holds children (e.g. a resource group with machines).
+	ErrNotEmpty = errors.New("not empty")
+)
+
+// Store is everything the control plane persists.
+type Store interface {
+	Subscriptions
+	ResourceGroups
+	Machines
+	Identities
+	Authorization
+	Activity
+	// Ping checks the backend is reachable (readiness).
+	Ping(ctx context.Context) error
+	// Close releases the backend. Calls after Close fail.
+	Close() error
+}
+
+// Page asks for one page of a list ordered by the list's key.
+// After is the exclusive lower bound (the last key of the previous page);
+// Limit <= 0 means the implementation default (100); the maximum is 1000.
+type Page struct {
+	After string
+	Limit int
+}
+
+// Subscription record.
+type Subscription struct {
+	Name        string
+	DisplayName string
+	CreatedAt   time.Time
+	CreatedBy   string
+}
+
+// Subscriptions stores the top-level scopes. Names are case-insensitive
+// unique, like resource group names.
+type Subscriptions interface {
+	CreateSubscription(ctx context.Context, s Subscription) error // ErrConflict if it exists
+	GetSubscription(ctx context.Context, name string) (Subscription, error)
+	ListSubscriptions(ctx context.Context) ([]Subscription, error)
+}
+
+// ResourceGroup record.
+type ResourceGroup struct {
+	Subscription string
+	Name         string
+	Tags         map[string]string
+	CreatedAt    time.Time
+	CreatedBy    string
+}
+
+// ResourceGroups stores resource groups. Names are case-insensitive unique
+// within a subscription (stored as given, compared lower-cased). A group
+// records its subscription's stored name, whatever casing the caller used;
+// machines likewise record their parents' stored names.
+type ResourceGroups interface {
+	CreateResourceGroup(ctx context.Context, g ResourceGroup) error // ErrNotFound if the subscription is missing, ErrConflict if it exists
+	GetResourceGroup(ctx context.Context, sub, name string) (ResourceGroup, error)
+	// ListResourceGroups orders by name; Page.After is a name.
+	ListResourceGroups(ctx context.Context, sub string, p Page) ([]ResourceGroup, error)
+	DeleteResourceGroup(ctx context.Context, sub, name string) error // ErrNotEmpty while it holds machines
+}
+
+// Machine record. Properties, AgentConfig and Cloud are stored as JSON
+// documents the store does not interpret, except for the indexed columns
+// (Environment, OSName) used by filters.
+type Machine struct {
+	ID            string // machine UUID, unique
+	Subscription  string
+	ResourceGroup string
+	Name          string
+	Tags          map[string]string
+	Status        string // wire.StatusConnected...
+	LastHeartbeat time.Time
+	AgentVersion  string
+	Environment   string
+	OSName        string
+	Properties    []byte // JSON wire.MachineProperties
+	AgentConfig   []byte // JSON wire.AgentConfig
+	// CertSerial is the decimal serial of the one client certificate the
+	// machine may present; renewal replaces it atomically.
+	CertSerial   string
+	CertNotAfter time.Time
+	// Generation increases with every change of desired state.
+	Generation int64
+	// AppliedGeneration is the generation the agent last reported applied.
+	AppliedGeneration int64
+	CreatedAt         time.Time
+	CreatedBy         string
+	UpdatedAt         time.Time
+}
+
+// MachineFilter selects machines. Empty fields match everything. Subscription
+// is required; ResourceGroup narrows to one group.
+type MachineFilter struct {
+	Subscription  string
+	ResourceGroup string
+	Environment   string // exact (callers pass the canonical spelling)
+	Status        string // exact
+	OSName        string // exact, case-insensitive
+	NameContains  string // case-insensitive substring
+	TagKey        string // machines having this tag key ...
+	TagValue      string // ... with this value when non-empty
+	Page          Page   // ordered by (resource group, name) lower-cased; After = "rg/name"
+}
+
+// Heartbeat is one machine's liveness signal, written in batches.
+type Heartbeat struct {
+	MachineID    string
+	At           time.Time
+	AgentVersion string
+}
+
+// Machines stores machine resources.
+type Machines interface {
+	// CreateMachine inserts m. ErrNotFound if the resource group is missing,
+	// ErrConflict if a machine of that name exists in the group (unless
+	// replaceExpired and the existing one is Expired: then it is replaced).
+	CreateMachine(ctx context.Context, m Machine, replaceExpired bool) error
+	GetMachine(ctx context.Context, sub, rg, name string) (Machine, error)
+	GetMachineByID(ctx context.Context, id string) (Machine, error)
+	ListMachines(ctx context.Context, f MachineFilter) ([]Machine, error)
+	// CountMachinesByStatus is used by metrics: status -> count, all subscriptions.
+	CountMachinesByStatus(ctx context.Context) (map[string]int, error)
+	// UpdateMachineTags replaces the tags and bumps Generation; returns the new generation.
+	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
+	// UpdateMachineReport stores what the agent reported. Nil slices leave a field unchanged.
+	UpdateMachineReport(ctx context.Context, id string, r MachineReport) error
+	// UpdateMachineCert records a renewed certificate for the machine.
+	UpdateMachineCert(ctx context.Context, id, serial string, notAfter, at time.Time) error
+	// RecordHeartbeats applies a batch in one transaction: LastHeartbeat and
+	// status Connected (unless Expired). Unknown ids are ignored.
+	// LastHeartbeat never moves backwards, so batches may land out of order.
+	RecordHeartbeats(ctx context.Context, hs []Heartbeat) error
+	// MarkStale moves Connected machines whose LastHeartbeat is before
+	// disconnectedBefore to Disconnected, and any non-Expired machine whose
+	// LastHeartbeat is before expiredBefore to Expired. It returns the ids
+	// whose status changed.
+	MarkStale(ctx context.Context, disconnectedBefore, expiredBefore time.Time) ([]string, error)
+	DeleteMachine(ctx context.Context, id string) error
+}
+
+// MachineReport is a partial update of agent-reported fields.
+type MachineReport struct {
+	AgentVersion      string // "" = unchanged
+	Environment       string // "" = unchanged
+	OSName            string // "" = unchanged
+	Properties        []byte // nil = unchanged
+	AgentConfig       []byte // nil = unchanged
+	AppliedGeneration int64  // 0 = unchanged
+	At                time.Time
+}
+
+// User record. PasswordHash is an encoded argon2id hash.
+type User struct {
+	ID           string
+	Name         string // unique, case-insensitive
+	PasswordHash string
+	Disabled     bool
+	CreatedAt    time.Time
+}
+
+// ServicePrincipal record. SecretHash is a hash of the high-entropy secret.
+type ServicePrincipal struct {
+	ClientID    string // UUID; also the principal id
+	DisplayName string
+	SecretHash  string
+	ExpiresAt   time.Time
+	CreatedAt   time.Time
+	CreatedBy   string
+}
+
+// APIToken record. Hash is a hash of the random token; the token itself is
+// never stored.
+type APIToken struct {
+	ID          string
+	Name        string
+	PrincipalID string
+	Hash        string // unique
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// DeviceCode record (RFC 8628). DeviceCodeHash is a hash of the device code
+// the agent polls with; UserCode is what the operator approves.
+type DeviceCode struct {
+	UserCode       string // unique, upper-case
+	DeviceCodeHash string // unique
+	Subscription   string
+	ResourceGroup  string
+	MachineName    string
+	SourceIP       string
+	ExpiresAt      time.Time
+	ApprovedBy     string // principal id; "" while pending
+	ApprovedAt     time.Time
+	Consumed       bool
+	CreatedAt      time.Time
+}
+
+// Identities stores users, service principals, API tokens and device codes.
+type Identities interface {
+	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate name
+	GetUser(ctx context.Context, id string) (User, error)
+	GetUserByName(ctx context.Context, name string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	UpdateUserPassword(ctx context.Context, id, hash string) error
+	DeleteUser(ctx context.Context, id string) error
+
+	CreateServicePrincipal(ctx context.Context, sp ServicePrincipal) error
+	GetServicePrincipal(ctx context.Context, clientID string) (ServicePrincipal, error)
+	ListServicePrincipals(ctx context.Context) ([]ServicePrincipal, error)
+	DeleteServicePrincipal(ctx context.Context, clientID string) error
+
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	GetAPITokenByHash(ctx context.Context, hash string) (APIToken, error)
+	ListAPITokens(ctx context.Context, principalID string) ([]APIToken, error)
+	DeleteAPIToken(ctx context.Context, id string) error
+	// DeletePrincipalTokens removes every API token of a principal (used
+	// when the principal is deleted).
+	DeletePrincipalTokens(ctx context.Context, principalID string) error
+
+	CreateDeviceCode(ctx context.Context, d DeviceCode) error
+	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (DeviceCode, error)
+	GetDeviceCodeByHash(ctx context.Context, hash string) (DeviceCode, error)
+	ListPendingDeviceCodes(ctx context.Context, now time.Time) ([]DeviceCode, error)
+	// ApproveDeviceCode sets ApprovedBy/At if the code is pending and not
+	// expired at `at`; ErrNotFound otherwise.
+	ApproveDeviceCode(ctx context.Context, userCode, approvedBy string, at time.Time) error
+	// ConsumeDeviceCode marks an approved code used, exactly once: a second
+	// call returns ErrConflict, as does a code not yet approved; an unknown
+	// code is ErrNotFound. Expiry is the caller's check.
+	ConsumeDeviceCode(ctx context.Context, hash string) error
+}
+
+// RoleDefinition record (custom roles; built-ins live in code).
+type RoleDefinition struct {
+	ID               string
+	Name             string // unique, case-insensitive
+	Description      string
+	Actions          []string
+	NotActions       []string
+	AssignableScopes []string
+	CreatedAt        time.Time
+	CreatedBy        string
+}
+
+// RoleAssignment record.
+type RoleAssignment struct {
+	ID            string
+	PrincipalID   string
+	PrincipalType string
+	RoleID        string
+	Scope         string // "/" or a resource id prefix, lower-cased on compare
+	CreatedAt     time.Time
+	CreatedBy     string
+}
+
+// RoleAssignmentFilter selects assignments; empty fields match all.
+type RoleAssignmentFilter struct {
+	PrincipalID string
+	RoleID      string
+	// ScopePrefix matches assignments at this scope or below it.
+	ScopePrefix string
+}
+
+// Authorization stores custom roles and role assignments.
+type Authorization interface {
+	CreateRoleDefinition(ctx context.Context, r RoleDefinition) error // ErrConflict on duplicate id or name
+	GetRoleDefinition(ctx context.Context, id string) (RoleDefinition, error)
+	ListRoleDefinitions(ctx context.Context) ([]RoleDefinition, error)
+	UpdateRoleDefinition(ctx context.Context, r RoleDefinition) error
+	DeleteRoleDefinition(ctx context.Context, id string) error // ErrNotEmpty while assigned
+
+	// CreateRoleAssignment: ErrConflict if the same principal/role/scope exists.
+	CreateRoleAssignment(ctx context.Context, a RoleAssignment) error
+	GetRoleAssignment(ctx context.Context, id string) (RoleAssignment, error)
+	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, id string) error
+	// DeletePrincipalAssignments removes every assignment of a principal.
+	DeletePrincipalAssignments(ctx context.Context, principalID string) error
+}
+
+// ActivityEntry record. Append-only: there is no update or delete.
+type ActivityEntry struct {
+	ID            string // sortable (time-ordered) unique id, made by the caller
+	Time          time.Time
+	CallerID      string
+	Caller        string
+	CallerType    string
+	Action        string
+	Scope         string
+	Result        string
+	Status        int
+	Message       string
+	CorrelationID string
+	SourceIP      string
+	Method        string
+	Path          string
+}
+
+// ActivityFilter selects entries, newest first. ScopePrefix matches the
+// scope and everything below it.
+type ActivityFilter struct {
+	ScopePrefix string
+	CallerID    string // principal id or caller display name
+	Action      string // exact, or a prefix ending in "*"
+	Result      string
+	From, To    time.Time // zero = unbounded; From inclusive, To exclusive
+	Page        Page      // After = the last entry id of the previous page (ids sort by time)
+}
+
+// Activity stores the activity log.
+type Activity interface {
+	AppendActivity(ctx context.Context, entries ...ActivityEntry) error
+	ListActivity(ctx context.Context, f ActivityFilter) ([]ActivityEntry, error)
+}

@@ -1,0 +1,89 @@
+package testutil
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"crypto/tls"
+	"encoding/json"
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"net/http"
+	"testing"
+
+	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// Machine is a machine onboarded through the real connect endpoint, with an
+// HTTP client presenting its client certificate. It speaks the agent
+// protocol directly, for API-level tests; end-to-end tests run the real agent.
+type Machine struct {
+	wire.ConnectResponse
+	KeyPEM []byte
+	Client *http.Client
+}
+
+// OnboardMachine connects a machine named name into resource group rg using
+// bearer token tok (an onboarding principal's token).
+func (s *API) OnboardMachine(t testing.TB, tok, rg, name string, props wire.MachineProperties) *Machine {
+	t.Helper()
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: rg, Name: name,
+		CSR: string(csrPEM), AgentVersion: "2026.11.0", Properties: props, AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true}}
+	var resp wire.ConnectResponse
+	s.MustDo(t, http.StatusCreated, "POST", wire.PathConnect, tok, req, &resp)
+	return s.machineClient(t, resp, keyPEM)
+}
+
+func (s *API) machineClient(t testing.TB, resp wire.ConnectResponse, keyPEM []byte) *Machine {
+	t.Helper()
+	cert, err := tls.X509KeyPair([]byte(resp.Certificate), keyPEM)
+	if err != nil {
+		t.Fatalf("machine key pair: %v", err)
+	}
+	cfg := s.TLSConfig(t)
+	cfg.Certificates = []tls.Certificate{cert}
+	return &Machine{ConnectResponse: resp, KeyPEM: keyPEM, Client: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}}
+}
+
+// DoMachine calls an agent endpoint with the machine's certificate.
+func (s *API) DoMachine(t testing.TB, m *Machine, method, path string, body any) (int, []byte) {
+	t.Helper()
+	return s.DoWith(t, m.Client, method, path, "", body)
+}
+
+// DecodeError decodes an API error body.
+func DecodeError(t testing.TB, b []byte) wire.ErrorBody {
+	t.Helper()
+	var e wire.ErrorResponse
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("error body %q: %v", b, err)
+	}
+	return e.Error
+}
+
+// DialStream opens the machine's push channel, says hello and returns the
+// connection after the server's welcome. It is closed when the test ends.
+func (s *API) DialStream(t testing.TB, m *Machine) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(s.URL, "https")+wire.PathStream, &websocket.DialOptions{HTTPClient: m.Client})
+	if err != nil {
+		t.Fatalf("dial stream: %v", err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	if err := wsjson.Write(ctx, conn, wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: "2026.11.0"}); err != nil {
+		t.Fatal(err)
+	}
+	var welcome wire.StreamMessage
+	if err := wsjson.Read(ctx, conn, &welcome); err != nil || welcome.Type != wire.MsgWelcome {
+		t.Fatalf("welcome: %v %+v", err, welcome)
+	}
+	return conn
+}

@@ -1,0 +1,123 @@
+package wire
+
+import "time"
+
+// Agent protocol paths, all under the server's TLS listener. Every path but
+// PathConnect requires the machine's client certificate (mTLS).
+const (
+	PathConnect      = "/agent/v1/connect"     // POST ConnectRequest, bearer token of the onboarding principal
+	PathStream       = "/agent/v1/stream"      // GET, WebSocket upgrade: push channel + heartbeats
+	PathReports      = "/agent/v1/reports"     // POST ReportBatch
+	PathDesiredState = "/agent/v1/desired"     // GET DesiredState
+	PathCertificate  = "/agent/v1/certificate" // POST RenewRequest -> RenewResponse
+	PathMachine      = "/agent/v1/machine"     // DELETE: disconnect (removes the machine resource)
+	PathDeviceCode   = "/oauth2/devicecode"    // POST form: RFC 8628 device authorization
+	PathToken        = "/oauth2/token"         // POST form: client_credentials, password, device_code grants
+)
+
+// Grant types accepted at PathToken.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantPassword          = "password"
+	GrantDeviceCode        = "urn:ietf:params:oauth:grant-type:device_code"
+)
+
+// ConnectRequest onboards a machine. The agent generated the key pair behind
+// CSR locally; the private key never leaves the machine.
+type ConnectRequest struct {
+	ProtocolVersion int               `json:"protocolVersion"`
+	SubscriptionID  string            `json:"subscriptionId"`
+	ResourceGroup   string            `json:"resourceGroup"`
+	Name            string            `json:"name"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	CSR             string            `json:"csr"` // PEM "CERTIFICATE REQUEST"
+	AgentVersion    string            `json:"agentVersion"`
+	Properties      MachineProperties `json:"properties"`
+	AgentConfig     AgentConfig       `json:"agentConfiguration"`
+}
+
+// ConnectResponse carries the machine identity.
+type ConnectResponse struct {
+	ResourceID  string `json:"resourceId"`
+	MachineID   string `json:"machineId"`
+	Certificate string `json:"certificate"` // PEM, signed by the server CA
+	CACert      string `json:"caCertificate"`
+	// HeartbeatInterval tells the agent how often to send heartbeats.
+	HeartbeatInterval Duration `json:"heartbeatInterval"`
+}
+
+// RenewRequest asks for a new client certificate for a new key pair before the
+// current one expires. It is sent over mTLS with the current certificate.
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// RenewResponse carries the new certificate.
+type RenewResponse struct {
+	Certificate string `json:"certificate"`
+}
+
+// Stream message types. The stream is a WebSocket carrying one JSON
+// StreamMessage per text frame in both directions.
+const (
+	MsgHello     = "hello"     // agent -> server, first frame
+	MsgHeartbeat = "heartbeat" // agent -> server
+	MsgSync      = "sync"      // server -> agent: desired state changed, fetch it
+	MsgPing      = "ping"      // server -> agent: latency probe, agent answers MsgPong with the same Seq
+	MsgPong      = "pong"      // agent -> server
+	MsgWelcome   = "welcome"   // server -> agent, answer to hello
+	MsgGoodbye   = "goodbye"   // server -> agent: identity revoked (machine deleted/expired); stop
+)
+
+// StreamMessage is one frame on the push channel.
+type StreamMessage struct {
+	Type            string    `json:"type"`
+	ProtocolVersion int       `json:"protocolVersion,omitempty"`
+	AgentVersion    string    `json:"agentVersion,omitempty"`
+	Generation      int64     `json:"generation,omitempty"` // desired-state generation (MsgSync, MsgWelcome, MsgHeartbeat)
+	Seq             int64     `json:"seq,omitempty"`
+	SentAt          time.Time `json:"sentAt,omitzero"`
+	Reason          string    `json:"reason,omitempty"`
+	// HeartbeatInterval (in MsgWelcome) overrides the agent's interval.
+	HeartbeatInterval Duration `json:"heartbeatInterval,omitempty"`
+}
+
+// DesiredState is what the control plane wants on the machine. The agent
+// reconciles toward it and reports observed state.
+type DesiredState struct {
+	Generation int64             `json:"generation"`
+	ResourceID string            `json:"resourceId"`
+	Tags       map[string]string `json:"tags,omitempty"`
+}
+
+// Report kinds.
+const (
+	ReportProperties  = "properties"  // Body: MachineProperties
+	ReportAgentConfig = "agentConfig" // Body: AgentConfig
+	ReportApplied     = "applied"     // Body: AppliedState
+)
+
+// Report is one observation made by the agent. Reports are buffered on disk
+// while the server is unreachable and delivered in order afterwards.
+type Report struct {
+	ID           string    `json:"id"` // unique per agent, lets the server ignore re-deliveries
+	Kind         string    `json:"kind"`
+	TakenAt      time.Time `json:"takenAt"`
+	AgentVersion string    `json:"agentVersion,omitempty"`
+	Body         []byte    `json:"body"` // JSON of the kind's type; []byte marshals as base64
+}
+
+// AppliedState says which desired-state generation the agent has applied.
+type AppliedState struct {
+	Generation int64 `json:"generation"`
+}
+
+// ReportBatch is the body of POST PathReports.
+type ReportBatch struct {
+	Reports []Report `json:"reports"`
+}
+
+// ReportAck tells the agent which reports it may drop from its outbox.
+type ReportAck struct {
+	Accepted []string `json:"accepted"`
+}

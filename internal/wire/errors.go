@@ -1,0 +1,54 @@
+package wire
+
+import "fmt"
+
+// Error codes carried in ErrorBody.Code. They are part of the API contract:
+// scripts branch on them.
+const (
+	CodeBadRequest           = "BadRequest"
+	CodeInvalidJSON          = "InvalidJSON"
+	CodeValidation           = "ValidationFailed"
+	CodeUnauthenticated      = "Unauthenticated"
+	CodeInvalidClient        = "invalid_client" // OAuth2 token endpoint, RFC 6749 §5.2
+	CodeInvalidGrant         = "invalid_grant"
+	CodeAuthorizationPending = "authorization_pending" // RFC 8628
+	CodeExpiredToken         = "expired_token"
+	CodeForbidden            = "AuthorizationFailed"
+	CodeNotFound             = "NotFound"
+	CodeConflict             = "Conflict"
+	CodeTooLarge             = "RequestEntityTooLarge"
+	CodeUnsupportedMedia     = "UnsupportedMediaType"
+	CodeMethodNotAllowed     = "MethodNotAllowed"
+	CodeUnsupportedProtocol  = "UnsupportedProtocolVersion"
+	CodeInvalidCertificate   = "InvalidClientCertificate"
+	CodeMachineExpired       = "MachineExpired"
+	CodeInternal             = "InternalError"
+	CodeUnavailable          = "ServiceUnavailable"
+)
+
+// ErrorResponse is the body of every non-2xx API response:
+// {"error":{"code":"...","message":"...","target":"..."}}.
+type ErrorResponse struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody describes one failure. Message is safe to show to the caller; it
+// never contains secrets.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
+}
+
+// APIError is an ErrorBody received by a client, with the HTTP status.
+type APIError struct {
+	Status int
+	ErrorBody
+}
+
+func (e *APIError) Error() string {
+	if e.Target != "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Target)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
