@@ -1,0 +1,255 @@
+package webui
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+const defaultSubscription = "default"
+
+var (
+	// nameRE and tagFilterRE mirror the API's rules so that bad input gets
+	// a message naming the form field before any call is made.
+	nameRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	tagFilterRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}(=.*)?$`)
+	statuses    = []string{wire.StatusConnected, wire.StatusDisconnected, wire.StatusExpired}
+)
+
+// machineFilter is the inventory's query: the same filters as the API and
+// `corral machine list`, plus paging.
+type machineFilter struct {
+	Sub, RG, Environment, Status, OS, Tag, Name string
+	Top                                         int
+	Skip                                        string // the API's opaque $skipToken
+}
+
+// parseMachineFilter reads and checks the inventory query.
+func parseMachineFilter(q url.Values) (machineFilter, error) {
+	f := machineFilter{
+		Sub: strings.TrimSpace(q.Get("sub")), RG: strings.TrimSpace(q.Get("rg")), OS: strings.TrimSpace(q.Get("os")),
+		Tag: strings.TrimSpace(q.Get("tag")), Name: strings.TrimSpace(q.Get("name")), Skip: q.Get("skip"), Top: 100,
+	}
+	if f.Sub == "" {
+		f.Sub = defaultSubscription
+	}
+	if !nameRE.MatchString(f.Sub) {
+		return f, formError("Subscription must be a name of 1-63 letters, digits, '.', '_' or '-'.")
+	}
+	if f.RG != "" && !nameRE.MatchString(f.RG) {
+		return f, formError("Resource group must be a name of 1-63 letters, digits, '.', '_' or '-'.")
+	}
+	var ok bool
+	if f.Environment, ok = canonical(q.Get("environment"), wire.Environments); !ok {
+		return f, formError("Environment must be one of " + strings.Join(wire.Environments, ", ") + ".")
+	}
+	if f.Status, ok = canonical(q.Get("status"), statuses); !ok {
+		return f, formError("Status must be Connected, Disconnected or Expired.")
+	}
+	if f.Tag != "" && !tagFilterRE.MatchString(f.Tag) {
+		return f, formError("Tag must be KEY or KEY=VALUE, for example env=prod.")
+	}
+	if len(f.Name) > 63 || len(f.OS) > 64 {
+		return f, formError("Name and OS filters are at most 63 characters.")
+	}
+	if v := q.Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, formError("Page size must be a number from 1 to 1000.")
+		}
+		f.Top = n
+	}
+	return f, nil
+}
+
+// canonical matches v case-insensitively against allowed; "" is allowed.
+func canonical(v string, allowed []string) (string, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", true
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(a, v) {
+			return a, true
+		}
+	}
+	return v, false
+}
+
+func (f machineFilter) apiPath() string {
+	if f.RG != "" {
+		return apiPath("subscriptions", f.Sub, "resourceGroups", f.RG, "machines")
+	}
+	return apiPath("subscriptions", f.Sub, "machines")
+}
+
+func (f machineFilter) apiQuery() url.Values {
+	q := url.Values{"$top": {strconv.Itoa(f.Top)}}
+	for k, v := range map[string]string{"environment": f.Environment, "status": f.Status, "os": f.OS, "tag": f.Tag, "name": f.Name, "$skipToken": f.Skip} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+// uiURL is the inventory URL of this filter at page skip ("" = first page).
+func (f machineFilter) uiURL(skip string) string {
+	q := url.Values{}
+	for k, v := range map[string]string{"rg": f.RG, "environment": f.Environment, "status": f.Status, "os": f.OS,
+		"tag": f.Tag, "name": f.Name, "skip": skip} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Sub != defaultSubscription {
+		q.Set("sub", f.Sub)
+	}
+	if f.Top != 100 {
+		q.Set("top", strconv.Itoa(f.Top))
+	}
+	if len(q) == 0 {
+		return "/ui/machines"
+	}
+	return "/ui/machines?" + q.Encode()
+}
+
+// inventoryData is the machine inventory page.
+type inventoryData struct {
+	Filter        machineFilter
+	Subscriptions []string
+	Environments  []string
+	Statuses      []string
+	PageSizes     []int
+	Machines      []wire.Machine
+	NextURL       string
+	FirstURL      string // set when not on the first page
+	Filtered      bool
+}
+
+func (h *Handler) inventory(u *uiRequest) {
+	f, err := parseMachineFilter(u.r.URL.Query())
+	d := &inventoryData{Filter: f, Environments: wire.Environments, Statuses: statuses, PageSizes: []int{25, 50, 100, 250, 500, 1000},
+		Filtered: f.RG != "" || f.Environment != "" || f.Status != "" || f.OS != "" || f.Tag != "" || f.Name != ""}
+	p := &page{Title: "Machines", Nav: "machines", Me: &u.me, Data: d}
+	if name := u.r.URL.Query().Get("deleted"); nameRE.MatchString(name) {
+		p.Notice = "Machine " + strconv.Quote(name) + " was deleted. Its agent has been told to stop."
+	}
+	var subs wire.List[wire.Subscription]
+	if u.api.get(u.ctx(), apiPath("subscriptions"), nil, &subs) == nil {
+		for _, s := range subs.Value {
+			d.Subscriptions = append(d.Subscriptions, s.Name)
+		}
+	}
+	if err != nil {
+		p.Error = h.toUIError(u.r, err)
+		h.render(u.w, u.r, p.Error.Status, "machines", p)
+		return
+	}
+	var list wire.List[wire.Machine]
+	if err := u.api.get(u.ctx(), f.apiPath(), f.apiQuery(), &list); err != nil {
+		p.Error = h.toUIError(u.r, err)
+		h.render(u.w, u.r, p.Error.Status, "machines", p)
+		return
+	}
+	d.Machines = list.Value
+	if next := skipTokenOf(list.NextLink); next != "" {
+		d.NextURL = f.uiURL(next)
+	}
+	if f.Skip != "" {
+		d.FirstURL = f.uiURL("")
+	}
+	h.render(u.w, u.r, http.StatusOK, "machines", p)
+}
+
+// machineData is the machine detail page.
+type machineData struct {
+	Machine     wire.Machine
+	AgentConfig []configRow
+	ActivityURL string
+	DeleteURL   string
+}
+
+// configRow is one key of the local agent configuration (DESIGN.md §4).
+type configRow struct{ Key, Value string }
+
+func agentConfigRows(c *wire.AgentConfig) []configRow {
+	if c == nil {
+		return nil
+	}
+	list := func(v []string) string {
+		if len(v) == 0 {
+			return ""
+		}
+		return strings.Join(v, ", ")
+	}
+	num := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.Itoa(n) + "%"
+	}
+	return []configRow{
+		{"extensions.allowlist", list(c.ExtensionsAllowlist)},
+		{"extensions.blocklist", list(c.ExtensionsBlocklist)},
+		{"extensions.enabled", strconv.FormatBool(c.ExtensionsEnabled)},
+		{"guestconfiguration.enabled", strconv.FormatBool(c.GuestConfigurationEnabled)},
+		{"config.mode", c.Mode},
+		{"incomingconnections.enabled", strconv.FormatBool(c.IncomingConnectionsEnabled)},
+		{"incomingconnections.ports", list(c.IncomingConnectionsPorts)},
+		{"proxy.url", c.ProxyURL},
+		{"proxy.bypass", list(c.ProxyBypass)},
+		{"extensions.agent.cpulimit", num(c.ExtensionsCPULimit)},
+		{"guestconfiguration.agent.cpulimit", num(c.GuestConfigurationCPULimit)},
+	}
+}
+
+// machinePath is the API path of the machine named in the UI URL.
+func machinePath(r *http.Request) string {
+	return apiPath("subscriptions", r.PathValue("sub"), "resourceGroups", r.PathValue("rg"), "machines", r.PathValue("name"))
+}
+
+func (h *Handler) machineDetail(u *uiRequest) {
+	h.showMachine(u, http.StatusOK, nil)
+}
+
+// showMachine renders the detail page, with an error banner when a delete
+// failed (status is then the API's).
+func (h *Handler) showMachine(u *uiRequest, status int, actionErr *uiError) {
+	var m wire.Machine
+	if err := u.api.get(u.ctx(), machinePath(u.r), nil, &m); err != nil {
+		if actionErr != nil {
+			h.render(u.w, u.r, actionErr.Status, "error", &page{Title: "Machine", Nav: "machines", Me: &u.me, Error: actionErr})
+			return
+		}
+		h.renderError(u.w, u.r, &u.me, err)
+		return
+	}
+	d := &machineData{Machine: m, AgentConfig: agentConfigRows(m.AgentConfig),
+		ActivityURL: "/ui/activity?" + url.Values{"scope": {m.ID}}.Encode(), DeleteURL: machineURL(m) + "/delete"}
+	h.render(u.w, u.r, status, "machine", &page{Title: m.Name, Nav: "machines", Me: &u.me, Error: actionErr, Data: d})
+}
+
+// deleteMachine goes through the API's DELETE, so only a caller with
+// machines/delete at the machine's scope succeeds and the attempt is in the
+// activity log either way.
+func (h *Handler) deleteMachine(u *uiRequest) {
+	err := u.api.do(u.ctx(), http.MethodDelete, machinePath(u.r), nil, nil, "", nil)
+	if err != nil {
+		ue := h.toUIError(u.r, err)
+		ue.Message = "The machine was not deleted: " + ue.Message
+		h.showMachine(u, ue.Status, ue)
+		return
+	}
+	f := machineFilter{Sub: u.r.PathValue("sub"), Top: 100}
+	target := f.uiURL("")
+	sep := "?"
+	if strings.Contains(target, "?") {
+		sep = "&"
+	}
+	http.Redirect(u.w, u.r, target+sep+url.Values{"deleted": {u.r.PathValue("name")}}.Encode(), http.StatusSeeOther)
+}
