@@ -1,3 +1,5 @@
+// Command corral is the Corral control plane (corral server), its one-command
+// development setup (corral dev), the admin CLI and the load generator.
 package main
 
 import (

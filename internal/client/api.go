@@ -25,23 +25,27 @@ func (c *Client) ClientCredentialsToken(ctx context.Context, clientID, secret st
 
 func (c *Client) formToken(ctx context.Context, form url.Values) (wire.TokenResponse, error) {
 	var tr wire.TokenResponse
-	target, err := c.resolve(wire.PathToken)
-	if err != nil {
-		return tr, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
-	if err != nil {
-		return tr, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if err := c.send(req, &tr); err != nil {
+	if err := c.postForm(ctx, wire.PathToken, form, &tr); err != nil {
 		return tr, err
 	}
 	if tr.AccessToken == "" {
 		return tr, errors.New("the token endpoint returned no access token")
 	}
 	return tr, nil
+}
+
+func (c *Client) postForm(ctx context.Context, path string, form url.Values, out any) error {
+	target, err := c.resolve(path)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	return c.send(req, out)
 }
 
 // Me describes the caller.
@@ -307,4 +311,28 @@ func (c *Client) ListActivity(ctx context.Context, q ActivityQuery) ([]wire.Acti
 		v.Set("$top", strconv.Itoa(min(q.Max, 1000)))
 	}
 	return listAll[wire.ActivityEntry](ctx, c, withQuery("/api/v1/activityLogs", v), q.Max)
+}
+
+// Do calls any API path with an optional JSON body and decodes the JSON
+// answer into out (if non-nil). Errors are *wire.APIError for API failures.
+func (c *Client) Do(ctx context.Context, method, pathAndQuery string, in, out any) error {
+	return c.do(ctx, method, pathAndQuery, in, out)
+}
+
+// RequestDeviceCode starts a device-code onboarding (RFC 8628) into a
+// resource group.
+func (c *Client) RequestDeviceCode(ctx context.Context, sub, rg, machineName string) (wire.DeviceCodeResponse, error) {
+	var dc wire.DeviceCodeResponse
+	err := c.postForm(ctx, wire.PathDeviceCode, url.Values{"subscription_id": {sub}, "resource_group": {rg}, "machine_name": {machineName}}, &dc)
+	if err == nil && (dc.DeviceCode == "" || dc.UserCode == "") {
+		err = errors.New("the server returned no device code")
+	}
+	return dc, err
+}
+
+// DeviceCodeToken polls for the token of an approved device code. Until an
+// operator approves it the error is an APIError with code
+// authorization_pending.
+func (c *Client) DeviceCodeToken(ctx context.Context, deviceCode string) (wire.TokenResponse, error) {
+	return c.formToken(ctx, url.Values{"grant_type": {wire.GrantDeviceCode}, "device_code": {deviceCode}})
 }

@@ -3,23 +3,18 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	mrand "math/rand/v2"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -31,27 +26,15 @@ type simAgent struct {
 	client    *http.Client // presents the machine certificate
 }
 
-func newCSR(name string) (*ecdsa.PrivateKey, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
-	if err != nil {
-		return nil, "", err
-	}
-	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
-}
-
 // onboard connects the agent with an onboarding token.
 func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
-	key, csr, err := newCSR(name)
+	keyPEM, csr, err := machinekey.New(name)
 	if err != nil {
 		return nil, err
 	}
 	req := wire.ConnectRequest{
 		ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: g.opts.ResourceGroup, Name: name,
-		Tags: map[string]string{"loadgen": "true"}, CSR: csr, AgentVersion: "2026.11.0",
+		Tags: map[string]string{"loadgen": "true"}, CSR: string(csr), AgentVersion: "2026.11.0",
 		Properties: wire.MachineProperties{OSName: "debian", OSVersion: "12", OSType: "linux", Hostname: name,
 			Environment: wire.Environments[len(name)%len(wire.Environments)], CPUCount: 2, MemoryBytes: 4 << 30},
 		AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true, GuestConfigurationEnabled: true},
@@ -60,11 +43,7 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	if err := g.postJSON(ctx, g.api, wire.PathConnect, g.onboardToken, req, http.StatusCreated, &resp); err != nil {
 		return nil, err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := tls.X509KeyPair([]byte(resp.Certificate), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	cert, err := tls.X509KeyPair([]byte(resp.Certificate), keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("machine certificate: %w", err)
 	}

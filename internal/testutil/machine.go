@@ -7,12 +7,13 @@ import (
 
 	"crypto/tls"
 	"encoding/json"
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 	"net/http"
 	"testing"
 
-	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -29,7 +30,7 @@ type Machine struct {
 // bearer token tok (an onboarding principal's token).
 func (s *API) OnboardMachine(t testing.TB, tok, rg, name string, props wire.MachineProperties) *Machine {
 	t.Helper()
-	keyPEM, csrPEM, err := pki.NewKeyAndCSR(name)
+	keyPEM, csrPEM, err := machinekey.New(name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -156,7 +156,7 @@ func TestDeviceCodeOnboarding(t *testing.T) {
 	if st, _ := s.Do(t, "GET", "/api/v1/me", tr.AccessToken, nil); st != 403 {
 		t.Errorf("restricted token on the API: %d", st)
 	}
-	_, csr, _ := pki.NewKeyAndCSR("m1")
+	_, csr, _ := machinekey.New("m1")
 	req := wire.ConnectRequest{ProtocolVersion: 1, SubscriptionID: "default", ResourceGroup: "rg2", Name: "m1", CSR: string(csr)}
 	if st, _ := s.Do(t, "POST", wire.PathConnect, tr.AccessToken, req); st != 403 {
 		t.Errorf("restricted token into rg2: %d", st)

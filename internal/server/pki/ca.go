@@ -26,10 +26,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -37,6 +35,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/corralhq/corral/internal/machinekey"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is; their text is safe
@@ -165,10 +165,7 @@ func FingerprintPEM(certPEM []byte) (string, error) {
 	return fingerprint(cert.Raw), nil
 }
 
-func fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func fingerprint(der []byte) string { return machinekey.Fingerprint(der) }
 
 // randomSerial returns a random serial in [1, 2^128).
 func randomSerial() (*big.Int, error) {

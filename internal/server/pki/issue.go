@@ -272,21 +272,3 @@ func (c *CA) VerifyMachineCert(chain []*x509.Certificate, now time.Time) (machin
 	}
 	return id, new(big.Int).Set(leaf.SerialNumber), nil
 }
-
-// NewKeyAndCSR makes an ECDSA P-256 key (PKCS#8 PEM) and a CSR for it, for
-// agents and tests. The caller owns keyPEM and must store it 0600.
-func NewKeyAndCSR(commonName string) (keyPEM, csrPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate machine key: %w", err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: commonName}}, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate request: %w", err)
-	}
-	kd, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode machine key: %w", err)
-	}
-	return pemBlock("PRIVATE KEY", kd), pemBlock("CERTIFICATE REQUEST", der), nil
-}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/machinekey"
 )
 
 func newCA(t testing.TB) (*CA, string) {
@@ -28,7 +30,7 @@ func newCA(t testing.TB) (*CA, string) {
 
 func issue(t testing.TB, ca *CA, id string, now time.Time, validity time.Duration) *x509.Certificate {
 	t.Helper()
-	_, csr, err := NewKeyAndCSR("host")
+	_, csr, err := machinekey.New("host")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestCSRChecks(t *testing.T) {
 			t.Error("P-224 key accepted")
 		}
 	}
-	_, csr, _ := NewKeyAndCSR("m")
+	_, csr, _ := machinekey.New("m")
 	blk, _ := pem.Decode(csr)
 	blk.Bytes[len(blk.Bytes)-5] ^= 0xff // break the signature
 	if _, _, _, err := ca.SignMachineCSR(pem.EncodeToMemory(blk), "m", time.Now(), time.Hour); err == nil {
@@ -151,7 +153,7 @@ func TestCSRChecks(t *testing.T) {
 
 func BenchmarkSignMachineCSR(b *testing.B) {
 	ca, _ := newCA(b)
-	_, csr, _ := NewKeyAndCSR("m")
+	_, csr, _ := machinekey.New("m")
 	now := time.Now()
 	for b.Loop() {
 		if _, _, _, err := ca.SignMachineCSR(csr, "m", now, time.Hour); err != nil {

@@ -1,0 +1,63 @@
+package agentcli
+
+import (
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/agent/agentlog"
+	"github.com/corralhq/corral/internal/agent/daemon"
+)
+
+// ExitRevoked is run's exit status when the control plane revoked the
+// identity; the systemd unit does not restart on it.
+const ExitRevoked = 3
+
+// ExitError carries an exit status to main.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func mtlsClient(cfg *tls.Config) *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+}
+
+func runCommand(g *globals) *cobra.Command {
+	var cfg daemon.Config
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent daemon (what the systemd unit starts)",
+		Long: `Run the agent: keep the outbound push channel to the control plane, send heartbeats,
+apply desired state, report inventory and the local configuration, and renew the machine
+certificate. Stops cleanly on SIGINT or SIGTERM. Logs go to stderr and to
+STATE-DIR/logs/agent.log.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, closer := agentlog.New(g.stateDir, cmd.ErrOrStderr(), g.level())
+			defer closer.Close()
+			cfg.StateDir, cfg.Host, cfg.IMDS, cfg.Version, cfg.Logger = g.stateDir, g.host(), g.imds, g.version, log
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err := daemon.Run(ctx, cfg)
+			if errors.Is(err, daemon.ErrRevoked) {
+				return &ExitError{Code: ExitRevoked, Err: err}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&cfg.InventoryInterval, "inventory-interval", 15*time.Minute, "how often the host inventory is re-read")
+	f.DurationVar(&cfg.ConfigPollInterval, "config-poll-interval", 2*time.Second, "how often the local configuration file is checked for changes")
+	f.DurationVar(&cfg.MaxBackoff, "max-backoff", 60*time.Second, "longest wait between reconnection attempts")
+	return cmd
+}

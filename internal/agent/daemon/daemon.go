@@ -1,0 +1,219 @@
+// Package daemon is `corral-agent run`: the agent's long-running loop. It
+// keeps one outbound WebSocket to the control plane (the push channel, which
+// also carries heartbeats), fetches and applies desired state whenever the
+// server says it changed, delivers reports from the on-disk outbox, watches
+// the local configuration and the host inventory, and renews the machine
+// certificate before it expires. It never listens on a port.
+//
+// Ownership: Run owns every goroutine it starts and returns only after all
+// of them stopped. Reconnection uses full-jitter exponential backoff so a
+// restarted control plane is not hit by every agent at once.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/internal/agent/cloud"
+	"github.com/corralhq/corral/internal/agent/hostinfo"
+	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/outbox"
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// ErrRevoked means the control plane told this machine to stop: it was
+// deleted or its identity expired. Only `corral-agent connect` recovers.
+var ErrRevoked = errors.New("the control plane revoked this machine's identity")
+
+// Config is what the daemon needs. Zero durations take the defaults.
+type Config struct {
+	StateDir string
+	Host     hostinfo.Host
+	// IMDS is the cloud metadata service base URL; empty = the standard one.
+	IMDS    string
+	Version string
+	Logger  *slog.Logger
+
+	InventoryInterval  time.Duration // default 15m
+	ConfigPollInterval time.Duration // default 2s
+	RenewCheckInterval time.Duration // default 1h
+	MaxBackoff         time.Duration // default 60s
+	Clock              func() time.Time
+
+	// Reconcilers apply desired state; each runs after every fetch. The
+	// foundation has none; extensions and policy plug in here.
+	Reconcilers []Reconciler
+}
+
+// Reconciler brings the machine toward one part of the desired state.
+// Reconcile must be idempotent; it runs again after every fetch and after
+// a restart.
+type Reconciler interface {
+	Reconcile(ctx context.Context, desired wire.DesiredState, cfg localconfig.Config) error
+}
+
+func (c *Config) defaults() {
+	if c.InventoryInterval == 0 {
+		c.InventoryInterval = 15 * time.Minute
+	}
+	if c.ConfigPollInterval == 0 {
+		c.ConfigPollInterval = 2 * time.Second
+	}
+	if c.RenewCheckInterval == 0 {
+		c.RenewCheckInterval = time.Hour
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 60 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Daemon is one run of the agent.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	id     *identity.Identity
+	hc     *http.Client
+	api    *client.Client
+	out    *outbox.Outbox
+	status *statusFile
+
+	localCfg atomic.Pointer[localconfig.Config]
+	// fetch asks the desired-state loop to fetch now.
+	fetch chan struct{}
+	// heartbeatInterval is the interval the server asked for.
+	heartbeatInterval atomic.Int64
+	// lastInventory is the last inventory reported (watchLoop and run only).
+	lastInventory []byte
+}
+
+// Run runs the agent until ctx ends (nil) or the identity is revoked
+// (ErrRevoked).
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	d, err := newDaemon(cfg)
+	if err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+func newDaemon(cfg Config) (*Daemon, error) {
+	id, err := identity.Load(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if id.State.Revoked != "" {
+		return nil, fmt.Errorf("%w (%s): run \"corral-agent connect\" again", ErrRevoked, id.State.Revoked)
+	}
+	lc, err := localconfig.Load(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, id: id, fetch: make(chan struct{}, 1),
+		log: cfg.Logger.With("component", "agent", "machine", id.State.ResourceID)}
+	d.localCfg.Store(&lc)
+	d.heartbeatInterval.Store(int64(id.State.HeartbeatInterval))
+	if d.heartbeatInterval.Load() <= 0 {
+		d.heartbeatInterval.Store(int64(30 * time.Second))
+	}
+	tlsCfg, err := id.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	d.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsCfg, Proxy: d.proxy, ForceAttemptHTTP2: true,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
+	}}
+	d.api, err = client.New(id.State.Server, client.WithHTTPClient(d.hc), client.WithUserAgent("corral-agent/"+cfg.Version))
+	if err != nil {
+		return nil, err
+	}
+	d.out, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox"))
+	if err != nil {
+		return nil, err
+	}
+	d.status = &statusFile{path: filepath.Join(cfg.StateDir, StatusFile)}
+	return d, nil
+}
+
+// proxy routes through proxy.url unless the host is in proxy.bypass; with
+// no proxy.url configured the usual environment variables apply.
+func (d *Daemon) proxy(r *http.Request) (*url.URL, error) { return d.localCfg.Load().Proxy(r) }
+
+func (d *Daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.log.InfoContext(ctx, "agent starting", "version", d.cfg.Version, "server", d.id.State.Server, "pid", os.Getpid())
+	d.status.update(func(s *Status) { s.PID = os.Getpid(); s.StartedAt = d.cfg.Clock(); s.Connected = false })
+
+	// Fresh inventory and configuration on every start.
+	d.reportInventory(ctx)
+	d.reportConfig(*d.localCfg.Load())
+
+	var wg sync.WaitGroup
+	fatal := func(err error) {
+		if err != nil && ctx.Err() == nil {
+			cancel(err)
+		}
+	}
+	wg.Go(func() { fatal(d.streamLoop(ctx)) })
+	wg.Go(func() { d.desiredLoop(ctx) })
+	wg.Go(func() { d.deliverLoop(ctx) })
+	wg.Go(func() { d.watchLoop(ctx) })
+	wg.Go(func() { d.renewLoop(ctx) })
+	<-ctx.Done()
+	wg.Wait()
+	d.status.update(func(s *Status) { s.Connected = false; s.PID = 0 })
+	if err := context.Cause(ctx); errors.Is(err, ErrRevoked) {
+		d.id.State.Revoked = err.Error()
+		if serr := d.id.SaveState(); serr != nil {
+			d.log.Error("record revocation", "err", serr)
+		}
+		d.log.Error("agent stopped: identity revoked", "err", err)
+		return err
+	}
+	d.log.Info("agent stopped")
+	return nil
+}
+
+// sleep waits for d or ctx; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// kick signals a buffered channel without blocking.
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// newCloudDetector is the detector for this daemon's host.
+func (d *Daemon) newCloudDetector() cloud.Detector {
+	return cloud.Detector{Host: d.cfg.Host, IMDS: d.cfg.IMDS}
+}

@@ -1,0 +1,235 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/outbox"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// DesiredFile is the last desired state fetched (state directory relative);
+// reconcilers re-apply it after a restart even before the server answers.
+const DesiredFile = "desired.json"
+
+// maxBatch matches the server's limit on reports per batch.
+const maxBatch = 100
+
+// addReport puts an observation in the outbox; key supersedes older ones.
+func (d *Daemon) addReport(kind string, body any, key string) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		d.log.Error("encode report", "kind", kind, "err", err)
+		return
+	}
+	r := wire.Report{ID: outbox.NewID(), Kind: kind, TakenAt: d.cfg.Clock().UTC(), AgentVersion: d.cfg.Version, Body: b}
+	if err := d.out.Add(r, key); err != nil {
+		d.log.Error("store report", "kind", kind, "err", err)
+	}
+}
+
+// reportInventory collects the host inventory and cloud environment and
+// reports it if it changed since the last report of this run.
+func (d *Daemon) reportInventory(ctx context.Context) {
+	p := d.cfg.Host.Collect(ctx)
+	p.Environment, p.Cloud = d.newCloudDetector().Detect(ctx)
+	b, _ := json.Marshal(p)
+	if bytes.Equal(b, d.lastInventory) {
+		return
+	}
+	d.lastInventory = b
+	d.addReport(wire.ReportProperties, p, wire.ReportProperties)
+}
+
+// reportConfig reports the local configuration (read-only on the server).
+func (d *Daemon) reportConfig(c localconfig.Config) {
+	d.addReport(wire.ReportAgentConfig, c.Wire(), wire.ReportAgentConfig)
+}
+
+// desiredLoop fetches desired state when the server says it changed (or on
+// reconnect) and hands it to the reconcilers, retrying with backoff.
+func (d *Daemon) desiredLoop(ctx context.Context) {
+	if ds, err := readDesired(d.cfg.StateDir); err == nil {
+		d.reconcile(ctx, ds)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.fetch:
+		}
+		for attempt := 0; ; attempt++ {
+			err := d.syncDesired(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			d.log.WarnContext(ctx, "fetch desired state", "err", err)
+			if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+				return
+			}
+		}
+	}
+}
+
+func (d *Daemon) syncDesired(ctx context.Context) error {
+	var ds wire.DesiredState
+	if err := d.api.Do(ctx, http.MethodGet, wire.PathDesiredState, nil, &ds); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(ds, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := localconfig.WriteFileAtomic(filepath.Join(d.cfg.StateDir, DesiredFile), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	d.reconcile(ctx, ds)
+	d.status.update(func(s *Status) { s.AppliedGeneration = ds.Generation })
+	d.addReport(wire.ReportApplied, wire.AppliedState{Generation: ds.Generation}, wire.ReportApplied)
+	return nil
+}
+
+func readDesired(stateDir string) (wire.DesiredState, error) {
+	var ds wire.DesiredState
+	b, err := os.ReadFile(filepath.Join(stateDir, DesiredFile))
+	if err != nil {
+		return ds, err
+	}
+	return ds, json.Unmarshal(b, &ds)
+}
+
+func (d *Daemon) reconcile(ctx context.Context, ds wire.DesiredState) {
+	cfg := *d.localCfg.Load()
+	for _, r := range d.cfg.Reconcilers {
+		if err := r.Reconcile(ctx, ds, cfg); err != nil && ctx.Err() == nil {
+			d.log.ErrorContext(ctx, "reconcile", "err", err)
+		}
+	}
+}
+
+// deliverLoop sends outbox reports in order, in batches, until the outbox is
+// empty; failures back off and retry. A report the server rejects as
+// invalid would block the queue forever, so rejected batches are retried
+// one by one and the bad report is dropped (and logged).
+func (d *Daemon) deliverLoop(ctx context.Context) {
+	retry := time.NewTicker(30 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.out.Ready():
+		case <-retry.C:
+		}
+		for attempt := 0; d.out.Len() > 0; {
+			err := d.deliverBatch(ctx, maxBatch)
+			if err == nil {
+				attempt = 0
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if isRejected(err) {
+				if err := d.deliverBatch(ctx, 1); isRejected(err) {
+					first, _ := d.out.Pending(1)
+					if len(first) == 1 {
+						d.log.ErrorContext(ctx, "the control plane rejected a report; dropping it", "kind", first[0].Kind, "err", err)
+						_ = d.out.Ack([]string{first[0].ID})
+					}
+				}
+				continue
+			}
+			d.log.WarnContext(ctx, "deliver reports", "pending", d.out.Len(), "err", err)
+			if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+				return
+			}
+			attempt++
+		}
+		d.status.update(func(s *Status) { s.PendingReports = 0 })
+	}
+}
+
+func (d *Daemon) deliverBatch(ctx context.Context, n int) error {
+	batch, err := d.out.Pending(n)
+	if err != nil || len(batch) == 0 {
+		return err
+	}
+	var ack wire.ReportAck
+	if err := d.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: batch}, &ack); err != nil {
+		return err
+	}
+	return d.out.Ack(ack.Accepted)
+}
+
+func isRejected(err error) bool {
+	var ae *wire.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest
+}
+
+// watchLoop polls the local configuration (changed only by root with
+// `corral-agent config`) and periodically re-reads the inventory.
+func (d *Daemon) watchLoop(ctx context.Context) {
+	cfgTick := time.NewTicker(d.cfg.ConfigPollInterval)
+	defer cfgTick.Stop()
+	invTick := time.NewTicker(d.cfg.InventoryInterval)
+	defer invTick.Stop()
+	last, _ := json.Marshal(d.localCfg.Load().Wire())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-invTick.C:
+			d.reportInventory(ctx)
+		case <-cfgTick.C:
+			c, err := localconfig.Load(d.cfg.StateDir)
+			if err != nil {
+				// Fail closed: a damaged configuration turns the extension
+				// manager and guest configuration off until root fixes it.
+				d.log.ErrorContext(ctx, "local configuration unreadable; extensions and guest configuration are off", "err", err)
+				off := false
+				c = localconfig.Config{ExtensionsEnabled: &off, GuestConfigEnabled: &off}
+			}
+			b, _ := json.Marshal(c.Wire())
+			if bytes.Equal(b, last) {
+				continue
+			}
+			last = b
+			d.localCfg.Store(&c)
+			d.log.InfoContext(ctx, "local configuration changed")
+			d.reportConfig(c)
+			kick(d.fetch) // re-reconcile under the new rules
+		}
+	}
+}
+
+// renewLoop rotates the machine certificate once two thirds of its life
+// have passed.
+func (d *Daemon) renewLoop(ctx context.Context) {
+	for {
+		if d.id.NeedsRenewal(d.cfg.Clock()) {
+			err := d.id.Renew(ctx, func(ctx context.Context, csr []byte) ([]byte, error) {
+				var resp wire.RenewResponse
+				err := d.api.Do(ctx, http.MethodPost, wire.PathCertificate, wire.RenewRequest{CSR: string(csr)}, &resp)
+				return []byte(resp.Certificate), err
+			})
+			if err != nil {
+				d.log.WarnContext(ctx, "renew machine certificate", "err", err)
+			} else {
+				d.log.InfoContext(ctx, "machine certificate renewed", "notAfter", d.id.Leaf().NotAfter)
+				now := d.cfg.Clock()
+				d.status.update(func(s *Status) { s.CertRenewedAt = now })
+			}
+		}
+		if !sleep(ctx, d.cfg.RenewCheckInterval) {
+			return
+		}
+	}
+}

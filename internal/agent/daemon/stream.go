@@ -1,0 +1,186 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// streamLoop keeps the push channel up, reconnecting with full-jitter
+// exponential backoff (1s doubling to MaxBackoff; reset after a welcome).
+// It returns only when ctx ends (nil) or the server says goodbye (ErrRevoked).
+func (d *Daemon) streamLoop(ctx context.Context) error {
+	attempt := 0
+	for {
+		welcomed, err := d.streamOnce(ctx)
+		if errors.Is(err, ErrRevoked) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if welcomed {
+			attempt = 0
+		}
+		d.status.update(func(s *Status) {
+			s.Connected = false
+			if err != nil {
+				s.LastError, s.LastErrorAt = err.Error(), d.cfg.Clock()
+			}
+		})
+		if err != nil {
+			d.log.WarnContext(ctx, "push channel down; reconnecting", "err", err)
+		}
+		if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+			return nil
+		}
+		attempt++
+	}
+}
+
+// backoff is a full-jitter delay for the attempt-th retry.
+func backoff(attempt int, maxDelay time.Duration) time.Duration {
+	ceil := time.Second << min(attempt, 10)
+	if ceil > maxDelay || ceil <= 0 {
+		ceil = maxDelay
+	}
+	return time.Duration(rand.Int64N(int64(ceil))) + 100*time.Millisecond
+}
+
+// streamOnce runs one connection; welcomed says whether the server accepted it.
+func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
+	u := "wss" + strings.TrimPrefix(strings.TrimPrefix(d.id.State.Server, "https"), "http") + wire.PathStream
+	dialCtx, cancelDial := context.WithTimeout(ctx, 30*time.Second)
+	conn, resp, err := websocket.Dial(dialCtx, u, &websocket.DialOptions{HTTPClient: d.hc,
+		HTTPHeader: http.Header{"User-Agent": {"corral-agent/" + d.cfg.Version}}})
+	cancelDial()
+	if err != nil {
+		return false, dialError(resp, err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+
+	hello := wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: d.cfg.Version}
+	if err := write(ctx, conn, hello); err != nil {
+		return false, err
+	}
+	readCtx, cancelRead := context.WithTimeout(ctx, 30*time.Second)
+	var welcome wire.StreamMessage
+	err = wsjson.Read(readCtx, conn, &welcome)
+	cancelRead()
+	if err != nil {
+		return false, fmt.Errorf("waiting for welcome: %w", closeReason(err))
+	}
+	if welcome.Type == wire.MsgGoodbye {
+		return false, fmt.Errorf("%w: %s", ErrRevoked, welcome.Reason)
+	}
+	if welcome.Type != wire.MsgWelcome {
+		return false, fmt.Errorf("expected welcome, got %q", welcome.Type)
+	}
+	if welcome.HeartbeatInterval > 0 {
+		d.heartbeatInterval.Store(int64(welcome.HeartbeatInterval))
+	}
+	now := d.cfg.Clock()
+	d.status.update(func(s *Status) { s.Connected, s.ConnectedSince, s.LastHeartbeat, s.LastError = true, now, now, "" })
+	d.log.InfoContext(ctx, "push channel connected", "generation", welcome.Generation)
+	// Catch up: whatever changed while we were away, and reports waiting.
+	if welcome.Generation != d.status.get().AppliedGeneration {
+		kick(d.fetch)
+	}
+	d.out.Kick()
+
+	streamCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	hbErr := make(chan error, 1)
+	go func() { hbErr <- d.heartbeats(streamCtx, conn) }()
+	msgs, readErr := make(chan wire.StreamMessage), make(chan error, 1)
+	go func() {
+		for {
+			var msg wire.StreamMessage
+			if err := wsjson.Read(streamCtx, conn, &msg); err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-streamCtx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		var msg wire.StreamMessage
+		select {
+		case <-ctx.Done():
+			conn.Close(websocket.StatusNormalClosure, "agent stopping")
+			return true, nil
+		case err := <-hbErr:
+			return true, err
+		case err := <-readErr:
+			return true, closeReason(err)
+		case msg = <-msgs:
+		}
+		switch msg.Type {
+		case wire.MsgSync:
+			d.log.DebugContext(ctx, "sync", "generation", msg.Generation)
+			kick(d.fetch)
+		case wire.MsgPing:
+			_ = write(streamCtx, conn, wire.StreamMessage{Type: wire.MsgPong, Seq: msg.Seq})
+		case wire.MsgGoodbye:
+			conn.Close(websocket.StatusNormalClosure, "goodbye")
+			return true, fmt.Errorf("%w: %s", ErrRevoked, msg.Reason)
+		}
+	}
+}
+
+func (d *Daemon) heartbeats(ctx context.Context, conn *websocket.Conn) error {
+	for {
+		if !sleep(ctx, time.Duration(d.heartbeatInterval.Load())) {
+			return nil
+		}
+		if err := write(ctx, conn, wire.StreamMessage{Type: wire.MsgHeartbeat, AgentVersion: d.cfg.Version}); err != nil {
+			return fmt.Errorf("send heartbeat: %w", err)
+		}
+		now := d.cfg.Clock()
+		d.status.update(func(s *Status) { s.LastHeartbeat = now; s.PendingReports = d.out.Len() })
+	}
+}
+
+func write(ctx context.Context, conn *websocket.Conn, msg wire.StreamMessage) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return wsjson.Write(ctx, conn, msg)
+}
+
+// closeReason turns a WebSocket close into a readable error.
+func closeReason(err error) error {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("the server closed the push channel (%d %s)", ce.Code, ce.Reason)
+	}
+	return err
+}
+
+// dialError explains a refused upgrade with the server's JSON error.
+func dialError(resp *http.Response, err error) error {
+	if resp == nil || resp.Body == nil {
+		return fmt.Errorf("connect push channel: %w", err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var er wire.ErrorResponse
+	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
+		return fmt.Errorf("the control plane refused the push channel: %w", &wire.APIError{Status: resp.StatusCode, ErrorBody: er.Error})
+	}
+	return fmt.Errorf("connect push channel: HTTP %d: %w", resp.StatusCode, err)
+}

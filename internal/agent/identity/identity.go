@@ -1,0 +1,329 @@
+// Package identity holds the machine's identity on disk: the private key made
+// on this host (key.pem, 0600, never sent anywhere), the client certificate
+// the control plane signed (cert.pem), the control plane's CA (ca.pem) and
+// where the machine lives (state.json). It builds the mTLS configuration the
+// daemon uses and rotates the certificate before it expires.
+//
+// Files are replaced atomically. A certificate renewal writes the new key
+// before it asks for the certificate, and both are swapped in together, so a
+// crash leaves either the old pair or the new one (see Load).
+//
+// An Identity is safe for concurrent use: the TLS configuration reads the
+// current certificate on every handshake.
+package identity
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/machinekey"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// File names inside the state directory.
+const (
+	FileState = "state.json"
+	FileKey   = "key.pem"
+	FileCert  = "cert.pem"
+	FileCA    = "ca.pem"
+	nextKey   = "key.pem.next"
+	nextCert  = "cert.pem.next"
+)
+
+// ErrNotConnected means there is no identity: the machine was never
+// connected, or was disconnected.
+var ErrNotConnected = errors.New(`this machine is not connected: run "corral-agent connect" first`)
+
+// State says where the machine lives. It holds no secret.
+type State struct {
+	Server            string        `json:"server"`
+	ResourceID        string        `json:"resourceId"`
+	MachineID         string        `json:"machineId"`
+	SubscriptionID    string        `json:"subscriptionId"`
+	ResourceGroup     string        `json:"resourceGroup"`
+	Name              string        `json:"name"`
+	HeartbeatInterval wire.Duration `json:"heartbeatInterval"`
+	ConnectedAt       time.Time     `json:"connectedAt"`
+	// Revoked is why the control plane told the agent to stop (machine
+	// deleted or expired); the daemon refuses to run until reconnected.
+	Revoked string `json:"revoked,omitempty"`
+}
+
+// Identity is a connected machine's identity.
+type Identity struct {
+	Dir   string
+	State State
+	// CAPEM is the control plane CA the agent trusts; empty = system roots.
+	CAPEM []byte
+
+	mu   sync.RWMutex
+	cert tls.Certificate
+}
+
+// Exists reports whether dir holds an identity.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, FileState))
+	return err == nil
+}
+
+// Load reads the identity in dir, first finishing a renewal that a crash
+// interrupted after both new files were written.
+func Load(dir string) (*Identity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileState))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotConnected
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	id := &Identity{Dir: dir}
+	if err := json.Unmarshal(b, &id.State); err != nil {
+		return nil, fmt.Errorf("identity %s is damaged: %w", filepath.Join(dir, FileState), err)
+	}
+	if err := id.finishRenewal(); err != nil {
+		return nil, err
+	}
+	id.CAPEM, err = os.ReadFile(filepath.Join(dir, FileCA))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, FileCert), filepath.Join(dir, FileKey))
+	if err != nil {
+		return nil, fmt.Errorf("load machine certificate and key from %s: %w", dir, err)
+	}
+	id.cert = cert
+	return id, nil
+}
+
+// finishRenewal completes a swap of key.pem.next and cert.pem.next that both
+// exist; a lone key.pem.next (no certificate came back) is dropped.
+func (id *Identity) finishRenewal() error {
+	k, c := filepath.Join(id.Dir, nextKey), filepath.Join(id.Dir, nextCert)
+	_, kerr := os.Stat(k)
+	_, cerr := os.Stat(c)
+	switch {
+	case kerr == nil && cerr == nil:
+		if _, err := tls.LoadX509KeyPair(c, k); err != nil {
+			os.Remove(k)
+			os.Remove(c)
+			return nil
+		}
+		if err := os.Rename(k, filepath.Join(id.Dir, FileKey)); err != nil {
+			return err
+		}
+		return os.Rename(c, filepath.Join(id.Dir, FileCert))
+	case kerr == nil:
+		return os.Remove(k)
+	case cerr == nil:
+		return os.Remove(c)
+	}
+	return nil
+}
+
+// Save writes a new identity (after connect). The key is written 0600; the
+// state directory is made 0700.
+func Save(dir string, st State, keyPEM, certPEM, caPEM []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileKey), keyPEM, 0o600); err != nil {
+		return fmt.Errorf("write machine key: %w", err)
+	}
+	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileCert), certPEM, 0o644); err != nil {
+		return fmt.Errorf("write machine certificate: %w", err)
+	}
+	if len(caPEM) > 0 {
+		if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileCA), caPEM, 0o644); err != nil {
+			return fmt.Errorf("write CA: %w", err)
+		}
+	} else {
+		os.Remove(filepath.Join(dir, FileCA))
+	}
+	return saveState(dir, st)
+}
+
+func saveState(dir string, st State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return localconfig.WriteFileAtomic(filepath.Join(dir, FileState), append(b, '\n'), 0o600)
+}
+
+// SaveState rewrites state.json (e.g. to record a revocation).
+func (id *Identity) SaveState() error { return saveState(id.Dir, id.State) }
+
+// Remove deletes the identity files of dir; the local configuration stays.
+func Remove(dir string) error {
+	var errs []error
+	for _, f := range []string{FileState, FileKey, FileCert, FileCA, nextKey, nextCert} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Leaf is the current client certificate.
+func (id *Identity) Leaf() *x509.Certificate {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	if id.cert.Leaf != nil {
+		return id.cert.Leaf
+	}
+	l, _ := x509.ParseCertificate(id.cert.Certificate[0])
+	return l
+}
+
+// RootPool returns the pool that verifies the control plane: the pinned CA,
+// or the system roots when none was pinned.
+func RootPool(caPEM []byte) (*x509.CertPool, error) {
+	if len(bytes.TrimSpace(caPEM)) == 0 {
+		return x509.SystemCertPool()
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("the CA file holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+// TLSConfig presents the current machine certificate and trusts only the
+// control plane's CA.
+func (id *Identity) TLSConfig() (*tls.Config, error) {
+	pool, err := RootPool(id.CAPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			id.mu.RLock()
+			defer id.mu.RUnlock()
+			c := id.cert
+			return &c, nil
+		},
+	}, nil
+}
+
+// NeedsRenewal reports whether two thirds of the certificate's life have passed.
+func (id *Identity) NeedsRenewal(now time.Time) bool {
+	l := id.Leaf()
+	if l == nil {
+		return true
+	}
+	life := l.NotAfter.Sub(l.NotBefore)
+	return now.After(l.NotBefore.Add(life * 2 / 3))
+}
+
+// Renew makes a new key, asks the control plane for a certificate with
+// request (which sends the CSR over the current mTLS identity) and swaps
+// both in. The old pair stays in use until the new one is on disk.
+func (id *Identity) Renew(ctx context.Context, request func(ctx context.Context, csrPEM []byte) (certPEM []byte, err error)) error {
+	keyPEM, csrPEM, err := machinekey.New(id.State.MachineID)
+	if err != nil {
+		return err
+	}
+	k, c := filepath.Join(id.Dir, nextKey), filepath.Join(id.Dir, nextCert)
+	if err := localconfig.WriteFileAtomic(k, keyPEM, 0o600); err != nil {
+		return fmt.Errorf("write new key: %w", err)
+	}
+	certPEM, err := request(ctx, csrPEM)
+	if err != nil {
+		os.Remove(k)
+		return err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		os.Remove(k)
+		return fmt.Errorf("renewed certificate does not match the new key: %w", err)
+	}
+	if err := localconfig.WriteFileAtomic(c, certPEM, 0o644); err != nil {
+		return fmt.Errorf("write renewed certificate: %w", err)
+	}
+	if err := id.finishRenewal(); err != nil {
+		return err
+	}
+	id.mu.Lock()
+	id.cert = cert
+	id.mu.Unlock()
+	return nil
+}
+
+// ErrFingerprintMismatch means no certificate the server presented has the
+// pinned fingerprint.
+var ErrFingerprintMismatch = errors.New("the server presented no CA certificate with the given fingerprint")
+
+// CAByFingerprint connects to server, finds the CA certificate in the chain
+// it presents whose sha256 fingerprint is fp, verifies the server
+// certificate against that CA for the server's host name, and returns the
+// CA as PEM. This is how an agent pins a control plane it has no CA file for.
+func CAByFingerprint(ctx context.Context, server, fp string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) ([]byte, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("invalid server URL %q", server)
+	}
+	host := u.Hostname()
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(host, "443")
+	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext
+	}
+	raw, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	var ca *x509.Certificate
+	conn := tls.Client(raw, &tls.Config{
+		ServerName: host, MinVersion: tls.VersionTLS12,
+		InsecureSkipVerify: true, // verified below against the pinned CA only
+		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+			var certs []*x509.Certificate
+			for _, rc := range rawCerts {
+				c, err := x509.ParseCertificate(rc)
+				if err != nil {
+					return err
+				}
+				certs = append(certs, c)
+				if machinekey.Fingerprint(rc) == fp && c.IsCA {
+					ca = c
+				}
+			}
+			if ca == nil || len(certs) == 0 {
+				return ErrFingerprintMismatch
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(ca)
+			inter := x509.NewCertPool()
+			for _, c := range certs[1:] {
+				inter.AddCert(c)
+			}
+			_, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter})
+			return err
+		},
+	})
+	defer conn.Close()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("verify %s against fingerprint %s: %w", server, fp, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), nil
+}

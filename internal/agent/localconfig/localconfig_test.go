@@ -1,0 +1,197 @@
+package localconfig
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSetValidatesEveryKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key, value string
+		wantErr    string
+	}{
+		{KeyMode, "monitor", ""},
+		{KeyMode, "FULL", ""},
+		{KeyMode, "audit", `must be "full" or "monitor"`},
+		{KeyAllowlist, "Corral/RunCommand, Acme/Monitor", ""},
+		{KeyAllowlist, "Allow/None", ""},
+		{KeyAllowlist, "Allow/None,Corral/RunCommand", "cannot be combined"},
+		{KeyAllowlist, "RunCommand", "Publisher/Type"},
+		{KeyAllowlist, "../etc/passwd", "Publisher/Type"},
+		{KeyBlocklist, "Allow/None", "only meaningful in extensions.allowlist"},
+		{KeyExtensionsEnabled, "false", ""},
+		{KeyExtensionsEnabled, "nope", "true or false"},
+		{KeyIncomingPorts, "22,2222", ""},
+		{KeyIncomingPorts, "22,70000", "not a port number"},
+		{KeyProxyURL, "http://proxy.example:3128", ""},
+		{KeyProxyURL, "socks5://proxy", "must look like"},
+		{KeyProxyURL, "http://user:pw@proxy:3128", "credentials"},
+		{KeyProxyBypass, "10.0.0.0/8,.internal,cp.example", ""},
+		{KeyProxyBypass, "http://x", "neither"},
+		{KeyExtensionsCPULimit, "10", ""},
+		{KeyExtensionsCPULimit, "0", "between 1 and 100"},
+		{KeyGuestConfigCPULimit, "101", "between 1 and 100"},
+		{"extensions.colour", "red", "unknown configuration key"},
+	}
+	for _, tt := range tests {
+		var c Config
+		err := c.Set(tt.key, tt.value)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("Set(%s, %q) = %v, want nil", tt.key, tt.value, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("Set(%s, %q) = %v, want an error containing %q", tt.key, tt.value, err, tt.wantErr)
+		}
+	}
+}
+
+func TestMonitorModeFreezesListsAndFixesAllowlist(t *testing.T) {
+	t.Parallel()
+	var c Config
+	must(t, c.Set(KeyBlocklist, "Acme/Shell"))
+	must(t, c.Set(KeyMode, "monitor"))
+	for _, k := range []string{KeyAllowlist, KeyBlocklist, KeyGuestConfigEnabled} {
+		if err := c.Set(k, "true"); !errors.Is(err, ErrFrozen) {
+			t.Errorf("Set(%s) in monitor mode = %v, want ErrFrozen", k, err)
+		}
+		if err := c.Clear(k); !errors.Is(err, ErrFrozen) {
+			t.Errorf("Clear(%s) in monitor mode = %v, want ErrFrozen", k, err)
+		}
+	}
+	w := c.Wire()
+	if diff := cmp.Diff(MonitorAllowlist, w.ExtensionsAllowlist); diff != "" {
+		t.Errorf("monitor allowlist (-want +got):\n%s", diff)
+	}
+	if w.GuestConfigurationEnabled {
+		t.Error("guest configuration is on in monitor mode")
+	}
+	// Other keys still change, and full mode unfreezes the lists.
+	must(t, c.Set(KeyExtensionsCPULimit, "7"))
+	must(t, c.Set(KeyMode, "full"))
+	must(t, c.Set(KeyAllowlist, "Acme/Monitor"))
+	if got := c.Wire().ExtensionsAllowlist; !cmp.Equal(got, []string{"Acme/Monitor"}) {
+		t.Errorf("allowlist after full = %v", got)
+	}
+}
+
+func TestCheckExtensionFollowsTheLockDownTable(t *testing.T) {
+	t.Parallel()
+	const ext = "Corral/RunCommand"
+	lists := []struct {
+		name       string
+		allow      string
+		block      string
+		wantChange bool // install, update and upgrade
+	}{
+		{"neither list", "", "", true},
+		{"in allowlist", ext, "", true},
+		{"in blocklist", "", ext, false},
+		{"in both", ext, ext, false},
+		{"in neither, allowlist configured", "Acme/Monitor", "", false},
+		{"in neither, blocklist configured", "", "Acme/Shell", true},
+		{"Allow/None", AllowNone, "", false},
+	}
+	for _, l := range lists {
+		var c Config
+		if l.allow != "" {
+			must(t, c.Set(KeyAllowlist, l.allow))
+		}
+		if l.block != "" {
+			must(t, c.Set(KeyBlocklist, l.block))
+		}
+		for _, op := range []Operation{OpInstall, OpUpdate, OpUpgrade, OpRemove} {
+			want := l.wantChange || op == OpRemove
+			err := c.CheckExtension(op, ext)
+			if got := err == nil; got != want {
+				t.Errorf("%s: %s allowed = %v (%v), want %v", l.name, op, got, err, want)
+			}
+			if err != nil && !errors.Is(err, ErrExtensionBlocked) {
+				t.Errorf("%s: %s error %v does not wrap ErrExtensionBlocked", l.name, op, err)
+			}
+		}
+	}
+}
+
+func TestCheckExtensionMonitorAndDisabled(t *testing.T) {
+	t.Parallel()
+	var c Config
+	must(t, c.Set(KeyMode, "monitor"))
+	if err := c.CheckExtension(OpInstall, "Corral/RunCommand"); err == nil || !strings.Contains(err.Error(), "monitor") {
+		t.Errorf("run command in monitor mode: %v", err)
+	}
+	if err := c.CheckExtension(OpInstall, "corral/endpointprotection"); err != nil {
+		t.Errorf("endpoint protection in monitor mode: %v", err)
+	}
+	must(t, c.Set(KeyExtensionsEnabled, "false"))
+	for _, op := range []Operation{OpInstall, OpRemove} {
+		if err := c.CheckExtension(op, "Corral/EndpointProtection"); err == nil || !strings.Contains(err.Error(), "disabled") {
+			t.Errorf("%s with the extension manager disabled: %v", op, err)
+		}
+	}
+}
+
+func TestSaveLoadRoundTripAndFailClosed(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	c, err := Load(dir)
+	if err != nil || !cmp.Equal(c.Wire(), (&Config{}).Wire()) {
+		t.Fatalf("missing file: %+v %v", c, err)
+	}
+	must(t, c.Set(KeyAllowlist, "Acme/Monitor"))
+	must(t, c.Set(KeyExtensionsEnabled, "false"))
+	must(t, Save(dir, c))
+	fi, err := os.Stat(Path(dir))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config file mode: %v %v", fi.Mode(), err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c.Wire(), got.Wire()); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	for name, body := range map[string]string{
+		"truncated":    `{"extensions.allowlist": [`,
+		"unknown key":  `{"extensions.colour": "red"}`,
+		"invalid name": `{"extensions.allowlist": ["no slash"]}`,
+	} {
+		must(t, os.WriteFile(Path(dir), []byte(body), 0o600))
+		if _, err := Load(dir); err == nil {
+			t.Errorf("%s config file loaded without error", name)
+		}
+	}
+}
+
+func TestListShowsEffectiveValues(t *testing.T) {
+	t.Parallel()
+	var c Config
+	must(t, c.Set(KeyMode, "monitor"))
+	entries := c.List()
+	if len(entries) != len(Keys) {
+		t.Fatalf("%d entries, want %d", len(entries), len(Keys))
+	}
+	byKey := map[string]Entry{}
+	for _, e := range entries {
+		byKey[e.Key] = e
+	}
+	if e := byKey[KeyAllowlist]; e.Set || e.Value != strings.Join(MonitorAllowlist, ",") || e.Note == "" {
+		t.Errorf("allowlist entry %+v", e)
+	}
+	if e := byKey[KeyExtensionsCPULimit]; e.Set || e.Value != "5" {
+		t.Errorf("cpulimit entry %+v", e)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,32 @@
+package localconfig
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Proxy is the proxy for r under the local configuration, for
+// http.Transport.Proxy: proxy.url unless r's host matches proxy.bypass (a
+// host, a ".domain" suffix, an IP or a CIDR); the environment's proxy
+// settings when proxy.url is unset.
+func (cfg *Config) Proxy(r *http.Request) (*url.URL, error) {
+	if cfg == nil || cfg.ProxyURL == "" {
+		return http.ProxyFromEnvironment(r)
+	}
+	host := r.URL.Hostname()
+	ip := net.ParseIP(host)
+	for _, b := range cfg.ProxyBypass {
+		if _, n, err := net.ParseCIDR(b); err == nil {
+			if ip != nil && n.Contains(ip) {
+				return nil, nil
+			}
+			continue
+		}
+		if strings.EqualFold(b, host) || strings.HasPrefix(b, ".") && strings.HasSuffix(strings.ToLower(host), strings.ToLower(b)) {
+			return nil, nil
+		}
+	}
+	return url.Parse(cfg.ProxyURL)
+}
