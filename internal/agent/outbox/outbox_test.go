@@ -1,8 +1,8 @@
 package outbox
 
 import (
-	"slices"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/corralhq/corral/internal/wire"

@@ -1,0 +1,190 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/agent/daemon"
+	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		if why = cond(); why == "" {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("not within %s: %s", timeout, why)
+}
+
+func getMachine(t *testing.T, s *testutil.Server, rg, name string) wire.Machine {
+	t.Helper()
+	var m wire.Machine
+	s.MustDo(t, 200, "GET", "/api/v1/subscriptions/default/resourceGroups/"+rg+"/machines/"+name, s.AdminToken(t), nil, &m)
+	return m
+}
+
+func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := testutil.ConnectAgent(t, s.API, "rg1", "m1", "")
+	testutil.StartAgent(t, daemon.Config{StateDir: state})
+	eventually(t, 5*time.Second, func() string {
+		st, _ := daemon.ReadStatus(state)
+		if !st.Connected {
+			return "not connected"
+		}
+		return ""
+	})
+
+	// Local configuration reaches the server read-only.
+	c, _ := localconfig.Load(state)
+	if err := c.Set(localconfig.KeyMode, "monitor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := localconfig.Save(state, c); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() string {
+		m := getMachine(t, s, "rg1", "m1")
+		if m.AgentConfig == nil || m.AgentConfig.Mode != "monitor" || m.AgentConfig.GuestConfigurationEnabled {
+			return fmt.Sprintf("server sees %+v", m.AgentConfig)
+		}
+		return ""
+	})
+
+	// A tag change is pushed, fetched and acknowledged with its generation.
+	s.MustDo(t, 200, "PATCH", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/m1", s.AdminToken(t),
+		wire.MachineUpdate{Tags: map[string]string{"pushed": "1"}}, nil)
+	eventually(t, 5*time.Second, func() string {
+		b, _ := os.ReadFile(filepath.Join(state, daemon.DesiredFile))
+		var ds wire.DesiredState
+		_ = json.Unmarshal(b, &ds)
+		if ds.Tags["pushed"] != "1" {
+			return "desired state " + string(b)
+		}
+		if st, _ := daemon.ReadStatus(state); st.AppliedGeneration != ds.Generation {
+			return fmt.Sprintf("applied %d, desired %d", st.AppliedGeneration, ds.Generation)
+		}
+		return ""
+	})
+}
+
+func TestDaemonStopsWhenTheMachineIsDeleted(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := testutil.ConnectAgent(t, s.API, "rg1", "gone", "")
+	a := testutil.StartAgent(t, daemon.Config{StateDir: state})
+	eventually(t, 5*time.Second, func() string {
+		if st, _ := daemon.ReadStatus(state); !st.Connected {
+			return "not connected"
+		}
+		return ""
+	})
+	s.MustDo(t, 204, "DELETE", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/gone", s.AdminToken(t), nil, nil)
+	select {
+	case <-a.Done():
+		if err := a.Err(); !errors.Is(err, daemon.ErrRevoked) {
+			t.Fatalf("daemon returned %v, want ErrRevoked", a.Err())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("daemon kept running after its machine was deleted")
+	}
+	// It refuses to start again until reconnected.
+	if err := daemon.Run(t.Context(), daemon.Config{StateDir: state}); !errors.Is(err, daemon.ErrRevoked) {
+		t.Fatalf("second run: %v, want ErrRevoked", err)
+	}
+}
+
+func TestDaemonRenewsItsCertificate(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := testutil.ConnectAgent(t, s.API, "rg1", "renew", "")
+	before, err := identity.Load(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSerial := before.Leaf().SerialNumber
+	// The agent's clock says two thirds of the certificate's life passed.
+	later := func() time.Time { return time.Now().Add(70 * 24 * time.Hour) }
+	testutil.StartAgent(t, daemon.Config{StateDir: state, Clock: later, RenewCheckInterval: 100 * time.Millisecond})
+	eventually(t, 10*time.Second, func() string {
+		st, _ := daemon.ReadStatus(state)
+		if st.CertRenewedAt.IsZero() {
+			return "not renewed"
+		}
+		return ""
+	})
+	after, err := identity.Load(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Leaf().SerialNumber.Cmp(oldSerial) == 0 || after.Leaf().SerialNumber.Sign() <= 0 {
+		t.Fatalf("serial after renewal %v (before %v)", after.Leaf().SerialNumber, oldSerial)
+	}
+	// The old certificate no longer authenticates; the new one does.
+	m := getMachine(t, s, "rg1", "renew")
+	if !m.CertificateNotAfter.Equal(after.Leaf().NotAfter.UTC()) {
+		t.Errorf("server records certificate until %s, agent holds one until %s", m.CertificateNotAfter, after.Leaf().NotAfter)
+	}
+	oldCfg, _ := before.TLSConfig()
+	c := testutil.MachineHTTPClient(oldCfg)
+	status, _ := s.DoWith(t, c, "GET", wire.PathDesiredState, "", nil)
+	if status != 401 {
+		t.Errorf("old certificate after renewal: status %d, want 401", status)
+	}
+}
+
+func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := testutil.ConnectAgent(t, s.API, "rg1", "offline", "")
+	id, _ := identity.Load(state)
+	// Point the identity at a dead address: the agent cannot deliver.
+	live := id.State.Server
+	id.State.Server = "https://127.0.0.1:1"
+	if err := id.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	a := testutil.StartAgent(t, daemon.Config{StateDir: state})
+	c, _ := localconfig.Load(state)
+	_ = c.Set(localconfig.KeyBlocklist, "Corral/RunCommand")
+	_ = localconfig.Save(state, c)
+	eventually(t, 5*time.Second, func() string {
+		files, _ := os.ReadDir(filepath.Join(state, "outbox"))
+		if len(files) < 2 { // inventory and configuration
+			return fmt.Sprintf("%d reports queued", len(files))
+		}
+		return ""
+	})
+	_ = a.Stop(t)
+	// Back online: the queued configuration arrives.
+	id.State.Server = live
+	if err := id.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.StartAgent(t, daemon.Config{StateDir: state})
+	eventually(t, 5*time.Second, func() string {
+		m := getMachine(t, s, "rg1", "offline")
+		if m.AgentConfig == nil || len(m.AgentConfig.ExtensionsBlocklist) != 1 {
+			return fmt.Sprintf("server sees %+v", m.AgentConfig)
+		}
+		files, _ := os.ReadDir(filepath.Join(state, "outbox"))
+		if len(files) != 0 {
+			return fmt.Sprintf("%d reports still queued", len(files))
+		}
+		return ""
+	})
+}
