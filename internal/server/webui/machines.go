@@ -1,11 +1,14 @@
 package webui
 
 import (
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -125,7 +128,7 @@ type inventoryData struct {
 	Environments  []string
 	Statuses      []string
 	PageSizes     []int
-	Machines      []wire.Machine
+	Rows          []machineRow
 	NextURL       string
 	FirstURL      string // set when not on the first page
 	Filtered      bool
@@ -156,7 +159,7 @@ func (h *Handler) inventory(u *uiRequest) {
 		h.render(u.w, u.r, p.Error.Status, "machines", p)
 		return
 	}
-	d.Machines = list.Value
+	d.Rows = machineRows(list.Value, f.Sub, h.cfg.Clock())
 	if next := skipTokenOf(list.NextLink); next != "" {
 		d.NextURL = f.uiURL(next)
 	}
@@ -164,6 +167,40 @@ func (h *Handler) inventory(u *uiRequest) {
 		d.FirstURL = f.uiURL("")
 	}
 	h.render(u.w, u.r, http.StatusOK, "machines", p)
+}
+
+// machineRow is one inventory row, formatted in Go: a 1,000-row page then
+// costs one escaped action per cell instead of several template calls.
+type machineRow struct {
+	Name, URL, ResourceGroup, Status, StatusClass, Environment, OS, AgentVersion string
+	Unsupported                                                                  bool
+	HeartbeatAgo, HeartbeatTime                                                  string
+	Tags                                                                         []tagChip
+}
+
+// tagChip is a tag that links to the inventory filtered by it.
+type tagChip struct{ Label, URL string }
+
+func machineRows(ms []wire.Machine, sub string, now time.Time) []machineRow {
+	rows := make([]machineRow, len(ms))
+	for i, m := range ms {
+		r := machineRow{Name: m.Name, URL: machineURL(m), ResourceGroup: m.ResourceGroup, Status: m.Status,
+			StatusClass: statusClass(m.Status), Environment: orDash(m.Properties.Environment), OS: osLabel(m.Properties),
+			AgentVersion: orDash(m.AgentVersion), Unsupported: !m.AgentSupported,
+			HeartbeatAgo: ago(now, m.LastHeartbeat), HeartbeatTime: formatTime(m.LastHeartbeat)}
+		for _, k := range slices.Sorted(maps.Keys(m.Tags)) {
+			r.Tags = append(r.Tags, tagChip{Label: k + "=" + m.Tags[k], URL: tagURL(sub, k, m.Tags[k])})
+		}
+		rows[i] = r
+	}
+	return rows
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
 
 // machineData is the machine detail page.
