@@ -136,6 +136,9 @@ func (h *Handler) activity(u *uiRequest) {
 	if err != nil {
 		p.Error = h.toUIError(u.r, err)
 		status = p.Error.Status
+		if status == http.StatusForbidden && f.Scope == "" {
+			p.Error.Message += ". Enter a scope you may read, such as your resource group, in the filter above."
+		}
 	}
 	h.render(u.w, u.r, status, "activity", p)
 }

@@ -156,6 +156,9 @@ func (h *Handler) inventory(u *uiRequest) {
 	var list wire.List[wire.Machine]
 	if err := u.api.get(u.ctx(), f.apiPath(), f.apiQuery(), &list); err != nil {
 		p.Error = h.toUIError(u.r, err)
+		if p.Error.Status == http.StatusForbidden && f.RG == "" {
+			p.Error.Message += ". If you were given access to a resource group, enter it in the filter above."
+		}
 		h.render(u.w, u.r, p.Error.Status, "machines", p)
 		return
 	}

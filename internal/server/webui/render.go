@@ -63,7 +63,7 @@ var funcs = template.FuncMap{
 	"machineURL":  machineURL,
 	"tagURL":      tagURL,
 	"osLabel":     osLabel,
-	"days":        func(now, t time.Time) int { return int(t.Sub(now).Hours() / 24) },
+	"expiry":      expiry,
 }
 
 // render executes a page into a buffer first, so a template failure becomes
@@ -167,6 +167,20 @@ func ago(now, t time.Time) string {
 		return "in " + s
 	}
 	return s + suffix
+}
+
+// expiry says how long until t: "in 89 days", "in 5h", "expired 2d ago".
+func expiry(now, t time.Time) string {
+	switch d := t.Sub(now); {
+	case t.IsZero():
+		return ""
+	case d <= 0:
+		return "expired " + ago(now, t)
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("in %d days", int(d.Hours()/24))
+	default:
+		return ago(now, t)
+	}
 }
 
 func formatBytes(n uint64) string {

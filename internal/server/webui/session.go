@@ -94,7 +94,7 @@ func checkSameOrigin(r *http.Request) error {
 // no protocol-relative "//"), or the inventory page.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, cookiePath) || strings.HasPrefix(next, "//") ||
-		strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, "/ui/static/") {
+		strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, "/ui/static/") || strings.HasPrefix(next, "/ui/sign") {
 		return "/ui/machines"
 	}
 	u, err := url.Parse(next)
