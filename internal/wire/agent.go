@@ -11,6 +11,10 @@ const (
 	PathDesiredState = "/agent/v1/desired"     // GET DesiredState
 	PathCertificate  = "/agent/v1/certificate" // POST RenewRequest -> RenewResponse
 	PathMachine      = "/agent/v1/machine"     // DELETE: disconnect (removes the machine resource)
+	// PathCatalogs + publisher name: GET SignedCatalog of that publisher.
+	PathCatalogs = "/agent/v1/catalogs/"
+	// PathPackages + digest ("sha256:HEX"): GET the package archive.
+	PathPackages = "/agent/v1/packages/"
 	PathDeviceCode   = "/oauth2/devicecode"    // POST form: RFC 8628 device authorization
 	PathToken        = "/oauth2/token"         // POST form: client_credentials, password, device_code grants
 )
@@ -34,6 +38,10 @@ type ConnectRequest struct {
 	AgentVersion    string            `json:"agentVersion"`
 	Properties      MachineProperties `json:"properties"`
 	AgentConfig     AgentConfig       `json:"agentConfiguration"`
+	// SealingKey is the machine's X25519 public key (32 bytes) that
+	// protected settings are sealed to. Its private half stays on the
+	// machine and, unlike the TLS key, survives certificate renewals.
+	SealingKey []byte `json:"sealingKey,omitempty"`
 }
 
 // ConnectResponse carries the machine identity.
@@ -88,6 +96,13 @@ type DesiredState struct {
 	Generation int64             `json:"generation"`
 	ResourceID string            `json:"resourceId"`
 	Tags       map[string]string `json:"tags,omitempty"`
+	// Extensions is the complete desired set: anything installed and not
+	// listed here is removed.
+	Extensions []DesiredExtension `json:"extensions,omitempty"`
+	// Publishers holds the signing key of every publisher in Extensions.
+	Publishers []PublisherKey `json:"publishers,omitempty"`
+	// RunCommands are runs not yet reported finished.
+	RunCommands []DesiredRunCommand `json:"runCommands,omitempty"`
 }
 
 // Report kinds.
@@ -95,6 +110,8 @@ const (
 	ReportProperties  = "properties"  // Body: MachineProperties
 	ReportAgentConfig = "agentConfig" // Body: AgentConfig
 	ReportApplied     = "applied"     // Body: AppliedState
+	ReportExtension   = "extension"   // Body: ExtensionStatus
+	ReportRunCommand  = "runCommand"  // Body: RunCommandResult
 )
 
 // Report is one observation made by the agent. Reports are buffered on disk

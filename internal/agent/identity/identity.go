@@ -39,6 +39,8 @@ const (
 	FileKey   = "key.pem"
 	FileCert  = "cert.pem"
 	FileCA    = "ca.pem"
+	// FileSealingKey is the X25519 key protected settings are sealed to.
+	FileSealingKey = "sealing.key"
 	nextKey   = "key.pem.next"
 	nextCert  = "cert.pem.next"
 )
@@ -133,9 +135,18 @@ func (id *Identity) finishRenewal() error {
 	return nil
 }
 
-// Save writes a new identity (after connect). The key is written 0600; the
-// state directory is made 0700.
-func Save(dir string, st State, keyPEM, certPEM, caPEM []byte) error {
+// SealingKey reads the machine's private sealing key.
+func (id *Identity) SealingKey() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(id.Dir, FileSealingKey))
+	if err != nil {
+		return nil, fmt.Errorf("read sealing key: %w", err)
+	}
+	return b, nil
+}
+
+// Save writes a new identity (after connect). The keys are written 0600;
+// the state directory is made 0700.
+func Save(dir string, st State, keyPEM, certPEM, caPEM, sealingKey []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
@@ -144,6 +155,9 @@ func Save(dir string, st State, keyPEM, certPEM, caPEM []byte) error {
 	}
 	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileKey), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write machine key: %w", err)
+	}
+	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileSealingKey), sealingKey, 0o600); err != nil {
+		return fmt.Errorf("write sealing key: %w", err)
 	}
 	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileCert), certPEM, 0o644); err != nil {
 		return fmt.Errorf("write machine certificate: %w", err)
@@ -172,7 +186,7 @@ func (id *Identity) SaveState() error { return saveState(id.Dir, id.State) }
 // Remove deletes the identity files of dir; the local configuration stays.
 func Remove(dir string) error {
 	var errs []error
-	for _, f := range []string{FileState, FileKey, FileCert, FileCA, nextKey, nextCert} {
+	for _, f := range []string{FileState, FileKey, FileCert, FileCA, FileSealingKey, nextKey, nextCert} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

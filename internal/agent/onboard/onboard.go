@@ -27,6 +27,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/machinekey"
+	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -199,9 +200,13 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 	if err != nil {
 		return identity.State{}, err
 	}
+	sealPriv, sealPub, err := sealing.NewKey()
+	if err != nil {
+		return identity.State{}, err
+	}
 	req := wire.ConnectRequest{
 		ProtocolVersion: wire.ProtocolVersion, SubscriptionID: o.SubscriptionID, ResourceGroup: o.ResourceGroup, Name: name,
-		Tags: o.Tags, CSR: string(csrPEM), AgentVersion: o.Version, Properties: props, AgentConfig: cfg.Wire(),
+		Tags: o.Tags, CSR: string(csrPEM), AgentVersion: o.Version, Properties: props, AgentConfig: cfg.Wire(), SealingKey: sealPub,
 	}
 	tc, err := client.New(server.String(), client.WithHTTPClient(hc), client.WithToken(token), ua)
 	if err != nil {
@@ -219,7 +224,7 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 		Server: server.String(), ResourceID: resp.ResourceID, MachineID: resp.MachineID, SubscriptionID: o.SubscriptionID,
 		ResourceGroup: o.ResourceGroup, Name: name, HeartbeatInterval: resp.HeartbeatInterval, ConnectedAt: time.Now().UTC(),
 	}
-	if err := identity.Save(o.StateDir, st, keyPEM, []byte(resp.Certificate), caPEM); err != nil {
+	if err := identity.Save(o.StateDir, st, keyPEM, []byte(resp.Certificate), caPEM, sealPriv); err != nil {
 		return identity.State{}, err
 	}
 	return st, nil

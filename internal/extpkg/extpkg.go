@@ -1,0 +1,351 @@
+// Package extpkg is the extension package format shared by the CLI (which
+// packs, signs and publishes), the control plane (which checks what it is
+// given) and the agent (which verifies before it unpacks anything):
+//
+//   - a package is a gzip-compressed tar archive with manifest.json at its
+//     root (wire.ExtensionManifest);
+//   - its digest is "sha256:" + hex of the archive bytes;
+//   - a publisher signs a catalog of digests with ed25519 (wire.SignedCatalog);
+//   - Unpack extracts only regular files and directories, inside the target,
+//     within size and file-count limits; anything else aborts the unpack.
+//
+// Nothing here trusts its input: every function fails closed.
+package extpkg
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// Errors callers branch on.
+var (
+	ErrBadSignature = errors.New("catalog signature does not verify with the publisher's key")
+	ErrBadArchive   = errors.New("unsafe or malformed package archive")
+	ErrBadManifest  = errors.New("invalid extension manifest")
+)
+
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+	versionRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$`)
+	digestRE  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// ValidName reports whether s is a valid publisher or type name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidVersion reports whether s is MAJOR.MINOR.PATCH.
+func ValidVersion(s string) bool { return versionRE.MatchString(s) }
+
+// ValidDigest reports whether s is "sha256:" + 64 lower-case hex digits.
+func ValidDigest(s string) bool { return digestRE.MatchString(s) }
+
+// CompareVersions orders MAJOR.MINOR.PATCH versions numerically.
+func CompareVersions(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < 3 && i < len(pa) && i < len(pb); i++ {
+		var x, y int
+		fmt.Sscan(pa[i], &x)
+		fmt.Sscan(pb[i], &y)
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// Digest is "sha256:" + hex of b.
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ValidateManifest checks a manifest's names, version, handlers, platforms
+// and timeouts.
+func ValidateManifest(m wire.ExtensionManifest) error {
+	var errs []error
+	if !ValidName(m.Publisher) {
+		errs = append(errs, fmt.Errorf("publisher %q is not a valid name", m.Publisher))
+	}
+	if !ValidName(m.Type) {
+		errs = append(errs, fmt.Errorf("type %q is not a valid name", m.Type))
+	}
+	if !ValidVersion(m.Version) {
+		errs = append(errs, fmt.Errorf("version %q is not MAJOR.MINOR.PATCH", m.Version))
+	}
+	if strings.TrimSpace(m.Handlers.Install) == "" || strings.TrimSpace(m.Handlers.Enable) == "" {
+		errs = append(errs, errors.New("handlers.install and handlers.enable are required"))
+	}
+	for _, h := range []string{m.Handlers.Install, m.Handlers.Enable, m.Handlers.Disable, m.Handlers.Update, m.Handlers.Uninstall} {
+		if len(h) > 4096 || strings.ContainsRune(h, 0) {
+			errs = append(errs, errors.New("a handler command is too long or contains NUL"))
+		}
+	}
+	for _, o := range m.OS {
+		if o != "linux" {
+			errs = append(errs, fmt.Errorf("os %q is not supported (linux)", o))
+		}
+	}
+	for _, a := range m.Arch {
+		if !slices.Contains([]string{"amd64", "arm64", "386", "arm", "ppc64le", "s390x", "riscv64"}, a) {
+			errs = append(errs, fmt.Errorf("arch %q is unknown", a))
+		}
+	}
+	for k, d := range m.Timeouts {
+		if !slices.Contains([]string{wire.HandlerInstall, wire.HandlerEnable, wire.HandlerDisable, wire.HandlerUpdate, wire.HandlerUninstall}, k) {
+			errs = append(errs, fmt.Errorf("timeouts.%s is not a handler", k))
+		}
+		if time.Duration(d) <= 0 || time.Duration(d) > wire.MaxHandlerTimeout {
+			errs = append(errs, fmt.Errorf("timeouts.%s must be between 1s and %s", k, wire.MaxHandlerTimeout))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadManifest, err)
+	}
+	return nil
+}
+
+// Supports reports whether the manifest runs on goos/goarch.
+func Supports(m wire.ExtensionManifest, goos, goarch string) bool {
+	return (len(m.OS) == 0 || slices.Contains(m.OS, goos)) && (len(m.Arch) == 0 || slices.Contains(m.Arch, goarch))
+}
+
+// HandlerTimeout is the manifest's timeout for handler h.
+func HandlerTimeout(m wire.ExtensionManifest, h string) time.Duration {
+	if d, ok := m.Timeouts[h]; ok && d > 0 {
+		return min(time.Duration(d), wire.MaxHandlerTimeout)
+	}
+	return wire.DefaultHandlerTimeout
+}
+
+// ReadManifest finds manifest.json at the root of a package archive and
+// validates it. It reads at most the archive's first MaxPackageFiles entries.
+func ReadManifest(archive []byte) (wire.ExtensionManifest, error) {
+	var m wire.ExtensionManifest
+	if len(archive) > wire.MaxPackageBytes {
+		return m, fmt.Errorf("%w: the archive is larger than %d bytes", ErrBadArchive, wire.MaxPackageBytes)
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return m, fmt.Errorf("%w: not a gzip archive: %v", ErrBadArchive, err)
+	}
+	tr := tar.NewReader(gz)
+	for range wire.MaxPackageFiles {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return m, fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		if path.Clean(strings.TrimPrefix(h.Name, "./")) != wire.ManifestFile || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, 64<<10+1))
+		if err != nil {
+			return m, fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		if len(b) > 64<<10 {
+			return m, fmt.Errorf("%w: manifest.json is larger than 64 KiB", ErrBadManifest)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			return m, fmt.Errorf("%w: manifest.json: %v", ErrBadManifest, err)
+		}
+		return m, ValidateManifest(m)
+	}
+	return m, fmt.Errorf("%w: no manifest.json at the archive root", ErrBadManifest)
+}
+
+// SignCatalog encodes c and signs the bytes.
+func SignCatalog(priv ed25519.PrivateKey, c wire.Catalog) (wire.SignedCatalog, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return wire.SignedCatalog{}, err
+	}
+	return wire.SignedCatalog{Catalog: b, Signature: ed25519.Sign(priv, b)}, nil
+}
+
+// VerifyCatalog checks the signature with pub and only then parses the
+// catalog; publisher names the expected signer.
+func VerifyCatalog(pub []byte, publisher string, sc wire.SignedCatalog) (wire.Catalog, error) {
+	var c wire.Catalog
+	if len(pub) != ed25519.PublicKeySize {
+		return c, fmt.Errorf("publisher %s has no valid ed25519 key", publisher)
+	}
+	if !ed25519.Verify(ed25519.PublicKey(pub), sc.Catalog, sc.Signature) {
+		return c, ErrBadSignature
+	}
+	dec := json.NewDecoder(bytes.NewReader(sc.Catalog))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("catalog: %w", err)
+	}
+	if c.Publisher != publisher {
+		return c, fmt.Errorf("the catalog is for publisher %q, not %q", c.Publisher, publisher)
+	}
+	for _, e := range c.Packages {
+		if !ValidName(e.Type) || !ValidVersion(e.Version) || !ValidDigest(e.Digest) || e.Size <= 0 {
+			return c, fmt.Errorf("catalog entry %s/%s %s is malformed", publisher, e.Type, e.Version)
+		}
+	}
+	return c, nil
+}
+
+// Find returns the catalog entry of type/version.
+func Find(c wire.Catalog, typ, version string) (wire.CatalogEntry, bool) {
+	for _, e := range c.Packages {
+		if strings.EqualFold(e.Type, typ) && e.Version == version {
+			return e, true
+		}
+	}
+	return wire.CatalogEntry{}, false
+}
+
+// Limits bound an unpack.
+type Limits struct {
+	MaxBytes int64
+	MaxFiles int
+}
+
+// DefaultLimits are the wire limits.
+var DefaultLimits = Limits{MaxBytes: wire.MaxUnpackedBytes, MaxFiles: wire.MaxPackageFiles}
+
+// Unpack extracts a package archive into dir, which must not exist yet (it
+// is created 0700). Only regular files and directories are accepted; names
+// must be relative, clean and stay inside dir; symlinks, hard links,
+// devices and FIFOs abort the unpack, as do the size and file-count limits.
+// On error dir is removed.
+func Unpack(archive io.Reader, dir string, lim Limits) (err error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	gz, err := gzip.NewReader(archive)
+	if err != nil {
+		return fmt.Errorf("%w: not a gzip archive", ErrBadArchive)
+	}
+	tr := tar.NewReader(gz)
+	var total int64
+	files := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		files++
+		if files > lim.MaxFiles {
+			return fmt.Errorf("%w: more than %d entries", ErrBadArchive, lim.MaxFiles)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		clean := path.Clean(name)
+		if name == "" || clean == "." && h.Typeflag == tar.TypeDir {
+			continue
+		}
+		if path.IsAbs(name) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
+			return fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
+		}
+		target := filepath.Join(dir, filepath.FromSlash(clean))
+		if !strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			return fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if h.Size < 0 || total+h.Size > lim.MaxBytes {
+				return fmt.Errorf("%w: unpacked size exceeds %d bytes", ErrBadArchive, lim.MaxBytes)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			// O_EXCL: a second entry of the same name cannot replace a file,
+			// and nothing can have planted a link at target.
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&0o755|0o600)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrBadArchive, err)
+			}
+			n, err := io.Copy(f, io.LimitReader(tr, h.Size+1))
+			cerr := f.Close()
+			if err != nil || cerr != nil {
+				return errors.Join(err, cerr)
+			}
+			if n != h.Size {
+				return fmt.Errorf("%w: entry %q is truncated", ErrBadArchive, h.Name)
+			}
+			total += n
+		default:
+			return fmt.Errorf("%w: entry %q is a link or special file (type %q)", ErrBadArchive, h.Name, h.Typeflag)
+		}
+	}
+}
+
+// File is one entry of BuildArchive.
+type File struct {
+	Name string
+	Body []byte
+	Mode int64 // default 0644
+}
+
+// BuildArchive packs files into a package archive (tests, `corral extension
+// pack`). The manifest is added first when given.
+func BuildArchive(manifest *wire.ExtensionManifest, files ...File) ([]byte, error) {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	if manifest != nil {
+		b, err := json.MarshalIndent(manifest, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		files = append([]File{{Name: wire.ManifestFile, Body: b}}, files...)
+	}
+	for _, f := range files {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: mode, Size: int64(len(f.Body)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Body); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
