@@ -13,6 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/testutil/agenttest"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -39,8 +40,8 @@ func getMachine(t *testing.T, s *testutil.Server, rg, name string) wire.Machine 
 func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
 	t.Parallel()
 	s := testutil.StartServer(t, testutil.FastLifecycle())
-	state := testutil.ConnectAgent(t, s.API, "rg1", "m1", "")
-	testutil.StartAgent(t, daemon.Config{StateDir: state})
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "m1", "")
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
 	eventually(t, 5*time.Second, func() string {
 		st, _ := daemon.ReadStatus(state)
 		if !st.Connected {
@@ -85,8 +86,8 @@ func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
 func TestDaemonStopsWhenTheMachineIsDeleted(t *testing.T) {
 	t.Parallel()
 	s := testutil.StartServer(t, testutil.FastLifecycle())
-	state := testutil.ConnectAgent(t, s.API, "rg1", "gone", "")
-	a := testutil.StartAgent(t, daemon.Config{StateDir: state})
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "gone", "")
+	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
 	eventually(t, 5*time.Second, func() string {
 		if st, _ := daemon.ReadStatus(state); !st.Connected {
 			return "not connected"
@@ -111,7 +112,7 @@ func TestDaemonStopsWhenTheMachineIsDeleted(t *testing.T) {
 func TestDaemonRenewsItsCertificate(t *testing.T) {
 	t.Parallel()
 	s := testutil.StartServer(t, testutil.FastLifecycle())
-	state := testutil.ConnectAgent(t, s.API, "rg1", "renew", "")
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "renew", "")
 	before, err := identity.Load(state)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestDaemonRenewsItsCertificate(t *testing.T) {
 	oldSerial := before.Leaf().SerialNumber
 	// The agent's clock says two thirds of the certificate's life passed.
 	later := func() time.Time { return time.Now().Add(70 * 24 * time.Hour) }
-	testutil.StartAgent(t, daemon.Config{StateDir: state, Clock: later, RenewCheckInterval: 100 * time.Millisecond})
+	agenttest.StartAgent(t, daemon.Config{StateDir: state, Clock: later, RenewCheckInterval: 100 * time.Millisecond})
 	eventually(t, 10*time.Second, func() string {
 		st, _ := daemon.ReadStatus(state)
 		if st.CertRenewedAt.IsZero() {
@@ -140,7 +141,7 @@ func TestDaemonRenewsItsCertificate(t *testing.T) {
 		t.Errorf("server records certificate until %s, agent holds one until %s", m.CertificateNotAfter, after.Leaf().NotAfter)
 	}
 	oldCfg, _ := before.TLSConfig()
-	c := testutil.MachineHTTPClient(oldCfg)
+	c := agenttest.MachineHTTPClient(oldCfg)
 	status, _ := s.DoWith(t, c, "GET", wire.PathDesiredState, "", nil)
 	if status != 401 {
 		t.Errorf("old certificate after renewal: status %d, want 401", status)
@@ -150,7 +151,7 @@ func TestDaemonRenewsItsCertificate(t *testing.T) {
 func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 	t.Parallel()
 	s := testutil.StartServer(t, testutil.FastLifecycle())
-	state := testutil.ConnectAgent(t, s.API, "rg1", "offline", "")
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "offline", "")
 	id, _ := identity.Load(state)
 	// Point the identity at a dead address: the agent cannot deliver.
 	live := id.State.Server
@@ -158,7 +159,7 @@ func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 	if err := id.SaveState(); err != nil {
 		t.Fatal(err)
 	}
-	a := testutil.StartAgent(t, daemon.Config{StateDir: state})
+	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
 	c, _ := localconfig.Load(state)
 	_ = c.Set(localconfig.KeyBlocklist, "Corral/RunCommand")
 	_ = localconfig.Save(state, c)
@@ -175,7 +176,7 @@ func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 	if err := id.SaveState(); err != nil {
 		t.Fatal(err)
 	}
-	testutil.StartAgent(t, daemon.Config{StateDir: state})
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
 	eventually(t, 5*time.Second, func() string {
 		m := getMachine(t, s, "rg1", "offline")
 		if m.AgentConfig == nil || len(m.AgentConfig.ExtensionsBlocklist) != 1 {

@@ -1,4 +1,8 @@
-package testutil
+// Package agenttest runs the real agent in tests: onboarding against a test
+// control plane and the daemon loop in-process. It lives apart from
+// testutil because the agent imports the API client, whose own tests use
+// testutil.
+package agenttest
 
 import (
 	"context"
@@ -12,12 +16,13 @@ import (
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/hostinfo"
 	"github.com/corralhq/corral/internal/agent/onboard"
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 // ConnectAgent onboards a real agent state directory into resource group rg
 // of s with a fresh onboarding service principal, reading the host under
 // root (a t.TempDir() when empty). It returns the state directory.
-func ConnectAgent(t testing.TB, s *API, rg, name, root string) string {
+func ConnectAgent(t testing.TB, s *testutil.API, rg, name, root string) string {
 	t.Helper()
 	clientID, secret := s.OnboardingPrincipal(t, rg)
 	if root == "" {
@@ -38,7 +43,7 @@ func ConnectAgent(t testing.TB, s *API, rg, name, root string) string {
 
 // RunningAgent is a real agent daemon running in the test process.
 type RunningAgent struct {
-	Logs *SyncBuffer
+	Logs *testutil.SyncBuffer
 	stop context.CancelFunc
 	done chan struct{}
 	err  error
@@ -48,7 +53,7 @@ type RunningAgent struct {
 // filled in) until the test ends or Stop is called.
 func StartAgent(t testing.TB, cfg daemon.Config) *RunningAgent {
 	t.Helper()
-	a := &RunningAgent{Logs: &SyncBuffer{}, done: make(chan struct{})}
+	a := &RunningAgent{Logs: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(a.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
