@@ -24,13 +24,13 @@ import (
 // under its Content-Security-Policy without a console error.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
+	ctx := browser.New(t, 60*time.Second) // first: skips at once without Chromium
 	s := testutil.StartServer(t)
 	id, secret := s.OnboardingPrincipal(t, "web")
 	onboardTok := s.ClientToken(t, id, secret)
 	s.OnboardMachine(t, onboardTok, "web", "web-01", awsProps)
 	s.OnboardMachine(t, onboardTok, "web", "web-02", onPremProps)
 
-	ctx := browser.New(t, 60*time.Second)
 	start := time.Now()
 	console := collectConsole(ctx, t)
 	dialogs := acceptDialogs(ctx)
