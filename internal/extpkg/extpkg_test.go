@@ -107,8 +107,12 @@ func TestManifestValidation(t *testing.T) {
 		func(m *wire.ExtensionManifest) { m.Version = "1.2" },
 		func(m *wire.ExtensionManifest) { m.Handlers.Enable = "" },
 		func(m *wire.ExtensionManifest) { m.OS = []string{"windows"} },
-		func(m *wire.ExtensionManifest) { m.Timeouts = map[string]wire.Duration{"install": wire.Duration(3 * time.Hour)} },
-		func(m *wire.ExtensionManifest) { m.Timeouts = map[string]wire.Duration{"frobnicate": wire.Duration(time.Second)} },
+		func(m *wire.ExtensionManifest) {
+			m.Timeouts = map[string]wire.Duration{"install": wire.Duration(3 * time.Hour)}
+		},
+		func(m *wire.ExtensionManifest) {
+			m.Timeouts = map[string]wire.Duration{"frobnicate": wire.Duration(time.Second)}
+		},
 	}
 	for i, change := range bad {
 		m := manifest()

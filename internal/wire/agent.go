@@ -14,9 +14,9 @@ const (
 	// PathCatalogs + publisher name: GET SignedCatalog of that publisher.
 	PathCatalogs = "/agent/v1/catalogs/"
 	// PathPackages + digest ("sha256:HEX"): GET the package archive.
-	PathPackages = "/agent/v1/packages/"
-	PathDeviceCode   = "/oauth2/devicecode"    // POST form: RFC 8628 device authorization
-	PathToken        = "/oauth2/token"         // POST form: client_credentials, password, device_code grants
+	PathPackages   = "/agent/v1/packages/"
+	PathDeviceCode = "/oauth2/devicecode" // POST form: RFC 8628 device authorization
+	PathToken      = "/oauth2/token"      // POST form: client_credentials, password, device_code grants
 )
 
 // Grant types accepted at PathToken.

@@ -18,18 +18,18 @@ const (
 // plane itself under publisher "Corral" at first start and go through the
 // same catalog, digest and lock-down checks as any other extension.
 const (
-	PublisherCorral         = "Corral"
-	ExtRunCommand           = "Corral/RunCommand"
-	ExtPatchManagement      = "Corral/PatchManagement"
-	ExtEndpointProtection   = "Corral/EndpointProtection"
-	BuiltinHandlerPrefix    = "builtin:" // manifest command handled inside corral-agent
-	ManifestFile            = "manifest.json"
-	MaxPackageBytes         = 64 << 20 // compressed archive
-	MaxUnpackedBytes        = 256 << 20
-	MaxPackageFiles         = 4096
-	MaxHandlerOutputBytes   = 64 << 10 // stdout and stderr each, kept on the record
-	DefaultHandlerTimeout   = 5 * time.Minute
-	MaxHandlerTimeout       = 2 * time.Hour
+	PublisherCorral          = "Corral"
+	ExtRunCommand            = "Corral/RunCommand"
+	ExtPatchManagement       = "Corral/PatchManagement"
+	ExtEndpointProtection    = "Corral/EndpointProtection"
+	BuiltinHandlerPrefix     = "builtin:" // manifest command handled inside corral-agent
+	ManifestFile             = "manifest.json"
+	MaxPackageBytes          = 64 << 20 // compressed archive
+	MaxUnpackedBytes         = 256 << 20
+	MaxPackageFiles          = 4096
+	MaxHandlerOutputBytes    = 64 << 10 // stdout and stderr each, kept on the record
+	DefaultHandlerTimeout    = 5 * time.Minute
+	MaxHandlerTimeout        = 2 * time.Hour
 	DefaultRunCommandTimeout = 10 * time.Minute
 )
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/agent/cpulimit"
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
@@ -127,16 +128,11 @@ func printShow(w io.Writer, s Show) {
 	table(w, rows)
 }
 
-// cpuLimitEnforcement says whether CPU limits can be enforced here; the
-// extension manager applies them with cgroup v2.
+// cpuLimitEnforcement says whether extension handlers run under the CPU
+// limit on this machine (cgroup v2 delegated to the agent).
 func cpuLimitEnforcement() string {
-	var st syscall.Statfs_t
-	const cgroup2Magic = 0x63677270
-	if err := syscall.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != cgroup2Magic {
-		return "not enforced: cgroup v2 is not mounted at /sys/fs/cgroup"
+	if _, why := cpulimit.Detect("/sys/fs/cgroup"); why != "" {
+		return "not enforced: " + why
 	}
-	if syscall.Access("/sys/fs/cgroup/cgroup.subtree_control", 2) != nil {
-		return "not enforced: the cgroup tree is not writable by the agent"
-	}
-	return "cgroup v2 available"
+	return "enforced with cgroup v2"
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/agent/cloud"
+	"github.com/corralhq/corral/internal/agent/cpulimit"
+	"github.com/corralhq/corral/internal/agent/extensions"
 	"github.com/corralhq/corral/internal/agent/hostinfo"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
@@ -51,8 +53,18 @@ type Config struct {
 	MaxBackoff         time.Duration // default 60s
 	Clock              func() time.Time
 
-	// Reconcilers apply desired state; each runs after every fetch. The
-	// foundation has none; extensions and policy plug in here.
+	// ReconcileInterval re-applies the last desired state even without a
+	// change on the server, so an extension removed locally is put back.
+	ReconcileInterval time.Duration // default 5m
+	// CgroupRoot is where cgroup v2 is mounted (default /sys/fs/cgroup);
+	// extension handlers run under extensions.agent.cpulimit there.
+	CgroupRoot string
+	// HostChangesOff, when set, refuses every extension handler and run
+	// command with this reason (corral dev without --allow-host-changes).
+	HostChangesOff string
+
+	// Reconcilers apply desired state after every fetch, after the
+	// extension manager.
 	Reconcilers []Reconciler
 }
 
@@ -76,6 +88,12 @@ func (c *Config) defaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 60 * time.Second
 	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 5 * time.Minute
+	}
+	if c.CgroupRoot == "" {
+		c.CgroupRoot = "/sys/fs/cgroup"
+	}
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -93,6 +111,7 @@ type Daemon struct {
 	api    *client.Client
 	out    *outbox.Outbox
 	status *statusFile
+	ext    *extensions.Manager
 
 	localCfg atomic.Pointer[localconfig.Config]
 	// fetch asks the desired-state loop to fetch now.
@@ -150,7 +169,32 @@ func newDaemon(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.status = &statusFile{path: filepath.Join(cfg.StateDir, StatusFile)}
+	limiter, why := cpulimit.Detect(cfg.CgroupRoot)
+	if limiter == nil {
+		d.log.Info("extension CPU limit not enforced", "reason", why)
+	}
+	d.ext, err = extensions.New(extensions.Config{
+		Dir: filepath.Join(cfg.StateDir, "extensions"), MachineID: id.State.MachineID, SealingKey: id.SealingKey,
+		Fetch: fetcher{d.api}, Report: d.addReport, Logger: d.log.With("component", "extensions"),
+		Limiter: limiter, HostChangesOff: cfg.HostChangesOff,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// fetcher downloads catalogs and packages over the machine's mTLS channel.
+type fetcher struct{ api *client.Client }
+
+func (f fetcher) Catalog(ctx context.Context, publisher string) (wire.SignedCatalog, error) {
+	var sc wire.SignedCatalog
+	err := f.api.Do(ctx, http.MethodGet, wire.PathCatalogs+url.PathEscape(publisher), nil, &sc)
+	return sc, err
+}
+
+func (f fetcher) Package(ctx context.Context, digest string) ([]byte, error) {
+	return f.api.Download(ctx, wire.PathPackages+url.PathEscape(digest), wire.MaxPackageBytes)
 }
 
 // proxy routes through proxy.url unless the host is in proxy.bypass; with
@@ -180,6 +224,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	wg.Go(func() { d.renewLoop(ctx) })
 	<-ctx.Done()
 	wg.Wait()
+	d.ext.Close()
 	d.status.update(func(s *Status) { s.Connected = false; s.PID = 0 })
 	if err := context.Cause(ctx); errors.Is(err, ErrRevoked) {
 		d.id.State.Revoked = err.Error()

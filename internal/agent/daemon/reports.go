@@ -59,10 +59,17 @@ func (d *Daemon) desiredLoop(ctx context.Context) {
 	if ds, err := readDesired(d.cfg.StateDir); err == nil {
 		d.reconcile(ctx, ds)
 	}
+	again := time.NewTicker(d.cfg.ReconcileInterval)
+	defer again.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-again.C:
+			if ds, err := readDesired(d.cfg.StateDir); err == nil {
+				d.reconcile(ctx, ds)
+			}
+			continue
 		case <-d.fetch:
 		}
 		for attempt := 0; ; attempt++ {
@@ -107,6 +114,9 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 
 func (d *Daemon) reconcile(ctx context.Context, ds wire.DesiredState) {
 	cfg := *d.localCfg.Load()
+	if err := d.ext.Reconcile(ctx, ds, cfg); err != nil && ctx.Err() == nil {
+		d.log.ErrorContext(ctx, "reconcile extensions", "err", err)
+	}
 	for _, r := range d.cfg.Reconcilers {
 		if err := r.Reconcile(ctx, ds, cfg); err != nil && ctx.Err() == nil {
 			d.log.ErrorContext(ctx, "reconcile", "err", err)

@@ -41,8 +41,8 @@ const (
 	FileCA    = "ca.pem"
 	// FileSealingKey is the X25519 key protected settings are sealed to.
 	FileSealingKey = "sealing.key"
-	nextKey   = "key.pem.next"
-	nextCert  = "cert.pem.next"
+	nextKey        = "key.pem.next"
+	nextCert       = "cert.pem.next"
 )
 
 // ErrNotConnected means there is no identity: the machine was never

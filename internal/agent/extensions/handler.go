@@ -1,0 +1,142 @@
+package extensions
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// cappedBuffer keeps the first max bytes written and counts the rest.
+type cappedBuffer struct {
+	mu      sync.Mutex
+	max     int
+	buf     bytes.Buffer
+	dropped int64
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room := c.max - c.buf.Len()
+	if room > 0 {
+		c.buf.Write(p[:min(room, len(p))])
+	}
+	if len(p) > room {
+		c.dropped += int64(len(p) - max(room, 0))
+	}
+	return len(p), nil
+}
+
+// String is the kept output, with a note when some was dropped.
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dropped > 0 {
+		return c.buf.String() + fmt.Sprintf("\n[output truncated: %d more bytes]", c.dropped)
+	}
+	return c.buf.String()
+}
+
+// Process is what a handler run produced.
+type Process struct {
+	ExitCode int
+	Stdout   string
+	Stderr   string
+	TimedOut bool
+	Started  time.Time
+	Finished time.Time
+}
+
+// Command describes one process to run.
+type Command struct {
+	Args    []string // argv; Args[0] resolved through PATH
+	Dir     string
+	Env     []string
+	Stdin   []byte
+	Timeout time.Duration
+	// Credential runs the process as another user (nil = the agent's).
+	Credential *syscall.Credential
+	// Limit starts the process inside a CPU-limited cgroup (nil = none).
+	Limit func(*syscall.SysProcAttr) (cleanup func(), err error)
+}
+
+// Run runs c in its own process group, killing the whole group when the
+// timeout passes or ctx ends, and captures capped stdout and stderr.
+func Run(ctx context.Context, c Command) (Process, error) {
+	p := Process{ExitCode: -1}
+	if c.Timeout <= 0 {
+		c.Timeout = wire.DefaultHandlerTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	cmd := exec.Command(c.Args[0], c.Args[1:]...)
+	cmd.Dir, cmd.Env = c.Dir, c.Env
+	cmd.Stdin = bytes.NewReader(c.Stdin)
+	stdout := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
+	stderr := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
+	if c.Limit != nil {
+		cleanup, err := c.Limit(cmd.SysProcAttr)
+		if err != nil {
+			return p, fmt.Errorf("apply the CPU limit: %w", err)
+		}
+		defer cleanup()
+	}
+	p.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return p, fmt.Errorf("start %s: %w", c.Args[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// The handler and everything it started.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		err = <-done
+		p.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
+	p.Finished = time.Now()
+	p.Stdout, p.Stderr = stdout.String(), stderr.String()
+	if cmd.ProcessState != nil {
+		p.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return p, err
+	}
+	if ctx.Err() != nil && !p.TimedOut {
+		return p, ctx.Err()
+	}
+	return p, nil
+}
+
+// lastLine is the last non-empty line of s, at most 512 bytes.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	l := strings.TrimSpace(lines[len(lines)-1])
+	if len(l) > 512 {
+		l = l[:512] + "…"
+	}
+	return l
+}
+
+// handlerEnv is the environment of a handler: a fixed PATH and the
+// extension's identity, nothing inherited from the agent.
+func handlerEnv(name, dir, op string) []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "LANG=C.UTF-8",
+		"CORRAL_EXTENSION_NAME=" + name, "CORRAL_EXTENSION_DIR=" + dir, "CORRAL_OPERATION=" + op,
+	}
+}
