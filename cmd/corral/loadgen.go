@@ -29,7 +29,9 @@ func newLoadgenCommand() *cobra.Command {
 		Short: "Simulate many agents against a real control plane and print scale figures",
 		Long: `Simulate N agents (real onboarding with CSRs, mTLS WebSocket streams, heartbeats) against a
 control plane and print the onboarding rate, heartbeats per second, push latency p50/p99 (a tag change
-through the API until the agent's stream receives it) and the server's RSS.
+through the API until the agent's stream receives it), the extension fan-out (Corral/RunCommand set on
+--extension-fanout machines at once, each timed until its agent's Succeeded is recorded; the simulated
+agents verify the signed catalog and package digest like the real one) and the server's RSS.
 
 Without --server it starts "corral server" as a child process on 127.0.0.1 with a fresh data dir
 (SQLite by default, or --store), so its RSS is measured apart from the simulator's.
@@ -77,6 +79,7 @@ With --server, the admin password is read from stdin.`,
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "agent heartbeat interval (also given to the child server)")
 	f.DurationVar(&o.Steady, "steady", o.Steady, "how long to measure heartbeats once all agents are connected")
 	f.IntVar(&o.Pushes, "pushes", o.Pushes, "number of timed pushes (tag changes)")
+	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,6 +25,11 @@ type simAgent struct {
 	name      string
 	machineID string
 	client    *http.Client // presents the machine certificate
+
+	mu       sync.Mutex
+	answered map[string]int64 // extension name -> last seqNo reported
+	syncing  bool             // a desired-state fetch is running
+	again    bool             // another sync arrived meanwhile
 }
 
 // onboard connects the agent with an onboarding token.
@@ -50,7 +56,7 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	tc := g.tls.Clone()
 	tc.Certificates = []tls.Certificate{cert}
 	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	return &simAgent{name: name, machineID: resp.MachineID,
+	return &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{},
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}}, nil
 }
 
@@ -125,10 +131,66 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 		switch msg.Type {
 		case wire.MsgSync:
 			g.pushReceived(a.machineID, time.Now())
+			g.onSync(ctx, a)
 		case wire.MsgGoodbye:
 			return fmt.Errorf("goodbye: %s", msg.Reason)
 		}
 	}
+}
+
+// onSync fetches desired state in the background, one fetch at a time per
+// agent, coalescing syncs that arrive meanwhile (as the real agent does).
+func (g *run) onSync(ctx context.Context, a *simAgent) {
+	a.mu.Lock()
+	if a.syncing {
+		a.again = true
+		a.mu.Unlock()
+		return
+	}
+	a.syncing = true
+	a.mu.Unlock()
+	go func() {
+		for {
+			g.syncDesired(ctx, a)
+			a.mu.Lock()
+			if !a.again || ctx.Err() != nil {
+				a.syncing = false
+				a.mu.Unlock()
+				return
+			}
+			a.again = false
+			a.mu.Unlock()
+		}
+	}()
+}
+
+// download GETs a raw body with the machine's client.
+func (g *run) download(ctx context.Context, c *http.Client, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.opts.Server+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxPackageBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: status %d: %.200s", path, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func (g *run) postJSON(ctx context.Context, c *http.Client, path, token string, body any, want int, out any) error {
@@ -160,7 +222,7 @@ func (g *run) doJSON(ctx context.Context, c *http.Client, method, path, token st
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
+	if want == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299) || want != 0 && resp.StatusCode != want {
 		return fmt.Errorf("%s %s: status %d: %.300s", method, path, resp.StatusCode, b)
 	}
 	if out != nil {

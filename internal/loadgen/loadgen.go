@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +41,9 @@ type Options struct {
 	Steady            time.Duration // how long to measure heartbeats once all are connected
 	Pushes            int           // tag changes whose delivery is timed
 	PushTimeout       time.Duration
+	// ExtensionFanout is how many machines get Corral/RunCommand set at
+	// once in the extension phase (0 = skip it).
+	ExtensionFanout int
 
 	// ServerPID, when set, is read from /proc for RSS figures.
 	ServerPID int
@@ -60,11 +62,20 @@ type Result struct {
 	PushLost         int
 	PushP50, PushP99 time.Duration
 	PushMax          time.Duration
-	ServerRSSBytes   int64 // at the end
-	ServerPeakRSS    int64 // VmHWM
-	Reconnects       int64
-	Errors           int64
-	FirstError       string
+	// Extension fan-out: extension set on ExtMachines machines at once,
+	// each timed from its PUT until its agent's Succeeded is recorded.
+	ExtMachines    int
+	ExtSamples     int
+	ExtLost        int
+	ExtP50, ExtP99 time.Duration
+	ExtMax         time.Duration
+	ExtSetDuration time.Duration // issuing every PUT
+	ExtAllDone     time.Duration // until the last Succeeded
+	ServerRSSBytes int64         // at the end
+	ServerPeakRSS  int64         // VmHWM
+	Reconnects     int64
+	Errors         int64
+	FirstError     string
 }
 
 type run struct {
@@ -77,6 +88,11 @@ type run struct {
 	mu      sync.Mutex
 	pending map[string]time.Time // machine id -> push sent at
 	samples []time.Duration
+
+	extPending     map[string]time.Time // machine id -> extension set at
+	extSamples     []time.Duration
+	extSetDuration time.Duration
+	extAllDone     time.Duration
 
 	stats struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
@@ -164,13 +180,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	g.mu.Lock()
 	res.PushSamples = len(g.samples)
 	res.PushLost = len(g.pending)
-	if n := len(g.samples); n > 0 {
-		slices.Sort(g.samples)
-		res.PushP50 = g.samples[n*50/100]
-		res.PushP99 = g.samples[min(n-1, n*99/100)]
-		res.PushMax = g.samples[n-1]
-	}
+	res.PushP50, res.PushP99, res.PushMax = percentiles(g.samples)
 	g.mu.Unlock()
+
+	if n := min(o.ExtensionFanout, res.Onboarded); n > 0 {
+		fmt.Fprintf(o.Log, "setting %s on %d machines at once...\n", wire.ExtRunCommand, n)
+		g.measureExtensionFanout(ctx, agents, n)
+		g.mu.Lock()
+		res.ExtMachines, res.ExtSamples, res.ExtLost = n, len(g.extSamples), len(g.extPending)
+		res.ExtP50, res.ExtP99, res.ExtMax = percentiles(g.extSamples)
+		res.ExtSetDuration, res.ExtAllDone = g.extSetDuration, g.extAllDone
+		g.mu.Unlock()
+	}
 	if o.ServerPID > 0 {
 		res.ServerRSSBytes, res.ServerPeakRSS = procRSS(o.ServerPID)
 	}

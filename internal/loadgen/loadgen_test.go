@@ -11,19 +11,23 @@ import (
 )
 
 // TestSmallRun drives 50 simulated agents against a real in-process server:
-// all onboard, all connect, every timed push arrives.
+// all onboard, all connect, every timed push arrives, and an extension set
+// on 20 of them reaches Succeeded on every one.
 func TestSmallRun(t *testing.T) {
 	s := testutil.StartServer(t, testutil.FastLifecycle())
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		Server: s.URL, CAFile: s.CAFile, Username: "admin", Password: testutil.AdminPassword,
 		Agents: 50, Concurrency: 8, HeartbeatInterval: 200 * time.Millisecond, Steady: time.Second,
-		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(),
+		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 20,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Onboarded != 50 || res.Connected != 50 || res.Errors != 0 || res.PushLost != 0 || res.PushSamples == 0 {
 		t.Fatalf("result %+v", res)
+	}
+	if res.ExtMachines != 20 || res.ExtSamples != 20 || res.ExtLost != 0 || res.ExtP99 <= 0 {
+		t.Fatalf("extension fan-out %+v (first error %s)", res, res.FirstError)
 	}
 	if res.HeartbeatsPerSec < 50 || res.ServerRSSBytes == 0 {
 		t.Fatalf("heartbeats %.0f/s, rss %d", res.HeartbeatsPerSec, res.ServerRSSBytes)

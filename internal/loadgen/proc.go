@@ -48,6 +48,11 @@ func (r Result) Format(w io.Writer) {
 	fmt.Fprintf(w, "onboarding        %s total, %.0f machines/s\n", r.OnboardDuration.Round(1e6), r.OnboardRate)
 	fmt.Fprintf(w, "heartbeats        %.0f/s\n", r.HeartbeatsPerSec)
 	fmt.Fprintf(w, "push latency      p50 %s  p99 %s  max %s  (%d samples, %d lost)\n", r.PushP50.Round(1e4), r.PushP99.Round(1e4), r.PushMax.Round(1e4), r.PushSamples, r.PushLost)
+	if r.ExtMachines > 0 {
+		fmt.Fprintf(w, "extension set     %d machines: set->Succeeded p50 %s  p99 %s  max %s  (%d done, %d lost; PUTs took %s, all done in %s)\n",
+			r.ExtMachines, r.ExtP50.Round(1e5), r.ExtP99.Round(1e5), r.ExtMax.Round(1e5), r.ExtSamples, r.ExtLost,
+			r.ExtSetDuration.Round(1e6), r.ExtAllDone.Round(1e6))
+	}
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
 	}
