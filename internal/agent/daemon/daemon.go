@@ -75,6 +75,9 @@ type Reconciler interface {
 	Reconcile(ctx context.Context, desired wire.DesiredState, cfg localconfig.Config) error
 }
 
+// The extension manager is a Reconciler like any later agent feature.
+var _ Reconciler = (*extensions.Manager)(nil)
+
 func (c *Config) defaults() {
 	if c.InventoryInterval == 0 {
 		c.InventoryInterval = 15 * time.Minute
