@@ -33,6 +33,9 @@ type Store interface {
 	Identities
 	Authorization
 	Activity
+	ExtensionCatalog
+	MachineExtensions
+	RunCommands
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend. Calls after Close fail.
@@ -108,9 +111,13 @@ type Machine struct {
 	Generation int64
 	// AppliedGeneration is the generation the agent last reported applied.
 	AppliedGeneration int64
-	CreatedAt         time.Time
-	CreatedBy         string
-	UpdatedAt         time.Time
+	// SealingKey is the machine's X25519 public key that protected
+	// extension settings are sealed to (nil for agents older than protocol
+	// version 2). It is set at connect.
+	SealingKey []byte
+	CreatedAt  time.Time
+	CreatedBy  string
+	UpdatedAt  time.Time
 }
 
 // MachineFilter selects machines. Empty fields match everything. Subscription
@@ -160,6 +167,7 @@ type Machines interface {
 	// LastHeartbeat is before expiredBefore to Expired. It returns the ids
 	// whose status changed.
 	MarkStale(ctx context.Context, disconnectedBefore, expiredBefore time.Time) ([]string, error)
+	// DeleteMachine removes the machine with its extensions and run commands.
 	DeleteMachine(ctx context.Context, id string) error
 }
 

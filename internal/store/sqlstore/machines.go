@@ -15,7 +15,7 @@ import (
 
 const machineCols = `id, subscription, resource_group, name, tags, status, last_heartbeat, agent_version,
 	environment, os_name, properties, agent_config, cert_serial, cert_not_after, generation,
-	applied_generation, created_at, created_by, updated_at`
+	applied_generation, sealing_key, created_at, created_by, updated_at`
 
 func scanMachine(r scanner) (store.Machine, error) {
 	var m store.Machine
@@ -23,7 +23,7 @@ func scanMachine(r scanner) (store.Machine, error) {
 	var hb, notAfter, created, updated int64
 	err := r.Scan(&m.ID, &m.Subscription, &m.ResourceGroup, &m.Name, &tags, &m.Status, &hb, &m.AgentVersion,
 		&m.Environment, &m.OSName, &m.Properties, &m.AgentConfig, &m.CertSerial, &notAfter, &m.Generation,
-		&m.AppliedGeneration, &created, &m.CreatedBy, &updated)
+		&m.AppliedGeneration, &m.SealingKey, &created, &m.CreatedBy, &updated)
 	if err != nil {
 		return m, err
 	}
@@ -61,10 +61,10 @@ func (s *Store) CreateMachine(ctx context.Context, m store.Machine, replaceExpir
 			}
 		}
 		_, err = s.exec(ctx, tx, `INSERT INTO machines (`+machineCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, sub, rg, m.Name, tags, m.Status, micros(m.LastHeartbeat), m.AgentVersion,
 			m.Environment, m.OSName, m.Properties, m.AgentConfig, m.CertSerial, micros(m.CertNotAfter), m.Generation,
-			m.AppliedGeneration, micros(m.CreatedAt), m.CreatedBy, micros(m.UpdatedAt))
+			m.AppliedGeneration, nilIfEmpty(m.SealingKey), micros(m.CreatedAt), m.CreatedBy, micros(m.UpdatedAt))
 		return err
 	})
 	if err != nil {

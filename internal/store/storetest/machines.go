@@ -40,11 +40,11 @@ func testMachines(t *testing.T, s store.Store) {
 	ok(t, s.CreateMachine(ctx, machine("m3", "s1/rg2/web-01"), false), "same name in another group")
 
 	bare := machine("m4", "s1/rg1/bare")
-	bare.Tags, bare.Properties, bare.AgentConfig = nil, nil, nil
+	bare.Tags, bare.Properties, bare.AgentConfig, bare.SealingKey = nil, nil, nil, nil
 	createMachines(t, s, bare)
 	got = getByID(t, s, "m4")
-	if got.Properties != nil || got.AgentConfig != nil {
-		t.Errorf("nil documents came back as %q, %q", got.Properties, got.AgentConfig)
+	if got.Properties != nil || got.AgentConfig != nil || got.SealingKey != nil {
+		t.Errorf("nil documents came back as %q, %q, %q", got.Properties, got.AgentConfig, got.SealingKey)
 	}
 	if len(got.Tags) != 0 {
 		t.Errorf("nil tags came back as %v", got.Tags)

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Publisher record: a registered extension publisher and the ed25519 key its
+// catalogs are signed with. Names are unique case-insensitively.
+type Publisher struct {
+	Name      string
+	PublicKey []byte
+	CreatedAt time.Time
+	CreatedBy string
+}
+
+// Package record: one uploaded extension package version. Publisher, Type and
+// Version are unique together (publisher and type compared
+// case-insensitively); Digest is unique. Archive is the package itself,
+// stored as a blob; list and metadata reads leave it nil.
+type Package struct {
+	Publisher   string // the publisher's stored name
+	Type        string
+	Version     string // MAJOR.MINOR.PATCH
+	Digest      string // "sha256:" + hex of Archive
+	Size        int64
+	Manifest    []byte // JSON wire.ExtensionManifest, stored verbatim
+	Archive     []byte
+	PublishedAt time.Time
+	PublishedBy string
+}
+
+// PackageFilter selects packages. Empty fields match everything; Publisher
+// and Type match case-insensitively. Lists are ordered by publisher, type
+// (case-insensitively) and version (numerically); Page.After is
+// "publisher/type/version" of the last package of the previous page.
+type PackageFilter struct {
+	Publisher string
+	Type      string
+	Page      Page
+}
+
+// Catalog record: a publisher's current signed catalog, kept as the exact
+// bytes the publisher signed.
+type Catalog struct {
+	Publisher  string // the publisher's stored name
+	Serial     int64
+	Catalog    []byte // JSON wire.Catalog, verbatim
+	Signature  []byte
+	UploadedAt time.Time
+	UploadedBy string
+}
+
+// ExtensionCatalog stores publishers, their packages and signed catalogs.
+type ExtensionCatalog interface {
+	// CreatePublisher: ErrConflict if the name is taken (any casing).
+	CreatePublisher(ctx context.Context, p Publisher) error
+	GetPublisher(ctx context.Context, name string) (Publisher, error)
+	// ListPublishers orders by name case-insensitively.
+	ListPublishers(ctx context.Context) ([]Publisher, error)
+
+	// CreatePackage stores p under its publisher's stored name: ErrNotFound
+	// if the publisher is missing, ErrConflict if the publisher/type/version
+	// or the digest exists.
+	CreatePackage(ctx context.Context, p Package) error
+	// GetPackage returns the package without its archive.
+	GetPackage(ctx context.Context, publisher, typ, version string) (Package, error)
+	// GetPackageArchive returns the archive of the package with digest.
+	GetPackageArchive(ctx context.Context, digest string) ([]byte, error)
+	// ListPackages returns packages without their archives.
+	ListPackages(ctx context.Context, f PackageFilter) ([]Package, error)
+
+	// PutCatalog stores c as its publisher's current catalog if c.Serial is
+	// greater than the current one's: ErrConflict otherwise (a replay or a
+	// lost race), ErrNotFound if the publisher is missing.
+	PutCatalog(ctx context.Context, c Catalog) error
+	// GetCatalog returns the publisher's current catalog; ErrNotFound if it
+	// has none.
+	GetCatalog(ctx context.Context, publisher string) (Catalog, error)
+}
+
+// MachineExtension record: an extension desired on a machine and what the
+// agent last reported about it. Names are unique per machine,
+// case-insensitively. Rows go away with their machine.
+type MachineExtension struct {
+	MachineID string
+	Name      string
+	Publisher string
+	Type      string
+	// Version and Digest are what the machine should run (desired).
+	Version string
+	Digest  string
+	// Settings is the public settings JSON object (nil for none).
+	Settings []byte
+	// ProtectedSettings is sealed to the machine's sealing key; the store
+	// never sees the plaintext.
+	ProtectedSettings []byte
+	SeqNo             int64
+	// Deleting is true once removal was requested: the extension is no
+	// longer desired and the row waits for the agent to confirm.
+	Deleting bool
+	// DeleteGeneration is the machine generation at which removal was
+	// requested (0 while not deleting).
+	DeleteGeneration int64
+	State            string // wire.ExtCreating...
+	Message          string
+	// ReportedVersion is the version the agent last reported; AgentReported
+	// says whether it reported on this extension at all.
+	ReportedVersion string
+	AgentReported   bool
+	CreatedAt       time.Time
+	CreatedBy       string
+	UpdatedAt       time.Time
+	UpdatedBy       string
+}
+
+// ExtensionReport is an agent's observation applied to a machine extension.
+type ExtensionReport struct {
+	Version string
+	State   string
+	Message string
+	At      time.Time
+}
+
+// MachineExtensions stores the extensions of machines. Every change of the
+// desired set bumps the machine's Generation in the same transaction and
+// returns the new generation.
+type MachineExtensions interface {
+	// PutMachineExtension inserts e, or replaces the machine's extension of
+	// the same name, if that name's current SeqNo is expectSeqNo (0 = the
+	// name must not exist): ErrConflict otherwise, so concurrent sets cannot
+	// both win. A replaced row keeps its stored Name, CreatedAt/By and
+	// AgentReported. ErrNotFound if the machine is missing.
+	PutMachineExtension(ctx context.Context, e MachineExtension, expectSeqNo int64) (int64, error)
+	GetMachineExtension(ctx context.Context, machineID, name string) (MachineExtension, error)
+	// ListMachineExtensions orders by name case-insensitively.
+	ListMachineExtensions(ctx context.Context, machineID string) ([]MachineExtension, error)
+	// MarkMachineExtensionDeleting sets Deleting, State Deleting, clears
+	// Message, records DeleteGeneration = the new machine generation, and
+	// returns it. ErrNotFound if there is no such extension.
+	MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, at time.Time) (int64, error)
+	// DeleteMachineExtension removes the row and bumps the generation.
+	DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error)
+	// ReportMachineExtension applies an agent report if the row is in the
+	// expected phase: remove reports (remove = true) apply only while
+	// Deleting and with seqNo <= SeqNo; other reports only while not
+	// Deleting and with seqNo == SeqNo. It sets AgentReported and returns
+	// whether the report applied; an unknown name is (false, nil).
+	ReportMachineExtension(ctx context.Context, machineID, name string, seqNo int64, remove bool, r ExtensionReport) (bool, error)
+	// RemoveMachineExtension drops a Deleting row whose removal the agent
+	// confirmed (seqNo <= SeqNo), without bumping the generation: the row
+	// was no longer desired. It returns whether a row went away.
+	RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64) (bool, error)
+	// DropDeletedExtensions removes rows still in state Deleting whose
+	// DeleteGeneration <= applied: the agent applied a desired state
+	// without them. It returns the names dropped.
+	DropDeletedExtensions(ctx context.Context, machineID string, applied int64) ([]string, error)
+}
+
+// RunCommand record: one run of a script or command on a machine. Names are
+// unique per machine, case-insensitively. ID is a time-ordered id made by the
+// caller; lists are newest first.
+type RunCommand struct {
+	ID         string
+	MachineID  string
+	Name       string
+	Script     string
+	Command    string
+	Parameters map[string]string
+	RunAsUser  string
+	Timeout    time.Duration
+	State      string // wire.RunPending...
+	ExitCode   *int
+	Stdout     string
+	Stderr     string
+	Message    string
+	CreatedAt  time.Time
+	CreatedBy  string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	UpdatedAt  time.Time
+}
+
+// RunCommandFilter selects a machine's runs. Page.After is the ID of the
+// last run of the previous page (newest first).
+type RunCommandFilter struct {
+	MachineID string
+	// Unfinished selects only Pending and Running runs.
+	Unfinished bool
+	Page       Page
+}
+
+// RunCommandUpdate is an agent's report on a run.
+type RunCommandUpdate struct {
+	State      string
+	ExitCode   *int
+	Stdout     string
+	Stderr     string
+	Message    string
+	StartedAt  time.Time // zero = unchanged
+	FinishedAt time.Time // zero = unchanged
+	At         time.Time
+}
+
+// RunCommands stores run commands.
+type RunCommands interface {
+	// CreateRunCommand inserts rc and bumps the machine's generation,
+	// returning it: ErrConflict if the name is taken on the machine,
+	// ErrNotFound if the machine is missing.
+	CreateRunCommand(ctx context.Context, rc RunCommand) (int64, error)
+	GetRunCommand(ctx context.Context, machineID, name string) (RunCommand, error)
+	ListRunCommands(ctx context.Context, f RunCommandFilter) ([]RunCommand, error)
+	// UpdateRunCommand applies u unless the run is already finished
+	// (Succeeded, Failed, TimedOut) or u would move a Running run back to
+	// Pending; it returns whether it applied. ErrNotFound for an unknown run.
+	UpdateRunCommand(ctx context.Context, machineID, name string, u RunCommandUpdate) (bool, error)
+}
