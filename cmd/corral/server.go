@@ -56,6 +56,7 @@ Every flag can also be set with an environment variable: --data-dir is CORRAL_DA
 	f.StringVar(&cfg.CACertFile, "ca-cert", "", "CA certificate PEM that signs machine certificates (default: generated in --data-dir)")
 	f.StringVar(&cfg.CAKeyFile, "ca-key", "", "CA private key PEM")
 	f.StringVar(&cfg.TokenKeyFile, "token-signing-key", "", "Ed25519 key that signs access tokens; replicas share it (default: created in --data-dir)")
+	f.StringVar(&cfg.ExtensionKeyFile, "extension-signing-key", "", "Ed25519 key that signs the first-party (Corral) extension catalog; replicas share it (default: created in --data-dir)")
 	f.StringSliceVar(&cfg.Hosts, "host", nil, "extra DNS name or IP for the generated server certificate (repeatable)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "how often agents send heartbeats")
 	f.DurationVar(&cfg.DisconnectAfter, "disconnect-after", cfg.DisconnectAfter, "a machine without heartbeat for this long becomes Disconnected")

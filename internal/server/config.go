@@ -24,6 +24,10 @@ type Config struct {
 	// TokenKeyFile is the Ed25519 key that signs access tokens; replicas
 	// must share it. Empty = DataDir/token-signing.key (created if missing).
 	TokenKeyFile string
+	// ExtensionKeyFile is the Ed25519 key that signs the catalog of the
+	// first-party publisher "Corral"; replicas must share it. Empty =
+	// DataDir/extension-signing.key (created if missing).
+	ExtensionKeyFile string
 	// Hosts are extra DNS names / IPs for the generated server certificate.
 	Hosts []string
 	// AdminPassword is the first admin's password; empty = generate one and

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/heartbeat"
 	"github.com/corralhq/corral/internal/server/httpapi"
 	"github.com/corralhq/corral/internal/server/lifecycle"
@@ -126,6 +127,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.bootstrap(ctx, now); err != nil {
 		return nil, err
 	}
+	extKeyFile := cfg.ExtensionKeyFile
+	if extKeyFile == "" {
+		extKeyFile = filepath.Join(cfg.DataDir, "extension-signing.key")
+	}
+	extKey, err := authn.LoadOrCreateSigningKey(extKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
+	}
 
 	metrics := httpapi.NewMetrics(s.registry)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -139,9 +148,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.notifier = notifier
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
+	exts := extensions.New(st, notifier, cfg.Clock, cfg.Logger.With("component", "extensions"))
+	if err := exts.EnsureFirstParty(ctx, extKey); err != nil {
+		return nil, fmt.Errorf("first-party extensions: %w", err)
+	}
 	s.API = httpapi.New(httpapi.Deps{
 		Store: st, CA: s.CA, Tokens: authn.NewTokenIssuer(key, "corral"), Hub: s.Hub, Notifier: notifier, Heartbeats: s.batcher,
-		Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Extensions: exts, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{
 			Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, CertValidity: cfg.CertValidity,
 			ServiceTokenTTL: cfg.ServiceTokenTTL, UserTokenTTL: cfg.UserTokenTTL, DeviceCodeTTL: cfg.DeviceCodeTTL,

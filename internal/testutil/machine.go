@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 
 	"github.com/corralhq/corral/internal/machinekey"
+	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -24,21 +25,46 @@ type Machine struct {
 	wire.ConnectResponse
 	KeyPEM []byte
 	Client *http.Client
+	// SealingKey is the private half of the sealing key sent at connect
+	// (nil with WithoutSealingKey): it opens protected settings.
+	SealingKey []byte
+}
+
+// MachineOption changes how OnboardMachine connects.
+type MachineOption func(*wire.ConnectRequest, *Machine)
+
+// WithoutSealingKey connects like an agent older than protocol version 2,
+// which sends no sealing key.
+func WithoutSealingKey() MachineOption {
+	return func(req *wire.ConnectRequest, m *Machine) { req.SealingKey, m.SealingKey = nil, nil }
 }
 
 // OnboardMachine connects a machine named name into resource group rg using
-// bearer token tok (an onboarding principal's token).
-func (s *API) OnboardMachine(t testing.TB, tok, rg, name string, props wire.MachineProperties) *Machine {
+// bearer token tok (an onboarding principal's token). Like the real agent it
+// sends a fresh sealing key unless WithoutSealingKey is given.
+func (s *API) OnboardMachine(t testing.TB, tok, rg, name string, props wire.MachineProperties, opts ...MachineOption) *Machine {
 	t.Helper()
 	keyPEM, csrPEM, err := machinekey.New(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sealPriv, sealPub, err := sealing.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	req := wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: rg, Name: name,
-		CSR: string(csrPEM), AgentVersion: "2026.11.0", Properties: props, AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true}}
+		CSR: string(csrPEM), AgentVersion: "2026.11.0", Properties: props, AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true},
+		SealingKey: sealPub}
+	var m Machine
+	m.SealingKey = sealPriv
+	for _, o := range opts {
+		o(&req, &m)
+	}
 	var resp wire.ConnectResponse
 	s.MustDo(t, http.StatusCreated, "POST", wire.PathConnect, tok, req, &resp)
-	return s.machineClient(t, resp, keyPEM)
+	out := s.machineClient(t, resp, keyPEM)
+	out.SealingKey = m.SealingKey
+	return out
 }
 
 func (s *API) machineClient(t testing.TB, resp wire.ConnectResponse, keyPEM []byte) *Machine {

@@ -44,6 +44,24 @@ const (
 	ActServicePrincipalsDelete = "Corral.Identity/servicePrincipals/delete"
 
 	ActActivityLogsRead = "Corral.Insights/activityLogs/read"
+
+	// Extensions and run commands of a machine (scope: the machine, or the
+	// extension / run below it).
+	ActExtensionsRead   = "Corral.HybridCompute/machines/extensions/read"
+	ActExtensionsWrite  = "Corral.HybridCompute/machines/extensions/write"
+	ActExtensionsDelete = "Corral.HybridCompute/machines/extensions/delete"
+	ActRunCommandsRead  = "Corral.HybridCompute/machines/runCommands/read"
+	ActRunCommandsWrite = "Corral.HybridCompute/machines/runCommands/write"
+
+	// Extension publishers, their packages and signed catalogs (scope "/").
+	// Writing them decides what code every agent may run, so Contributor is
+	// denied the writes; reading is harmless (public keys and digests).
+	ActPublishersRead        = "Corral.Extensions/publishers/read"
+	ActPublishersWrite       = "Corral.Extensions/publishers/write"
+	ActPackagesWrite         = "Corral.Extensions/publishers/packages/write"
+	ActCatalogsRead          = "Corral.Extensions/publishers/catalogs/read"
+	ActCatalogsWrite         = "Corral.Extensions/publishers/catalogs/write"
+	ActExtensionPackagesRead = "Corral.Extensions/extensionPackages/read"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -65,4 +83,6 @@ var AllActions = []string{
 	ActUsersRead, ActUsersWrite, ActUsersDelete,
 	ActServicePrincipalsRead, ActServicePrincipalsWrite, ActServicePrincipalsDelete,
 	ActActivityLogsRead,
+	ActExtensionsRead, ActExtensionsWrite, ActExtensionsDelete, ActRunCommandsRead, ActRunCommandsWrite,
+	ActPublishersRead, ActPublishersWrite, ActPackagesWrite, ActCatalogsRead, ActCatalogsWrite, ActExtensionPackagesRead,
 }

@@ -34,11 +34,12 @@ var BuiltInRoles = []Role{
 	},
 	{
 		ID: RoleContributor, Name: RoleContributor, BuiltIn: true,
-		Description: "Manage all resources, but not grant access or manage identities.",
+		Description: "Manage all resources, but not grant access, manage identities or publish extensions.",
 		Actions:     []string{"*"},
 		NotActions: []string{
 			"Corral.Authorization/*/write", "Corral.Authorization/*/delete",
 			"Corral.Identity/*/write", "Corral.Identity/*/delete",
+			"Corral.Extensions/*/write", "Corral.Extensions/*/delete",
 			ActMachinesLogin, ActMachinesLoginAsAdmin,
 		},
 	},
@@ -59,7 +60,7 @@ var BuiltInRoles = []Role{
 			ActMachinesRead, ActMachinesWrite, ActMachinesDelete, ActMachinesOnboard,
 			"Corral.HybridCompute/machines/extensions/*",
 			"Corral.HybridCompute/machines/runCommands/*",
-			ActResourceGroupsRead, ActSubscriptionsRead,
+			ActResourceGroupsRead, ActSubscriptionsRead, ActExtensionPackagesRead,
 		},
 	},
 	{

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/store"
@@ -46,6 +47,9 @@ type Deps struct {
 	Hub        *push.Hub // streams held by this replica
 	Notifier   Notifier  // reaches streams on any replica
 	Heartbeats HeartbeatSink
+	// Extensions is the extension context (publishers, packages, catalogs,
+	// machine extensions, run commands, desired state, reports).
+	Extensions *extensions.Service
 	Clock      func() time.Time
 	Logger     *slog.Logger
 	Metrics    *Metrics

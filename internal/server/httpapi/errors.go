@@ -56,6 +56,9 @@ func errForbidden(format string, args ...any) *apiError {
 // 404/409; anything unknown is a 500 whose detail is only logged.
 func toAPIError(err error) *apiError {
 	var ae *apiError
+	if ee, ok := extensionError(err); ok {
+		return ee
+	}
 	switch {
 	case errors.As(err, &ae):
 		return ae

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 
 	"github.com/corralhq/corral/internal/server/authz"
+	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -53,6 +54,9 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err != nil {
 		return err
 	}
+	if len(req.SealingKey) != 0 && len(req.SealingKey) != 32 {
+		return errValidation("sealingKey", "sealingKey must be a 32-byte X25519 public key")
+	}
 	now := a.now()
 	id := newUUID()
 	certPEM, serial, notAfter, err := a.CA.SignMachineCSR([]byte(req.CSR), id, now, a.Settings.CertValidity)
@@ -63,7 +67,8 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 		ID: id, Subscription: req.SubscriptionID, ResourceGroup: req.ResourceGroup, Name: req.Name, Tags: req.Tags,
 		Status: wire.StatusConnected, LastHeartbeat: now, AgentVersion: truncate(req.AgentVersion, 64),
 		Environment: req.Properties.Environment, OSName: strings.ToLower(req.Properties.OSName), Properties: props, AgentConfig: cfg,
-		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, CreatedAt: now, CreatedBy: c.Name, UpdatedAt: now,
+		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, SealingKey: req.SealingKey,
+		CreatedAt: now, CreatedBy: c.Name, UpdatedAt: now,
 	}
 	if err := a.Store.CreateMachine(r.Context(), m, true); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -105,8 +110,11 @@ func validateProperties(p wire.MachineProperties) error {
 }
 
 func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	m := c.Machine
-	writeJSON(w, http.StatusOK, wire.DesiredState{Generation: m.Generation, ResourceID: machineScopeOf(r), Tags: m.Tags})
+	ds, err := a.Extensions.DesiredState(r.Context(), *c.Machine)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ds)
 	return nil
 }
 
@@ -123,6 +131,8 @@ func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) err
 	}
 	ack := wire.ReportAck{Accepted: []string{}}
 	upd := store.MachineReport{At: a.now()}
+	// Extension and run-command reports are applied in order as they come;
+	// the rest is folded into one machine update at the end.
 	for _, rep := range batch.Reports {
 		if rep.ID == "" {
 			return errValidation("reports.id", "every report needs an id")
@@ -153,6 +163,29 @@ func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) err
 				return errValidation("reports.body", "report %s: %v", rep.ID, err)
 			}
 			upd.AppliedGeneration = max(upd.AppliedGeneration, ap.Generation)
+		case wire.ReportExtension:
+			var st wire.ExtensionStatus
+			if err := strictUnmarshal(rep.Body, &st); err != nil {
+				return errValidation("reports.body", "report %s: %v", rep.ID, err)
+			}
+			if _, err := a.Extensions.ApplyExtensionReport(r.Context(), c.ID, st, upd.At); err != nil {
+				if !errors.Is(err, extensions.ErrInvalid) {
+					return err
+				}
+				// Acknowledged and dropped: resending it would not help.
+				a.Logger.WarnContext(r.Context(), "malformed extension report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
+			}
+		case wire.ReportRunCommand:
+			var res wire.RunCommandResult
+			if err := strictUnmarshal(rep.Body, &res); err != nil {
+				return errValidation("reports.body", "report %s: %v", rep.ID, err)
+			}
+			if _, err := a.Extensions.ApplyRunCommandReport(r.Context(), c.ID, res, upd.At); err != nil {
+				if !errors.Is(err, extensions.ErrInvalid) {
+					return err
+				}
+				a.Logger.WarnContext(r.Context(), "malformed run command report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
+			}
 		default:
 			// Reports of kinds this server does not know (a newer agent)
 			// are acknowledged and dropped rather than blocking the outbox.
@@ -162,6 +195,11 @@ func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) err
 	}
 	if err := a.Store.UpdateMachineReport(r.Context(), c.ID, upd); err != nil {
 		return err
+	}
+	if upd.AppliedGeneration > 0 {
+		if err := a.Extensions.AppliedGeneration(r.Context(), c.ID, upd.AppliedGeneration); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, ack)
 	return nil

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -19,6 +20,9 @@ var schemaTypes = []any{
 	wire.PendingDeviceCode{}, wire.Me{}, wire.TokenResponse{}, wire.OAuthError{}, wire.DeviceCodeResponse{},
 	wire.ConnectRequest{}, wire.ConnectResponse{}, wire.DesiredState{}, wire.ReportBatch{}, wire.ReportAck{},
 	wire.RenewRequest{}, wire.RenewResponse{}, wire.StreamMessage{}, wire.Health{},
+	wire.Publisher{}, wire.PublisherCreate{}, wire.ExtensionPackage{}, wire.SignedCatalog{}, wire.Catalog{},
+	wire.MachineExtension{}, wire.MachineExtensionSet{}, wire.RunCommand{}, wire.RunCommandCreate{},
+	wire.ExtensionStatus{}, wire.RunCommandResult{},
 }
 
 var pathParamRE = regexp.MustCompile(`\{([A-Za-z]+)\}`)
@@ -79,6 +83,9 @@ func (a *API) OpenAPI() map[string]any {
 	}
 }
 
+// operationID names an operation after its method and path segments; a
+// path ending in a parameter gets "By" + its name, so a list and a get of
+// the same collection stay distinct.
 func operationID(rt Route) string {
 	p := pathParamRE.ReplaceAllString(rt.Pattern, "")
 	var b strings.Builder
@@ -90,10 +97,17 @@ func operationID(rt Route) string {
 		seg = strings.Trim(seg, ".")
 		b.WriteString(strings.ToUpper(seg[:1]) + seg[1:])
 	}
+	if m := pathParamRE.FindAllStringSubmatch(rt.Pattern, -1); len(m) > 0 && strings.HasSuffix(rt.Pattern, "}") {
+		last := m[len(m)-1][1]
+		b.WriteString("By" + strings.ToUpper(last[:1]) + last[1:])
+	}
 	return strings.ReplaceAll(b.String(), ".json", "")
 }
 
-var timeType = reflect.TypeOf(time.Time{})
+var (
+	timeType    = reflect.TypeOf(time.Time{})
+	rawJSONType = reflect.TypeOf(json.RawMessage(nil))
+)
 
 // jsonSchema describes a Go type as JSON Schema, following encoding/json rules.
 func jsonSchema(t reflect.Type, depth int) map[string]any {
@@ -102,6 +116,9 @@ func jsonSchema(t reflect.Type, depth int) map[string]any {
 	}
 	if t == timeType {
 		return map[string]any{"type": "string", "format": "date-time"}
+	}
+	if t == rawJSONType {
+		return map[string]any{"description": "any JSON value, sent as is (settings are a JSON object)"}
 	}
 	if t == reflect.TypeOf(wire.Duration(0)) {
 		return map[string]any{"type": "string", "description": "Go duration, e.g. 30s"}

@@ -73,7 +73,8 @@ func expectation(role authz.Role, rt httpapi.Route) string {
 // for authorization to decide. Deletes target resources made for the call.
 func requestFor(t *testing.T, s *testutil.Server, admin string, rt httpapi.Route) (string, any) {
 	t.Helper()
-	r := strings.NewReplacer("{sub}", "default", "{rg}", "rg1", "{name}", "nosuchthing", "{id}", "nosuchid")
+	r := strings.NewReplacer("{sub}", "default", "{rg}", "rg1", "{name}", "nosuchthing", "{id}", "nosuchid",
+		"{ext}", "nosuchext", "{run}", "nosuchrun", "{publisher}", "nosuchpublisher", "{digest}", "sha256:00")
 	path := r.Replace(rt.Pattern)
 	var body any
 	if rt.Method == "POST" || rt.Method == "PUT" || rt.Method == "PATCH" {

@@ -29,6 +29,9 @@ const (
 	subPath     = "/api/v1/subscriptions/{sub}"
 	rgPath      = subPath + "/resourceGroups/{rg}"
 	machinePath = rgPath + "/machines/{name}"
+	extPath     = machinePath + "/extensions/{ext}"
+	runPath     = machinePath + "/runCommands/{run}"
+	pubPath     = "/api/v1/publishers/{name}"
 )
 
 // Actions of routes that are not role-governed (public and agent routes);
@@ -41,6 +44,8 @@ const (
 	actAgentReport     = "Corral.HybridCompute/machines/reports/action"
 	actAgentRenew      = "Corral.HybridCompute/machines/certificate/action"
 	actAgentDisconnect = "Corral.HybridCompute/machines/disconnect/action"
+	actAgentCatalog    = "Corral.HybridCompute/machines/extensionCatalogs/read"
+	actAgentPackage    = "Corral.HybridCompute/machines/extensionPackages/read"
 	actPublicRead      = "Corral.Server/read"
 )
 
@@ -108,6 +113,22 @@ func (a *API) buildRoutes() []Route {
 
 		api("GET", "/api/v1/activityLogs", authz.ActActivityLogsRead, scopeQuery, "Query the activity log.", a.listActivity),
 
+		api("GET", "/api/v1/publishers", authz.ActPublishersRead, scopeRoot, "List extension publishers.", a.listPublishers),
+		api("GET", pubPath, authz.ActPublishersRead, scopeRoot, "Get an extension publisher.", a.getPublisher),
+		api("PUT", pubPath, authz.ActPublishersWrite, scopeRoot, "Register a publisher's ed25519 public key (PublisherCreate).", a.putPublisher),
+		api("POST", pubPath+"/packages", authz.ActPackagesWrite, scopeRoot, "Upload an extension package: the raw tar.gz archive as the body.", a.postPackage),
+		api("GET", pubPath+"/catalog", authz.ActCatalogsRead, scopeRoot, "Get the publisher's current signed catalog.", a.getCatalog),
+		api("PUT", pubPath+"/catalog", authz.ActCatalogsWrite, scopeRoot, "Upload the publisher's signed catalog (SignedCatalog).", a.putCatalog),
+		api("GET", "/api/v1/extensionPackages", authz.ActExtensionPackagesRead, scopeRoot, "List uploaded extension packages, with filters.", a.listExtensionPackages),
+
+		api("GET", machinePath+"/extensions", authz.ActExtensionsRead, scopeMachine, "List a machine's extensions.", a.listMachineExtensions),
+		api("GET", extPath, authz.ActExtensionsRead, scopeExtension, "Get an extension of a machine.", a.getMachineExtension),
+		api("PUT", extPath, authz.ActExtensionsWrite, scopeExtension, "Install, reconfigure or upgrade an extension (MachineExtensionSet).", a.putMachineExtension),
+		api("DELETE", extPath, authz.ActExtensionsDelete, scopeExtension, "Remove an extension from a machine (202, state Deleting).", a.deleteMachineExtension),
+		api("GET", machinePath+"/runCommands", authz.ActRunCommandsRead, scopeMachine, "List a machine's run commands, newest first.", a.listRunCommands),
+		api("GET", runPath, authz.ActRunCommandsRead, scopeRunCommand, "Get a run command with its result.", a.getRunCommand),
+		api("PUT", runPath, authz.ActRunCommandsWrite, scopeRunCommand, "Run a script or command on a machine (RunCommandCreate).", a.putRunCommand),
+
 		{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
 			AllowRestricted: true, Scope: scopeRoot, Summary: "Onboard a machine: sign its CSR and create the resource.", Handle: a.postConnect},
 		agent("GET", wire.PathStream, actAgentStream, "The agent's push channel (WebSocket).", a.getStream),
@@ -115,5 +136,7 @@ func (a *API) buildRoutes() []Route {
 		agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
 		agent("POST", wire.PathCertificate, actAgentRenew, "Renew the machine's client certificate.", a.postRenew),
 		agent("DELETE", wire.PathMachine, actAgentDisconnect, "Disconnect: delete the machine resource.", a.deleteSelf),
+		agent("GET", wire.PathCatalogs+"{publisher}", actAgentCatalog, "A publisher's signed catalog.", a.getAgentCatalog),
+		agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
 	}
 }

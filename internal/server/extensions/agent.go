@@ -1,0 +1,157 @@
+package extensions
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// DesiredState assembles what the agent of m should reconcile toward:
+// m's generation and tags, every extension not being deleted (by name),
+// the signing key of each of their publishers (by name), and every run not
+// yet finished (oldest first). m is the machine as read when the agent
+// authenticated, so the generation is never newer than the rows.
+func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
+	ds := wire.DesiredState{Generation: m.Generation, ResourceID: machineResourceID(m), Tags: m.Tags}
+	es, err := s.store.ListMachineExtensions(ctx, m.ID)
+	if err != nil {
+		return ds, err
+	}
+	keys := map[string]bool{}
+	for _, e := range es {
+		if e.Deleting {
+			continue
+		}
+		ds.Extensions = append(ds.Extensions, wire.DesiredExtension{Name: e.Name, Publisher: e.Publisher, Type: e.Type,
+			Version: e.Version, Digest: e.Digest, Settings: e.Settings, ProtectedSettings: e.ProtectedSettings, SeqNo: e.SeqNo})
+		if !keys[e.Publisher] {
+			keys[e.Publisher] = true
+			p, err := s.store.GetPublisher(ctx, e.Publisher)
+			if err != nil {
+				return ds, err
+			}
+			ds.Publishers = append(ds.Publishers, wire.PublisherKey{Name: p.Name, PublicKey: p.PublicKey})
+		}
+	}
+	slices.SortFunc(ds.Publishers, func(a, b wire.PublisherKey) int { return strings.Compare(a.Name, b.Name) })
+	runs, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: 1000}})
+	if err != nil {
+		return ds, err
+	}
+	for _, rc := range slices.Backward(runs) {
+		ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
+			Parameters: rc.Parameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
+	}
+	return ds, nil
+}
+
+var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDeleting, wire.ExtSucceeded, wire.ExtFailed}
+
+// ApplyExtensionReport records an agent's report on one of its extensions.
+//
+//   - Removed=true drops the resource if it is being deleted and the
+//     report's SeqNo is not newer than the resource's.
+//   - A report of Operation "remove" updates state, message and version
+//     while the resource is being deleted (SeqNo not newer than its own).
+//   - Any other report updates them only for the resource's current SeqNo
+//     and while it is not being deleted.
+//
+// Everything else (stale SeqNo, an unknown name) is ignored: it returns
+// applied = false and no error, so the agent's outbox moves on. Malformed
+// reports are ErrInvalid.
+func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st wire.ExtensionStatus, at time.Time) (bool, error) {
+	if st.Name == "" || len(st.Name) > maxReportedNameLength || !slices.Contains(extensionStates, st.State) || st.SeqNo < 0 ||
+		len(st.Version) > 32 {
+		return false, invalid("reports.body", "malformed extension report")
+	}
+	var applied bool
+	var err error
+	if st.Removed {
+		applied, err = s.store.RemoveMachineExtension(ctx, machineID, st.Name, st.SeqNo)
+	} else {
+		applied, err = s.store.ReportMachineExtension(ctx, machineID, st.Name, st.SeqNo, st.Operation == OpRemove, store.ExtensionReport{
+			Version: st.Version, State: st.State, Message: capText(st.Message, maxExtensionMsgBytes), At: at})
+	}
+	if err != nil {
+		return false, err
+	}
+	s.log.DebugContext(ctx, "extension report", "machine", machineID, "extension", st.Name, "op", st.Operation, "state", st.State,
+		"seq", st.SeqNo, "removed", st.Removed, "applied", applied)
+	return applied, nil
+}
+
+var finalRunStates = []string{wire.RunSucceeded, wire.RunFailed, wire.RunTimedOut}
+
+// ApplyRunCommandReport records an agent's report on a run: Running when it
+// starts, then a final state with exit code and output (capped at
+// wire.MaxHandlerOutputBytes each). A final state is never changed again;
+// reports on unknown runs are ignored.
+func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r wire.RunCommandResult, at time.Time) (bool, error) {
+	if r.Name == "" || len(r.Name) > maxReportedNameLength || (r.State != wire.RunRunning && !slices.Contains(finalRunStates, r.State)) {
+		return false, invalid("reports.body", "malformed run command report")
+	}
+	u := store.RunCommandUpdate{State: r.State, ExitCode: r.ExitCode, Stdout: capText(r.Stdout, wire.MaxHandlerOutputBytes),
+		Stderr: capText(r.Stderr, wire.MaxHandlerOutputBytes), Message: capText(r.Message, maxRunMessageBytes),
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, At: at}
+	if u.FinishedAt.IsZero() && slices.Contains(finalRunStates, r.State) {
+		u.FinishedAt = at
+	}
+	applied, err := s.store.UpdateRunCommand(ctx, machineID, r.Name, u)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s.log.DebugContext(ctx, "run command report", "machine", machineID, "run", r.Name, "state", r.State, "applied", applied)
+	return applied, nil
+}
+
+// AppliedGeneration is called when the agent reports it applied desired
+// state generation gen: extensions still Deleting that were already absent
+// from that desired state are gone from the machine (or were never there),
+// so they are dropped.
+func (s *Service) AppliedGeneration(ctx context.Context, machineID string, gen int64) error {
+	names, err := s.store.DropDeletedExtensions(ctx, machineID, gen)
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
+		s.log.InfoContext(ctx, "deleted extensions dropped after the agent applied their removal", "machine", machineID, "extensions", names, "generation", gen)
+	}
+	return nil
+}
+
+// CatalogForMachine returns a publisher's current signed catalog for an
+// agent. Catalogs hold only digests and are readable by every machine.
+func (s *Service) CatalogForMachine(ctx context.Context, publisher string) (wire.SignedCatalog, error) {
+	return s.GetCatalog(ctx, publisher)
+}
+
+// PackageForMachine returns the archive with digest if it is the package of
+// one of the machine's desired extensions: a machine cannot download
+// arbitrary packages.
+func (s *Service) PackageForMachine(ctx context.Context, machineID, digest string) ([]byte, error) {
+	if !extpkg.ValidDigest(digest) {
+		return nil, invalid("digest", "digest %q is not sha256:HEX", digest)
+	}
+	es, err := s.store.ListMachineExtensions(ctx, machineID)
+	if err != nil {
+		return nil, err
+	}
+	desired := slices.ContainsFunc(es, func(e store.MachineExtension) bool { return !e.Deleting && e.Digest == digest })
+	if !desired {
+		return nil, notFound("package %s is not in this machine's desired state", digest)
+	}
+	b, err := s.store.GetPackageArchive(ctx, digest)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("package %s was not found", digest)
+	}
+	return b, err
+}

@@ -1,0 +1,133 @@
+// Package extensions is the control plane's extension context: publishers
+// and their ed25519 keys, uploaded packages, signed catalogs, the extensions
+// and run commands desired on each machine, the desired state the agent
+// reconciles toward, and the agent's reports back.
+//
+// Trust (docs/adr/0004-extensions.md): an Owner registers a publisher's
+// public key; the publisher signs a catalog of package digests; the server
+// accepts a catalog only if the signature verifies with the registered key,
+// its serial grows and every entry names an uploaded package with that
+// digest. Agents receive the keys in their desired state, pin them, and
+// verify the catalog and the package digest themselves before unpacking.
+//
+// Protected settings are sealed to the machine's X25519 key (HPKE, package
+// sealing) as soon as they arrive; the plaintext is never stored, logged or
+// returned, and is cleared from the request buffer after sealing.
+//
+// Every change of a machine's desired set (set, delete, a new run) bumps
+// the machine's generation in the same store transaction and pushes a sync
+// to its agent through the Notifier.
+//
+// The Service is safe for concurrent use; it holds no state of its own.
+package extensions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/corralhq/corral/internal/store"
+)
+
+// Kinds of refusal. Errors returned by the Service wrap one of them (through
+// *Error) when the caller can act on it; anything else is an internal error.
+var (
+	ErrInvalid  = errors.New("invalid request")
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Error is a refusal whose Message is safe to show the caller: it never
+// holds settings, scripts or keys.
+type Error struct {
+	Kind    error  // ErrInvalid, ErrNotFound or ErrConflict
+	Target  string // the request field at fault, if any
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap makes errors.Is(err, ErrInvalid) and friends work.
+func (e *Error) Unwrap() error { return e.Kind }
+
+func invalid(target, format string, args ...any) error {
+	return &Error{Kind: ErrInvalid, Target: target, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &Error{Kind: ErrNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) error {
+	return &Error{Kind: ErrConflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// Store is what the context needs from persistence.
+type Store interface {
+	store.ExtensionCatalog
+	store.MachineExtensions
+	store.RunCommands
+	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
+}
+
+// Notifier pushes a sync to the agent of a machine (on whichever replica
+// holds its stream).
+type Notifier interface {
+	Notify(machineID string, gen int64)
+}
+
+// Service implements the extension context.
+type Service struct {
+	store  Store
+	notify Notifier
+	clock  func() time.Time
+	log    *slog.Logger
+	newID  func() string
+}
+
+// New returns a Service. clock is the injected time source.
+func New(st Store, n Notifier, clock func() time.Time, log *slog.Logger) *Service {
+	return &Service{store: st, notify: n, clock: clock, log: log,
+		newID: func() string { return uuid.Must(uuid.NewV7()).String() }}
+}
+
+func (s *Service) now() time.Time { return s.clock().UTC() }
+
+// MachineRef names a machine by its resource path.
+type MachineRef struct {
+	Subscription, ResourceGroup, Name string
+}
+
+// ResourceID is the machine's resource id.
+func (r MachineRef) ResourceID() string {
+	return "/subscriptions/" + r.Subscription + "/resourceGroups/" + r.ResourceGroup + "/machines/" + r.Name
+}
+
+func machineResourceID(m store.Machine) string {
+	return MachineRef{m.Subscription, m.ResourceGroup, m.Name}.ResourceID()
+}
+
+// resourceNameRE is the rule for extension and run-command names: the
+// resource name rule of the API.
+var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func validResourceName(kind, name string) error {
+	if !resourceNameRE.MatchString(name) {
+		return invalid("name", "%s name %q is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// machine resolves a machine reference.
+func (s *Service) machine(ctx context.Context, ref MachineRef) (store.Machine, error) {
+	m, err := s.store.GetMachine(ctx, ref.Subscription, ref.ResourceGroup, ref.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return m, notFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)
+	}
+	return m, err
+}
