@@ -12,6 +12,7 @@ import (
 func main() {
 	root := cli.NewRootCommand(version.Version, newServerCommand(), newLoadgenCommand(), newDevCommand())
 	if err := root.Execute(); err != nil {
-		os.Exit(1)
+		// A remote command's exit code (corral machine run-command) passes through.
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -16,7 +16,7 @@ func (a *app) machineCommand() *cobra.Command {
 	tag := &cobra.Command{Use: "tag", Short: "Change a machine's tags"}
 	tag.AddCommand(a.machineTagSetCommand())
 	cmd.AddCommand(a.machineListCommand(), a.machineShowCommand(), a.machineDeleteCommand(), tag,
-		a.machineApproveCommand(), a.machinePendingCommand())
+		a.machineApproveCommand(), a.machinePendingCommand(), a.machineExtensionCommand(), a.machineRunCommandCommand())
 	return cmd
 }
 

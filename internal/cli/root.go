@@ -37,7 +37,7 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 	root.AddCommand(
 		a.loginCommand(), a.logoutCommand(),
 		a.spCommand(), a.roleCommand(), a.groupCommand(), a.machineCommand(),
-		a.userCommand(), a.tokenCommand(), a.activityCommand(),
+		a.userCommand(), a.tokenCommand(), a.activityCommand(), a.publisherCommand(), a.extensionCommand(),
 	)
 	for _, c := range extra {
 		if c != nil {

@@ -1,0 +1,380 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// machineRef is the --machine/--resource-group/--subscription of a command.
+type machineRef struct{ sub, rg, machine string }
+
+func (m *machineRef) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&m.sub, "subscription", defaultSubscription, "subscription")
+	cmd.Flags().StringVarP(&m.rg, "resource-group", "g", "", "resource group of the machine (required)")
+	cmd.Flags().StringVarP(&m.machine, "machine", "m", "", "machine name (required)")
+}
+
+func (m *machineRef) validate() error {
+	if err := machineTarget(m.sub, m.rg); err != nil {
+		return err
+	}
+	return requireFlag("machine", m.machine)
+}
+
+func (a *app) machineExtensionCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "extension", Aliases: []string{"extensions"}, Short: "Manage the extensions of a machine"}
+	cmd.AddCommand(a.machineExtensionSetCommand(), a.machineExtensionDeleteCommand(), a.machineExtensionListCommand(),
+		a.machineExtensionShowCommand())
+	return cmd
+}
+
+// maxSettingsFile bounds a settings document read from a file.
+const maxSettingsFile = 64 << 10
+
+// readSettings reads a settings document given as "@FILE", "@-" (standard
+// input) or literal JSON, and checks it is a JSON object.
+func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var b []byte
+	var err error
+	switch {
+	case v == "@-":
+		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxSettingsFile+1))
+	case strings.HasPrefix(v, "@"):
+		b, err = readFileCapped(v[1:], maxSettingsFile)
+	default:
+		b = []byte(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	if len(b) > maxSettingsFile {
+		return nil, fmt.Errorf("--%s is larger than %d bytes", flag, maxSettingsFile)
+	}
+	b = bytes.TrimSpace(b)
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
+		// Never echo the document: it may be secret.
+		return nil, fmt.Errorf("--%s must be a JSON object", flag)
+	}
+	return json.RawMessage(b), nil
+}
+
+// poll calls check every interval (growing to 2s) until it reports done,
+// ctx ends or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	interval := 200 * time.Millisecond
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+		interval = min(interval*3/2, 2*time.Second)
+	}
+}
+
+func (a *app) machineExtensionSetCommand() *cobra.Command {
+	var m machineRef
+	var name, publisher, typ, version, settings, protected, output string
+	var noWait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "set --machine M --resource-group RG --name N --publisher P --type T [--version V] [--settings @FILE|JSON] [--protected-settings @FILE|@-]",
+		Short: "Install, reconfigure or upgrade an extension on a machine",
+		Long: `Install an extension on a machine, or change it: new settings are an update, a
+new version an upgrade. Without --version the highest version listed in the
+publisher's signed catalog is used.
+
+Settings are a JSON object, given inline or as @FILE. Protected settings are sealed
+to the machine by the control plane as soon as it receives them and are only ever
+decrypted on the machine, for the handler; give them as @FILE or @- (standard input)
+so they never appear in the process list. Omitting them on an update keeps the
+current ones; {} removes them.
+
+By default the command waits until the agent reports Succeeded or Failed and exits
+1 on Failed; --no-wait returns once the request is accepted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			for _, f := range []struct{ flag, v string }{{"name", name}, {"publisher", publisher}, {"type", typ}} {
+				if err := requireFlag(f.flag, f.v); err != nil {
+					return err
+				}
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			body := wire.MachineExtensionSet{Publisher: publisher, Type: typ, Version: version}
+			var err error
+			if body.Settings, err = readSettings(cmd, "settings", settings); err != nil {
+				return err
+			}
+			if protected != "" && !strings.HasPrefix(protected, "@") {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Warning: protected settings on the command line are visible to other users of this computer; prefer @FILE or @-.")
+			}
+			if body.ProtectedSettings, err = readSettings(cmd, "protected-settings", protected); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := ctxOf(cmd)
+			ext, err := c.SetMachineExtension(ctx, m.sub, m.rg, m.machine, name, body)
+			clear(body.ProtectedSettings)
+			if err != nil {
+				return err
+			}
+			if !noWait {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Extension %s (%s/%s %s) is %s; waiting for the agent...\n", ext.Name, ext.Publisher, ext.Type, ext.Version, ext.State)
+				ext, err = waitExtension(ctx, c, m, name, ext.SeqNo, timeout)
+				if err != nil {
+					return err
+				}
+			}
+			if output == outJSON {
+				if err := writeJSON(cmd.OutOrStdout(), ext); err != nil {
+					return err
+				}
+			} else {
+				printExtensionState(cmd.OutOrStdout(), ext)
+			}
+			if ext.State == wire.ExtFailed {
+				return fmt.Errorf("extension %s failed: %s", ext.Name, dash(ext.Message))
+			}
+			return nil
+		},
+	}
+	m.flags(cmd)
+	f := cmd.Flags()
+	f.StringVarP(&name, "name", "n", "", "extension name on the machine (required)")
+	f.StringVar(&publisher, "publisher", "", "publisher, e.g. Corral (required)")
+	f.StringVar(&typ, "type", "", "extension type, e.g. RunCommand (required)")
+	f.StringVar(&version, "version", "", "version MAJOR.MINOR.PATCH (default: the latest listed)")
+	f.StringVar(&settings, "settings", "", "public settings: a JSON object or @FILE")
+	f.StringVar(&protected, "protected-settings", "", "protected settings: @FILE or @- (a JSON object, sealed to the machine)")
+	f.BoolVar(&noWait, "no-wait", false, "return once the request is accepted")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the agent")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+// waitExtension polls until the extension's request seq has ended
+// (Succeeded or Failed).
+func waitExtension(ctx context.Context, c *client.Client, m machineRef, name string, seq int64, timeout time.Duration) (wire.MachineExtension, error) {
+	var ext wire.MachineExtension
+	err := poll(ctx, timeout, func() (bool, error) {
+		var err error
+		ext, err = c.GetMachineExtension(ctx, m.sub, m.rg, m.machine, name)
+		if err != nil {
+			return false, err
+		}
+		return ext.SeqNo >= seq && (ext.State == wire.ExtSucceeded || ext.State == wire.ExtFailed), nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ext, fmt.Errorf("extension %s is still %s after %s (is the agent connected?); check later with \"corral machine extension show\"", name, ext.State, timeout)
+	}
+	return ext, err
+}
+
+func printExtensionState(w io.Writer, e wire.MachineExtension) {
+	fmt.Fprintf(w, "Extension %s (%s/%s %s): %s", e.Name, e.Publisher, e.Type, e.Version, e.State)
+	if e.Message != "" {
+		fmt.Fprintf(w, ": %s", strings.TrimSpace(e.Message))
+	}
+	fmt.Fprintln(w)
+}
+
+func (a *app) machineExtensionDeleteCommand() *cobra.Command {
+	var m machineRef
+	var name string
+	var noWait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "delete --machine M --resource-group RG --name N",
+		Short: "Remove an extension from a machine (waits until it is gone)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := requireFlag("name", name); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := ctxOf(cmd)
+			ext, err := c.DeleteMachineExtension(ctx, m.sub, m.rg, m.machine, name)
+			if err != nil {
+				return err
+			}
+			if noWait {
+				fmt.Fprintf(cmd.OutOrStdout(), "Removal of extension %s requested.\n", ext.Name)
+				return nil
+			}
+			err = poll(ctx, timeout, func() (bool, error) {
+				cur, err := c.GetMachineExtension(ctx, m.sub, m.rg, m.machine, name)
+				if client.IsNotFound(err) {
+					return true, nil
+				}
+				if err != nil {
+					return false, err
+				}
+				if cur.State == wire.ExtFailed {
+					return false, fmt.Errorf("removal of extension %s failed: %s", name, dash(cur.Message))
+				}
+				ext = cur
+				return false, nil
+			})
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("extension %s is still %s after %s (is the agent connected?)", name, ext.State, timeout)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Removed extension %s from machine %s.\n", ext.Name, m.machine)
+			return nil
+		},
+	}
+	m.flags(cmd)
+	cmd.Flags().StringVarP(&name, "name", "n", "", "extension name (required)")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the removal is requested")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the agent")
+	return cmd
+}
+
+func (a *app) machineExtensionListCommand() *cobra.Command {
+	var m machineRef
+	var output string
+	cmd := &cobra.Command{
+		Use: "list --machine M --resource-group RG", Short: "List the extensions of a machine", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			es, err := c.ListMachineExtensions(ctxOf(cmd), m.sub, m.rg, m.machine)
+			if err != nil {
+				return err
+			}
+			return renderExtensions(cmd.OutOrStdout(), output, es)
+		},
+	}
+	m.flags(cmd)
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) machineExtensionShowCommand() *cobra.Command {
+	var m machineRef
+	var name, output string
+	cmd := &cobra.Command{
+		Use: "show --machine M --resource-group RG --name N", Short: "Show an extension of a machine with its state and message", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := requireFlag("name", name); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			e, err := c.GetMachineExtension(ctxOf(cmd), m.sub, m.rg, m.machine, name)
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), e)
+			}
+			return renderExtensionDetail(cmd.OutOrStdout(), e)
+		},
+	}
+	m.flags(cmd)
+	cmd.Flags().StringVarP(&name, "name", "n", "", "extension name (required)")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+var extensionHeader = []string{"NAME", "EXTENSION", "VERSION", "STATE", "MESSAGE", "UPDATED"}
+
+func renderExtensions(w io.Writer, output string, es []wire.MachineExtension) error {
+	return render(w, output, es, extensionHeader, func(e wire.MachineExtension) []string {
+		return []string{e.Name, e.Publisher + "/" + e.Type, e.Version, e.State, ellipsis(e.Message, 60), formatTime(e.UpdatedAt)}
+	})
+}
+
+func renderExtensionDetail(w io.Writer, e wire.MachineExtension) error {
+	settings := "-"
+	if len(e.Settings) > 0 {
+		settings = string(e.Settings)
+	}
+	protected := "none"
+	if e.HasProtectedSettings {
+		protected = "sealed to the machine"
+	}
+	rows := [][]string{
+		{"Name:", e.Name}, {"Extension:", e.Publisher + "/" + e.Type}, {"Version:", e.Version}, {"State:", e.State},
+		{"Message:", e.Message}, {"Sequence:", fmt.Sprint(e.SeqNo)}, {"Settings:", settings}, {"Protected settings:", protected},
+		{"Created:", formatTime(e.CreatedAt) + " by " + dash(e.CreatedBy)}, {"Updated:", formatTime(e.UpdatedAt) + " by " + dash(e.UpdatedBy)},
+	}
+	return keyValues(w, rows)
+}
+
+// keyValues prints aligned "Key: value" lines.
+func keyValues(w io.Writer, rows [][]string) error {
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	for _, r := range rows {
+		if _, err := fmt.Fprintf(w, "%-*s %s\n", width, r[0], dash(strings.TrimSpace(r[1]))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ellipsis shortens s to n runes for a table cell.
+func ellipsis(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// ExitError makes the corral process exit with Code (a remote command's exit
+// code) without printing an error of its own.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// ExitCode is the process exit code for what a command returned: 0 on
+// success, an ExitError's code (1-255), else 1.
+func ExitCode(err error) int {
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee) && ee.Code > 0 && ee.Code < 256:
+		return ee.Code
+	}
+	return 1
+}
+
+// maxScriptFile bounds a script read with --script @FILE.
+const maxScriptFile = 256 << 10
+
+// runWaitGrace is how much longer than the run's own timeout the command
+// waits: for the agent to pick the run up and report back.
+const runWaitGrace = 2 * time.Minute
+
+func (a *app) machineRunCommandCommand() *cobra.Command {
+	var m machineRef
+	var script, command, runAs, name, output string
+	var params []string
+	var timeout time.Duration
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "run-command --machine M --resource-group RG (--script @FILE | --command STR) [--param K=V]... [--run-as USER] [--timeout D] [--name N]",
+		Short: "Run a script or command on a machine and print its output",
+		Long: `Run a script (--script @FILE, @- for standard input, or inline text) or one command
+line (--command) on a machine through the Corral/RunCommand extension, as root unless
+--run-as names another account. Parameters become environment variables.
+
+The command waits for the run, prints its standard output and standard error, and
+exits with the remote exit code (1 when the run failed to start or timed out).
+The machine's local lock-down lists can refuse it like any extension.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if (script == "") == (command == "") {
+				return errors.New("give exactly one of --script and --command")
+			}
+			body := wire.RunCommandCreate{Command: command, RunAsUser: runAs, Timeout: wire.Duration(timeout)}
+			if script != "" {
+				s, err := readScript(cmd, script)
+				if err != nil {
+					return err
+				}
+				body.Script = s
+			}
+			if len(params) > 0 {
+				p, err := parseKeyValues(params, false)
+				if err != nil {
+					return fmt.Errorf("--param: %w", err)
+				}
+				body.Parameters = p
+			}
+			if name == "" {
+				name = newRunName(a.now())
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := ctxOf(cmd)
+			rc, err := c.CreateRunCommand(ctx, m.sub, m.rg, m.machine, name, body)
+			if err != nil {
+				return err
+			}
+			if noWait {
+				if output == outJSON {
+					return writeJSON(cmd.OutOrStdout(), rc)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Run %s requested on machine %s.\n", rc.Name, m.machine)
+				return nil
+			}
+			wait := time.Duration(rc.Timeout) + runWaitGrace
+			err = poll(ctx, wait, func() (bool, error) {
+				var err error
+				rc, err = c.GetRunCommand(ctx, m.sub, m.rg, m.machine, name)
+				return err == nil && runFinished(rc.State), err
+			})
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("run %s is still %s after %s (is the agent connected?); check later with \"corral machine run-command show %s\"", name, rc.State, wait, name)
+			}
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				if err := writeJSON(cmd.OutOrStdout(), rc); err != nil {
+					return err
+				}
+			} else {
+				io.WriteString(cmd.OutOrStdout(), rc.Stdout)
+				io.WriteString(cmd.ErrOrStderr(), rc.Stderr)
+			}
+			return runOutcome(cmd, rc)
+		},
+	}
+	m.flags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&script, "script", "", "script to run with /bin/sh: @FILE, @- (standard input) or inline text")
+	f.StringVar(&command, "command", "", "one command line to run with /bin/sh -c")
+	f.StringArrayVar(&params, "param", nil, "parameter K=V, passed as an environment variable (repeatable)")
+	f.StringVar(&runAs, "run-as", "", "account to run as (default root)")
+	f.DurationVar(&timeout, "timeout", wire.DefaultRunCommandTimeout, "how long the run may take on the machine")
+	f.StringVarP(&name, "name", "n", "", "run name (default run-TIME-RANDOM)")
+	f.BoolVar(&noWait, "no-wait", false, "return once the run is requested")
+	addOutputFlag(cmd, &output)
+	cmd.AddCommand(a.runCommandShowCommand(), a.runCommandListCommand())
+	return cmd
+}
+
+func readScript(cmd *cobra.Command, v string) (string, error) {
+	var b []byte
+	var err error
+	switch {
+	case v == "@-":
+		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxScriptFile+1))
+	case strings.HasPrefix(v, "@"):
+		b, err = readFileCapped(v[1:], maxScriptFile)
+	default:
+		return v, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("--script: %w", err)
+	}
+	if len(b) > maxScriptFile {
+		return "", fmt.Errorf("--script is larger than %d bytes", maxScriptFile)
+	}
+	return string(b), nil
+}
+
+// newRunName is run-YYYYMMDD-HHMMSS-XXXX (UTC), unique enough per machine.
+func newRunName(now time.Time) string {
+	var r [2]byte
+	_, _ = rand.Read(r[:])
+	return "run-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(r[:])
+}
+
+func runFinished(state string) bool {
+	return state == wire.RunSucceeded || state == wire.RunFailed || state == wire.RunTimedOut
+}
+
+// runOutcome turns a finished run into the process outcome: the remote exit
+// code, or an error naming why the run did not complete.
+func runOutcome(cmd *cobra.Command, rc wire.RunCommand) error {
+	switch {
+	case rc.State == wire.RunSucceeded:
+		return nil
+	case rc.State == wire.RunFailed && rc.ExitCode != nil && *rc.ExitCode != 0:
+		cmd.SilenceErrors = true
+		return &ExitError{Code: *rc.ExitCode}
+	}
+	return fmt.Errorf("run %s %s: %s", rc.Name, rc.State, dash(rc.Message))
+}
+
+func (a *app) runCommandShowCommand() *cobra.Command {
+	var m machineRef
+	var output string
+	cmd := &cobra.Command{
+		Use: "show NAME --machine M --resource-group RG", Short: "Show a run with its result and output", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			rc, err := c.GetRunCommand(ctxOf(cmd), m.sub, m.rg, m.machine, args[0])
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), rc)
+			}
+			return renderRunDetail(cmd.OutOrStdout(), rc)
+		},
+	}
+	m.flags(cmd)
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (a *app) runCommandListCommand() *cobra.Command {
+	var m machineRef
+	var output string
+	var top int
+	cmd := &cobra.Command{
+		Use: "list --machine M --resource-group RG [--top N]", Short: "List the runs of a machine, newest first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := m.validate(); err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			rcs, err := c.ListRunCommands(ctxOf(cmd), m.sub, m.rg, m.machine, top)
+			if err != nil {
+				return err
+			}
+			return renderRuns(cmd.OutOrStdout(), output, rcs)
+		},
+	}
+	m.flags(cmd)
+	cmd.Flags().IntVar(&top, "top", 50, "at most this many runs (0 = all)")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func exitCodeText(c *int) string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprint(*c)
+}
+
+func renderRuns(w io.Writer, output string, rcs []wire.RunCommand) error {
+	return render(w, output, rcs, []string{"NAME", "STATE", "EXIT", "RUN AS", "CREATED", "FINISHED", "CREATED BY"}, func(rc wire.RunCommand) []string {
+		runAs := rc.RunAsUser
+		if runAs == "" {
+			runAs = "root"
+		}
+		return []string{rc.Name, rc.State, exitCodeText(rc.ExitCode), runAs, formatTime(rc.CreatedAt), formatTime(rc.FinishedAt), rc.CreatedBy}
+	})
+}
+
+func renderRunDetail(w io.Writer, rc wire.RunCommand) error {
+	what := "Command:"
+	body := rc.Command
+	if rc.Script != "" {
+		what, body = "Script:", fmt.Sprintf("%d bytes", len(rc.Script))
+	}
+	runAs := rc.RunAsUser
+	if runAs == "" {
+		runAs = "root"
+	}
+	rows := [][]string{
+		{"Name:", rc.Name}, {"State:", rc.State}, {"Exit code:", exitCodeText(rc.ExitCode)}, {"Message:", rc.Message},
+		{what, body}, {"Run as:", runAs}, {"Timeout:", time.Duration(rc.Timeout).String()},
+		{"Created:", formatTime(rc.CreatedAt) + " by " + dash(rc.CreatedBy)}, {"Started:", formatTime(rc.StartedAt)},
+		{"Finished:", formatTime(rc.FinishedAt)},
+	}
+	if err := keyValues(w, rows); err != nil {
+		return err
+	}
+	for _, out := range []struct{ name, text string }{{"stdout", rc.Stdout}, {"stderr", rc.Stderr}} {
+		if out.text == "" {
+			continue
+		}
+		fmt.Fprintf(w, "--- %s ---\n%s", out.name, out.text)
+		if !strings.HasSuffix(out.text, "\n") {
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
+}
