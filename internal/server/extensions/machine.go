@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/sealing"
@@ -159,8 +161,9 @@ func (s *Service) resolve(ctx context.Context, req wire.MachineExtensionSet) (re
 	return resolvedPackage{publisher: p.Publisher, typ: p.Type, version: p.Version, digest: entry.Digest}, nil
 }
 
-// maxSetAttempts bounds retries of a set that lost a race with another.
-const maxSetAttempts = 5
+// maxSetAttempts bounds retries of a set that lost a race with another
+// set of the same extension; attempts are spaced by a short random pause.
+const maxSetAttempts = 10
 
 // SetExtension installs, reconfigures (update) or changes the version
 // (upgrade) of an extension on a machine, and pushes a sync to its agent.
@@ -198,12 +201,17 @@ func (s *Service) SetExtension(ctx context.Context, ref MachineRef, name string,
 	if len(protected) > 0 && len(m.SealingKey) == 0 {
 		return SetResult{}, invalid("protectedSettings", "machine %q has no sealing key, so protected settings cannot be sealed to it: upgrade its agent and connect it again", m.Name)
 	}
-	for range maxSetAttempts {
+	for attempt := range maxSetAttempts {
 		res, err := s.trySet(ctx, m, name, pkg, settings, protected, protectedGiven, by)
-		if errors.Is(err, store.ErrConflict) {
-			continue // another set of the same extension won; decide again
+		if !errors.Is(err, store.ErrConflict) {
+			return res, err
 		}
-		return res, err
+		// Another set of the same extension won; decide again.
+		select {
+		case <-ctx.Done():
+			return SetResult{}, ctx.Err()
+		case <-time.After(time.Duration(1+rand.IntN(2*(attempt+1))) * time.Millisecond):
+		}
 	}
 	return SetResult{}, conflict("extension %q is being changed concurrently; try again", name)
 }

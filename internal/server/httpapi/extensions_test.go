@@ -36,7 +36,7 @@ type publisherKit struct {
 	serial  int64
 }
 
-func newPublisher(t *testing.T, s *testutil.Server, name string) *publisherKit {
+func newPublisher(t testing.TB, s *testutil.Server, name string) *publisherKit {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -51,7 +51,7 @@ func manifest(pub, typ, version string) *wire.ExtensionManifest {
 		Handlers: wire.ExtensionHandlers{Install: "./install.sh", Enable: "./enable.sh"}}
 }
 
-func buildPackage(t *testing.T, man *wire.ExtensionManifest, extra ...extpkg.File) []byte {
+func buildPackage(t testing.TB, man *wire.ExtensionManifest, extra ...extpkg.File) []byte {
 	t.Helper()
 	files := append([]extpkg.File{{Name: "install.sh", Body: []byte("#!/bin/sh\ntrue\n"), Mode: 0o755}}, extra...)
 	b, err := extpkg.BuildArchive(man, files...)
@@ -62,7 +62,7 @@ func buildPackage(t *testing.T, man *wire.ExtensionManifest, extra ...extpkg.Fil
 }
 
 // uploadRaw posts a raw body with a content type and returns status and body.
-func uploadRaw(t *testing.T, s *testutil.Server, token, path, contentType string, body io.Reader) (int, []byte) {
+func uploadRaw(t testing.TB, s *testutil.Server, token, path, contentType string, body io.Reader) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest("POST", s.URL+path, body)
 	if err != nil {
@@ -80,7 +80,7 @@ func uploadRaw(t *testing.T, s *testutil.Server, token, path, contentType string
 }
 
 // publish uploads a package and lists it in a newly signed catalog.
-func (p *publisherKit) publish(t *testing.T, s *testutil.Server, typ, version string) wire.ExtensionPackage {
+func (p *publisherKit) publish(t testing.TB, s *testutil.Server, typ, version string) wire.ExtensionPackage {
 	t.Helper()
 	archive := buildPackage(t, manifest(p.name, typ, version))
 	status, b := uploadRaw(t, s, s.AdminToken(t), "/api/v1/publishers/"+p.name+"/packages", "application/gzip", bytes.NewReader(archive))
@@ -97,7 +97,7 @@ func (p *publisherKit) publish(t *testing.T, s *testutil.Server, typ, version st
 }
 
 // sign signs the next catalog of the kit's entries (or of entries).
-func (p *publisherKit) sign(t *testing.T, entries []wire.CatalogEntry) wire.SignedCatalog {
+func (p *publisherKit) sign(t testing.TB, entries []wire.CatalogEntry) wire.SignedCatalog {
 	t.Helper()
 	if entries == nil {
 		entries = p.entries
@@ -859,5 +859,28 @@ func TestExtensionRolesAtMachineScope(t *testing.T) {
 	}
 	if st, _ := s.Do(t, "PUT", "/api/v1/publishers/Mine", tok, wire.PublisherCreate{PublicKey: make([]byte, 32)}); st != http.StatusForbidden {
 		t.Errorf("machine-scoped admin registers a publisher: %d", st)
+	}
+}
+
+// BenchmarkSetExtensionAPI is one "extension set" round trip through the
+// API: TLS, authentication, authorization, version resolution from the
+// signed catalog, sealing the protected settings, the store transaction,
+// the activity entry and the push to the machine's stream.
+func BenchmarkSetExtensionAPI(b *testing.B) {
+	s := testutil.StartServer(b)
+	id, secret := s.OnboardingPrincipal(b, "rg1")
+	m := s.OnboardMachine(b, s.ClientToken(b, id, secret), "rg1", "m1", wire.MachineProperties{})
+	s.DialStream(b, m)
+	kit := newPublisher(b, s, "Contoso")
+	kit.publish(b, s, "Agent", "1.0.0")
+	admin := s.AdminToken(b)
+	i := 0
+	for b.Loop() {
+		i++
+		body := wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent", Settings: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
+			ProtectedSettings: json.RawMessage(`{"key":"0123456789abcdef"}`)}
+		if st, resp := s.Do(b, "PUT", m1Path+"/extensions/agent", admin, body); st != http.StatusOK && st != http.StatusCreated {
+			b.Fatalf("set: %d %s", st, resp)
+		}
 	}
 }

@@ -1,0 +1,278 @@
+package extensions_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/sealing"
+	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/store/sqlite"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+type notifier struct {
+	mu   sync.Mutex
+	gens map[string]int64
+}
+
+func (n *notifier) Notify(id string, gen int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.gens == nil {
+		n.gens = map[string]int64{}
+	}
+	n.gens[id] = gen
+}
+
+var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+
+type env struct {
+	st     store.Store
+	svc    *extensions.Service
+	n      *notifier
+	ref    extensions.MachineRef
+	sealPv []byte
+}
+
+func newEnv(tb testing.TB) *env {
+	tb.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "corral.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.CreateSubscription(ctx, store.Subscription{Name: "default", CreatedAt: t0}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := st.CreateResourceGroup(ctx, store.ResourceGroup{Subscription: "default", Name: "rg", CreatedAt: t0}); err != nil {
+		tb.Fatal(err)
+	}
+	priv, pub, err := sealing.NewKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := store.Machine{ID: "m-1", Subscription: "default", ResourceGroup: "rg", Name: "vm", Status: wire.StatusConnected,
+		Generation: 1, SealingKey: pub, CreatedAt: t0, UpdatedAt: t0}
+	if err := st.CreateMachine(ctx, m, false); err != nil {
+		tb.Fatal(err)
+	}
+	n := &notifier{}
+	clock := func() time.Time { return t0 }
+	svc := extensions.New(st, n, clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return &env{st: st, svc: svc, n: n, ref: extensions.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
+}
+
+// publish registers publisher pub with a new key and publishes and lists
+// the given types at version 1.0.0; it returns the key.
+func (e *env) publish(tb testing.TB, pub string, types ...string) ed25519.PrivateKey {
+	tb.Helper()
+	ctx := context.Background()
+	pk, sk, _ := ed25519.GenerateKey(rand.Reader)
+	if _, _, err := e.svc.CreatePublisher(ctx, pub, pk, "admin"); err != nil {
+		tb.Fatal(err)
+	}
+	c := wire.Catalog{Publisher: pub, Serial: 1, IssuedAt: t0}
+	for _, typ := range types {
+		archive, err := extpkg.BuildArchive(&wire.ExtensionManifest{Publisher: pub, Type: typ, Version: "1.0.0",
+			Handlers: wire.ExtensionHandlers{Install: "./i", Enable: "./e"}}, extpkg.File{Name: "i", Body: []byte("#!/bin/sh\n"), Mode: 0o755})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p, _, err := e.svc.PublishPackage(ctx, pub, archive, "admin")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c.Packages = append(c.Packages, wire.CatalogEntry{Type: p.Type, Version: p.Version, Digest: p.Digest, Size: p.Size})
+	}
+	sc, err := extpkg.SignCatalog(sk, c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := e.svc.PutCatalog(ctx, pub, sc, "admin"); err != nil {
+		tb.Fatal(err)
+	}
+	return sk
+}
+
+func TestEnsureFirstPartyIsIdempotentAndPinsTheKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	for range 2 {
+		if err := e.svc.EnsureFirstParty(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc, err := e.svc.GetCatalog(ctx, wire.PublisherCorral)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := extpkg.VerifyCatalog(key.Public().(ed25519.PublicKey), wire.PublisherCorral, sc)
+	if err != nil || c.Serial != 1 || len(c.Packages) != 1 {
+		t.Fatalf("first-party catalog %+v: %v (a second start must not re-sign)", c, err)
+	}
+	pkgs, err := e.svc.ListPackages(ctx, extensions.PackageFilter{Publisher: wire.PublisherCorral})
+	if err != nil || len(pkgs) != 1 || !pkgs[0].Listed || pkgs[0].Manifest.Handlers.Install != "builtin:runcommand" {
+		t.Fatalf("first-party packages %+v: %v", pkgs, err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	if err := e.svc.EnsureFirstParty(ctx, other); err == nil || !strings.Contains(err.Error(), "--extension-signing-key") {
+		t.Errorf("another key: %v", err)
+	}
+}
+
+func TestSetSealsAndRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	e.publish(t, "Contoso", "Agent")
+	req := wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent", ProtectedSettings: json.RawMessage(`{"k":"secret"}`)}
+	buf := req.ProtectedSettings
+	res, err := e.svc.SetExtension(ctx, e.ref, "a", req, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(buf), "secret") {
+		t.Error("the plaintext buffer was not cleared")
+	}
+	if res.Summary() != "install Contoso/Agent 1.0.0" || !res.Created || e.n.gens["m-1"] != 2 {
+		t.Errorf("result %+v, notified %v", res, e.n.gens)
+	}
+	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
+	ds, err := e.svc.DesiredState(ctx, m)
+	if err != nil || len(ds.Extensions) != 1 {
+		t.Fatalf("desired %+v: %v", ds, err)
+	}
+	pt, err := sealing.Open(e.sealPv, extensions.SealingAAD("m-1", "a"), ds.Extensions[0].ProtectedSettings)
+	if err != nil || string(pt) != `{"k":"secret"}` {
+		t.Errorf("open: %q %v", pt, err)
+	}
+
+	// Concurrent sets of one extension all succeed with distinct seqNos.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			_, err := e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent",
+				Settings: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}, "admin")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent set: %v", err)
+		}
+	}
+	got, err := e.svc.GetExtension(ctx, e.ref, "a")
+	if err != nil || got.SeqNo != 9 || !got.HasProtectedSettings {
+		t.Errorf("after 8 concurrent updates: %+v %v", got, err)
+	}
+}
+
+func TestErrorsAreTyped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	_, err := e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Nobody", Type: "X"}, "admin")
+	var ee *extensions.Error
+	if !errors.As(err, &ee) || !errors.Is(err, extensions.ErrNotFound) {
+		t.Errorf("unknown publisher: %v", err)
+	}
+	_, err = e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Contoso", Type: "X", Settings: json.RawMessage(`"s"`)}, "admin")
+	if !errors.Is(err, extensions.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
+		t.Errorf("settings not an object: %v", err)
+	}
+	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, extensions.ErrInvalid) {
+		t.Errorf("bogus report state: %v", err)
+	}
+}
+
+// BenchmarkDesiredState20 measures what a sync costs the control plane for a
+// machine with 20 extensions from two publishers: assembling the desired
+// state from the store (SQLite), and verifying a 20-entry catalog as the
+// agent (and the server on upload) does.
+func BenchmarkDesiredState20(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	var types []string
+	for i := range 10 {
+		types = append(types, fmt.Sprintf("Type%02d", i))
+	}
+	e.publish(b, "Contoso", types...)
+	e.publish(b, "Fabrikam", types...)
+	for i := range 20 {
+		pub := []string{"Contoso", "Fabrikam"}[i%2]
+		_, err := e.svc.SetExtension(ctx, e.ref, fmt.Sprintf("ext-%02d", i), wire.MachineExtensionSet{Publisher: pub, Type: types[i/2],
+			Settings: json.RawMessage(`{"level":3,"endpoint":"https://example.net/ingest"}`), ProtectedSettings: json.RawMessage(`{"key":"0123456789abcdef"}`)}, "admin")
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	m, err := e.st.GetMachine(ctx, "default", "rg", "vm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := e.svc.GetCatalog(ctx, "Contoso")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, err := e.svc.GetPublisher(ctx, "Contoso")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("DesiredState", func(b *testing.B) {
+		for b.Loop() {
+			ds, err := e.svc.DesiredState(ctx, m)
+			if err != nil || len(ds.Extensions) != 20 || len(ds.Publishers) != 2 {
+				b.Fatalf("%d extensions, %d publishers: %v", len(ds.Extensions), len(ds.Publishers), err)
+			}
+		}
+	})
+	b.Run("DesiredStateJSON", func(b *testing.B) {
+		for b.Loop() {
+			ds, err := e.svc.DesiredState(ctx, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := json.Marshal(ds); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("VerifyCatalog", func(b *testing.B) {
+		for b.Loop() {
+			c, err := extpkg.VerifyCatalog(pub.PublicKey, "Contoso", sc)
+			if err != nil || len(c.Packages) != 10 {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("SetExtension", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			i++
+			_, err := e.svc.SetExtension(ctx, e.ref, "ext-00", wire.MachineExtensionSet{Publisher: "Contoso", Type: types[0],
+				Settings: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), ProtectedSettings: json.RawMessage(`{"key":"0123456789abcdef"}`)}, "admin")
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
