@@ -1,11 +1,13 @@
 package extensions_test
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -280,4 +282,93 @@ func TestRunCommandThroughServerAndAgent(t *testing.T) {
 	if run.State != wire.RunFailed || !strings.Contains(run.Message, "blocklist") || run.Stdout != "" {
 		t.Errorf("blocked run %+v", run)
 	}
+}
+
+// TestProtectedSettingsLeakNowhere: the plaintext reaches the handler and
+// nothing else — not the server's database, not its logs, not the agent's
+// state directory or logs.
+func TestProtectedSettingsLeakNowhere(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	got := filepath.Join(t.TempDir(), "received.sha256")
+	pub := s.NewPublisher(t, "Acme")
+	man := monitorManifest("1.0.0")
+	// The handler proves it received the secret by storing its hash only.
+	man.Handlers.Install = `sed -n 's/.*"protectedSettings":\({[^}]*}\).*/\1/p' | sha256sum | cut -d' ' -f1 > ` + got
+	pub.Publish(t, s.API, man)
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "pci-01", "")
+	agent := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+
+	const secret = "s3cr3t-db-password-9f8e7d"
+	protected := `{"dbPassword":"` + secret + `"}`
+	e := setExtension(t, s, "rg1", "pci-01", "monitor", wire.MachineExtensionSet{Publisher: "Acme", Type: "Monitor",
+		ProtectedSettings: json.RawMessage(protected)})
+	if e.State != wire.ExtSucceeded || !e.HasProtectedSettings {
+		t.Fatalf("install: %+v", e)
+	}
+	want := fmt.Sprintf("%x", sha256Sum(protected))
+	if b, _ := os.ReadFile(got); strings.TrimSpace(string(b)) != want {
+		t.Errorf("the handler received %q, want the hash of the protected settings %s", b, want)
+	}
+	agent.Stop(t)
+	s.Stop(t)
+	scan := func(where, text string) {
+		if strings.Contains(text, secret) {
+			t.Errorf("the protected settings appear in %s", where)
+		}
+	}
+	for _, dir := range []string{s.DataDir, state} {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				b, _ := os.ReadFile(p)
+				scan(p, string(b))
+			}
+			return nil
+		})
+	}
+	scan("the server log", s.Logs.String())
+	scan("the agent log", agent.Logs.String())
+}
+
+func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// BenchmarkExtensionSetToSucceeded times one extension operation end to
+// end: the API call, the push to the agent, the agent's verification,
+// unpack and handlers, and the report until the server shows Succeeded.
+func BenchmarkExtensionSetToSucceeded(b *testing.B) {
+	s := testutil.StartServer(b, testutil.FastLifecycle())
+	pub := s.NewPublisher(b, "Acme")
+	pub.Publish(b, s.API, monitorManifest("1.0.0"))
+	state := agenttest.ConnectAgent(b, s.API, "rg1", "bench", "")
+	agenttest.StartAgent(b, daemon.Config{StateDir: state})
+	var samples []time.Duration
+	tok := s.AdminToken(b)
+	i := 0
+	for b.Loop() {
+		i++
+		start := time.Now()
+		body := wire.MachineExtensionSet{Publisher: "Acme", Type: "Monitor", Settings: json.RawMessage(fmt.Sprintf(`{"run":%d}`, i))}
+		var e wire.MachineExtension
+		status, raw := s.Do(b, "PUT", extPath("rg1", "bench", "monitor"), tok, body)
+		if status != http.StatusOK && status != http.StatusCreated {
+			b.Fatalf("set: %d %s", status, raw)
+		}
+		_ = json.Unmarshal(raw, &e)
+		for {
+			var cur wire.MachineExtension
+			s.MustDo(b, 200, "GET", extPath("rg1", "bench", "monitor"), tok, nil, &cur)
+			if cur.SeqNo == e.SeqNo && cur.State == wire.ExtSucceeded {
+				break
+			}
+			if cur.SeqNo == e.SeqNo && cur.State == wire.ExtFailed {
+				b.Fatalf("failed: %s", cur.Message)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	slices.Sort(samples)
+	n := len(samples)
+	b.ReportMetric(float64(samples[n/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(samples[min(n-1, n*99/100)].Microseconds())/1000, "p99-ms")
 }

@@ -527,9 +527,11 @@ func TestRunCommands(t *testing.T) {
 	n := len(h.reports)
 	h.reconcile(ds, localconfig.Config{})
 	time.Sleep(100 * time.Millisecond)
+	h.mu.Lock()
 	if len(h.reports) != n {
-		t.Error("run commands ran twice")
+		t.Errorf("run commands ran twice: %+v", h.reports[n:])
 	}
+	h.mu.Unlock()
 	// Blocked like any extension.
 	var cfg localconfig.Config
 	_ = cfg.Set(localconfig.KeyBlocklist, wire.ExtRunCommand)

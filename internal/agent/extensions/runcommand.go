@@ -119,7 +119,9 @@ func (r *runner) reconcile(ctx context.Context, runs []wire.DesiredRunCommand, c
 		r.wg.Go(func() {
 			defer cancel()
 			res := r.execute(runCtx, run, limit)
-			_ = r.save(run.Name, runRecord{State: res.State})
+			if err := r.save(run.Name, runRecord{State: res.State}); err != nil {
+				r.m.cfg.Logger.Error("record run command result", "run", run.Name, "err", err)
+			}
 			r.report(res)
 			r.mu.Lock()
 			delete(r.active, run.Name)
@@ -129,7 +131,10 @@ func (r *runner) reconcile(ctx context.Context, runs []wire.DesiredRunCommand, c
 	// Forget finished runs the server no longer lists.
 	if entries, err := os.ReadDir(r.dir()); err == nil {
 		for _, e := range entries {
-			name := strings.TrimSuffix(e.Name(), ".json")
+			name, isRecord := strings.CutSuffix(e.Name(), ".json")
+			if !isRecord || strings.HasPrefix(name, ".") {
+				continue // a record being written (temp file)
+			}
 			if _, busy := r.active[name]; !listed[name] && !busy {
 				os.Remove(filepath.Join(r.dir(), e.Name()))
 			}
