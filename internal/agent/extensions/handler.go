@@ -83,7 +83,8 @@ func Run(ctx context.Context, c Command) (Process, error) {
 	stdout := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
 	stderr := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
+	// Pdeathsig: a handler does not outlive an agent killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential, Pdeathsig: syscall.SIGKILL}
 	if c.Limit != nil {
 		cleanup, err := c.Limit(cmd.SysProcAttr)
 		if err != nil {
