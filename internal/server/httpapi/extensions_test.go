@@ -884,3 +884,40 @@ func BenchmarkSetExtensionAPI(b *testing.B) {
 		}
 	}
 }
+
+// TestExtensionsAcrossReplicas runs two replicas on one PostgreSQL schema
+// with a shared extension signing key: the second start leaves the
+// first-party catalog alone, a set through replica B reaches the stream held
+// by replica A, and the agent's reports through A show on B.
+func TestExtensionsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	a := testutil.StartServer(t, testutil.WithStore(dsn))
+	b := testutil.StartServer(t, testutil.WithStore(dsn), testutil.WithCAFrom(a))
+	id, secret := a.OnboardingPrincipal(t, "rg1")
+	m := a.OnboardMachine(t, a.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
+	e := &extTestEnv{s: a, m: m, conn: a.DialStream(t, m)}
+
+	var sc wire.SignedCatalog
+	b.MustDo(t, http.StatusOK, "GET", "/api/v1/publishers/Corral/catalog", b.AdminToken(t), nil, &sc)
+	var c wire.Catalog
+	if err := json.Unmarshal(sc.Catalog, &c); err != nil || c.Serial != 1 {
+		t.Errorf("first-party catalog after two starts: serial %d (%v)", c.Serial, err)
+	}
+	var ext wire.MachineExtension
+	b.MustDo(t, http.StatusCreated, "PUT", m1Path+"/extensions/rc", b.AdminToken(t),
+		wire.MachineExtensionSet{Publisher: wire.PublisherCorral, Type: "RunCommand", ProtectedSettings: json.RawMessage(`{"k":"v"}`)}, &ext)
+	e.waitSync(t, 2)
+	d, ok := findDesired(e.desired(t), "rc")
+	if !ok {
+		t.Fatal("the extension set through B is not in A's desired state")
+	}
+	if pt, err := sealing.Open(m.SealingKey, extensions.SealingAAD(m.MachineID, "rc"), d.ProtectedSettings); err != nil || string(pt) != `{"k":"v"}` {
+		t.Errorf("open sealed settings: %q %v", pt, err)
+	}
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "rc", SeqNo: d.SeqNo, Operation: "install", State: wire.ExtSucceeded})
+	b.MustDo(t, http.StatusOK, "GET", m1Path+"/extensions/rc", b.AdminToken(t), nil, &ext)
+	if ext.State != wire.ExtSucceeded {
+		t.Errorf("state through B: %+v", ext)
+	}
+}
