@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +34,7 @@ func TestKilledMidInstallConverges(t *testing.T) {
 	pub := c.api.NewPublisher(t, "Acme")
 	pub.Publish(t, c.api, wire.ExtensionManifest{Publisher: "Acme", Type: "Slow", Version: "1.0.0", Handlers: wire.ExtensionHandlers{
 		// The first attempt hangs; the agent is killed during it.
-		Install: fmt.Sprintf(`if [ ! -e %[1]s ]; then touch %[1]s; sleep 60; fi; touch %[2]s`, started, finished),
+		Install: fmt.Sprintf(`if [ ! -e %[1]s ]; then sleep 60 & echo $! > %[1]s; wait; fi; touch %[2]s`, started, finished),
 		Enable:  "echo enabled",
 	}})
 	daemon := start(t, nil, c.agent, agentArgs("run")...)
@@ -62,4 +64,17 @@ func TestKilledMidInstallConverges(t *testing.T) {
 	if _, err := os.Stat(finished); err != nil {
 		t.Error("the install handler never completed")
 	}
+	// What the killed agent's handler started is gone too.
+	b, _ := os.ReadFile(started)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file %q", b)
+	}
+	eventually(t, 5*time.Second, func() string {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") { // gone, or a zombie waiting for its reaper
+			return ""
+		}
+		return fmt.Sprintf("the first attempt's handler process %d outlived the agent: %s", pid, stat)
+	})
 }

@@ -1,6 +1,8 @@
 package extensions
 
 import (
+	"os"
+	"strconv"
 	"bytes"
 	"context"
 	"errors"
@@ -66,6 +68,8 @@ type Command struct {
 	Credential *syscall.Credential
 	// Limit starts the process inside a CPU-limited cgroup (nil = none).
 	Limit func(*syscall.SysProcAttr) (cleanup func(), err error)
+	// Started is told the process group id once the process runs.
+	Started func(pgid int)
 }
 
 // Run runs c in its own process group, killing the whole group when the
@@ -95,6 +99,9 @@ func Run(ctx context.Context, c Command) (Process, error) {
 	p.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return p, fmt.Errorf("start %s: %w", c.Args[0], err)
+	}
+	if c.Started != nil {
+		c.Started(cmd.Process.Pid)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -140,4 +147,44 @@ func handlerEnv(name, dir, op string) []string {
 		"HOME=/root", "LANG=C.UTF-8",
 		"CORRAL_EXTENSION_NAME=" + name, "CORRAL_EXTENSION_DIR=" + dir, "CORRAL_OPERATION=" + op,
 	}
+}
+
+// KillLeftovers kills what is left of a handler process group from a
+// previous agent process (killed while the handler ran): every process
+// whose group is pgid and whose environment carries marker (the
+// CORRAL_EXTENSION_NAME=... every handler inherits), so a reused process
+// group id of an unrelated program is never touched.
+func KillLeftovers(pgid int, marker string) int {
+	if pgid <= 1 {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): state ppid pgrp.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, append([]byte(marker), 0)) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	return killed
 }

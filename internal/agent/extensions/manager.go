@@ -221,6 +221,12 @@ func (m *Manager) reconcileOne(ctx context.Context, d wire.DesiredExtension, cfg
 		m.report(rec, d, op, false)
 		return m.st.save(m.cfg.Dir)
 	}
+	if rec.InProgress && rec.PGID > 0 {
+		if n := KillLeftovers(rec.PGID, "CORRAL_EXTENSION_NAME="+rec.Name); n > 0 {
+			m.cfg.Logger.WarnContext(ctx, "killed handler processes left by a previous agent run", "extension", rec.Name, "processes", n)
+		}
+		rec.PGID = 0
+	}
 	// Record the attempt before touching anything, so a crash repeats it.
 	rec.AttemptSeq, rec.Op, rec.InProgress, rec.Blocked = d.SeqNo, string(op), true, false
 	rec.State = map[localconfig.Operation]string{localconfig.OpInstall: wire.ExtCreating}[op]
@@ -237,7 +243,7 @@ func (m *Manager) reconcileOne(ctx context.Context, d wire.DesiredExtension, cfg
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping: leave InProgress set, redo after restart
 	}
-	rec.InProgress = false
+	rec.InProgress, rec.PGID = false, 0
 	if err != nil {
 		rec.State, rec.Message = wire.ExtFailed, err.Error()
 		m.cfg.Logger.ErrorContext(ctx, "extension operation failed", "extension", d.Name, "op", op, "err", err)
@@ -437,7 +443,12 @@ func (m *Manager) runHandler(ctx context.Context, man wire.ExtensionManifest, di
 		return builtin(b, handler)
 	}
 	c := Command{Args: []string{"/bin/sh", "-c", command}, Dir: dir, Env: handlerEnv(name, dir, handler), Stdin: input,
-		Timeout: extpkg.HandlerTimeout(man, handler), Limit: m.limit(name)}
+		Timeout: extpkg.HandlerTimeout(man, handler), Limit: m.limit(name), Started: func(pgid int) {
+			if rec := m.st.Extensions[name]; rec != nil {
+				rec.PGID = pgid
+				_ = m.st.save(m.cfg.Dir)
+			}
+		}}
 	p, err := Run(ctx, c)
 	if err != nil {
 		return "", fmt.Errorf("%s handler: %w", handler, err)
