@@ -1,13 +1,13 @@
 package extensions
 
 import (
-	"os"
-	"strconv"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"

@@ -29,9 +29,9 @@ type record struct {
 	Op         string `json:"op,omitempty"`
 	InProgress bool   `json:"inProgress,omitempty"`
 	// PGID is the process group of the handler running for InProgress.
-	PGID int `json:"pgid,omitempty"`
-	State      string `json:"state,omitempty"`
-	Message    string `json:"message,omitempty"`
+	PGID    int    `json:"pgid,omitempty"`
+	State   string `json:"state,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Blocked marks a failure caused by the local lock-down: it is retried
 	// when the local configuration later allows it.
 	Blocked bool `json:"blocked,omitempty"`
