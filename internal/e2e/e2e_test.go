@@ -84,6 +84,12 @@ func startServer(t *testing.T, extra ...string) *cluster {
 		api: testutil.NewAPI(t, url, filepath.Join(dir, "ca.crt"), adminPassword)}
 }
 
+// fingerprint is the CA fingerprint the server printed at first start.
+func (c *cluster) fingerprint(t *testing.T) string {
+	t.Helper()
+	return c.server.waitFor(t, "CA fingerprint: ", 5*time.Second)
+}
+
 func (c *cluster) machine(t *testing.T, rg, name string) (wire.Machine, int) {
 	t.Helper()
 	var m wire.Machine
