@@ -21,15 +21,43 @@ type machineRef struct{ sub, rg, machine string }
 
 func (m *machineRef) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&m.sub, "subscription", defaultSubscription, "subscription")
-	cmd.Flags().StringVarP(&m.rg, "resource-group", "g", "", "resource group of the machine (required)")
+	cmd.Flags().StringVarP(&m.rg, "resource-group", "g", "", "resource group of the machine (default: found by the machine's name)")
 	cmd.Flags().StringVarP(&m.machine, "machine", "m", "", "machine name (required)")
 }
 
 func (m *machineRef) validate() error {
-	if err := machineTarget(m.sub, m.rg); err != nil {
+	if err := requireFlag("subscription", m.sub); err != nil {
 		return err
 	}
 	return requireFlag("machine", m.machine)
+}
+
+// machineClient returns an API client and, when --resource-group was not
+// given, finds the machine's resource group from its name: exactly one
+// machine of that name in the subscription must exist.
+func (a *app) machineClient(ctx context.Context, m *machineRef) (*client.Client, error) {
+	c, err := a.client()
+	if err != nil || m.rg != "" {
+		return c, err
+	}
+	ms, err := c.ListMachines(ctx, client.MachineFilter{Subscription: m.sub, Name: m.machine})
+	if err != nil {
+		return nil, fmt.Errorf("find machine %q: %w", m.machine, err)
+	}
+	var groups []string
+	for _, x := range ms {
+		if strings.EqualFold(x.Name, m.machine) {
+			groups = append(groups, x.ResourceGroup)
+		}
+	}
+	switch len(groups) {
+	case 0:
+		return nil, fmt.Errorf("no machine named %q in subscription %q", m.machine, m.sub)
+	case 1:
+		m.rg = groups[0]
+		return c, nil
+	}
+	return nil, fmt.Errorf("%d machines are named %q (resource groups %s): give --resource-group", len(groups), m.machine, strings.Join(groups, ", "))
 }
 
 func (a *app) machineExtensionCommand() *cobra.Command {
@@ -99,7 +127,7 @@ func (a *app) machineExtensionSetCommand() *cobra.Command {
 	var noWait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "set --machine M --resource-group RG --name N --publisher P --type T [--version V] [--settings @FILE|JSON] [--protected-settings @FILE|@-]",
+		Use:   "set --machine M [--resource-group RG] --name N --publisher P --type T [--version V] [--settings @FILE|JSON] [--protected-settings @FILE|@-]",
 		Short: "Install, reconfigure or upgrade an extension on a machine",
 		Long: `Install an extension on a machine, or change it: new settings are an update, a
 new version an upgrade. Without --version the highest version listed in the
@@ -137,7 +165,7 @@ By default the command waits until the agent reports Succeeded or Failed and exi
 			if body.ProtectedSettings, err = readSettings(cmd, "protected-settings", protected); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}
@@ -213,7 +241,7 @@ func (a *app) machineExtensionDeleteCommand() *cobra.Command {
 	var noWait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "delete --machine M --resource-group RG --name N",
+		Use:   "delete --machine M [--resource-group RG] --name N",
 		Short: "Remove an extension from a machine (waits until it is gone)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -223,7 +251,7 @@ func (a *app) machineExtensionDeleteCommand() *cobra.Command {
 			if err := requireFlag("name", name); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}
@@ -271,7 +299,7 @@ func (a *app) machineExtensionListCommand() *cobra.Command {
 	var m machineRef
 	var output string
 	cmd := &cobra.Command{
-		Use: "list --machine M --resource-group RG", Short: "List the extensions of a machine", Args: cobra.NoArgs,
+		Use: "list --machine M [--resource-group RG]", Short: "List the extensions of a machine", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := m.validate(); err != nil {
 				return err
@@ -279,7 +307,7 @@ func (a *app) machineExtensionListCommand() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}
@@ -299,7 +327,7 @@ func (a *app) machineExtensionShowCommand() *cobra.Command {
 	var m machineRef
 	var name, output string
 	cmd := &cobra.Command{
-		Use: "show --machine M --resource-group RG --name N", Short: "Show an extension of a machine with its state and message", Args: cobra.NoArgs,
+		Use: "show --machine M [--resource-group RG] --name N", Short: "Show an extension of a machine with its state and message", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := m.validate(); err != nil {
 				return err
@@ -310,7 +338,7 @@ func (a *app) machineExtensionShowCommand() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}

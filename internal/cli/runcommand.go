@@ -48,7 +48,7 @@ func (a *app) machineRunCommandCommand() *cobra.Command {
 	var timeout time.Duration
 	var noWait bool
 	cmd := &cobra.Command{
-		Use:   "run-command --machine M --resource-group RG (--script @FILE | --command STR) [--param K=V]... [--run-as USER] [--timeout D] [--name N]",
+		Use:   "run-command --machine M [--resource-group RG] (--script @FILE | --command STR) [--param K=V]... [--run-as USER] [--timeout D] [--name N]",
 		Short: "Run a script or command on a machine and print its output",
 		Long: `Run a script (--script @FILE, @- for standard input, or inline text) or one command
 line (--command) on a machine through the Corral/RunCommand extension, as root unless
@@ -86,7 +86,7 @@ The machine's local lock-down lists can refuse it like any extension.`,
 			if name == "" {
 				name = newRunName(a.now())
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}
@@ -187,7 +187,7 @@ func (a *app) runCommandShowCommand() *cobra.Command {
 	var m machineRef
 	var output string
 	cmd := &cobra.Command{
-		Use: "show NAME --machine M --resource-group RG", Short: "Show a run with its result and output", Args: cobra.ExactArgs(1),
+		Use: "show NAME --machine M [--resource-group RG]", Short: "Show a run with its result and output", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := m.validate(); err != nil {
 				return err
@@ -195,7 +195,7 @@ func (a *app) runCommandShowCommand() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}
@@ -219,7 +219,7 @@ func (a *app) runCommandListCommand() *cobra.Command {
 	var output string
 	var top int
 	cmd := &cobra.Command{
-		Use: "list --machine M --resource-group RG [--top N]", Short: "List the runs of a machine, newest first", Args: cobra.NoArgs,
+		Use: "list --machine M [--resource-group RG] [--top N]", Short: "List the runs of a machine, newest first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := m.validate(); err != nil {
 				return err
@@ -227,7 +227,7 @@ func (a *app) runCommandListCommand() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.machineClient(cmd.Context(), &m)
 			if err != nil {
 				return err
 			}

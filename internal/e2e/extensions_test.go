@@ -159,7 +159,8 @@ func TestExtensionJourneyWithTheCLI(t *testing.T) {
 	}
 
 	// Run a command and get its output and exit code back.
-	out, err := corral("", "machine", "run-command", "--machine", "web-01", "--resource-group", "web",
+	// (The resource group is found from the machine's name.)
+	out, err := corral("", "machine", "run-command", "--machine", "web-01",
 		"--command", "echo from $(hostname) as $(id -un); exit 3")
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "from ") || !strings.Contains(out, "as root") {
