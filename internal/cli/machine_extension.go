@@ -32,6 +32,18 @@ func (m *machineRef) validate() error {
 	return requireFlag("machine", m.machine)
 }
 
+// openMachine validates the machine flags and the output format and
+// returns a client with the machine's resource group resolved.
+func (a *app) openMachine(cmd *cobra.Command, m *machineRef, output string) (*client.Client, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkOutput(output); err != nil {
+		return nil, err
+	}
+	return a.machineClient(cmd.Context(), m)
+}
+
 // machineClient returns an API client and, when --resource-group was not
 // given, finds the machine's resource group from its name: exactly one
 // machine of that name in the subscription must exist.
@@ -301,13 +313,7 @@ func (a *app) machineExtensionListCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "list --machine M [--resource-group RG]", Short: "List the extensions of a machine", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := m.validate(); err != nil {
-				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.machineClient(cmd.Context(), &m)
+			c, err := a.openMachine(cmd, &m, output)
 			if err != nil {
 				return err
 			}

@@ -189,13 +189,7 @@ func (a *app) runCommandShowCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "show NAME --machine M [--resource-group RG]", Short: "Show a run with its result and output", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := m.validate(); err != nil {
-				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.machineClient(cmd.Context(), &m)
+			c, err := a.openMachine(cmd, &m, output)
 			if err != nil {
 				return err
 			}
@@ -221,13 +215,7 @@ func (a *app) runCommandListCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "list --machine M [--resource-group RG] [--top N]", Short: "List the runs of a machine, newest first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := m.validate(); err != nil {
-				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.machineClient(cmd.Context(), &m)
+			c, err := a.openMachine(cmd, &m, output)
 			if err != nil {
 				return err
 			}
