@@ -1,0 +1,155 @@
+package agentcli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/corralhq/corral/internal/agent/agentcli"
+	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/testutil"
+)
+
+// agent runs corral-agent in-process with args and returns its output.
+func agent(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := agentcli.NewRootCommand("2026.11.0")
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestBadInputIsRefusedClearly(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("  \n"), 0o600)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--state-dir", state, "show", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--state-dir", state, "connect"}, "--server is required"},
+		{[]string{"--state-dir", state, "connect", "--server", "https://cp:8443", "--subscription-id", "default", "--resource-group", "rg",
+			"--service-principal-id", "abc"}, "never taken on the command line"},
+		{[]string{"--state-dir", state, "connect", "--server", "https://cp:8443", "--subscription-id", "default", "--resource-group", "rg",
+			"--service-principal-id", "abc", "--service-principal-secret-file", secret}, "is empty"},
+		{[]string{"--state-dir", state, "connect", "--server", "ftp://cp", "--subscription-id", "s", "--resource-group", "rg", "--use-device-code"}, "scheme must be https"},
+		{[]string{"--state-dir", state, "connect", "--server", "https://cp", "--subscription-id", "s", "--resource-group", "rg", "--use-device-code",
+			"--tags", "novalue"}, "not key=value"},
+		{[]string{"--state-dir", state, "config", "set", "config.mode", "paranoid"}, `must be "full" or "monitor"`},
+		{[]string{"--state-dir", state, "config", "get", "no.such.key"}, "unknown configuration key"},
+		{[]string{"--state-dir", state, "show", "-o", "yaml"}, "--output must be table or json"},
+		{[]string{"--state-dir", state, "disconnect"}, "not connected"},
+		{[]string{"--state-dir", "", "show"}, "--state-dir must not be empty"},
+	}
+	for _, tt := range tests {
+		out, err := agent(t, "", tt.args...)
+		if err == nil || !strings.Contains(err.Error()+out, tt.want) {
+			t.Errorf("corral-agent %s: %v\n%s\nwant an error with %q", strings.Join(tt.args, " "), err, out, tt.want)
+		}
+	}
+	if entries, _ := os.ReadDir(state); len(entries) != 0 {
+		t.Errorf("refused commands left files in the state directory: %v", entries)
+	}
+}
+
+func TestConfigCommands(t *testing.T) { // not parallel: it sets an environment variable
+	state := filepath.Join(t.TempDir(), "state")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := agent(t, "", append([]string{"--state-dir", state}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("config", "set", "extensions.blocklist", "Corral/RunCommand, Acme/Shell")
+	if got := run("config", "get", "extensions.blocklist"); got != "Corral/RunCommand,Acme/Shell\n" {
+		t.Errorf("get = %q", got)
+	}
+	run("config", "set", "config.mode", "monitor")
+	if _, err := agent(t, "", "--state-dir", state, "config", "clear", "extensions.blocklist"); err == nil || !strings.Contains(err.Error(), "config.mode full") {
+		t.Errorf("clear in monitor mode: %v", err)
+	}
+	var entries []struct {
+		Key, Value string
+		Set        bool
+	}
+	if err := json.Unmarshal([]byte(run("config", "list", "-o", "json")), &entries); err != nil || len(entries) != 11 {
+		t.Fatalf("list json: %v %+v", err, entries)
+	}
+	run("config", "set", "config.mode", "full")
+	run("config", "clear", "extensions.blocklist")
+	if got := run("config", "get", "extensions.blocklist"); got != "\n" {
+		t.Errorf("after clear = %q", got)
+	}
+	fi, err := os.Stat(filepath.Join(state, "config.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("config file: %v %v", fi, err)
+	}
+	// Every flag also reads CORRAL_<FLAG>.
+	t.Setenv("CORRAL_STATE_DIR", state)
+	if out, err := agent(t, "", "config", "get", "config.mode"); err != nil || out != "full\n" {
+		t.Errorf("with CORRAL_STATE_DIR: %q %v", out, err)
+	}
+}
+
+// TestConnectShowCheckDisconnect drives the commands an operator runs on a
+// server against a real control plane.
+func TestConnectShowCheckDisconnect(t *testing.T) {
+	s := testutil.StartServer(t)
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	secretFile := testutil.WriteSecretFile(t, secret)
+	state, root := t.TempDir(), t.TempDir()
+	g := []string{"--state-dir", state, "--root", root}
+	out, err := agent(t, "", append(g, "connect", "--server", s.URL, "--subscription-id", "default", "--resource-group", "rg1",
+		"--service-principal-id", id, "--service-principal-secret-file", secretFile, "--ca-file", s.CAFile, "--name", "db-01",
+		"--tags", "env=prod")...)
+	if err != nil || !strings.Contains(out, "Connected /subscriptions/default/resourceGroups/rg1/machines/db-01") {
+		t.Fatalf("connect: %v\n%s", err, out)
+	}
+	if strings.Contains(out, secret) {
+		t.Error("connect printed the secret")
+	}
+	out, err = agent(t, "", append(g, "show", "-o", "json")...)
+	var show agentcli.Show
+	if err != nil || json.Unmarshal([]byte(out), &show) != nil {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	if show.Status != "Disconnected" || show.DaemonRunning || show.ResourceID == "" || show.CertificateNotAfter.IsZero() {
+		t.Errorf("show without a daemon: %+v", show)
+	}
+	out, err = agent(t, "", append(g, "check")...)
+	if err != nil || !strings.Contains(out, "machine identity") || strings.Contains(out, "FAIL") {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(t.TempDir(), "b.tar.gz")
+	if out, err := agent(t, "", append(g, "logs", "--output", bundle)...); err != nil {
+		t.Fatalf("logs: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("bundle: %v %v", fi, err)
+	}
+	if out, err := agent(t, "", append(g, "disconnect")...); err != nil {
+		t.Fatalf("disconnect: %v\n%s", err, out)
+	}
+	if status, _ := s.Do(t, "GET", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/db-01", s.AdminToken(t), nil); status != 404 {
+		t.Errorf("machine still exists after disconnect: %d", status)
+	}
+	if identity.Exists(state) {
+		t.Error("identity left after disconnect")
+	}
+	for _, f := range []string{identity.FileKey, identity.FileSealingKey} {
+		if _, err := os.Stat(filepath.Join(state, f)); err == nil {
+			t.Errorf("%s left after disconnect", f)
+		}
+	}
+}
