@@ -231,6 +231,75 @@ type Limits struct {
 // DefaultLimits are the wire limits.
 var DefaultLimits = Limits{MaxBytes: wire.MaxUnpackedBytes, MaxFiles: wire.MaxPackageFiles}
 
+// walker applies the archive rules to each entry in turn.
+type walker struct {
+	lim   Limits
+	total int64
+	files int
+}
+
+// entry checks one header and returns its clean relative name ("" for
+// the root directory entry, which is skipped).
+func (w *walker) entry(h *tar.Header) (string, error) {
+	w.files++
+	if w.files > w.lim.MaxFiles {
+		return "", fmt.Errorf("%w: more than %d entries", ErrBadArchive, w.lim.MaxFiles)
+	}
+	name := strings.TrimPrefix(h.Name, "./")
+	clean := path.Clean(name)
+	if name == "" || clean == "." && h.Typeflag == tar.TypeDir {
+		return "", nil
+	}
+	if path.IsAbs(name) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+	case tar.TypeReg:
+		if h.Size < 0 || w.total+h.Size > w.lim.MaxBytes {
+			return "", fmt.Errorf("%w: unpacked size exceeds %d bytes", ErrBadArchive, w.lim.MaxBytes)
+		}
+		w.total += h.Size
+	default:
+		return "", fmt.Errorf("%w: entry %q is a link or special file (type %q)", ErrBadArchive, h.Name, h.Typeflag)
+	}
+	return clean, nil
+}
+
+// Check applies Unpack's rules to an archive without writing anything, so
+// the control plane refuses a hostile package when it is published.
+func Check(archive []byte, lim Limits) error {
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return fmt.Errorf("%w: not a gzip archive", ErrBadArchive)
+	}
+	tr := tar.NewReader(gz)
+	w := &walker{lim: lim}
+	seen := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		clean, err := w.entry(h)
+		if err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeReg {
+			if seen[clean] {
+				return fmt.Errorf("%w: entry %q appears twice", ErrBadArchive, h.Name)
+			}
+			seen[clean] = true
+			if n, err := io.Copy(io.Discard, io.LimitReader(tr, h.Size+1)); err != nil || n != h.Size {
+				return fmt.Errorf("%w: entry %q is truncated", ErrBadArchive, h.Name)
+			}
+		}
+	}
+}
+
 // Unpack extracts a package archive into dir, which must not exist yet (it
 // is created 0700). Only regular files and directories are accepted; names
 // must be relative, clean and stay inside dir; symlinks, hard links,
@@ -250,8 +319,7 @@ func Unpack(archive io.Reader, dir string, lim Limits) (err error) {
 		return fmt.Errorf("%w: not a gzip archive", ErrBadArchive)
 	}
 	tr := tar.NewReader(gz)
-	var total int64
-	files := 0
+	w := &walker{lim: lim}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -260,51 +328,39 @@ func Unpack(archive io.Reader, dir string, lim Limits) (err error) {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadArchive, err)
 		}
-		files++
-		if files > lim.MaxFiles {
-			return fmt.Errorf("%w: more than %d entries", ErrBadArchive, lim.MaxFiles)
-		}
-		name := strings.TrimPrefix(h.Name, "./")
-		clean := path.Clean(name)
-		if name == "" || clean == "." && h.Typeflag == tar.TypeDir {
+		clean, err := w.entry(h)
+		if err != nil || clean == "" {
+			if err != nil {
+				return err
+			}
 			continue
-		}
-		if path.IsAbs(name) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
-			return fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
 		}
 		target := filepath.Join(dir, filepath.FromSlash(clean))
 		if !strings.HasPrefix(target, dir+string(filepath.Separator)) {
 			return fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
 		}
-		switch h.Typeflag {
-		case tar.TypeDir:
+		if h.Typeflag == tar.TypeDir {
 			if err := os.MkdirAll(target, 0o755); err != nil {
 				return err
 			}
-		case tar.TypeReg:
-			if h.Size < 0 || total+h.Size > lim.MaxBytes {
-				return fmt.Errorf("%w: unpacked size exceeds %d bytes", ErrBadArchive, lim.MaxBytes)
-			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			// O_EXCL: a second entry of the same name cannot replace a file,
-			// and nothing can have planted a link at target.
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&0o755|0o600)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrBadArchive, err)
-			}
-			n, err := io.Copy(f, io.LimitReader(tr, h.Size+1))
-			cerr := f.Close()
-			if err != nil || cerr != nil {
-				return errors.Join(err, cerr)
-			}
-			if n != h.Size {
-				return fmt.Errorf("%w: entry %q is truncated", ErrBadArchive, h.Name)
-			}
-			total += n
-		default:
-			return fmt.Errorf("%w: entry %q is a link or special file (type %q)", ErrBadArchive, h.Name, h.Typeflag)
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		// O_EXCL: a second entry of the same name cannot replace a file,
+		// and nothing can have planted a link at target.
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&0o755|0o600)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		n, err := io.Copy(f, io.LimitReader(tr, h.Size+1))
+		cerr := f.Close()
+		if err != nil || cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		if n != h.Size {
+			return fmt.Errorf("%w: entry %q is truncated", ErrBadArchive, h.Name)
 		}
 	}
 }

@@ -64,6 +64,9 @@ func TestUnpackRefusesHostileArchives(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if err := Check(tt.arc, tt.lim); !errors.Is(err, ErrBadArchive) {
+				t.Errorf("Check = %v, want ErrBadArchive", err)
+			}
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "pkg")
 			err := Unpack(bytes.NewReader(tt.arc), dir, tt.lim)
@@ -89,6 +92,9 @@ func TestUnpackAndReadManifest(t *testing.T) {
 	m, err := ReadManifest(arc)
 	if err != nil || m.Type != "Monitor" {
 		t.Fatalf("ReadManifest = %+v, %v", m, err)
+	}
+	if err := Check(arc, DefaultLimits); err != nil {
+		t.Errorf("Check of a good archive: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "pkg")
 	if err := Unpack(bytes.NewReader(arc), dir, DefaultLimits); err != nil {

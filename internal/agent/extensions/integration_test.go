@@ -14,6 +14,7 @@ import (
 
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/agenttest"
 	"github.com/corralhq/corral/internal/wire"
@@ -371,4 +372,42 @@ func BenchmarkExtensionSetToSucceeded(b *testing.B) {
 	n := len(samples)
 	b.ReportMetric(float64(samples[n/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(samples[min(n-1, n*99/100)].Microseconds())/1000, "p99-ms")
+}
+
+// TestHostilePackagesAndConfigWrites: a package the agent would refuse is
+// refused when published, with a clear reason; and nothing in the API can
+// write a machine's local configuration.
+func TestHostilePackagesAndConfigWrites(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	s.NewPublisher(t, "Acme")
+	man := monitorManifest("1.0.0")
+	traversal, _ := extpkg.BuildArchive(&man, extpkg.File{Name: "../../etc/cron.d/evil", Body: []byte("* * * * * root id")})
+	if status, b := s.UploadPackage(t, "Acme", traversal); status != http.StatusBadRequest || !strings.Contains(string(b), "leaves the package directory") {
+		t.Errorf("path traversal package: %d %s", status, b)
+	}
+	huge := make([]byte, wire.MaxPackageBytes+1)
+	if status, b := s.UploadPackage(t, "Acme", huge); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized package: %d %.200s", status, b)
+	}
+	var pkgs wire.List[wire.ExtensionPackage]
+	s.MustDo(t, 200, "GET", "/api/v1/extensionPackages?publisher=Acme", s.AdminToken(t), nil, &pkgs)
+	if len(pkgs.Value) != 0 {
+		t.Errorf("a refused package was stored: %+v", pkgs.Value)
+	}
+
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "locked", "")
+	c, _ := localconfig.Load(state)
+	_ = c.Set(localconfig.KeyAllowlist, localconfig.AllowNone)
+	_ = localconfig.Save(state, c)
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	machine := "/api/v1/subscriptions/default/resourceGroups/rg1/machines/locked"
+	status, b := s.Do(t, "PATCH", machine, s.AdminToken(t), map[string]any{
+		"tags": map[string]string{}, "agentConfiguration": map[string]any{"extensions.allowlist": []string{}}})
+	if status != http.StatusBadRequest {
+		t.Errorf("PATCH with agentConfiguration: %d %s", status, b)
+	}
+	if after, _ := localconfig.Load(state); !slices.Equal(after.Allowlist, []string{localconfig.AllowNone}) {
+		t.Errorf("the local configuration changed: %+v", after)
+	}
 }

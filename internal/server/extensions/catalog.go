@@ -94,7 +94,8 @@ func toWirePackage(p store.Package, listed bool) wire.ExtensionPackage {
 }
 
 // PublishPackage stores an uploaded package archive. The manifest must be
-// valid and name the publisher of the URL; the digest is computed here.
+// valid and name the publisher of the URL, and the archive must pass the
+// agent's unpack rules (extpkg.Check); the digest is computed here.
 // Uploading the same archive again is a no-op (created = false); the same
 // version with other bytes is refused: versions are immutable.
 func (s *Service) PublishPackage(ctx context.Context, publisher string, archive []byte, by string) (wire.ExtensionPackage, bool, error) {
@@ -111,6 +112,11 @@ func (s *Service) PublishPackage(ctx context.Context, publisher string, archive 
 	man, err := extpkg.ReadManifest(archive)
 	if err != nil {
 		return wire.ExtensionPackage{}, false, invalid("manifest", "the package was refused: %v", err)
+	}
+	// The agent refuses such archives too; refusing them here tells the
+	// publisher at once instead of every machine later.
+	if err := extpkg.Check(archive, extpkg.DefaultLimits); err != nil {
+		return wire.ExtensionPackage{}, false, invalid("", "the package was refused: %v", err)
 	}
 	if !strings.EqualFold(man.Publisher, pub.Name) {
 		return wire.ExtensionPackage{}, false, invalid("manifest.publisher", "the manifest names publisher %q, not %q", man.Publisher, pub.Name)
