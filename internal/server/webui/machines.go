@@ -212,6 +212,12 @@ type machineData struct {
 	AgentConfig []configRow
 	ActivityURL string
 	DeleteURL   string
+	extensionsData
+	runsData
+	// InProgress is set when an extension or a run on the page is still
+	// being worked on; RefreshNote says what the page does about it.
+	InProgress  bool
+	RefreshNote string
 }
 
 // configRow is one key of the local agent configuration (DESIGN.md §4).
@@ -253,17 +259,59 @@ func machinePath(r *http.Request) string {
 	return apiPath("subscriptions", r.PathValue("sub"), "resourceGroups", r.PathValue("rg"), "machines", r.PathValue("name"))
 }
 
-func (h *Handler) machineDetail(u *uiRequest) {
-	h.showMachine(u, http.StatusOK, nil)
+// machinePageURL is the UI page of the machine named in the UI URL.
+func machinePageURL(r *http.Request) string {
+	return "/ui/machines/" + url.PathEscape(r.PathValue("sub")) + "/" + url.PathEscape(r.PathValue("rg")) + "/" + url.PathEscape(r.PathValue("name"))
 }
 
-// showMachine renders the detail page, with an error banner when a delete
-// failed (status is then the API's).
-func (h *Handler) showMachine(u *uiRequest, status int, actionErr *uiError) {
+func (h *Handler) machineDetail(u *uiRequest) {
+	q := u.r.URL.Query()
+	v := machineView{status: http.StatusOK, get: true, edit: q.Get("edit"), runsSkip: q.Get("runs")}
+	if name := q.Get("extension"); nameRE.MatchString(name) {
+		v.notice, v.highlight = "Extension "+strconv.Quote(name)+" was submitted to the machine; its state is shown below.", name
+	}
+	if name := q.Get("removed"); nameRE.MatchString(name) {
+		v.notice, v.highlight = "Removal of extension "+strconv.Quote(name)+" was requested.", name
+	}
+	h.showMachine(u, v)
+}
+
+// machineView says how to render the machine page: for a GET, or again
+// after a form post that failed, with the API's status, the error next to
+// the form it concerns and the form as typed.
+type machineView struct {
+	status    int
+	pageErr   *uiError       // a failed machine delete, shown at the top
+	extErr    *uiError       // a failed extension set or remove
+	runErr    *uiError       // a run command that was not created
+	extForm   *extensionForm // as posted (never with protected settings)
+	runForm   *runForm       // as posted
+	notice    string
+	highlight string // the extension row to mark
+	edit      string // the extension whose values fill the form
+	runsSkip  string // the API's $skipToken of the runs list
+	// get is set when rendering for a GET, the only kind of page that may
+	// reload itself (reloading a post's answer would post again).
+	get bool
+}
+
+func (v machineView) actionErr() *uiError {
+	for _, e := range []*uiError{v.pageErr, v.extErr, v.runErr} {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// showMachine renders the detail page with its extensions and run commands.
+// Each section that the API refuses to read says why; the rest of the page
+// is still shown.
+func (h *Handler) showMachine(u *uiRequest, v machineView) {
 	var m wire.Machine
 	if err := u.api.get(u.ctx(), machinePath(u.r), nil, &m); err != nil {
-		if actionErr != nil {
-			h.render(u.w, u.r, actionErr.Status, "error", &page{Title: "Machine", Nav: "machines", Me: &u.me, Error: actionErr})
+		if ae := v.actionErr(); ae != nil {
+			h.render(u.w, u.r, ae.Status, "error", &page{Title: "Machine", Nav: "machines", Me: &u.me, Error: ae})
 			return
 		}
 		h.renderError(u.w, u.r, &u.me, err)
@@ -271,7 +319,36 @@ func (h *Handler) showMachine(u *uiRequest, status int, actionErr *uiError) {
 	}
 	d := &machineData{Machine: m, AgentConfig: agentConfigRows(m.AgentConfig),
 		ActivityURL: "/ui/activity?" + url.Values{"scope": {m.ID}}.Encode(), DeleteURL: machineURL(m) + "/delete"}
-	h.render(u.w, u.r, status, "machine", &page{Title: m.Name, Nav: "machines", Me: &u.me, Error: actionErr, Data: d})
+	since := h.loadExtensions(u, m, d, v)
+	if t := h.loadRuns(u, m, d, v); t.After(since) {
+		since = t
+	}
+	p := &page{Title: m.Name, Nav: "machines", Me: &u.me, Error: v.pageErr, Notice: v.notice, Data: d}
+	d.InProgress = !since.IsZero()
+	switch {
+	case !d.InProgress:
+	case m.Status != wire.StatusConnected:
+		d.RefreshNote = "The machine is " + m.Status + ": operations in progress continue when its agent connects again."
+	case v.get:
+		p.Refresh = refreshAfter(h.cfg.Clock(), since)
+		d.RefreshNote = "An operation is in progress: this page reloads itself every " + strconv.Itoa(p.Refresh) +
+			" seconds while you are not typing in a form."
+	}
+	h.render(u.w, u.r, v.status, "machine", p)
+}
+
+// refreshAfter is how many seconds a page showing an operation in progress
+// since `since` waits before it reloads: soon at first, when most operations
+// end, then less often, so a page left open on a slow agent costs little.
+func refreshAfter(now, since time.Time) int {
+	switch age := now.Sub(since); {
+	case age < time.Minute:
+		return 2
+	case age < 10*time.Minute:
+		return 5
+	default:
+		return 15
+	}
 }
 
 // deleteMachine goes through the API's DELETE, so only a caller with
@@ -282,7 +359,7 @@ func (h *Handler) deleteMachine(u *uiRequest) {
 	if err != nil {
 		ue := h.toUIError(u.r, err)
 		ue.Message = "The machine was not deleted: " + ue.Message
-		h.showMachine(u, ue.Status, ue)
+		h.showMachine(u, machineView{status: ue.Status, pageErr: ue})
 		return
 	}
 	f := machineFilter{Sub: u.r.PathValue("sub"), Top: 100}

@@ -36,19 +36,29 @@ type page struct {
 	CorrelationID string
 	Notice        string
 	Error         *uiError
-	Data          any
+	// Refresh, when set, makes ui.js reload the page after that many
+	// seconds unless the user is typing in a form (an operation is in
+	// progress). Only pages rendered for a GET set it.
+	Refresh int
+	Data    any
 }
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"signin", "machines", "machine", "activity", "devicecodes", "error"}
+var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error"}
+
+// partials are templates that pages include (besides layout.html).
+var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"}}
 
 // pages holds one parsed template set per page. The templates are embedded,
 // so a parse error is a build defect and fails at start (and in every test).
 var pages = func() map[string]*template.Template {
 	m := map[string]*template.Template{}
 	for _, name := range pageNames {
-		m[name] = template.Must(template.New("layout.html").Funcs(funcs).
-			ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
+		files := []string{"templates/layout.html", "templates/" + name + ".html"}
+		for _, p := range partials[name] {
+			files = append(files, "templates/"+p)
+		}
+		m[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, files...))
 	}
 	return m
 }()
@@ -60,6 +70,7 @@ var funcs = template.FuncMap{
 	"bytes":       formatBytes,
 	"join":        func(s []string) string { return strings.Join(s, ", ") },
 	"statusClass": statusClass,
+	"stateClass":  stateClass,
 	"machineURL":  machineURL,
 	"tagURL":      tagURL,
 	"osLabel":     osLabel,
@@ -207,6 +218,20 @@ func statusClass(status string) string {
 		return "badge badge-warn"
 	case wire.StatusExpired:
 		return "badge badge-bad"
+	}
+	return "badge"
+}
+
+// stateClass is the badge of an extension or run command state: green when
+// it succeeded, red when it failed or timed out, blue while in progress.
+func stateClass(state string) string {
+	switch state {
+	case wire.ExtSucceeded:
+		return "badge badge-ok"
+	case wire.ExtFailed, wire.RunTimedOut:
+		return "badge badge-bad"
+	case wire.ExtCreating, wire.ExtUpdating, wire.ExtDeleting, wire.RunPending, wire.RunRunning:
+		return "badge badge-busy"
 	}
 	return "badge"
 }

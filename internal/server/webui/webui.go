@@ -55,6 +55,10 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /ui/machines", h.authed(h.inventory))
 	h.mux.Handle("GET /ui/machines/{sub}/{rg}/{name}", h.authed(h.machineDetail))
 	h.mux.Handle("POST /ui/machines/{sub}/{rg}/{name}/delete", h.authedPost(h.deleteMachine))
+	h.mux.Handle(patternSetExtension, h.authedPost(h.setExtension))
+	h.mux.Handle("POST /ui/machines/{sub}/{rg}/{name}/extensions/{ext}/delete", h.authedPost(h.deleteExtension))
+	h.mux.Handle(patternRunCommand, h.authedPost(h.createRunCommand))
+	h.mux.Handle("GET /ui/machines/{sub}/{rg}/{name}/runCommands/{run}", h.authed(h.runCommandDetail))
 	h.mux.Handle("GET /ui/activity", h.authed(h.activity))
 	h.mux.Handle("GET /ui/devicecodes", h.authed(h.deviceCodes))
 	h.mux.Handle("POST /ui/devicecodes/approve", h.authedPost(h.approveDeviceCode))
@@ -67,8 +71,27 @@ func New(cfg Config) *Handler {
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// maxFormBytes bounds every form the UI accepts.
+// maxFormBytes bounds every form the UI accepts, except those in
+// largeForms.
 const maxFormBytes = 16 << 10
+
+// Patterns of the forms that carry documents: a script (up to 256 KiB in
+// the API) or extension settings. Their bound is the API's default body
+// limit; URL encoding may take up to three bytes per byte.
+const (
+	patternSetExtension = "POST /ui/machines/{sub}/{rg}/{name}/extensions"
+	patternRunCommand   = "POST /ui/machines/{sub}/{rg}/{name}/runCommands"
+)
+
+var largeForms = map[string]int64{patternSetExtension: 1 << 20, patternRunCommand: 1 << 20}
+
+// formLimit is how many bytes the form posted in r may have.
+func (h *Handler) formLimit(r *http.Request) int64 {
+	if _, pattern := h.mux.Handler(r); largeForms[pattern] > 0 {
+		return largeForms[pattern]
+	}
+	return maxFormBytes
+}
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +105,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Correlation-ID", cid)
 	r = r.WithContext(context.WithValue(r.Context(), correlationKey{}, cid))
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, h.formLimit(r))
 	}
 	h.mux.ServeHTTP(w, r)
 }

@@ -7,3 +7,26 @@ document.addEventListener("submit", function (ev) {
     ev.preventDefault();
   }
 });
+// A page showing an operation in progress has <body data-refresh="N">: it
+// reloads after N seconds, but never while the user is typing in a form,
+// which a reload would throw away (why this is not a <meta> refresh).
+(function () {
+  var secs = parseInt(document.body.getAttribute("data-refresh"), 10);
+  if (!(secs > 0)) {
+    return;
+  }
+  var edited = false;
+  document.addEventListener("input", function () { edited = true; });
+  var typing = function () {
+    var a = document.activeElement;
+    return a && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName);
+  };
+  var tick = function () {
+    if (edited || typing() || document.hidden) {
+      setTimeout(tick, secs * 1000);
+      return;
+    }
+    window.location.reload();
+  };
+  setTimeout(tick, secs * 1000);
+})();
