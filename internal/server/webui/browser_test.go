@@ -2,7 +2,10 @@ package webui_test
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
+	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -15,20 +18,23 @@ import (
 
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/browser"
+	"github.com/corralhq/corral/internal/wire"
 )
 
 // TestBrowser drives real headless Chromium through the UI: sign in as the
 // admin, find a machine onboarded through the connect endpoint in the
-// inventory, open its detail page, open the activity log, and delete a
-// second machine through the confirm dialog of ui.js. Every page must load
-// under its Content-Security-Policy without a console error.
+// inventory, open its detail page, set an extension and run a command
+// there and watch the pages follow the (simulated) agent's reports, open
+// the activity log, and delete a second machine through the confirm dialog
+// of ui.js. Every page must load under its Content-Security-Policy without
+// a console error.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser.New(t, 60*time.Second) // first: skips at once without Chromium
 	s := testutil.StartServer(t)
 	id, secret := s.OnboardingPrincipal(t, "web")
 	onboardTok := s.ClientToken(t, id, secret)
-	s.OnboardMachine(t, onboardTok, "web", "web-01", awsProps)
+	web01 := s.OnboardMachine(t, onboardTok, "web", "web-01", awsProps)
 	s.OnboardMachine(t, onboardTok, "web", "web-02", onPremProps)
 
 	start := time.Now()
@@ -100,6 +106,52 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("detail: status %q environment %q configuration %q", st, env, cfg)
 	}
 
+	// Set Corral/RunCommand through the form: the page lists it Creating
+	// and, once the agent reports, ui.js has reloaded it to Succeeded.
+	protected := "browser-secret-" + rand.Text()
+	do("set an extension",
+		chromedp.SendKeys(chromedp.ID("ext-name"), "runcmd"),
+		chromedp.SetValue(chromedp.ID("ext-package"), "Corral/RunCommand"),
+		chromedp.SendKeys(chromedp.ID("ext-settings"), `{"source":"browser"}`),
+		chromedp.SendKeys(chromedp.ID("ext-protected"), `{"token":"`+protected+`"}`),
+		chromedp.Click(chromedp.ID("ext-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-extension="runcmd"]`)),
+	)
+	if row := text(`tr[data-extension="runcmd"]`); !strings.Contains(row, "Corral/RunCommand") || !strings.Contains(row, "Creating") ||
+		!strings.Contains(row, "yes") {
+		t.Errorf("extension row after the set: %q", row)
+	}
+	report(t, s, web01, wire.ReportExtension, wire.ExtensionStatus{Name: "runcmd", Publisher: "Corral", Type: "RunCommand", Version: "1.0.0",
+		SeqNo: 1, Operation: "install", State: wire.ExtSucceeded, Message: "enabled"})
+	do("see the extension succeed", chromedp.WaitVisible(chromedp.CSS(`tr[data-extension="runcmd"] .badge-ok`)))
+	if html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil || strings.Contains(html, protected) {
+		t.Errorf("the machine page shows the protected settings (%v)", err)
+	}
+
+	// Run a command; its page follows the run and shows what it printed as
+	// text: a <script> in the output must not run.
+	do("run a command",
+		chromedp.SendKeys(chromedp.ID("run-command"), "cat /etc/motd"),
+		chromedp.Click(chromedp.ID("run-submit")),
+		chromedp.WaitVisible(chromedp.ID("run-state")),
+	)
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runName := path.Base(u.Path)
+	code := 0
+	report(t, s, web01, wire.ReportRunCommand, wire.RunCommandResult{Name: runName, State: wire.RunSucceeded, ExitCode: &code,
+		Stdout: `<script>alert("pwned")</script>`, FinishedAt: time.Now().UTC()})
+	do("see the run's output", chromedp.WaitVisible(chromedp.ID("run-stdout")))
+	if out, st := text("#run-stdout"), text("#run-state"); out != `<script>alert("pwned")</script>` || st != "Succeeded" {
+		t.Errorf("run page: state %q output %q", st, out)
+	}
+
 	do("open the activity log",
 		chromedp.Click(chromedp.CSS(`nav a[href="/ui/activity"]`)),
 		chromedp.WaitVisible(chromedp.ID("activity")),
@@ -122,7 +174,10 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("notice after delete: %q", notice)
 	}
 	if got := dialogs(); len(got) != 1 || !strings.HasPrefix(got[0], "Delete machine web-02?") {
-		t.Errorf("confirm dialogs %q, want the delete confirmation of ui.js", got)
+		t.Errorf("dialogs %q, want only the delete confirmation of ui.js (no alert from a run's output)", got)
+	}
+	if strings.Contains(s.Logs.String(), protected) {
+		t.Error("the server log holds the protected settings typed in the browser")
 	}
 	if st, _ := s.Do(t, "GET", "/api/v1/subscriptions/default/resourceGroups/web/machines/web-02", s.AdminToken(t), nil); st != http.StatusNotFound {
 		t.Errorf("web-02 after delete: the API answers %d, want 404", st)

@@ -157,7 +157,7 @@ func TestExtensionsOnMachinePage(t *testing.T) {
 			t.Errorf("row lacks %q:\n%s", want, row)
 		}
 	}
-	if !strings.Contains(page.body, `Extension &#34;agent&#34; was submitted`) || !strings.Contains(page.body, `<body data-refresh="2">`) ||
+	if !strings.Contains(page.body, `Extension &#34;agent&#34; was submitted`) || !strings.Contains(page.body, `<body data-refresh="1">`) ||
 		!strings.Contains(page.body, `id="refresh-note"`) {
 		t.Errorf("page after the set lacks the notice or the self-reload:\n%s", page.body)
 	}
@@ -410,7 +410,7 @@ func TestRunCommandFromMachinePage(t *testing.T) {
 
 	runPage := c.get(r.location)
 	for _, want := range []string{`<span class="badge badge-busy" id="run-state">Pending</span>`, "The run was requested.",
-		`<body data-refresh="2">`, `<span class="chip mono">GREETING</span>`, `<span class="chip mono">TOKEN</span>`, "(values are not shown)",
+		`<body data-refresh="1">`, `<span class="chip mono">GREETING</span>`, `<span class="chip mono">TOKEN</span>`, "(values are not shown)",
 		"echo &#34;$GREETING&#34;", ">nobody<", ">30s<", "No output yet."} {
 		if !strings.Contains(runPage.body, want) {
 			t.Errorf("run page lacks %q", want)

@@ -2,8 +2,12 @@ package webui
 
 import (
 	"net/http/httptest"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/wire"
 )
 
 func TestSafeNext(t *testing.T) {
@@ -119,5 +123,83 @@ func TestInputParsing(t *testing.T) {
 	}
 	if _, err := parseFormTime("From", "last tuesday"); err == nil {
 		t.Error("parseFormTime accepted prose")
+	}
+}
+
+func TestRefreshAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for age, want := range map[time.Duration]int{-time.Second: 1, 0: 1, 9 * time.Second: 1, 30 * time.Second: 2,
+		5 * time.Minute: 5, time.Hour: 15} {
+		if got := refreshAfter(now, now.Add(-age)); got != want {
+			t.Errorf("refreshAfter(%v old) = %d, want %d", age, got, want)
+		}
+	}
+}
+
+func TestParseParameters(t *testing.T) {
+	t.Parallel()
+	got, err := parseParameters("A=1\r\n\r\n  B = x=y \r\nEMPTY=\n")
+	if err != nil || len(got) != 3 || got["A"] != "1" || got["B"] != " x=y " || got["EMPTY"] != "" {
+		t.Errorf("parseParameters = %q, %v", got, err)
+	}
+	if got, err := parseParameters(" \r\n"); err != nil || got != nil {
+		t.Errorf("blank parameters = %q, %v, want none", got, err)
+	}
+	for text, msg := range map[string]string{
+		"A=1\nsecret-value": "Parameters: line 2 is not KEY=VALUE.",
+		"=secret-value":     "Parameters: line 1 is not KEY=VALUE.",
+		"A=1\nA=2":          "Parameters: A is given twice.",
+	} {
+		if _, err := parseParameters(text); err == nil || err.Error() != msg {
+			t.Errorf("parseParameters(%q) error %v, want %q", text, err, msg)
+		}
+	}
+}
+
+func TestExtensionSetBody(t *testing.T) {
+	t.Parallel()
+	f := extensionForm{Package: "Corral/RunCommand", Version: "1.0.0", Settings: " {\"a\": 1}\r\n"}
+	b, err := extensionSetBody(&f, ` {"k":"v"} `, false)
+	if err != nil || f.Name != "RunCommand" ||
+		string(b) != `{"publisher":"Corral","type":"RunCommand","version":"1.0.0","settings":{"a":1},"protectedSettings":{"k":"v"}}` {
+		t.Errorf("body %s, name %q, err %v", b, f.Name, err)
+	}
+	f = extensionForm{Name: "x", Package: "Corral/RunCommand"}
+	if b, err := extensionSetBody(&f, "", true); err != nil || string(b) != `{"publisher":"Corral","type":"RunCommand","protectedSettings":{}}` {
+		t.Errorf("clear protected settings: %s %v", b, err)
+	}
+	const secret = "do-not-echo"
+	for _, tc := range []struct {
+		form      extensionForm
+		protected string
+		clear     bool
+	}{
+		{extensionForm{Package: "Corral"}, "", false},
+		{extensionForm{Package: "a/b/c"}, "", false},
+		{extensionForm{Package: "Corral/RunCommand", Name: "a b"}, "", false},
+		{extensionForm{Package: "Corral/RunCommand", Settings: "{"}, "", false},
+		{extensionForm{Package: "Corral/RunCommand"}, "{" + secret, false},
+		{extensionForm{Package: "Corral/RunCommand"}, `{"k":"` + secret + `"}`, true},
+	} {
+		_, err := extensionSetBody(&tc.form, tc.protected, tc.clear)
+		if _, ok := err.(formError); !ok || strings.Contains(err.Error(), secret) {
+			t.Errorf("%+v: error %v, want a form error without the protected settings", tc.form, err)
+		}
+	}
+}
+
+func TestPackageChoices(t *testing.T) {
+	t.Parallel()
+	got := packageChoices([]wire.ExtensionPackage{
+		{Publisher: "Zeta", Type: "Agent", Version: "1.0.0", Listed: true},
+		{Publisher: "Contoso", Type: "Agent", Version: "1.2.0", Listed: true},
+		{Publisher: "Contoso", Type: "Agent", Version: "1.10.0", Listed: true},
+		{Publisher: "Contoso", Type: "Agent", Version: "2.0.0"}, // uploaded, not in the catalog
+		{Publisher: "Contoso", Type: "Hidden", Version: "1.0.0"},
+	})
+	want := []packageChoice{{Value: "Contoso/Agent", Versions: []string{"1.10.0", "1.2.0"}}, {Value: "Zeta/Agent", Versions: []string{"1.0.0"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("packageChoices = %+v, want %+v", got, want)
 	}
 }

@@ -331,17 +331,28 @@ func (h *Handler) showMachine(u *uiRequest, v machineView) {
 		d.RefreshNote = "The machine is " + m.Status + ": operations in progress continue when its agent connects again."
 	case v.get:
 		p.Refresh = refreshAfter(h.cfg.Clock(), since)
-		d.RefreshNote = "An operation is in progress: this page reloads itself every " + strconv.Itoa(p.Refresh) +
-			" seconds while you are not typing in a form."
+		d.RefreshNote = "An operation is in progress: this page reloads itself every " + seconds(p.Refresh) +
+			" while you are not typing in a form."
 	}
 	h.render(u.w, u.r, v.status, "machine", p)
 }
 
+// seconds says "second" or "N seconds".
+func seconds(n int) string {
+	if n == 1 {
+		return "second"
+	}
+	return strconv.Itoa(n) + " seconds"
+}
+
 // refreshAfter is how many seconds a page showing an operation in progress
-// since `since` waits before it reloads: soon at first, when most operations
-// end, then less often, so a page left open on a slow agent costs little.
+// since `since` waits before it reloads: every second at first, when most
+// operations end (a connected agent usually reports within a second), then
+// less and less often, so a page left open on a slow agent costs little.
 func refreshAfter(now, since time.Time) int {
 	switch age := now.Sub(since); {
+	case age < 10*time.Second:
+		return 1
 	case age < time.Minute:
 		return 2
 	case age < 10*time.Minute:

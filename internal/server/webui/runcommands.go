@@ -190,6 +190,7 @@ func parseParameters(text string) (map[string]string, error) {
 type runData struct {
 	Machine    wire.Machine
 	MachineURL string
+	URL        string // this page
 	Run        wire.RunCommand
 	Kind       string
 	RunAs      string
@@ -219,7 +220,7 @@ func (h *Handler) runCommandDetail(u *uiRequest) {
 		h.renderError(u.w, u.r, &u.me, err)
 		return
 	}
-	d := &runData{Machine: m, MachineURL: machineURL(m), Run: rc, Kind: runKind(rc), RunAs: runAs(rc), ExitCode: exitCode(rc),
+	d := &runData{Machine: m, MachineURL: machineURL(m), URL: machineURL(m) + "/runCommands/" + url.PathEscape(rc.Name), Run: rc, Kind: runKind(rc), RunAs: runAs(rc), ExitCode: exitCode(rc),
 		Timeout: time.Duration(rc.Timeout).String(), ParamNames: slices.Sorted(maps.Keys(rc.Parameters)), StdoutCapped: len(rc.Stdout) >= wire.MaxHandlerOutputBytes,
 		StderrCapped: len(rc.Stderr) >= wire.MaxHandlerOutputBytes, OutputCapLabel: formatBytes(wire.MaxHandlerOutputBytes),
 		Busy: runBusy(rc.State)}
@@ -233,7 +234,7 @@ func (h *Handler) runCommandDetail(u *uiRequest) {
 		d.RefreshNote = "The machine is " + m.Status + ": the run starts when its agent connects again."
 	default:
 		p.Refresh = refreshAfter(h.cfg.Clock(), runStarted(rc))
-		d.RefreshNote = "This page reloads itself every " + strconv.Itoa(p.Refresh) + " seconds until the run ends."
+		d.RefreshNote = "This page reloads itself every " + seconds(p.Refresh) + " until the run ends."
 	}
 	h.render(u.w, u.r, http.StatusOK, "run", p)
 }
