@@ -84,9 +84,13 @@ func (h *Handler) loadExtensions(u *uiRequest, m wire.Machine, d *machineData, v
 		if row.Busy && e.UpdatedAt.After(since) {
 			since = e.UpdatedAt
 		}
-		if v.extForm == nil && v.edit != "" && strings.EqualFold(e.Name, v.edit) {
+		switch {
+		case v.extForm == nil && v.edit != "" && strings.EqualFold(e.Name, v.edit):
 			d.ExtForm = extensionForm{Name: e.Name, Package: e.Publisher + "/" + e.Type, Version: e.Version,
 				Settings: indentJSON(e.Settings), Editing: true, HasProtected: e.HasProtectedSettings}
+		case v.extForm != nil && strings.EqualFold(e.Name, v.extForm.Name):
+			// A refused change of an existing extension: still a change.
+			d.ExtForm.Editing, d.ExtForm.HasProtected = true, e.HasProtectedSettings
 		}
 		d.Extensions = append(d.Extensions, row)
 	}

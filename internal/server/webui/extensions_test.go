@@ -238,6 +238,9 @@ func TestExtensionsOnMachinePage(t *testing.T) {
 			t.Errorf("%s: the public settings were not kept in the form", tc.name)
 		}
 	}
+	if r := seen[len(seen)-1]; !strings.Contains(r.body, "Change extension agent") {
+		t.Error("a refused change of agent is no longer shown as a change")
+	}
 	if st, _ := getExtension(t, s, "other"); st != http.StatusNotFound {
 		t.Errorf("a refused set created extension other: %d", st)
 	}
@@ -489,6 +492,20 @@ func TestRunCommandFromMachinePage(t *testing.T) {
 	s.MustDo(t, http.StatusOK, "GET", machineAPI+"/runCommands", s.AdminToken(t), nil, &runs)
 	if len(runs.Value) != 2 {
 		t.Errorf("%d runs after the refused posts, want 2", len(runs.Value))
+	}
+
+	// Ten runs later the form's run is on the second page of the list.
+	for i := range 10 {
+		s.MustDo(t, http.StatusCreated, "PUT", fmt.Sprintf("%s/runCommands/later-%02d", machineAPI, i), s.AdminToken(t), wire.RunCommandCreate{Command: "true"}, nil)
+	}
+	page = c.get(machineWeb)
+	if strings.Contains(page.body, `data-run="`+name+`"`) || !strings.Contains(page.body, `data-run="later-09"`) {
+		t.Errorf("first page of runs: wrong runs")
+	}
+	older := c.get(hrefOf(t, page.body, `id="older-runs"`))
+	if !strings.Contains(older.body, `data-run="`+name+`"`) || strings.Contains(older.body, `data-run="later-09"`) ||
+		!strings.Contains(older.body, ">Newest runs<") || strings.Contains(older.body, `id="older-runs"`) {
+		t.Errorf("second page of runs:\n%s", older.body)
 	}
 	if r := c.get(runsURL + "/nope"); r.status != http.StatusNotFound || !strings.Contains(r.body, "run command &#34;nope&#34; was not found") {
 		t.Errorf("unknown run: %d\n%s", r.status, r.body)
