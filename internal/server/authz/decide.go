@@ -23,6 +23,18 @@ func Allowed(assignments []Assignment, action, scope string) bool {
 	return false
 }
 
+// AllowedAnywhere reports whether any assignment grants action at any
+// scope. It governs reads of global catalogs (the extension packages): whoever
+// may read them somewhere may read them, since they are not scoped.
+func AllowedAnywhere(assignments []Assignment, action string) bool {
+	for _, a := range assignments {
+		if RoleGrants(a.Role, action) {
+			return true
+		}
+	}
+	return false
+}
+
 // RoleGrants reports whether r grants action: some Actions pattern matches and
 // no NotActions pattern does.
 func RoleGrants(r Role, action string) bool {

@@ -921,3 +921,30 @@ func TestExtensionsAcrossReplicas(t *testing.T) {
 		t.Errorf("state through B: %+v", ext)
 	}
 }
+
+// TestPackageListIsGlobal: the package list is not scoped, so whoever holds
+// its read action anywhere may read it; a principal without it anywhere
+// (onboarding) is refused and the refusal is logged.
+func TestPackageListIsGlobal(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	admin := s.AdminToken(t)
+	s.MustDo(t, 201, "PUT", "/api/v1/subscriptions/default/resourceGroups/rg1", admin, wire.ResourceGroupCreate{}, nil)
+	s.MustDo(t, 201, "POST", "/api/v1/users", admin, wire.UserCreate{Name: "carl", Password: "carl-password-1"}, nil)
+	s.MustDo(t, 201, "POST", "/api/v1/roleAssignments", admin, wire.RoleAssignmentCreate{Principal: "carl",
+		Role: "Connected Machine Resource Administrator", Scope: "/subscriptions/default/resourceGroups/rg1"}, nil)
+	var pkgs wire.List[wire.ExtensionPackage]
+	s.MustDo(t, 200, "GET", "/api/v1/extensionPackages", s.PasswordToken(t, "carl", "carl-password-1"), nil, &pkgs)
+	if len(pkgs.Value) == 0 || pkgs.Value[0].Publisher != wire.PublisherCorral {
+		t.Errorf("packages for a resource-group administrator: %+v", pkgs.Value)
+	}
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	if st, b := s.Do(t, "GET", "/api/v1/extensionPackages", s.ClientToken(t, id, secret), nil); st != http.StatusForbidden {
+		t.Errorf("packages for an onboarding principal: %d %s", st, b)
+	}
+	var acts wire.List[wire.ActivityEntry]
+	s.MustDo(t, 200, "GET", "/api/v1/activityLogs?result=Denied&caller="+id, admin, nil, &acts)
+	if len(acts.Value) != 1 || acts.Value[0].Action != "Corral.Extensions/extensionPackages/read" {
+		t.Errorf("the refusal is not in the activity log: %+v", acts.Value)
+	}
+}

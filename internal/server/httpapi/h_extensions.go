@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -149,7 +150,10 @@ func (a *API) putCatalog(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	return nil
 }
 
-func (a *API) listExtensionPackages(w http.ResponseWriter, r *http.Request, _ *Caller) error {
+func (a *API) listExtensionPackages(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	if err := a.authorizeAnywhere(r.Context(), c, authz.ActExtensionPackagesRead); err != nil {
+		return err
+	}
 	p, err := pageFromQuery(r)
 	if err != nil {
 		return err

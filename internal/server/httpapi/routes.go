@@ -119,7 +119,7 @@ func (a *API) buildRoutes() []Route {
 		api("POST", pubPath+"/packages", authz.ActPackagesWrite, scopeRoot, "Upload an extension package: the raw tar.gz archive as the body.", a.postPackage),
 		api("GET", pubPath+"/catalog", authz.ActCatalogsRead, scopeRoot, "Get the publisher's current signed catalog.", a.getCatalog),
 		api("PUT", pubPath+"/catalog", authz.ActCatalogsWrite, scopeRoot, "Upload the publisher's signed catalog (SignedCatalog).", a.putCatalog),
-		api("GET", "/api/v1/extensionPackages", authz.ActExtensionPackagesRead, scopeRoot, "List uploaded extension packages, with filters.", a.listExtensionPackages),
+		inHandler(api("GET", "/api/v1/extensionPackages", authz.ActExtensionPackagesRead, scopeRoot, "List uploaded extension packages, with filters (allowed to whoever holds the action at any scope: the list is global).", a.listExtensionPackages)),
 
 		api("GET", machinePath+"/extensions", authz.ActExtensionsRead, scopeMachine, "List a machine's extensions.", a.listMachineExtensions),
 		api("GET", extPath, authz.ActExtensionsRead, scopeExtension, "Get an extension of a machine.", a.getMachineExtension),

@@ -177,14 +177,36 @@ func (a *API) allowed(ctx context.Context, c *Caller, action, scope string) (boo
 	if c.Type == wire.PrincipalMachine {
 		return false, nil
 	}
-	if !c.loaded {
-		as, err := a.loadAssignments(ctx, c.ID)
-		if err != nil {
-			return false, err
-		}
-		c.assignments, c.loaded = as, true
+	if err := a.loadCallerAssignments(ctx, c); err != nil {
+		return false, err
 	}
 	return authz.Allowed(c.assignments, action, scope), nil
+}
+
+func (a *API) loadCallerAssignments(ctx context.Context, c *Caller) error {
+	if c.loaded {
+		return nil
+	}
+	as, err := a.loadAssignments(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	c.assignments, c.loaded = as, true
+	return nil
+}
+
+// authorizeAnywhere allows action if the caller holds it at any scope (for
+// global, unscoped catalogs).
+func (a *API) authorizeAnywhere(ctx context.Context, c *Caller, action string) error {
+	if c.Type != wire.PrincipalMachine {
+		if err := a.loadCallerAssignments(ctx, c); err != nil {
+			return err
+		}
+		if authz.AllowedAnywhere(c.assignments, action) {
+			return nil
+		}
+	}
+	return errForbidden("%s %q does not have authorization to perform action %q over any scope", c.Type, c.Name, action)
 }
 
 // loadAssignments resolves a principal's role assignments with their roles.

@@ -103,16 +103,11 @@ func (h *Handler) loadExtensions(u *uiRequest, m wire.Machine, d *machineData, v
 }
 
 // loadPackages reads the installable packages for the form's selects. The
-// API authorizes the package list at "/", so it is asked only for a caller
-// with a role assigned there: anyone else would be refused on every view of
-// the page, each refusal a Denied entry in the activity log. Those callers
-// type Publisher/Type instead; the API checks what they submit either way.
+// package list is global: the API allows it to whoever holds the read
+// action at any scope, so anyone who can read a machine with a built-in
+// role can read it; when refused, the caller types Publisher/Type instead
+// and the API checks what they submit either way.
 func (h *Handler) loadPackages(u *uiRequest, d *machineData) {
-	if !slices.ContainsFunc(u.me.Assignments, func(a wire.RoleAssignment) bool { return a.Scope == "/" }) {
-		d.PackagesNote = "Enter the package as Publisher/Type (for example " + wire.ExtRunCommand +
-			"). The list of published packages needs a role assigned at /."
-		return
-	}
 	var list wire.List[wire.ExtensionPackage]
 	if err := u.api.get(u.ctx(), apiPath("extensionPackages"), url.Values{"$top": {"1000"}}, &list); err != nil {
 		d.PackagesNote = "The list of published packages could not be read (" + h.toUIError(u.r, err).Message +
