@@ -165,6 +165,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
 		OnChanged: s.onStatusChanged, Lock: sweepLock,
+		Runs: st, RunGrace: 2 * time.Minute,
+		OnRunsExpired: func(gens map[string]int64) {
+			for id, gen := range gens {
+				notifier.Notify(id, gen)
+			}
+		},
 	}
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)

@@ -214,4 +214,17 @@ type RunCommands interface {
 	// (Succeeded, Failed, TimedOut) or u would move a Running run back to
 	// Pending; it returns whether it applied. ErrNotFound for an unknown run.
 	UpdateRunCommand(ctx context.Context, machineID, name string, u RunCommandUpdate) (bool, error)
+	// ExpireRunCommands fails the runs whose machine did not start them
+	// within their timeout (Pending, counted from CreatedAt) or did not
+	// report them finished within their timeout plus grace (Running,
+	// counted from StartedAt): a run must never start long after it was
+	// asked for. It bumps the generation of each machine concerned and
+	// returns machine id -> new generation.
+	ExpireRunCommands(ctx context.Context, now time.Time, grace time.Duration) (map[string]int64, error)
 }
+
+// Messages of runs failed by ExpireRunCommands.
+const (
+	RunNotStartedMessage = "the machine did not start the run within its timeout (it was probably disconnected); it will not run"
+	RunNoResultMessage   = "no result came back from the machine within the run's timeout; the agent stopped or lost its connection while the command ran"
+)

@@ -56,9 +56,7 @@ func (d *Daemon) reportConfig(c localconfig.Config) {
 // desiredLoop fetches desired state when the server says it changed (or on
 // reconnect) and hands it to the reconcilers, retrying with backoff.
 func (d *Daemon) desiredLoop(ctx context.Context) {
-	if ds, err := readDesired(d.cfg.StateDir); err == nil {
-		d.reconcile(ctx, ds)
-	}
+	d.reconcileCached(ctx)
 	again := time.NewTicker(d.cfg.ReconcileInterval)
 	defer again.Stop()
 	for {
@@ -66,9 +64,7 @@ func (d *Daemon) desiredLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-again.C:
-			if ds, err := readDesired(d.cfg.StateDir); err == nil {
-				d.reconcile(ctx, ds)
-			}
+			d.reconcileCached(ctx)
 			continue
 		case <-d.fetch:
 		}
@@ -101,6 +97,19 @@ func (d *Daemon) syncDesired(ctx context.Context) error {
 	d.status.update(func(s *Status) { s.AppliedGeneration = ds.Generation })
 	d.addReport(wire.ReportApplied, wire.AppliedState{Generation: ds.Generation}, wire.ReportApplied)
 	return nil
+}
+
+// reconcileCached re-applies the last desired state fetched, so extensions
+// are put back even while the server is away. Run commands are left out:
+// they run only from a freshly fetched desired state, never from a copy
+// that may be days old.
+func (d *Daemon) reconcileCached(ctx context.Context) {
+	ds, err := readDesired(d.cfg.StateDir)
+	if err != nil {
+		return
+	}
+	ds.RunCommands = nil
+	d.reconcile(ctx, ds)
 }
 
 func readDesired(stateDir string) (wire.DesiredState, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/agenttest"
 	"github.com/corralhq/corral/internal/wire"
@@ -409,5 +410,68 @@ func TestHostilePackagesAndConfigWrites(t *testing.T) {
 	}
 	if after, _ := localconfig.Load(state); !slices.Equal(after.Allowlist, []string{localconfig.AllowNone}) {
 		t.Errorf("the local configuration changed: %+v", after)
+	}
+}
+
+// TestOverdueRunNeverStartsLater: a run asked of a machine that is away is
+// failed by the control plane once its timeout passes, and the agent that
+// comes back afterwards does not run it — neither from the server nor from
+// its own cached desired state.
+func TestOverdueRunNeverStartsLater(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "laptop", "")
+	marker := filepath.Join(t.TempDir(), "ran")
+	path := "/api/v1/subscriptions/default/resourceGroups/rg1/machines/laptop/runCommands/"
+
+	// While the agent runs once, a run is cached in its desired state...
+	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	s.MustDo(t, http.StatusCreated, "PUT", path+"first", s.AdminToken(t), wire.RunCommandCreate{Command: "true"}, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var run wire.RunCommand
+		s.MustDo(t, 200, "GET", path+"first", s.AdminToken(t), nil, &run)
+		if run.State == wire.RunSucceeded {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	a.Stop(t)
+
+	// ...then, with the agent away, another run is asked for and expires.
+	s.MustDo(t, http.StatusCreated, "PUT", path+"late", s.AdminToken(t), wire.RunCommandCreate{Command: "touch " + marker, Timeout: wire.Duration(time.Second)}, nil)
+	var run wire.RunCommand
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		run = wire.RunCommand{}
+		s.MustDo(t, 200, "GET", path+"late", s.AdminToken(t), nil, &run)
+		if run.State != wire.RunPending {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if run.State != wire.RunFailed || run.Message != store.RunNotStartedMessage {
+		t.Fatalf("overdue run: %+v", run)
+	}
+	// A cached desired state that still lists it (as if fetched just before)
+	// must not start it either.
+	b, _ := os.ReadFile(filepath.Join(state, daemon.DesiredFile))
+	var ds wire.DesiredState
+	_ = json.Unmarshal(b, &ds)
+	ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: "late", Command: "touch " + marker, Timeout: wire.Duration(time.Second)})
+	b, _ = json.Marshal(ds)
+	os.WriteFile(filepath.Join(state, daemon.DesiredFile), b, 0o600)
+
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, _ := daemon.ReadStatus(state); st.Connected && st.AppliedGeneration > ds.Generation {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the overdue run ran when the agent came back")
 	}
 }

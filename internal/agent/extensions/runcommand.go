@@ -65,8 +65,7 @@ func (r *runner) report(res wire.RunCommandResult) {
 	}
 }
 
-// reconcile starts desired runs not yet run and forgets finished runs the
-// control plane no longer lists.
+// reconcile starts desired runs not yet run and forgets old records.
 func (r *runner) reconcile(ctx context.Context, runs []wire.DesiredRunCommand, cfg localconfig.Config) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -76,12 +75,10 @@ func (r *runner) reconcile(ctx context.Context, runs []wire.DesiredRunCommand, c
 	if r.active == nil {
 		r.active = map[string]context.CancelFunc{}
 	}
-	listed := map[string]bool{}
 	for _, run := range runs {
 		if !runNameRE.MatchString(run.Name) {
 			continue
 		}
-		listed[run.Name] = true
 		if _, busy := r.active[run.Name]; busy {
 			continue
 		}
@@ -128,19 +125,28 @@ func (r *runner) reconcile(ctx context.Context, runs []wire.DesiredRunCommand, c
 			r.mu.Unlock()
 		})
 	}
-	// Forget finished runs the server no longer lists.
+	// Forget finished runs after a day: by then the control plane has
+	// either recorded their result or failed them as overdue, so it will
+	// never list them again.
 	if entries, err := os.ReadDir(r.dir()); err == nil {
 		for _, e := range entries {
 			name, isRecord := strings.CutSuffix(e.Name(), ".json")
 			if !isRecord || strings.HasPrefix(name, ".") {
 				continue // a record being written (temp file)
 			}
-			if _, busy := r.active[name]; !listed[name] && !busy {
-				os.Remove(filepath.Join(r.dir(), e.Name()))
+			info, err := e.Info()
+			if _, busy := r.active[name]; err != nil || busy || time.Since(info.ModTime()) < runRecordRetention {
+				continue
 			}
+			os.Remove(filepath.Join(r.dir(), e.Name()))
 		}
 	}
 }
+
+// runRecordRetention is how long a finished run's record is kept: far
+// longer than any run may stay listed (its timeout, at most two hours,
+// plus the server's grace).
+const runRecordRetention = 24 * time.Hour
 
 var paramRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 

@@ -1,7 +1,9 @@
 // Package lifecycle moves machines through their status lifecycle:
 // Connected -> Disconnected after a missed-heartbeat threshold, and any
 // status -> Expired after a long time without contact (45 days by default).
-// Expired machines must be onboarded again.
+// Expired machines must be onboarded again. It also fails run commands a
+// machine did not start or finish in time, so that a command never starts
+// long after it was asked for (a machine coming back days later).
 package lifecycle
 
 import (
@@ -25,6 +27,13 @@ type Sweeper struct {
 	Lock func(ctx context.Context) (release func(), ok bool)
 	// OnChanged is called with the ids whose status changed.
 	OnChanged func(ids []string)
+
+	// Runs, when set, has its overdue run commands failed on every sweep
+	// (RunGrace is the time a started run gets beyond its timeout), and
+	// OnRunsExpired is told machine id -> new desired-state generation.
+	Runs          store.RunCommands
+	RunGrace      time.Duration
+	OnRunsExpired func(generations map[string]int64)
 }
 
 // Run sweeps every Interval until ctx is done.
@@ -60,6 +69,20 @@ func (s *Sweeper) Sweep(ctx context.Context) {
 		s.Logger.InfoContext(ctx, "machine status changed", "count", len(ids))
 		if s.OnChanged != nil {
 			s.OnChanged(ids)
+		}
+	}
+	if s.Runs == nil {
+		return
+	}
+	gens, err := s.Runs.ExpireRunCommands(ctx, now, s.RunGrace)
+	if err != nil {
+		s.Logger.ErrorContext(ctx, "run command sweep failed", "err", err)
+		return
+	}
+	if len(gens) > 0 {
+		s.Logger.InfoContext(ctx, "overdue run commands failed", "machines", len(gens))
+		if s.OnRunsExpired != nil {
+			s.OnRunsExpired(gens)
 		}
 	}
 }

@@ -521,3 +521,57 @@ func testRunCommandUpdates(t *testing.T, s store.Store) {
 		t.Errorf("generation = %d, want %d (only the second create bumps it)", g, genBefore+1)
 	}
 }
+
+func testRunCommandExpiry(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seedGroups(t, s, "s1/rg")
+	createMachines(t, s, machine("m1", "s1/rg/vm1"), machine("m2", "s1/rg/vm2"))
+	mk := func(machineID, name, id string, created time.Time) {
+		t.Helper()
+		rc := runCommand(machineID, name, id)
+		rc.CreatedAt, rc.UpdatedAt, rc.Timeout = created, created, time.Minute
+		_, err := s.CreateRunCommand(ctx, rc)
+		ok(t, err, "create run %s", name)
+	}
+	mk("m1", "stale", "01", t0)                     // pending since t0
+	mk("m1", "fresh", "02", t0.Add(90*time.Second)) // pending, within its minute
+	mk("m2", "running", "03", t0)                   // started at t0+30s
+	mk("m2", "finishing", "04", t0)                 // started at t0+90s
+	mk("m2", "done", "05", t0)                      // finished
+	_, err := s.UpdateRunCommand(ctx, "m2", "running", store.RunCommandUpdate{State: wire.RunRunning, StartedAt: t0.Add(30 * time.Second), At: t0})
+	ok(t, err, "start running")
+	_, err = s.UpdateRunCommand(ctx, "m2", "finishing", store.RunCommandUpdate{State: wire.RunRunning, StartedAt: t0.Add(90 * time.Second), At: t0})
+	ok(t, err, "start finishing")
+	zero := 0
+	_, err = s.UpdateRunCommand(ctx, "m2", "done", store.RunCommandUpdate{State: wire.RunSucceeded, ExitCode: &zero, At: t0})
+	ok(t, err, "finish done")
+	gen1, gen2 := getByID(t, s, "m1").Generation, getByID(t, s, "m2").Generation
+
+	// At t0+2m, grace 30s: "stale" never started (1m timeout passed);
+	// "running" started at +30s, +1m timeout +30s grace = +2m: expired;
+	// "finishing" has until +3m; "fresh" until +2m30s.
+	got, err := s.ExpireRunCommands(ctx, t0.Add(2*time.Minute), 30*time.Second)
+	ok(t, err, "expire")
+	diff(t, got, map[string]int64{"m1": gen1 + 1, "m2": gen2 + 1}, "machines whose generation moved")
+	state := func(machineID, name string) store.RunCommand {
+		t.Helper()
+		rc, err := s.GetRunCommand(ctx, machineID, name)
+		ok(t, err, "get %s", name)
+		return rc
+	}
+	if rc := state("m1", "stale"); rc.State != wire.RunFailed || rc.Message != store.RunNotStartedMessage || !rc.FinishedAt.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("stale = %s %q %s", rc.State, rc.Message, rc.FinishedAt)
+	}
+	if rc := state("m2", "running"); rc.State != wire.RunFailed || rc.Message != store.RunNoResultMessage {
+		t.Errorf("running = %s %q", rc.State, rc.Message)
+	}
+	for _, n := range []struct{ m, name, want string }{{"m1", "fresh", wire.RunPending}, {"m2", "finishing", wire.RunRunning}, {"m2", "done", wire.RunSucceeded}} {
+		if rc := state(n.m, n.name); rc.State != n.want {
+			t.Errorf("%s = %s, want %s", n.name, rc.State, n.want)
+		}
+	}
+	// Nothing left to expire: no generation moves.
+	got, err = s.ExpireRunCommands(ctx, t0.Add(2*time.Minute), 30*time.Second)
+	ok(t, err, "expire again")
+	diff(t, got, map[string]int64{}, "second sweep")
+}

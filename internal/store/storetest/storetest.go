@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MachineExtensionsGoWithMachine", testMachineExtensionsGoWithMachine},
 		{"RunCommands", testRunCommands},
 		{"RunCommandUpdates", testRunCommandUpdates},
+		{"RunCommandExpiry", testRunCommandExpiry},
 		{"Times", testTimes},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Close", testClose},
