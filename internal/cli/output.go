@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
+	"github.com/spf13/cobra"
 )
 
 // table writes rows aligned with text/tabwriter.
@@ -129,4 +132,29 @@ func renderActivity(w io.Writer, output string, es []wire.ActivityEntry) error {
 		}
 		return []string{formatTime(e.Time), caller, e.Action, e.Scope, e.Result, st}
 	})
+}
+
+// listCommand is a "list" subcommand without arguments: fetch with the API
+// client, render as a table or as JSON (-o).
+func listCommand[T any](a *app, short string, fetch func(*client.Client, context.Context) ([]T, error), render func(io.Writer, string, []T) error) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: "list", Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			items, err := fetch(c, ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), output, items)
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -121,26 +122,7 @@ func readPrivateKey(path string) (ed25519.PrivateKey, error) {
 }
 
 func (a *app) publisherListCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "list", Short: "List extension publishers", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ps, err := c.ListPublishers(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			return renderPublishers(cmd.OutOrStdout(), output, ps)
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return listCommand(a, "List extension publishers", (*client.Client).ListPublishers, renderPublishers)
 }
 
 func renderPublishers(w io.Writer, output string, ps []wire.Publisher) error {

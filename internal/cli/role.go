@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -20,26 +21,7 @@ func (a *app) roleCommand() *cobra.Command {
 }
 
 func (a *app) roleListCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "list", Short: "List built-in and custom roles", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.ListRoleDefinitions(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			return renderRoles(cmd.OutOrStdout(), output, rs)
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return listCommand(a, "List built-in and custom roles", (*client.Client).ListRoleDefinitions, renderRoles)
 }
 
 // readRoleFile reads a custom role definition (JSON, wire.RoleDefinition).

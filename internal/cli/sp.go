@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -83,26 +84,7 @@ fails, the new principal is deleted again.
 }
 
 func (a *app) spListCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "list", Short: "List service principals", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			sps, err := c.ListServicePrincipals(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			return renderSPs(cmd.OutOrStdout(), output, sps)
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return listCommand(a, "List service principals", (*client.Client).ListServicePrincipals, renderSPs)
 }
 
 func (a *app) spShowCommand() *cobra.Command {

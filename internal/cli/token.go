@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -51,26 +52,7 @@ func (a *app) tokenCreateCommand() *cobra.Command {
 }
 
 func (a *app) tokenListCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "list", Short: "List your API tokens", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ts, err := c.ListTokens(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			return renderTokens(cmd.OutOrStdout(), output, ts)
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return listCommand(a, "List your API tokens", (*client.Client).ListTokens, renderTokens)
 }
 
 func (a *app) tokenDeleteCommand() *cobra.Command {

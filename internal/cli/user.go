@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -51,26 +52,7 @@ func (a *app) userCreateCommand() *cobra.Command {
 }
 
 func (a *app) userListCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "list", Short: "List users", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			us, err := c.ListUsers(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			return renderUsers(cmd.OutOrStdout(), output, us)
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return listCommand(a, "List users", (*client.Client).ListUsers, renderUsers)
 }
 
 func (a *app) userDeleteCommand() *cobra.Command {
