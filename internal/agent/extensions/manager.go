@@ -138,11 +138,14 @@ func (m *Manager) Reconcile(ctx context.Context, desired wire.DesiredState, cfg 
 
 // pinPublishers pins each publisher's key on first sight and refuses a
 // different key later: a control plane cannot silently swap a publisher.
+// Publisher names are case-insensitive (as on the control plane and in the
+// local allowlist and blocklist), so "contoso" is the publisher pinned as
+// "Contoso", not a new one whose key could be pinned beside it.
 func (m *Manager) pinPublishers(keys []wire.PublisherKey) error {
 	changed := false
 	var errs []error
 	for _, k := range keys {
-		p, ok := m.st.Publishers[k.Name]
+		p, ok := m.st.pinned(k.Name)
 		switch {
 		case !ok:
 			m.st.Publishers[k.Name] = &pin{PublicKey: k.PublicKey}
@@ -361,7 +364,7 @@ func (m *Manager) fetchAndUnpack(ctx context.Context, d wire.DesiredExtension) (
 	if !extpkg.ValidName(d.Publisher) || !extpkg.ValidName(d.Type) || !extpkg.ValidVersion(d.Version) || !extpkg.ValidDigest(d.Digest) {
 		return man, "", fmt.Errorf("the desired state names an invalid package %s/%s %s %s", d.Publisher, d.Type, d.Version, d.Digest)
 	}
-	p, ok := m.st.Publishers[d.Publisher]
+	p, ok := m.st.pinned(d.Publisher)
 	if !ok {
 		return man, "", fmt.Errorf("unknown publisher %s: the control plane sent no signing key for it", d.Publisher)
 	}

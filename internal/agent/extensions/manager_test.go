@@ -544,3 +544,67 @@ func TestRunCommands(t *testing.T) {
 		t.Error("a blocked run command ran")
 	}
 }
+
+// rogueFetcher serves a catalog and packages of its own under any
+// publisher name, as a compromised control plane would.
+type rogueFetcher struct {
+	signed   wire.SignedCatalog
+	packages map[string][]byte
+}
+
+func (f rogueFetcher) Catalog(context.Context, string) (wire.SignedCatalog, error) { return f.signed, nil }
+
+func (f rogueFetcher) Package(_ context.Context, digest string) ([]byte, error) {
+	if b, ok := f.packages[digest]; ok {
+		return b, nil
+	}
+	return nil, errors.New("NotFound: no such package")
+}
+
+// Publisher names are case-insensitive like everywhere else (the control
+// plane, the allowlist): a control plane presenting another key for
+// "ACME" once "Acme" is pinned must not get its package installed as
+// Acme's, even through an allowlist that names Acme/Monitor.
+func TestPinnedPublisherKeyCannotBeBypassedByCase(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var cfg localconfig.Config
+	if err := cfg.Set(localconfig.KeyAllowlist, "Acme/Monitor"); err != nil {
+		t.Fatal(err)
+	}
+	v1 := h.repo.publish(t, "1.0.0", h.log, nil)
+	h.reconcile(h.desired(v1), cfg)
+	if s := h.last(); s.State != wire.ExtSucceeded {
+		t.Fatalf("install: %+v", s)
+	}
+
+	// The rogue key signs a catalog and a package for "ACME".
+	roguePub, roguePriv, _ := ed25519.GenerateKey(nil)
+	marker := filepath.Join(t.TempDir(), "rogue-ran")
+	man := &wire.ExtensionManifest{Publisher: "ACME", Type: "Monitor", Version: "2.0.0",
+		Handlers: wire.ExtensionHandlers{Install: "touch " + marker, Enable: "touch " + marker}}
+	arc, err := extpkg.BuildArchive(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := extpkg.Digest(arc)
+	signed, err := extpkg.SignCatalog(roguePriv, wire.Catalog{Publisher: "ACME", Serial: 100,
+		Packages: []wire.CatalogEntry{{Type: "Monitor", Version: "2.0.0", Digest: digest, Size: int64(len(arc))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.cfg.Fetch = rogueFetcher{signed: signed, packages: map[string][]byte{digest: arc}}
+	ds := wire.DesiredState{
+		Publishers: []wire.PublisherKey{{Name: "ACME", PublicKey: roguePub}},
+		Extensions: []wire.DesiredExtension{{Name: "monitor", Publisher: "ACME", Type: "Monitor", Version: "2.0.0", Digest: digest, SeqNo: 2}},
+	}
+	if err := h.m.Reconcile(context.Background(), ds, cfg); err == nil || !strings.Contains(err.Error(), "pinned") {
+		t.Errorf("another key for the pinned publisher under another casing: reconcile returned %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a package signed by an unpinned key for a pinned publisher ran")
+	}
+	if s := h.last(); s.State != wire.ExtFailed || !strings.Contains(s.Message, "signature does not verify") {
+		t.Errorf("status %+v, want Failed: the catalog does not verify with the pinned key", s)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/corralhq/corral/internal/agent/localconfig"
 )
@@ -47,6 +48,19 @@ type pin struct {
 type state struct {
 	Extensions map[string]*record `json:"extensions"`
 	Publishers map[string]*pin    `json:"publishers"`
+}
+
+// pinned returns the pin of publisher name, compared case-insensitively.
+func (s *state) pinned(name string) (*pin, bool) {
+	if p, ok := s.Publishers[name]; ok {
+		return p, true
+	}
+	for n, p := range s.Publishers {
+		if strings.EqualFold(n, name) {
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 func loadState(dir string) (*state, error) {
