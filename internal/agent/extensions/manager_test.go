@@ -552,7 +552,9 @@ type rogueFetcher struct {
 	packages map[string][]byte
 }
 
-func (f rogueFetcher) Catalog(context.Context, string) (wire.SignedCatalog, error) { return f.signed, nil }
+func (f rogueFetcher) Catalog(context.Context, string) (wire.SignedCatalog, error) {
+	return f.signed, nil
+}
 
 func (f rogueFetcher) Package(_ context.Context, digest string) ([]byte, error) {
 	if b, ok := f.packages[digest]; ok {
