@@ -72,8 +72,18 @@ type Command struct {
 	Started func(pgid int)
 }
 
+// outputGrace is how long Run keeps reading stdout and stderr after the
+// process exited: a child it left running in the background (an enable
+// handler starting a daemon, "cmd &" in a run command) may hold them open
+// for good, and must neither hold the result back nor turn it into a
+// timeout.
+const outputGrace = 2 * time.Second
+
 // Run runs c in its own process group, killing the whole group when the
-// timeout passes or ctx ends, and captures capped stdout and stderr.
+// timeout passes or ctx ends, and captures capped stdout and stderr. The
+// result is the process's own: Run returns at most outputGrace after it
+// exits (or is killed), even if something it started outside its process
+// group keeps the output open.
 func Run(ctx context.Context, c Command) (Process, error) {
 	p := Process{ExitCode: -1}
 	if c.Timeout <= 0 {
@@ -87,6 +97,7 @@ func Run(ctx context.Context, c Command) (Process, error) {
 	stdout := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
 	stderr := &cappedBuffer{max: wire.MaxHandlerOutputBytes}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.WaitDelay = outputGrace
 	// Pdeathsig: a handler does not outlive an agent killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential, Pdeathsig: syscall.SIGKILL}
 	if c.Limit != nil {
@@ -118,6 +129,9 @@ func Run(ctx context.Context, c Command) (Process, error) {
 	p.Stdout, p.Stderr = stdout.String(), stderr.String()
 	if cmd.ProcessState != nil {
 		p.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // exited 0; only the output was still held open
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
