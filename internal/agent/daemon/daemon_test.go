@@ -1,14 +1,19 @@
 package daemon_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/agent/bundle"
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
@@ -188,4 +193,46 @@ func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// A run command's script and parameters may hold secrets; the cached
+// desired state is never used for runs (they run only from a fresh fetch),
+// so neither desired.json nor the support bundle made from the state
+// directory may hold them.
+func TestCachedDesiredStateHoldsNoRunCommands(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "runs", "")
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	const secret = "rc-param-9f3e1d7c"
+	path := "/api/v1/subscriptions/default/resourceGroups/rg1/machines/runs/runCommands/with-secret"
+	s.MustDo(t, 201, "PUT", path, s.AdminToken(t), wire.RunCommandCreate{
+		Script: "# uses " + secret + "\ntest -n \"$API_KEY\"\n", Parameters: map[string]string{"API_KEY": secret}}, nil)
+	eventually(t, 10*time.Second, func() string {
+		var run wire.RunCommand
+		s.MustDo(t, 200, "GET", path, s.AdminToken(t), nil, &run)
+		if run.State != wire.RunSucceeded {
+			return "run " + run.State + " " + run.Message
+		}
+		return ""
+	})
+	b, err := os.ReadFile(filepath.Join(state, daemon.DesiredFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), secret) {
+		t.Errorf("%s holds a run command's script or parameters: %s", daemon.DesiredFile, b)
+	}
+	var buf bytes.Buffer
+	if err := bundle.Write(&buf, state, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(zr)
+	if strings.Contains(string(all), secret) {
+		t.Error("the support bundle holds a run command's script or parameters")
+	}
 }

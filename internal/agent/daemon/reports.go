@@ -15,8 +15,9 @@ import (
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// DesiredFile is the last desired state fetched (state directory relative);
-// reconcilers re-apply it after a restart even before the server answers.
+// DesiredFile is the last desired state fetched (state directory relative),
+// without its run commands; reconcilers re-apply it after a restart even
+// before the server answers.
 const DesiredFile = "desired.json"
 
 // maxBatch matches the server's limit on reports per batch.
@@ -86,7 +87,12 @@ func (d *Daemon) syncDesired(ctx context.Context) error {
 	if err := d.api.Do(ctx, http.MethodGet, wire.PathDesiredState, nil, &ds); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(ds, "", "  ")
+	// The cached copy never starts runs (see reconcileCached), and a run's
+	// script and parameters may hold secrets that the state directory and
+	// the support bundle must not keep: they are left out of it.
+	cached := ds
+	cached.RunCommands = nil
+	b, err := json.MarshalIndent(cached, "", "  ")
 	if err != nil {
 		return err
 	}
