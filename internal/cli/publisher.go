@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -56,9 +57,18 @@ cannot be replaced once agents have pinned it, so keep it safe.`,
 				return err
 			}
 			p, err := c.CreatePublisher(ctxOf(cmd), name, pub)
-			if err != nil {
+			var refused *wire.APIError
+			switch {
+			case errors.As(err, &refused) && refused.Status < http.StatusInternalServerError:
+				// Refused: nothing was registered with this key.
 				_ = os.Remove(keyFile)
 				return err
+			case err != nil:
+				// The server may have registered the key before the answer
+				// was lost; a registered key can never be replaced, so the
+				// only copy of its private half is kept.
+				return fmt.Errorf("%w\nThe publisher may or may not have been registered; its private key is kept in %s. "+
+					"Check with \"corral publisher list\": if %s is listed, that file is its key; if not, delete the file and try again", err, keyFile, name)
 			}
 			if output == outJSON {
 				return writeJSON(cmd.OutOrStdout(), p)
