@@ -139,7 +139,11 @@ type MachineExtensions interface {
 	// Message, records DeleteGeneration = the new machine generation, and
 	// returns it. ErrNotFound if there is no such extension.
 	MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, at time.Time) (int64, error)
-	// DeleteMachineExtension removes the row and bumps the generation.
+	// DeleteMachineExtension removes the row of an extension the agent never
+	// reported on and bumps the generation. ErrConflict (and nothing
+	// changes) if the agent has reported on it: it may be on the machine,
+	// so it must go through MarkMachineExtensionDeleting. ErrNotFound if
+	// there is no such extension.
 	DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error)
 	// ReportMachineExtension applies an agent report if the row is in the
 	// expected phase: remove reports (remove = true) apply only while

@@ -276,3 +276,43 @@ func BenchmarkDesiredState20(b *testing.B) {
 		}
 	})
 }
+
+// reportsDuringDelete is a store in which the agent's first report on an
+// extension lands between DeleteExtension reading it and removing it.
+type reportsDuringDelete struct {
+	store.Store
+}
+
+func (s reportsDuringDelete) DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error) {
+	if _, err := s.ReportMachineExtension(ctx, machineID, name, 1, false,
+		store.ExtensionReport{Version: "1.0.0", State: wire.ExtCreating, At: t0}); err != nil {
+		return 0, err
+	}
+	return s.Store.DeleteMachineExtension(ctx, machineID, name)
+}
+
+// An extension is dropped at once only if the agent never reported on it;
+// if its first report arrives while the delete is under way, the agent may
+// be installing it, so it stays Deleting until the agent confirms removal.
+func TestDeleteRacingTheFirstReportWaitsForTheAgent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	e.publish(t, "Contoso", "Agent")
+	if _, err := e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent"}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	svc := extensions.New(reportsDuringDelete{e.st}, e.n, func() time.Time { return t0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	got, err := svc.DeleteExtension(ctx, e.ref, "a", "admin")
+	if err != nil || got.State != wire.ExtDeleting {
+		t.Fatalf("delete: %+v %v", got, err)
+	}
+	after, err := e.svc.GetExtension(ctx, e.ref, "a")
+	if err != nil || after.State != wire.ExtDeleting {
+		t.Errorf("after a delete that raced the agent's first report: %+v %v; want it kept, Deleting, until the agent removes it", after, err)
+	}
+	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
+	if ds, _ := e.svc.DesiredState(ctx, m); len(ds.Extensions) != 0 {
+		t.Errorf("the deleted extension is still desired: %+v", ds.Extensions)
+	}
+}

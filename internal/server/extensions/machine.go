@@ -302,10 +302,14 @@ func (s *Service) DeleteExtension(ctx context.Context, ref MachineRef, name, by 
 		return wire.MachineExtension{}, err
 	}
 	var gen int64
+	if !e.AgentReported {
+		gen, err = s.store.DeleteMachineExtension(ctx, m.ID, e.Name)
+		// The agent reported on it since it was read: it may be on the
+		// machine now, so it waits for the agent like any other.
+		e.AgentReported = errors.Is(err, store.ErrConflict)
+	}
 	if e.AgentReported {
 		gen, err = s.store.MarkMachineExtensionDeleting(ctx, m.ID, e.Name, by, s.now())
-	} else {
-		gen, err = s.store.DeleteMachineExtension(ctx, m.ID, e.Name)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return wire.MachineExtension{}, notFound("extension %q was not found on machine %q", name, m.Name)

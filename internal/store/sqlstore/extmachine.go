@@ -113,6 +113,8 @@ func (s *Store) MarkMachineExtensionDeleting(ctx context.Context, machineID, nam
 	return gen, nil
 }
 
+// DeleteMachineExtension's condition on agent_reported sits in the
+// statement, so a report that lands after the caller read the row keeps it.
 func (s *Store) DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error) {
 	var gen int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -120,7 +122,17 @@ func (s *Store) DeleteMachineExtension(ctx context.Context, machineID, name stri
 		if gen, err = s.bumpGeneration(ctx, tx, machineID); err != nil {
 			return err
 		}
-		return affected1(s.exec(ctx, tx, `DELETE FROM machine_extensions WHERE machine_id = ? AND lower(name) = lower(?)`, machineID, name))
+		n, err := s.exec(ctx, tx, `DELETE FROM machine_extensions WHERE machine_id = ? AND lower(name) = lower(?) AND agent_reported = ?`,
+			machineID, name, false)
+		if err != nil || n > 0 {
+			return err
+		}
+		var exists int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM machine_extensions WHERE machine_id = ? AND lower(name) = lower(?)`),
+			machineID, name).Scan(&exists); err != nil {
+			return s.mapErr(err)
+		}
+		return fmt.Errorf("%w: the agent has reported on extension %q", store.ErrConflict, name)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("delete extension %q of machine %s: %w", name, machineID, err)

@@ -263,6 +263,21 @@ func testMachineExtensions(t *testing.T, s store.Store) {
 	if g := getByID(t, s, "m1").Generation; g != gen {
 		t.Errorf("a refused delete changed the generation to %d", g)
 	}
+
+	// Once the agent reported on it, it may be on the machine: never dropped.
+	_, err = s.PutMachineExtension(ctx, extension("m1", "reported"), 0)
+	ok(t, err, "put extension")
+	_, err = s.ReportMachineExtension(ctx, "m1", "reported", 1, false, store.ExtensionReport{State: wire.ExtCreating, At: t0})
+	ok(t, err, "report")
+	before = getByID(t, s, "m1").Generation
+	_, err = s.DeleteMachineExtension(ctx, "m1", "REPORTED")
+	isErr(t, err, store.ErrConflict, "delete an extension the agent reported on")
+	if got := getExtension(t, s, "m1", "reported"); !got.AgentReported {
+		t.Errorf("after a refused delete: %+v", got)
+	}
+	if g := getByID(t, s, "m1").Generation; g != before {
+		t.Errorf("a refused delete changed the generation to %d", g)
+	}
 }
 
 func testMachineExtensionReports(t *testing.T, s store.Store) {
