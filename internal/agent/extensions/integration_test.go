@@ -246,6 +246,32 @@ func TestMonitorModeAndDisabledManager(t *testing.T) {
 	}
 }
 
+// TestRefusedRemovalStaysVisibleWhenDeletedAgain: a removal the local
+// configuration refuses is Failed on the server; deleting it again (state
+// Deleting, a new desired-state generation) must end Failed again, not
+// make the extension vanish from the control plane while it is still
+// installed on the machine.
+func TestRefusedRemovalStaysVisibleWhenDeletedAgain(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	pub := s.NewPublisher(t, "Acme")
+	pub.Publish(t, s.API, monitorManifest("1.0.0"))
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "db01", "")
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	if e := setExtension(t, s, "rg1", "db01", "monitor", wire.MachineExtensionSet{Publisher: "Acme", Type: "Monitor"}); e.State != wire.ExtSucceeded {
+		t.Fatalf("install: %+v", e)
+	}
+	setLocalConfig(t, s, state, "rg1", "db01", localconfig.KeyExtensionsEnabled, "false")
+	for i := range 2 {
+		if gone, e := deleteExtension(t, s, "rg1", "db01", "monitor"); gone || !strings.Contains(e.Message, "disabled") {
+			t.Fatalf("delete %d with the extension manager disabled: gone=%v %+v", i+1, gone, e)
+		}
+	}
+	if dirs, _ := os.ReadDir(filepath.Join(state, "extensions", "packages")); len(dirs) != 1 {
+		t.Errorf("the installed extension did not stay: %d package directories", len(dirs))
+	}
+}
+
 // TestRunCommandThroughServerAndAgent runs a script on the agent and reads
 // its result from the run's record.
 func TestRunCommandThroughServerAndAgent(t *testing.T) {

@@ -127,7 +127,7 @@ func (m *Manager) Reconcile(ctx context.Context, desired wire.DesiredState, cfg 
 	}
 	for name, rec := range m.st.Extensions {
 		if !wanted[name] {
-			if err := m.remove(ctx, rec, cfg); err != nil {
+			if err := m.remove(ctx, rec, cfg, desired.Generation); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -499,12 +499,17 @@ func (m *Manager) limit(name string) func(*syscall.SysProcAttr) (func(), error) 
 	}
 }
 
-// remove uninstalls an extension that is no longer desired.
-func (m *Manager) remove(ctx context.Context, rec *record, cfg localconfig.Config) error {
+// remove uninstalls an extension that is no longer desired by the desired
+// state of generation gen.
+func (m *Manager) remove(ctx context.Context, rec *record, cfg localconfig.Config, gen int64) error {
 	d := wire.DesiredExtension{Name: rec.Name, Publisher: rec.Publisher, Type: rec.Type, Version: rec.Version}
 	if err := cfg.CheckExtension(localconfig.OpRemove, extName(rec.Publisher, rec.Type)); err != nil {
-		if rec.Op != string(localconfig.OpRemove) || rec.State != wire.ExtFailed {
+		// Reported once per desired-state generation: deleting it again on
+		// the server makes a new one, and without a new report the server
+		// would take the generation applied without it as its removal.
+		if rec.Op != string(localconfig.OpRemove) || rec.State != wire.ExtFailed || rec.RefusedGeneration != gen {
 			rec.Op, rec.State, rec.Message, rec.Blocked = string(localconfig.OpRemove), wire.ExtFailed, err.Error(), true
+			rec.RefusedGeneration = gen
 			m.report(rec, d, localconfig.OpRemove, false)
 			return m.st.save(m.cfg.Dir)
 		}

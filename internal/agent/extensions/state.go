@@ -36,6 +36,9 @@ type record struct {
 	// Blocked marks a failure caused by the local lock-down: it is retried
 	// when the local configuration later allows it.
 	Blocked bool `json:"blocked,omitempty"`
+	// RefusedGeneration is the desired-state generation whose removal of
+	// the extension the local configuration refused (and was reported).
+	RefusedGeneration int64 `json:"refusedGeneration,omitempty"`
 }
 
 // pin is a publisher's pinned signing key and the highest catalog serial seen.
