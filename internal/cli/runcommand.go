@@ -77,9 +77,9 @@ The machine's local lock-down lists can refuse it like any extension.`,
 				body.Script = s
 			}
 			if len(params) > 0 {
-				p, err := parseKeyValues(params, false)
+				p, err := parseParams(params)
 				if err != nil {
-					return fmt.Errorf("--param: %w", err)
+					return err
 				}
 				body.Parameters = p
 			}
@@ -157,6 +157,25 @@ func readScript(cmd *cobra.Command, v string) (string, error) {
 		return "", fmt.Errorf("--script is larger than %d bytes", maxScriptFile)
 	}
 	return string(b), nil
+}
+
+// parseParams reads --param KEY=VALUE items. Values are kept exactly as
+// given (they are often secrets, so messages name positions and keys, never
+// values); a key given twice is refused rather than silently replaced.
+func parseParams(items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--param %d is not KEY=VALUE", i+1)
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("--param %s is given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // newRunName is run-YYYYMMDD-HHMMSS-XXXX (UTC), unique enough per machine.
