@@ -514,3 +514,33 @@ func TestRunCommandFromMachinePage(t *testing.T) {
 		t.Error("a parameter value is in the server log")
 	}
 }
+
+// Runs are time-bound: on a machine that is away, the run page must not
+// promise the run starts whenever the agent connects again; it starts only
+// within its timeout, and fails without running after that.
+func TestRunPageOfADisconnectedMachineSaysTheRunIsTimeBound(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	id, secret := s.OnboardingPrincipal(t, "web")
+	s.OnboardMachine(t, s.ClientToken(t, id, secret), "web", "web-01", awsProps)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m wire.Machine
+		s.MustDo(t, http.StatusOK, "GET", machineAPI, s.AdminToken(t), nil, &m)
+		if m.Status == wire.StatusDisconnected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the machine stayed %s", m.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.MustDo(t, http.StatusCreated, "PUT", machineAPI+"/runCommands/away", s.AdminToken(t),
+		wire.RunCommandCreate{Command: "true", Timeout: wire.Duration(time.Hour)}, nil)
+	c := newUIClient(t, s)
+	c.signIn("admin", testutil.AdminPassword)
+	page := c.get(runsURL + "/away")
+	if want := "within its timeout (1h0m0s from when it was asked for); after that it fails without running"; !strings.Contains(page.body, want) {
+		t.Errorf("the run page of a disconnected machine lacks %q:\n%s", want, page.body)
+	}
+}

@@ -231,7 +231,12 @@ func (h *Handler) runCommandDetail(u *uiRequest) {
 	switch {
 	case !d.Busy:
 	case m.Status != wire.StatusConnected:
-		d.RefreshNote = "The machine is " + m.Status + ": the run starts when its agent connects again."
+		if rc.State == wire.RunPending {
+			d.RefreshNote = "The machine is " + m.Status + ": the run starts if its agent connects again within its timeout (" +
+				d.Timeout + " from when it was asked for); after that it fails without running."
+		} else {
+			d.RefreshNote = "The machine is " + m.Status + ": the run's result comes back when its agent connects again; without a result within its timeout and 2 more minutes, the run fails."
+		}
 	default:
 		p.Refresh = refreshAfter(h.cfg.Clock(), runStarted(rc))
 		d.RefreshNote = "This page reloads itself every " + seconds(p.Refresh) + " until the run ends."
