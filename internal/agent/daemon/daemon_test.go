@@ -17,6 +17,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/outbox"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/agenttest"
 	"github.com/corralhq/corral/internal/wire"
@@ -235,4 +236,34 @@ func TestCachedDesiredStateHoldsNoRunCommands(t *testing.T) {
 	if strings.Contains(string(all), secret) {
 		t.Error("the support bundle holds a run command's script or parameters")
 	}
+}
+
+// The server caps a report batch's body; reports queued while it was
+// away (run results carry up to 64 KiB of stdout and stderr each, more
+// once JSON-escaped) can exceed that cap in one batch of 100. The agent
+// must send smaller batches, not retry the same refused one forever while
+// every later report waits behind it.
+func TestOutboxDrainsWhenABatchIsTooLargeForTheServer(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "chatty", "")
+	out, err := outbox.Open(filepath.Join(state, "outbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("<", wire.MaxHandlerOutputBytes) // 6 bytes each once JSON-escaped
+	for i := range 8 {
+		body, _ := json.Marshal(wire.RunCommandResult{Name: fmt.Sprintf("gone-%d", i), State: wire.RunSucceeded, Stdout: big, Stderr: big})
+		if err := out.Add(wire.Report{ID: outbox.NewID(), Kind: wire.ReportRunCommand, TakenAt: time.Now(), Body: body}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	eventually(t, 15*time.Second, func() string {
+		files, _ := os.ReadDir(filepath.Join(state, "outbox"))
+		if len(files) > 0 {
+			return fmt.Sprintf("%d reports still pending", len(files))
+		}
+		return ""
+	})
 }

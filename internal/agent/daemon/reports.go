@@ -142,7 +142,9 @@ func (d *Daemon) reconcile(ctx context.Context, ds wire.DesiredState) {
 // deliverLoop sends outbox reports in order, in batches, until the outbox is
 // empty; failures back off and retry. A report the server rejects as
 // invalid would block the queue forever, so rejected batches are retried
-// one by one and the bad report is dropped (and logged).
+// one by one and the bad report is dropped (and logged). A batch larger
+// than the server accepts (413) is sent again halved, down to one report;
+// a single report that is still too large is dropped like a rejected one.
 func (d *Daemon) deliverLoop(ctx context.Context) {
 	retry := time.NewTicker(30 * time.Second)
 	defer retry.Stop()
@@ -153,8 +155,8 @@ func (d *Daemon) deliverLoop(ctx context.Context) {
 		case <-d.out.Ready():
 		case <-retry.C:
 		}
-		for attempt := 0; d.out.Len() > 0; {
-			err := d.deliverBatch(ctx, maxBatch)
+		for attempt, size := 0, maxBatch; d.out.Len() > 0; {
+			err := d.deliverBatch(ctx, size)
 			if err == nil {
 				attempt = 0
 				continue
@@ -162,8 +164,12 @@ func (d *Daemon) deliverLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if isRejected(err) {
-				if err := d.deliverBatch(ctx, 1); isRejected(err) {
+			if isTooLarge(err) && size > 1 {
+				size /= 2
+				continue
+			}
+			if isRejected(err) || isTooLarge(err) {
+				if err := d.deliverBatch(ctx, 1); isRejected(err) || isTooLarge(err) {
 					first, _ := d.out.Pending(1)
 					if len(first) == 1 {
 						d.log.ErrorContext(ctx, "the control plane rejected a report; dropping it", "kind", first[0].Kind, "err", err)
@@ -197,6 +203,11 @@ func (d *Daemon) deliverBatch(ctx context.Context, n int) error {
 func isRejected(err error) bool {
 	var ae *wire.APIError
 	return errors.As(err, &ae) && ae.Status == http.StatusBadRequest
+}
+
+func isTooLarge(err error) bool {
+	var ae *wire.APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge
 }
 
 // watchLoop polls the local configuration (changed only by root with
