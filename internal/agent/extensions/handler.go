@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -37,14 +38,27 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// String is the kept output, with a note when some was dropped.
+// String is the kept output, with a note when some was dropped. The note
+// fits within max (the output is cut shorter to make room, on a UTF-8
+// boundary), since the control plane keeps no more than max bytes.
 func (c *cappedBuffer) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dropped > 0 {
-		return c.buf.String() + fmt.Sprintf("\n[output truncated: %d more bytes]", c.dropped)
+	b := c.buf.Bytes()
+	if c.dropped == 0 {
+		return string(b)
 	}
-	return c.buf.String()
+	keep := len(b)
+	for {
+		note := fmt.Sprintf("\n[output truncated: %d more bytes]", c.dropped+int64(len(b)-keep))
+		if keep+len(note) <= c.max || keep == 0 {
+			return string(b[:keep]) + note
+		}
+		keep = max(c.max-len(note), 0)
+		for keep > 0 && !utf8.RuneStart(b[keep]) {
+			keep--
+		}
+	}
 }
 
 // Process is what a handler run produced.

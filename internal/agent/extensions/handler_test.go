@@ -2,11 +2,14 @@ package extensions
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/wire"
 )
 
 // A handler that leaves a child running in the background (an enable
@@ -44,5 +47,26 @@ func TestRunReturnsWhenABackgroundChildHoldsTheOutput(t *testing.T) {
 				t.Errorf("Run took %s, want at most %s", took, tt.within)
 			}
 		})
+	}
+}
+
+// Output is capped to what the control plane keeps (it cuts anything
+// longer), so the note saying output was dropped must fit in the cap, or
+// the user never learns the output was truncated.
+func TestCappedOutputKeepsItsTruncationNoteWithinTheCap(t *testing.T) {
+	t.Parallel()
+	p, err := Run(context.Background(), Command{Args: []string{"/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a; head -c 100 /dev/zero | tr '\\0' b >&2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, note, _ := strings.Cut(p.Stdout, "\n[output truncated: ")
+	var more int
+	fmt.Sscanf(note, "%d more bytes]", &more)
+	if len(p.Stdout) > wire.MaxHandlerOutputBytes || !strings.HasSuffix(note, " more bytes]") || len(kept)+more != 200000 {
+		t.Errorf("stdout of %d bytes ends %q; want at most %d bytes ending with a note counting the bytes left out",
+			len(p.Stdout), p.Stdout[max(0, len(p.Stdout)-60):], wire.MaxHandlerOutputBytes)
+	}
+	if p.Stderr != strings.Repeat("b", 100) {
+		t.Errorf("stderr %q", p.Stderr)
 	}
 }
