@@ -203,3 +203,19 @@ func TestPackageChoices(t *testing.T) {
 		t.Errorf("packageChoices = %+v, want %+v", got, want)
 	}
 }
+
+func TestOutputCapped(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"":        false,
+		"hello\n": false,
+		"aaa\n[output truncated: 134502 more bytes]":          true,
+		strings.Repeat("a", wire.MaxHandlerOutputBytes):       true,
+		"[output truncated: 3 more bytes] is what it printed": false,
+		"x\n[output truncated: 3 more bytes]\nand more":       false,
+	} {
+		if got := outputCapped(s); got != want {
+			t.Errorf("outputCapped(%.40q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -206,6 +206,17 @@ type runData struct {
 	RefreshNote    string
 }
 
+// outputCapped tells whether the agent cut a run's output: it then ends
+// with its note "[output truncated: N more bytes]" and fits in
+// MaxHandlerOutputBytes (an older agent's output was cut at the cap).
+func outputCapped(s string) bool {
+	if len(s) >= wire.MaxHandlerOutputBytes {
+		return true
+	}
+	i := strings.LastIndex(s, "\n[output truncated: ")
+	return i >= 0 && strings.HasSuffix(s, " more bytes]") && !strings.Contains(s[i+1:], "\n")
+}
+
 // runCommandDetail shows one run: its state, exit code, output and message.
 // Output is rendered as text by html/template, so whatever the machine
 // printed is shown, never interpreted.
@@ -221,8 +232,8 @@ func (h *Handler) runCommandDetail(u *uiRequest) {
 		return
 	}
 	d := &runData{Machine: m, MachineURL: machineURL(m), URL: machineURL(m) + "/runCommands/" + url.PathEscape(rc.Name), Run: rc, Kind: runKind(rc), RunAs: runAs(rc), ExitCode: exitCode(rc),
-		Timeout: time.Duration(rc.Timeout).String(), ParamNames: slices.Sorted(maps.Keys(rc.Parameters)), StdoutCapped: len(rc.Stdout) >= wire.MaxHandlerOutputBytes,
-		StderrCapped: len(rc.Stderr) >= wire.MaxHandlerOutputBytes, OutputCapLabel: formatBytes(wire.MaxHandlerOutputBytes),
+		Timeout: time.Duration(rc.Timeout).String(), ParamNames: slices.Sorted(maps.Keys(rc.Parameters)), StdoutCapped: outputCapped(rc.Stdout),
+		StderrCapped: outputCapped(rc.Stderr), OutputCapLabel: formatBytes(wire.MaxHandlerOutputBytes),
 		Busy: runBusy(rc.State)}
 	p := &page{Title: rc.Name + " on " + m.Name, Nav: "machines", Me: &u.me, Data: d}
 	if u.r.URL.Query().Get("created") != "" {
