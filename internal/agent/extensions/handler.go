@@ -177,15 +177,18 @@ func handlerEnv(name, dir, op string) []string {
 	}
 }
 
-// KillLeftovers kills what is left of a handler process group from a
-// previous agent process (killed while the handler ran): every process
-// whose group is pgid and whose environment carries marker (the
-// CORRAL_EXTENSION_NAME=... every handler inherits), so a reused process
-// group id of an unrelated program is never touched.
+// KillLeftovers kills what is left of a handler from a previous agent
+// process (killed while the handler ran): every process whose environment
+// carries marker and, if pgid is not 0, whose process group is pgid. With
+// a pgid the marker is the CORRAL_EXTENSION_NAME=... every handler
+// inherits, so a reused process group id of an unrelated program is never
+// touched; without one it must be unique to the attempt
+// (CORRAL_ATTEMPT_ID=...). It returns how many processes it killed.
 func KillLeftovers(pgid int, marker string) int {
-	if pgid <= 1 {
+	if pgid < 0 || pgid == 1 || marker == "" {
 		return 0
 	}
+	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -193,7 +196,7 @@ func KillLeftovers(pgid int, marker string) int {
 	killed := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || pid == self {
 			continue
 		}
 		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -203,7 +206,7 @@ func KillLeftovers(pgid int, marker string) int {
 		// Fields after the command name (which may hold spaces): state ppid pgrp.
 		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
 		f := strings.Fields(rest)
-		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+		if len(f) < 3 || (pgid != 0 && f[2] != strconv.Itoa(pgid)) {
 			continue
 		}
 		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")

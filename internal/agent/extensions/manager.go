@@ -23,6 +23,8 @@ package extensions
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,14 +226,12 @@ func (m *Manager) reconcileOne(ctx context.Context, d wire.DesiredExtension, cfg
 		m.report(rec, d, op, false)
 		return m.st.save(m.cfg.Dir)
 	}
-	if rec.InProgress && rec.PGID > 0 {
-		if n := KillLeftovers(rec.PGID, "CORRAL_EXTENSION_NAME="+rec.Name); n > 0 {
-			m.cfg.Logger.WarnContext(ctx, "killed handler processes left by a previous agent run", "extension", rec.Name, "processes", n)
-		}
-		rec.PGID = 0
+	if rec.InProgress {
+		m.killLeftovers(ctx, rec)
 	}
 	// Record the attempt before touching anything, so a crash repeats it.
 	rec.AttemptSeq, rec.Op, rec.InProgress, rec.Blocked = d.SeqNo, string(op), true, false
+	rec.AttemptID = newAttemptID()
 	rec.State = map[localconfig.Operation]string{localconfig.OpInstall: wire.ExtCreating}[op]
 	if rec.State == "" {
 		rec.State = wire.ExtUpdating
@@ -445,7 +445,11 @@ func (m *Manager) runHandler(ctx context.Context, man wire.ExtensionManifest, di
 	if b, ok := strings.CutPrefix(command, wire.BuiltinHandlerPrefix); ok {
 		return builtin(b, handler)
 	}
-	c := Command{Args: []string{"/bin/sh", "-c", command}, Dir: dir, Env: handlerEnv(name, dir, handler), Stdin: input,
+	env := handlerEnv(name, dir, handler)
+	if rec := m.st.Extensions[name]; rec != nil && rec.AttemptID != "" {
+		env = append(env, attemptEnv+rec.AttemptID)
+	}
+	c := Command{Args: []string{"/bin/sh", "-c", command}, Dir: dir, Env: env, Stdin: input,
 		Timeout: extpkg.HandlerTimeout(man, handler), Limit: m.limit(name), Started: func(pgid int) {
 			if rec := m.st.Extensions[name]; rec != nil {
 				rec.PGID = pgid
@@ -470,6 +474,35 @@ func (m *Manager) runHandler(ctx context.Context, man wire.ExtensionManifest, di
 		return l, nil
 	}
 	return handler + " succeeded", nil
+}
+
+// attemptEnv names, in every handler's environment, the operation attempt
+// it belongs to (record.AttemptID).
+const attemptEnv = "CORRAL_ATTEMPT_ID="
+
+func newAttemptID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// killLeftovers kills what the handlers of rec's interrupted attempt (an
+// agent killed during it) left running, before the attempt is made again:
+// every process carrying the attempt's id, whatever its process group
+// (the agent may have died before it recorded one), and, for state
+// written by older agents, the recorded process group.
+func (m *Manager) killLeftovers(ctx context.Context, rec *record) {
+	n := 0
+	if rec.AttemptID != "" {
+		n += KillLeftovers(0, attemptEnv+rec.AttemptID)
+	}
+	if rec.PGID > 0 {
+		n += KillLeftovers(rec.PGID, "CORRAL_EXTENSION_NAME="+rec.Name)
+	}
+	if n > 0 {
+		m.cfg.Logger.WarnContext(ctx, "killed handler processes left by a previous agent run", "extension", rec.Name, "processes", n)
+	}
+	rec.PGID = 0
 }
 
 // builtin runs a handler implemented inside the agent.
@@ -515,7 +548,11 @@ func (m *Manager) remove(ctx context.Context, rec *record, cfg localconfig.Confi
 		}
 		return nil
 	}
+	if rec.InProgress {
+		m.killLeftovers(ctx, rec)
+	}
 	rec.Op, rec.InProgress, rec.State, rec.Message = string(localconfig.OpRemove), true, wire.ExtDeleting, ""
+	rec.AttemptID = newAttemptID()
 	if err := m.st.save(m.cfg.Dir); err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -608,5 +610,52 @@ func TestPinnedPublisherKeyCannotBeBypassedByCase(t *testing.T) {
 	}
 	if s := h.last(); s.State != wire.ExtFailed || !strings.Contains(s.Message, "signature does not verify") {
 		t.Errorf("status %+v, want Failed: the catalog does not verify with the pinned key", s)
+	}
+}
+
+// An agent killed right after starting a handler may die before it saved
+// the handler's process group; what that handler started must still be
+// found and killed before the operation is done again, or two attempts
+// run at once. Every handler of an attempt carries the attempt's id.
+func TestLeftoversOfAnAttemptAreKilledWithoutItsProcessGroup(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	started := filepath.Join(t.TempDir(), "started")
+	d := h.repo.publish(t, "1.0.0", h.log, func(m *wire.ExtensionManifest) {
+		m.Handlers.Install = fmt.Sprintf(`if [ ! -e %[1]s ]; then setsid sleep 30 & echo $! > %[1]s; fi`, started)
+	})
+	h.reconcile(h.desired(d), localconfig.Config{})
+	b, err := os.ReadFile(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 1 {
+		t.Fatalf("pid file %q", b)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	// As if the agent had been killed during that install, before it
+	// recorded the handler's process group.
+	rec := h.m.st.Extensions[d.Name]
+	rec.InProgress, rec.Installed, rec.PGID, rec.State = true, false, 0, wire.ExtCreating
+	if err := h.m.st.save(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := h.m.cfg.SealingKey()
+	h.open(priv)
+	h.reconcile(h.desired(d), localconfig.Config{})
+	if s := h.last(); s.State != wire.ExtSucceeded {
+		t.Fatalf("redo: %+v", s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("what the interrupted attempt started is still running: %s", stat)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -29,6 +29,10 @@ type record struct {
 	AttemptSeq int64  `json:"attemptSeq"`
 	Op         string `json:"op,omitempty"`
 	InProgress bool   `json:"inProgress,omitempty"`
+	// AttemptID identifies the operation attempt InProgress; its handlers
+	// carry it in their environment (CORRAL_ATTEMPT_ID), so what they left
+	// after the agent was killed is found even if PGID was not saved yet.
+	AttemptID string `json:"attemptId,omitempty"`
 	// PGID is the process group of the handler running for InProgress.
 	PGID    int    `json:"pgid,omitempty"`
 	State   string `json:"state,omitempty"`
