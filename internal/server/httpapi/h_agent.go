@@ -275,7 +275,11 @@ func (a *API) getStream(w http.ResponseWriter, r *http.Request, c *Caller) error
 	}
 
 	readErr := make(chan error, 1)
-	go func() { readErr <- a.readStream(ctx, conn, m.ID, hello.AgentVersion) }()
+	// The reader must not watch ctx: the library closes the connection
+	// abruptly when a read's context ends, which would race the "going
+	// away" close below at shutdown. It ends when the connection closes
+	// (CloseNow is deferred above).
+	go func() { readErr <- a.readStream(context.WithoutCancel(ctx), conn, m.ID, hello.AgentVersion) }()
 	for {
 		select {
 		case <-ctx.Done():
