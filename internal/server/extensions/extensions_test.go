@@ -181,7 +181,7 @@ func TestSetSealsAndRetries(t *testing.T) {
 		}
 	}
 	got, err := e.svc.GetExtension(ctx, e.ref, "a")
-	if err != nil || got.SeqNo != 9 || !got.HasProtectedSettings {
+	if err != nil || got.SeqNo != res.Extension.SeqNo+8 || !got.HasProtectedSettings {
 		t.Errorf("after 8 concurrent updates: %+v %v", got, err)
 	}
 }
@@ -284,7 +284,11 @@ type reportsDuringDelete struct {
 }
 
 func (s reportsDuringDelete) DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error) {
-	if _, err := s.ReportMachineExtension(ctx, machineID, name, 1, false,
+	cur, err := s.GetMachineExtension(ctx, machineID, name)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.ReportMachineExtension(ctx, machineID, name, cur.SeqNo, false,
 		store.ExtensionReport{Version: "1.0.0", State: wire.ExtCreating, At: t0}); err != nil {
 		return 0, err
 	}

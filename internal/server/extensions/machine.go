@@ -225,7 +225,10 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 	}
 	now := s.now()
 	e := store.MachineExtension{MachineID: m.ID, Name: name, Publisher: pkg.publisher, Type: pkg.typ, Version: pkg.version,
-		Digest: pkg.digest, Settings: settings, SeqNo: 1, State: wire.ExtCreating, CreatedAt: now, CreatedBy: by, UpdatedAt: now, UpdatedBy: by}
+		Digest: pkg.digest, Settings: settings, SeqNo: m.Generation + 1, State: wire.ExtCreating, CreatedAt: now, CreatedBy: by, UpdatedAt: now, UpdatedBy: by}
+	// A new extension's first seqNo comes from the machine's generation,
+	// which only grows: a name dropped and set again never reuses a seqNo an
+	// agent may still hold for it (it would take the new request as done).
 	res := SetResult{Created: !exists, Operation: OpInstall}
 	if exists {
 		if !strings.EqualFold(cur.Publisher, pkg.publisher) || !strings.EqualFold(cur.Type, pkg.typ) {

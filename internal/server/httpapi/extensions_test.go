@@ -352,7 +352,8 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	secret := "hunter2-" + rand.Text()
 	ext := e.set(t, "agent", map[string]any{"publisher": "contoso", "type": "agent", "settings": map[string]any{"level": 3},
 		"protectedSettings": map[string]any{"password": secret}}, http.StatusCreated)
-	if ext.State != wire.ExtCreating || ext.Version != "1.0.0" || ext.Publisher != "Contoso" || ext.Type != "Agent" || ext.SeqNo != 1 ||
+	seq := ext.SeqNo // a new extension's first seqNo comes from the machine's generation
+	if ext.State != wire.ExtCreating || ext.Version != "1.0.0" || ext.Publisher != "Contoso" || ext.Type != "Agent" || seq < 1 ||
 		!ext.HasProtectedSettings || string(ext.Settings) != `{"level":3}` || ext.CreatedBy != "admin" ||
 		ext.ID != m1Path[len("/api/v1"):]+"/extensions/agent" {
 		t.Errorf("after install: %+v", ext)
@@ -363,7 +364,7 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 
 	ds := e.desired(t)
 	d, ok := findDesired(ds, "agent")
-	if !ok || d.Digest != v1.Digest || d.SeqNo != 1 || d.Version != "1.0.0" || string(d.Settings) != `{"level":3}` {
+	if !ok || d.Digest != v1.Digest || d.SeqNo != seq || d.Version != "1.0.0" || string(d.Settings) != `{"level":3}` {
 		t.Fatalf("desired state: %+v", ds)
 	}
 	if len(ds.Publishers) != 1 || ds.Publishers[0].Name != "Contoso" || !bytes.Equal(ds.Publishers[0].PublicKey, e.kit.pub) {
@@ -407,11 +408,11 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	}
 
 	// Reports: stale seqNos are ignored; a matching one updates the record.
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: 0, Operation: "install", State: wire.ExtFailed, Message: "stale"})
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: seq - 1, Operation: "install", State: wire.ExtFailed, Message: "stale"})
 	if _, got := e.get(t, "agent"); got.State != wire.ExtCreating {
 		t.Errorf("stale report applied: %+v", got)
 	}
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", Publisher: "Contoso", Type: "Agent", Version: "1.0.0", SeqNo: 1,
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", Publisher: "Contoso", Type: "Agent", Version: "1.0.0", SeqNo: seq,
 		Operation: "install", State: wire.ExtSucceeded, Message: "installed"})
 	if _, got := e.get(t, "agent"); got.State != wire.ExtSucceeded || got.Message != "installed" {
 		t.Errorf("after the Succeeded report: %+v", got)
@@ -419,12 +420,12 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 
 	// Update (same version), then upgrade (explicit version), each a new seqNo and a sync.
 	ext = e.set(t, "agent", wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent", Version: "1.0.0", Settings: json.RawMessage(`{"level":4}`)}, http.StatusOK)
-	if ext.State != wire.ExtUpdating || ext.SeqNo != 2 || !ext.HasProtectedSettings {
+	if ext.State != wire.ExtUpdating || ext.SeqNo != seq+1 || !ext.HasProtectedSettings {
 		t.Errorf("after update: %+v", ext)
 	}
 	e.waitSync(t, 3)
 	ext = e.set(t, "agent", wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent", Version: "2.0.0", ProtectedSettings: json.RawMessage(`null`)}, http.StatusOK)
-	if ext.State != wire.ExtUpdating || ext.SeqNo != 3 || ext.Version != "2.0.0" || ext.HasProtectedSettings || ext.Settings != nil {
+	if ext.State != wire.ExtUpdating || ext.SeqNo != seq+2 || ext.Version != "2.0.0" || ext.HasProtectedSettings || ext.Settings != nil {
 		t.Errorf("after upgrade: %+v", ext)
 	}
 	d, _ = findDesired(e.desired(t), "agent")
@@ -432,7 +433,7 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 		t.Errorf("desired after upgrade: %+v", d)
 	}
 	// A failed upgrade shows the version the agent still has.
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", Version: "1.0.0", SeqNo: 3, Operation: "upgrade", State: wire.ExtFailed, Message: "boom"})
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", Version: "1.0.0", SeqNo: seq + 2, Operation: "upgrade", State: wire.ExtFailed, Message: "boom"})
 	if _, got := e.get(t, "agent"); got.State != wire.ExtFailed || got.Version != "1.0.0" || got.Message != "boom" {
 		t.Errorf("after a failed upgrade: %+v", got)
 	}
@@ -460,11 +461,11 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	if st, _ := s.DoMachine(t, e.m, "GET", wire.PathPackages+v2.Digest, nil); st == http.StatusOK {
 		t.Error("the package of a deleting extension is still served")
 	}
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: 3, Operation: "upgrade", State: wire.ExtSucceeded})
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: seq + 2, Operation: "upgrade", State: wire.ExtSucceeded})
 	if _, got := e.get(t, "agent"); got.State != wire.ExtDeleting {
 		t.Errorf("a late report changed a deleting extension: %+v", got)
 	}
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: 3, Operation: "remove", State: wire.ExtSucceeded, Removed: true})
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "agent", SeqNo: seq + 2, Operation: "remove", State: wire.ExtSucceeded, Removed: true})
 	if st, _ := e.get(t, "agent"); st != http.StatusNotFound {
 		t.Errorf("after Removed: status %d, want 404", st)
 	}
@@ -482,7 +483,7 @@ func TestDeleteWithoutAgentReportAndAppliedGeneration(t *testing.T) {
 	body := wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent"}
 
 	// Never reported on: dropped at once.
-	e.set(t, "a", body, http.StatusCreated)
+	a := e.set(t, "a", body, http.StatusCreated)
 	s.MustDo(t, http.StatusAccepted, "DELETE", m1Path+"/extensions/a", s.AdminToken(t), nil, nil)
 	if st, _ := e.get(t, "a"); st != http.StatusNotFound {
 		t.Errorf("never-reported extension after delete: %d", st)
@@ -490,10 +491,21 @@ func TestDeleteWithoutAgentReportAndAppliedGeneration(t *testing.T) {
 	if st, _ := s.Do(t, "DELETE", m1Path+"/extensions/a", s.AdminToken(t), nil); st != http.StatusNotFound {
 		t.Errorf("second delete: %d", st)
 	}
+	// Set again under the same name: a seqNo the agent cannot hold yet (it
+	// may have been installing the dropped one, its report still on the way).
+	again := e.set(t, "a", body, http.StatusCreated)
+	if again.SeqNo <= a.SeqNo {
+		t.Errorf("re-created extension reuses seqNo %d (first was %d)", again.SeqNo, a.SeqNo)
+	}
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "a", SeqNo: a.SeqNo, Operation: "install", State: wire.ExtSucceeded})
+	if _, got := e.get(t, "a"); got.State != wire.ExtCreating {
+		t.Errorf("the dropped extension's late report applied to the new one: %+v", got)
+	}
+	s.MustDo(t, http.StatusAccepted, "DELETE", m1Path+"/extensions/a", s.AdminToken(t), nil, nil)
 
 	// Reported, then deleted: gone once the agent applies a desired state without it.
-	e.set(t, "b", body, http.StatusCreated)
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "b", SeqNo: 1, Operation: "install", State: wire.ExtFailed, Message: "blocked by the allowlist"})
+	b := e.set(t, "b", body, http.StatusCreated)
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "b", SeqNo: b.SeqNo, Operation: "install", State: wire.ExtFailed, Message: "blocked by the allowlist"})
 	s.MustDo(t, http.StatusAccepted, "DELETE", m1Path+"/extensions/b", s.AdminToken(t), nil, nil)
 	gen := e.desired(t).Generation
 	e.report(t, wire.ReportApplied, wire.AppliedState{Generation: gen - 1})
@@ -506,10 +518,10 @@ func TestDeleteWithoutAgentReportAndAppliedGeneration(t *testing.T) {
 	}
 
 	// A failed removal stays, Failed, until deleted again.
-	e.set(t, "c", body, http.StatusCreated)
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "c", SeqNo: 1, Operation: "install", State: wire.ExtSucceeded})
+	c := e.set(t, "c", body, http.StatusCreated)
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "c", SeqNo: c.SeqNo, Operation: "install", State: wire.ExtSucceeded})
 	s.MustDo(t, http.StatusAccepted, "DELETE", m1Path+"/extensions/c", s.AdminToken(t), nil, nil)
-	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "c", SeqNo: 1, Operation: "remove", State: wire.ExtFailed, Message: "uninstall failed"})
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "c", SeqNo: c.SeqNo, Operation: "remove", State: wire.ExtFailed, Message: "uninstall failed"})
 	e.report(t, wire.ReportApplied, wire.AppliedState{Generation: e.desired(t).Generation})
 	if st, got := e.get(t, "c"); st != http.StatusOK || got.State != wire.ExtFailed || got.Message != "uninstall failed" {
 		t.Errorf("after a failed removal: %d %+v", st, got)
@@ -519,10 +531,10 @@ func TestDeleteWithoutAgentReportAndAppliedGeneration(t *testing.T) {
 	}
 	// Set again while it is being deleted: installed afresh with a new seqNo.
 	ext := e.set(t, "c", body, http.StatusOK)
-	if ext.State != wire.ExtCreating || ext.SeqNo != 2 {
+	if ext.State != wire.ExtCreating || ext.SeqNo != c.SeqNo+1 {
 		t.Errorf("re-set of a deleting extension: %+v", ext)
 	}
-	if d, ok := findDesired(e.desired(t), "c"); !ok || d.SeqNo != 2 {
+	if d, ok := findDesired(e.desired(t), "c"); !ok || d.SeqNo != c.SeqNo+1 {
 		t.Errorf("re-set extension not desired: %+v", d)
 	}
 }

@@ -121,8 +121,10 @@ func TestBrowser(t *testing.T) {
 		!strings.Contains(row, "yes") {
 		t.Errorf("extension row after the set: %q", row)
 	}
+	var runcmd wire.MachineExtension
+	s.MustDo(t, http.StatusOK, "GET", "/api/v1/subscriptions/default/resourceGroups/web/machines/web-01/extensions/runcmd", s.AdminToken(t), nil, &runcmd)
 	report(t, s, web01, wire.ReportExtension, wire.ExtensionStatus{Name: "runcmd", Publisher: "Corral", Type: "RunCommand", Version: "1.0.0",
-		SeqNo: 1, Operation: "install", State: wire.ExtSucceeded, Message: "enabled"})
+		SeqNo: runcmd.SeqNo, Operation: "install", State: wire.ExtSucceeded, Message: "enabled"})
 	do("see the extension succeed", chromedp.WaitVisible(chromedp.CSS(`tr[data-extension="runcmd"] .badge-ok`)))
 	if html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil || strings.Contains(html, protected) {
 		t.Errorf("the machine page shows the protected settings (%v)", err)
