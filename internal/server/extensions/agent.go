@@ -3,9 +3,11 @@ package extensions
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/store"
@@ -67,7 +69,7 @@ var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDelet
 // reports are ErrInvalid.
 func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st wire.ExtensionStatus, at time.Time) (bool, error) {
 	if st.Name == "" || len(st.Name) > maxReportedNameLength || !slices.Contains(extensionStates, st.State) || st.SeqNo < 0 ||
-		len(st.Version) > 32 {
+		len(st.Version) > 32 || !cleanText(st.Name, st.Version, st.Operation) {
 		return false, invalid("reports.body", "malformed extension report")
 	}
 	var applied bool
@@ -86,6 +88,18 @@ func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st
 	return applied, nil
 }
 
+// cleanText reports whether every string is valid UTF-8 without NUL bytes,
+// which PostgreSQL's text columns refuse: a malformed report is a 400 the
+// agent drops, never a 500 that blocks its queue.
+func cleanText(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+			return false
+		}
+	}
+	return true
+}
+
 var finalRunStates = []string{wire.RunSucceeded, wire.RunFailed, wire.RunTimedOut}
 
 // ApplyRunCommandReport records an agent's report on a run: Running when it
@@ -93,12 +107,19 @@ var finalRunStates = []string{wire.RunSucceeded, wire.RunFailed, wire.RunTimedOu
 // wire.MaxHandlerOutputBytes each). A final state is never changed again;
 // reports on unknown runs are ignored.
 func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r wire.RunCommandResult, at time.Time) (bool, error) {
-	if r.Name == "" || len(r.Name) > maxReportedNameLength || (r.State != wire.RunRunning && !slices.Contains(finalRunStates, r.State)) {
+	if r.Name == "" || len(r.Name) > maxReportedNameLength || (r.State != wire.RunRunning && !slices.Contains(finalRunStates, r.State)) ||
+		!cleanText(r.Name) || r.ExitCode != nil && (*r.ExitCode < math.MinInt32 || *r.ExitCode > math.MaxInt32) {
 		return false, invalid("reports.body", "malformed run command report")
 	}
 	u := store.RunCommandUpdate{State: r.State, ExitCode: r.ExitCode, Stdout: capText(r.Stdout, wire.MaxHandlerOutputBytes),
 		Stderr: capText(r.Stderr, wire.MaxHandlerOutputBytes), Message: capText(r.Message, maxRunMessageBytes),
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, At: at}
+	if r.State == wire.RunRunning {
+		// Overdue runs are judged by the server's clock (ExpireRunCommands),
+		// so the start is when the server heard of it, not the agent's
+		// possibly skewed time.
+		u.StartedAt = at
+	}
 	if u.FinishedAt.IsZero() && slices.Contains(finalRunStates, r.State) {
 		u.FinishedAt = at
 	}

@@ -202,6 +202,15 @@ func TestErrorsAreTyped(t *testing.T) {
 	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, extensions.ErrInvalid) {
 		t.Errorf("bogus report state: %v", err)
 	}
+	// Text PostgreSQL refuses (NUL, invalid UTF-8) is malformed, not a store error.
+	for _, st := range []wire.ExtensionStatus{{Name: "a\x00", State: wire.ExtFailed}, {Name: "a", Version: "1.0\xff", State: wire.ExtFailed}} {
+		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, extensions.ErrInvalid) {
+			t.Errorf("report %q: %v", st.Name+st.Version, err)
+		}
+	}
+	if _, err := e.svc.ApplyRunCommandReport(ctx, "m-1", wire.RunCommandResult{Name: "r\x00", State: wire.RunRunning}, t0); !errors.Is(err, extensions.ErrInvalid) {
+		t.Errorf("run report with NUL: %v", err)
+	}
 }
 
 // BenchmarkDesiredState20 measures what a sync costs the control plane for a
