@@ -31,6 +31,9 @@ type Limiter struct {
 
 	once    sync.Once
 	initErr error
+
+	mu   sync.Mutex
+	live map[string]bool // group directories of handlers still running
 }
 
 // Detect finds a usable cgroup v2 delegation for this process under root
@@ -106,10 +109,24 @@ func (l *Limiter) init() error {
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
+// removeStale removes the groups of finished handlers that could not be
+// removed when they ended, because something the handler started (a
+// daemon an enable handler launched) was still inside. rmdir fails on a
+// group with processes, so only empty ones go. Caller holds l.mu.
+func (l *Limiter) removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(l.Base, "ext-*"))
+	for _, d := range dirs {
+		if !l.live[d] {
+			_ = unix.Rmdir(d)
+		}
+	}
+}
+
 // Group is a handler's cgroup.
 type Group struct {
 	dir string
 	fd  int
+	l   *Limiter
 }
 
 // New creates a cgroup for one handler run limited to percent of one CPU.
@@ -118,11 +135,18 @@ func (l *Limiter) New(name string, percent int) (*Group, error) {
 		return nil, fmt.Errorf("prepare cgroups: %w", err)
 	}
 	percent = min(max(percent, 1), 100*64)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.removeStale()
 	dir, err := os.MkdirTemp(l.Base, "ext-"+unsafeChars.ReplaceAllString(name, "_")+"-")
 	if err != nil {
 		return nil, err
 	}
-	g := &Group{dir: dir, fd: -1}
+	if l.live == nil {
+		l.live = map[string]bool{}
+	}
+	l.live[dir] = true
+	g := &Group{dir: dir, fd: -1, l: l}
 	if err := WriteCPUMax(dir, percent); err != nil {
 		g.Close()
 		return nil, err
@@ -147,11 +171,17 @@ func (g *Group) Apply(attr *syscall.SysProcAttr) {
 	attr.CgroupFD = g.fd
 }
 
-// Close removes the group (after its processes exited).
+// Close removes the group once the handler exited; a group still holding
+// processes the handler left running is removed by a later New.
 func (g *Group) Close() error {
 	if g.fd >= 0 {
 		unix.Close(g.fd)
 		g.fd = -1
 	}
-	return os.Remove(g.dir)
+	if g.l != nil {
+		g.l.mu.Lock()
+		delete(g.l.live, g.dir)
+		g.l.mu.Unlock()
+	}
+	return unix.Rmdir(g.dir)
 }

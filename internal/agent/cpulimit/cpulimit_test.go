@@ -74,6 +74,31 @@ func TestHandlerRunsUnderTheLimit(t *testing.T) {
 	if usec > 400_000 {
 		t.Errorf("the busy loop used %d µs of CPU in 2 s under a 10%% limit", usec)
 	}
+	// A group its handler left a process in stays until it is empty, then
+	// the next handler's New removes it.
+	left, err := l.New("left", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command("sleep", "60")
+	daemon.SysProcAttr = &syscall.SysProcAttr{}
+	left.Apply(daemon.SysProcAttr)
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := left.Close(); err == nil {
+		t.Error("a group with a process in it was removed")
+	}
+	daemon.Process.Kill()
+	daemon.Wait()
+	next, err := l.New("next", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if _, err := os.Stat(left.dir); !os.IsNotExist(err) {
+		t.Errorf("the emptied group %s was not cleaned up: %v", left.dir, err)
+	}
 }
 
 func parseInt(s string) int64 {

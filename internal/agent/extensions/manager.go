@@ -95,7 +95,28 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, st: st}
 	m.runs.m = m
+	m.removeUnusedPackages()
 	return m, nil
+}
+
+// removeUnusedPackages deletes package directories no extension uses: the
+// old version of an upgrade interrupted between the new install and the
+// old uninstall, or an unpack a crash cut short.
+func (m *Manager) removeUnusedPackages() {
+	entries, err := os.ReadDir(filepath.Join(m.cfg.Dir, "packages"))
+	if err != nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, r := range m.st.Extensions {
+		used[r.Dir] = true
+	}
+	for _, e := range entries {
+		if !used[e.Name()] {
+			m.cfg.Logger.Info("removing an unused package directory", "dir", e.Name())
+			os.RemoveAll(filepath.Join(m.cfg.Dir, "packages", e.Name()))
+		}
+	}
 }
 
 // Close stops running commands and waits for them.

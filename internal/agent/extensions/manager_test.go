@@ -659,3 +659,20 @@ func TestLeftoversOfAnAttemptAreKilledWithoutItsProcessGroup(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestUnusedPackageDirectoriesAreRemovedAtStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	d := h.repo.publish(t, "1.0.0", h.log, nil)
+	h.reconcile(h.desired(d), localconfig.Config{})
+	stray := filepath.Join(h.dir, "packages", "acme.monitor-0.9.0-0123456789ab")
+	if err := os.MkdirAll(filepath.Join(stray, "bin"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := h.m.cfg.SealingKey()
+	h.open(priv) // the agent restarts
+	entries, _ := os.ReadDir(filepath.Join(h.dir, "packages"))
+	if len(entries) != 1 || entries[0].Name() == filepath.Base(stray) {
+		t.Errorf("package directories after restart: %v", entries)
+	}
+}
