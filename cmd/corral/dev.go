@@ -46,6 +46,7 @@ a ready "corral login" line. Stop with Ctrl-C.`,
 				return err
 			}
 			o.Logger = logger
+			tuneGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			hostChangesOff := ""
