@@ -29,7 +29,8 @@ On first start it creates a CA (DATA_DIR/ca.crt, its sha256 fingerprint is print
 "corral-agent connect --ca-fingerprint"), a server certificate, the subscription "default"
 and the user "admin" with a one-time password printed once (or CORRAL_ADMIN_PASSWORD).
 
-Every flag can also be set with an environment variable: --data-dir is CORRAL_DATA_DIR.`,
+Every flag can also be set with an environment variable: --data-dir is CORRAL_DATA_DIR.
+The garbage collector runs at GOGC=50 (less memory per agent connection) unless GOGC is set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := flagenv.Apply(cmd.Flags(), "CORRAL_"); err != nil {
