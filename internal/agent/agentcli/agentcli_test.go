@@ -3,9 +3,14 @@ package agentcli_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/corralhq/corral/internal/agent/agentcli"
@@ -138,8 +143,16 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("bundle: %v %v", fi, err)
 	}
+	// Disconnect goes through proxy.url like every call of the agent.
+	proxy, tunnels := connectProxy(t)
+	if out, err := agent(t, "", append(g, "config", "set", "proxy.url", proxy)...); err != nil {
+		t.Fatalf("config set proxy.url: %v\n%s", err, out)
+	}
 	if out, err := agent(t, "", append(g, "disconnect")...); err != nil {
 		t.Fatalf("disconnect: %v\n%s", err, out)
+	}
+	if tunnels.Load() == 0 {
+		t.Error("disconnect did not go through the configured proxy")
 	}
 	if status, _ := s.Do(t, "GET", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/db-01", s.AdminToken(t), nil); status != 404 {
 		t.Errorf("machine still exists after disconnect: %d", status)
@@ -152,4 +165,34 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 			t.Errorf("%s left after disconnect", f)
 		}
 	}
+}
+
+// connectProxy is a minimal HTTP CONNECT proxy on loopback; it counts the
+// tunnels it opened.
+func connectProxy(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		upstream, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		n.Add(1)
+		w.WriteHeader(http.StatusOK)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			upstream.Close()
+			return
+		}
+		go func() { io.Copy(upstream, buf); upstream.Close() }()
+		io.Copy(conn, upstream)
+		conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &n
 }

@@ -123,7 +123,7 @@ func runChecks(ctx context.Context, g *globals, server, caFile string) []CheckRe
 	if idErr == nil && server == id.State.Server {
 		tlsCfg, _ = id.TLSConfig()
 	}
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: cfg.Proxy}}
+	hc := localconfig.NewHTTPClient(tlsCfg, cfg.Proxy)
 	if cfg.ProxyURL != "" {
 		add("proxy", "PASS", cfg.ProxyURL)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/onboard"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
@@ -128,7 +129,13 @@ be reached; the resource then remains until an operator deletes it.`,
 				if err != nil {
 					return err
 				}
-				c, err := client.New(id.State.Server, client.WithHTTPClient(mtlsClient(tlsCfg)), client.WithUserAgent("corral-agent/"+g.version))
+				// Through the configured proxy, like every call of the agent.
+				cfg, err := localconfig.Load(g.stateDir)
+				if err != nil {
+					return err
+				}
+				hc := localconfig.NewHTTPClient(tlsCfg, cfg.Proxy)
+				c, err := client.New(id.State.Server, client.WithHTTPClient(hc), client.WithUserAgent("corral-agent/"+g.version))
 				if err != nil {
 					return err
 				}

@@ -1,9 +1,7 @@
 package agentcli
 
 import (
-	"crypto/tls"
 	"errors"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,10 +25,6 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
-
-func mtlsClient(cfg *tls.Config) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
-}
 
 func runCommand(g *globals) *cobra.Command {
 	var cfg daemon.Config

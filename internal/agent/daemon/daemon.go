@@ -159,10 +159,7 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsCfg, Proxy: d.proxy, ForceAttemptHTTP2: true,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
-	}}
+	d.hc = localconfig.NewHTTPClient(tlsCfg, d.proxy) // d.proxy follows config changes
 	d.api, err = client.New(id.State.Server, client.WithHTTPClient(d.hc), client.WithUserAgent("corral-agent/"+cfg.Version))
 	if err != nil {
 		return nil, err

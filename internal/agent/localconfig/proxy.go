@@ -1,10 +1,12 @@
 package localconfig
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Proxy is the proxy for r under the local configuration, for
@@ -29,4 +31,15 @@ func (cfg *Config) Proxy(r *http.Request) (*url.URL, error) {
 		}
 	}
 	return url.Parse(cfg.ProxyURL)
+}
+
+// NewHTTPClient is the agent's client for the control plane: every
+// outbound call (onboarding, the daemon, check, disconnect) goes through
+// proxy (normally a Config's Proxy, which honours proxy.url/proxy.bypass)
+// with tlsCfg's trust and client certificate.
+func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsCfg, Proxy: proxy, ForceAttemptHTTP2: true,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
+	}}
 }

@@ -178,8 +178,7 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 	if err != nil {
 		return identity.State{}, err
 	}
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Proxy: cfg.Proxy, ForceAttemptHTTP2: true}}
+	hc := localconfig.NewHTTPClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, cfg.Proxy)
 	ua := client.WithUserAgent("corral-agent/" + o.Version)
 	c, err := client.New(server.String(), client.WithHTTPClient(hc), ua)
 	if err != nil {
