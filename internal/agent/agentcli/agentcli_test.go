@@ -3,14 +3,9 @@ package agentcli_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/corralhq/corral/internal/agent/agentcli"
@@ -144,7 +139,7 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 		t.Errorf("bundle: %v %v", fi, err)
 	}
 	// Disconnect goes through proxy.url like every call of the agent.
-	proxy, tunnels := connectProxy(t)
+	proxy, tunnels := testutil.ConnectProxy(t, nil)
 	if out, err := agent(t, "", append(g, "config", "set", "proxy.url", proxy)...); err != nil {
 		t.Fatalf("config set proxy.url: %v\n%s", err, out)
 	}
@@ -165,34 +160,4 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 			t.Errorf("%s left after disconnect", f)
 		}
 	}
-}
-
-// connectProxy is a minimal HTTP CONNECT proxy on loopback; it counts the
-// tunnels it opened.
-func connectProxy(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-			return
-		}
-		upstream, err := net.Dial("tcp", r.Host)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		n.Add(1)
-		w.WriteHeader(http.StatusOK)
-		conn, buf, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			upstream.Close()
-			return
-		}
-		go func() { io.Copy(upstream, buf); upstream.Close() }()
-		io.Copy(conn, upstream)
-		conn.Close()
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, &n
 }

@@ -21,10 +21,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,33 +286,24 @@ func (id *Identity) Renew(ctx context.Context, request func(ctx context.Context,
 // pinned fingerprint.
 var ErrFingerprintMismatch = errors.New("the server presented no CA certificate with the given fingerprint")
 
-// CAByFingerprint connects to server, finds the CA certificate in the chain
-// it presents whose sha256 fingerprint is fp, verifies the server
-// certificate against that CA for the server's host name, and returns the
-// CA as PEM. This is how an agent pins a control plane it has no CA file for.
-func CAByFingerprint(ctx context.Context, server, fp string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) ([]byte, error) {
+// CAByFingerprint connects to server (through proxy, as every agent call
+// does), finds the CA certificate in the chain it presents whose sha256
+// fingerprint is fp, verifies the server certificate against that CA for
+// the server's host name, and returns the CA as PEM. This is how an agent
+// pins a control plane it has no CA file for.
+func CAByFingerprint(ctx context.Context, server, fp string, proxy func(*http.Request) (*url.URL, error)) ([]byte, error) {
 	u, err := url.Parse(server)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("invalid server URL %q", server)
 	}
 	host := u.Hostname()
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(host, "443")
-	}
-	if dial == nil {
-		dial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext
-	}
-	raw, err := dial(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
-	}
 	var ca *x509.Certificate
-	conn := tls.Client(raw, &tls.Config{
-		ServerName: host, MinVersion: tls.VersionTLS12,
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // verified below against the pinned CA only
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			var certs []*x509.Certificate
+			var pinned *x509.Certificate
 			for _, rc := range rawCerts {
 				c, err := x509.ParseCertificate(rc)
 				if err != nil {
@@ -319,25 +311,38 @@ func CAByFingerprint(ctx context.Context, server, fp string, dial func(ctx conte
 				}
 				certs = append(certs, c)
 				if machinekey.Fingerprint(rc) == fp && c.IsCA {
-					ca = c
+					pinned = c
 				}
 			}
-			if ca == nil || len(certs) == 0 {
+			if pinned == nil || len(certs) == 0 {
 				return ErrFingerprintMismatch
 			}
 			pool := x509.NewCertPool()
-			pool.AddCert(ca)
+			pool.AddCert(pinned)
 			inter := x509.NewCertPool()
 			for _, c := range certs[1:] {
 				inter.AddCert(c)
 			}
-			_, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter})
-			return err
+			if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter}); err != nil {
+				return err
+			}
+			ca = pinned
+			return nil
 		},
-	})
-	defer conn.Close()
-	if err := conn.HandshakeContext(ctx); err != nil {
+	}
+	hc := localconfig.NewHTTPClient(tlsCfg, proxy)
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(server, "/")+"/healthz", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
 		return nil, fmt.Errorf("verify %s against fingerprint %s: %w", server, fp, err)
+	}
+	resp.Body.Close()
+	if ca == nil {
+		return nil, fmt.Errorf("verify %s against fingerprint %s: %w", server, fp, ErrFingerprintMismatch)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), nil
 }

@@ -157,6 +157,10 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 	if err != nil {
 		return identity.State{}, err
 	}
+	cfg, err := localconfig.Load(o.StateDir)
+	if err != nil {
+		return identity.State{}, err
+	}
 	caPEM := o.CAPEM
 	switch {
 	case o.CAFile != "":
@@ -165,14 +169,10 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 			return identity.State{}, fmt.Errorf("--ca-file: %w", err)
 		}
 	case o.CAFingerprint != "":
-		caPEM, err = identity.CAByFingerprint(ctx, server.String(), o.CAFingerprint, nil)
+		caPEM, err = identity.CAByFingerprint(ctx, server.String(), o.CAFingerprint, cfg.Proxy)
 		if err != nil {
 			return identity.State{}, err
 		}
-	}
-	cfg, err := localconfig.Load(o.StateDir)
-	if err != nil {
-		return identity.State{}, err
 	}
 	pool, err := identity.RootPool(caPEM)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/corralhq/corral/internal/agent/hostinfo"
 	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/onboard"
+	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -153,5 +156,35 @@ func TestParseTags(t *testing.T) {
 		if _, err := onboard.ParseTags(bad); err == nil {
 			t.Errorf("ParseTags(%q) accepted", bad)
 		}
+	}
+}
+
+// TestConnectThroughTheProxyOnly: with proxy.url set, every onboarding call
+// — the fingerprint pin included — goes through the proxy. The server's
+// name resolves only at the proxy, so a call that went around it fails.
+func TestConnectThroughTheProxyOnly(t *testing.T) {
+	t.Parallel()
+	const name = "corral-cp.invalid"
+	s := testutil.StartServer(t, func(c *server.Config) { c.Hosts = []string{name} })
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "https://"))
+	proxy, tunnels := testutil.ConnectProxy(t, func(hostport string) string {
+		return strings.Replace(hostport, name, "127.0.0.1", 1)
+	})
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	o := options(t, s, "rg1", "behind-proxy")
+	o.Server = "https://" + net.JoinHostPort(name, port)
+	o.ServicePrincipalID, o.ServicePrincipalSecret, o.CAFingerprint = id, secret, s.Srv.Bootstrap.CAFingerprint
+	var c localconfig.Config
+	if err := c.Set(localconfig.KeyProxyURL, proxy); err != nil {
+		t.Fatal(err)
+	}
+	if err := localconfig.Save(o.StateDir, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onboard.Connect(context.Background(), o); err != nil {
+		t.Fatalf("connect through the proxy: %v", err)
+	}
+	if tunnels.Load() < 2 { // the pin check and the onboarding calls
+		t.Errorf("%d tunnels through the proxy", tunnels.Load())
 	}
 }
