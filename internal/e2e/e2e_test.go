@@ -132,7 +132,7 @@ func TestOnboardStatusLifecyclePushAndAudit(t *testing.T) {
 	}
 
 	daemon := start(t, nil, c.agent, agentArgs("run", "--imds-endpoint", imds)...)
-	eventually(t, 10*time.Second, func() string {
+	testutil.Eventually(t, 10*time.Second, func() string {
 		m, _ := c.machine(t, "rg1", "web-01")
 		if m.Status != wire.StatusConnected || m.AgentVersion == "" {
 			return "status " + m.Status
@@ -155,7 +155,7 @@ func TestOnboardStatusLifecyclePushAndAudit(t *testing.T) {
 	sent := time.Now()
 	c.api.MustDo(t, 200, "PATCH", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/web-01", admin,
 		wire.MachineUpdate{Tags: map[string]string{"env": "prod", "pushed": "yes"}}, nil)
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		b, err := os.ReadFile(filepath.Join(state, "desired.json"))
 		if err != nil || !strings.Contains(string(b), `"pushed"`) {
 			return fmt.Sprintf("desired.json: %v %s", err, b)
@@ -166,14 +166,14 @@ func TestOnboardStatusLifecyclePushAndAudit(t *testing.T) {
 
 	// Agent stopped -> Disconnected; restarted -> Connected.
 	daemon.stop(t)
-	eventually(t, 10*time.Second, func() string {
+	testutil.Eventually(t, 10*time.Second, func() string {
 		if m, _ := c.machine(t, "rg1", "web-01"); m.Status != wire.StatusDisconnected {
 			return "status " + m.Status
 		}
 		return ""
 	})
 	daemon = start(t, nil, c.agent, agentArgs("run", "--imds-endpoint", imds)...)
-	eventually(t, 10*time.Second, func() string {
+	testutil.Eventually(t, 10*time.Second, func() string {
 		if m, _ := c.machine(t, "rg1", "web-01"); m.Status != wire.StatusConnected {
 			return "status " + m.Status
 		}
@@ -184,7 +184,7 @@ func TestOnboardStatusLifecyclePushAndAudit(t *testing.T) {
 	if out, err := run(t, nil, nil, c.agent, agentArgs("config", "set", "extensions.blocklist", "Corral/RunCommand")...); err != nil {
 		t.Fatalf("config set: %v\n%s", err, out)
 	}
-	eventually(t, 15*time.Second, func() string {
+	testutil.Eventually(t, 15*time.Second, func() string {
 		m, _ := c.machine(t, "rg1", "web-01")
 		if m.AgentConfig == nil || len(m.AgentConfig.ExtensionsBlocklist) != 1 {
 			return fmt.Sprintf("agent config %+v", m.AgentConfig)

@@ -44,7 +44,7 @@ func TestKilledMidInstallConverges(t *testing.T) {
 	path := "/api/v1/subscriptions/default/resourceGroups/rg1/machines/db-01/extensions/slow"
 	var e wire.MachineExtension
 	c.api.MustDo(t, 201, "PUT", path, c.api.AdminToken(t), wire.MachineExtensionSet{Publisher: "Acme", Type: "Slow"}, &e)
-	eventually(t, 15*time.Second, func() string {
+	testutil.Eventually(t, 15*time.Second, func() string {
 		if _, err := os.Stat(started); err != nil {
 			return "install handler not started"
 		}
@@ -55,7 +55,7 @@ func TestKilledMidInstallConverges(t *testing.T) {
 	}
 	<-daemon.done
 	start(t, nil, c.agent, agentArgs("run")...)
-	eventually(t, 20*time.Second, func() string {
+	testutil.Eventually(t, 20*time.Second, func() string {
 		var cur wire.MachineExtension
 		c.api.MustDo(t, 200, "GET", path, c.api.AdminToken(t), nil, &cur)
 		if cur.State != wire.ExtSucceeded || cur.SeqNo != e.SeqNo {
@@ -73,7 +73,7 @@ func TestKilledMidInstallConverges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid file %q", b)
 	}
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil || strings.Contains(string(stat), ") Z ") { // gone, or a zombie waiting for its reaper
 			return ""
@@ -171,7 +171,7 @@ func TestExtensionJourneyWithTheCLI(t *testing.T) {
 	if out, err := run(t, nil, nil, c.agent, agentArgs("config", "set", "extensions.blocklist", "Corral/RunCommand")...); err != nil {
 		t.Fatalf("config set: %v\n%s", err, out)
 	}
-	eventually(t, 10*time.Second, func() string { // the daemon polls its configuration and reports it
+	testutil.Eventually(t, 10*time.Second, func() string { // the daemon polls its configuration and reports it
 		m, _ := c.machine(t, "web", "web-01")
 		if m.AgentConfig == nil || len(m.AgentConfig.ExtensionsBlocklist) == 0 {
 			return "blocklist not reported yet"

@@ -129,18 +129,3 @@ func run(t *testing.T, stdin io.Reader, env []string, name string, args ...strin
 	err := cmd.Run()
 	return out.String(), err
 }
-
-// eventually polls cond until it returns "" or the timeout passes; the last
-// non-empty answer explains the failure.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		if why = cond(); why == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %s", timeout, why)
-}

@@ -23,19 +23,6 @@ import (
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		if why = cond(); why == "" {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("not within %s: %s", timeout, why)
-}
-
 func getMachine(t *testing.T, s *testutil.Server, rg, name string) wire.Machine {
 	t.Helper()
 	var m wire.Machine
@@ -48,7 +35,7 @@ func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
 	s := testutil.StartServer(t, testutil.FastLifecycle())
 	state := agenttest.ConnectAgent(t, s.API, "rg1", "m1", "")
 	agenttest.StartAgent(t, daemon.Config{StateDir: state})
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		st, _ := daemon.ReadStatus(state)
 		if !st.Connected {
 			return "not connected"
@@ -64,7 +51,7 @@ func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
 	if err := localconfig.Save(state, c); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		m := getMachine(t, s, "rg1", "m1")
 		if m.AgentConfig == nil || m.AgentConfig.Mode != "monitor" || m.AgentConfig.GuestConfigurationEnabled {
 			return fmt.Sprintf("server sees %+v", m.AgentConfig)
@@ -75,7 +62,7 @@ func TestDaemonReportsConfigAndAppliesPushedDesiredState(t *testing.T) {
 	// A tag change is pushed, fetched and acknowledged with its generation.
 	s.MustDo(t, 200, "PATCH", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/m1", s.AdminToken(t),
 		wire.MachineUpdate{Tags: map[string]string{"pushed": "1"}}, nil)
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		b, _ := os.ReadFile(filepath.Join(state, daemon.DesiredFile))
 		var ds wire.DesiredState
 		_ = json.Unmarshal(b, &ds)
@@ -94,7 +81,7 @@ func TestDaemonStopsWhenTheMachineIsDeleted(t *testing.T) {
 	s := testutil.StartServer(t, testutil.FastLifecycle())
 	state := agenttest.ConnectAgent(t, s.API, "rg1", "gone", "")
 	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		if st, _ := daemon.ReadStatus(state); !st.Connected {
 			return "not connected"
 		}
@@ -127,7 +114,7 @@ func TestDaemonRenewsItsCertificate(t *testing.T) {
 	// The agent's clock says two thirds of the certificate's life passed.
 	later := func() time.Time { return time.Now().Add(70 * 24 * time.Hour) }
 	agenttest.StartAgent(t, daemon.Config{StateDir: state, Clock: later, RenewCheckInterval: 100 * time.Millisecond})
-	eventually(t, 10*time.Second, func() string {
+	testutil.Eventually(t, 10*time.Second, func() string {
 		st, _ := daemon.ReadStatus(state)
 		if st.CertRenewedAt.IsZero() {
 			return "not renewed"
@@ -169,7 +156,7 @@ func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 	c, _ := localconfig.Load(state)
 	_ = c.Set(localconfig.KeyBlocklist, "Corral/RunCommand")
 	_ = localconfig.Save(state, c)
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		files, _ := os.ReadDir(filepath.Join(state, "outbox"))
 		if len(files) < 2 { // inventory and configuration
 			return fmt.Sprintf("%d reports queued", len(files))
@@ -183,7 +170,7 @@ func TestReportsWaitOnDiskWhileTheServerIsAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	agenttest.StartAgent(t, daemon.Config{StateDir: state})
-	eventually(t, 5*time.Second, func() string {
+	testutil.Eventually(t, 5*time.Second, func() string {
 		m := getMachine(t, s, "rg1", "offline")
 		if m.AgentConfig == nil || len(m.AgentConfig.ExtensionsBlocklist) != 1 {
 			return fmt.Sprintf("server sees %+v", m.AgentConfig)
@@ -209,7 +196,7 @@ func TestCachedDesiredStateHoldsNoRunCommands(t *testing.T) {
 	path := "/api/v1/subscriptions/default/resourceGroups/rg1/machines/runs/runCommands/with-secret"
 	s.MustDo(t, 201, "PUT", path, s.AdminToken(t), wire.RunCommandCreate{
 		Script: "# uses " + secret + "\ntest -n \"$API_KEY\"\n", Parameters: map[string]string{"API_KEY": secret}}, nil)
-	eventually(t, 10*time.Second, func() string {
+	testutil.Eventually(t, 10*time.Second, func() string {
 		var run wire.RunCommand
 		s.MustDo(t, 200, "GET", path, s.AdminToken(t), nil, &run)
 		if run.State != wire.RunSucceeded {
@@ -259,7 +246,7 @@ func TestOutboxDrainsWhenABatchIsTooLargeForTheServer(t *testing.T) {
 		}
 	}
 	agenttest.StartAgent(t, daemon.Config{StateDir: state})
-	eventually(t, 15*time.Second, func() string {
+	testutil.Eventually(t, 15*time.Second, func() string {
 		files, _ := os.ReadDir(filepath.Join(state, "outbox"))
 		if len(files) > 0 {
 			return fmt.Sprintf("%d reports still pending", len(files))
