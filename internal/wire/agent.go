@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Agent protocol paths, all under the server's TLS listener. Every path but
 // PathConnect requires the machine's client certificate (mTLS).
@@ -103,6 +106,12 @@ type DesiredState struct {
 	Publishers []PublisherKey `json:"publishers,omitempty"`
 	// RunCommands are runs not yet reported finished.
 	RunCommands []DesiredRunCommand `json:"runCommands,omitempty"`
+	// Features holds each later capability's slice of the desired state,
+	// keyed by the agent feature's name (e.g. "guestConfiguration"): the
+	// server context that owns a capability writes its own key, the agent
+	// feature of the same name reads it. A key the agent does not know is
+	// ignored; a feature whose key is absent has nothing desired.
+	Features map[string]json.RawMessage `json:"features,omitempty"`
 }
 
 // Report kinds.
