@@ -47,6 +47,8 @@ func TestAgentImportAllowlist(t *testing.T) {
 	allowedModules := map[string]bool{
 		module: true, "github.com/spf13/cobra": true, "github.com/spf13/pflag": true,
 		"github.com/coder/websocket": true, "golang.org/x/sys": true, "github.com/inconshreveable/mousetrap": true,
+		// inotify for the local configuration and the files guest rules read.
+		"github.com/fsnotify/fsnotify": true,
 	}
 	for _, p := range goList(t, "-deps", "./cmd/corral-agent") {
 		if p.Standard {

@@ -121,7 +121,23 @@ const (
 	ReportApplied     = "applied"     // Body: AppliedState
 	ReportExtension   = "extension"   // Body: ExtensionStatus
 	ReportRunCommand  = "runCommand"  // Body: RunCommandResult
+	ReportFeature     = "feature"     // Body: FeatureStatus
 )
+
+// Feature states.
+const (
+	FeatureRunning = "Running"
+	FeatureFailed  = "Failed"
+)
+
+// FeatureStatus is an agent feature's health: a feature that failed to
+// start or panicked is contained (the agent and its other features go on)
+// and reported Failed with why; Running again once it recovered.
+type FeatureStatus struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
+}
 
 // Report is one observation made by the agent. Reports are buffered on disk
 // while the server is unreachable and delivered in order afterwards.

@@ -69,11 +69,11 @@ func runChecks(ctx context.Context, g *globals, server, caFile string) []CheckRe
 	var out []CheckResult
 	add := func(check, result, detail string) { out = append(out, CheckResult{check, result, detail}) }
 
-	cfg, err := localconfig.Load(g.stateDir)
+	cfg, err := localconfig.Current(g.stateDir)
 	if err != nil {
 		add("local configuration", "FAIL", err.Error())
 	} else {
-		add("local configuration", "PASS", "mode "+cfg.EffectiveMode())
+		add("local configuration", "PASS", "mode "+cfg.Mode)
 	}
 	env, md := cloud.Detector{Host: g.host(), IMDS: g.imds}.Detect(ctx)
 	switch {

@@ -25,21 +25,10 @@ func configCommand(g *globals) *cobra.Command {
 		Use:   "config",
 		Short: "Get and set the local configuration (lock-down); root on this machine only",
 		Long: `The local configuration is changed only here, by root, never from the control plane;
-the control plane sees it read-only. Keys:
+the control plane sees it read-only. A value is in force from the moment "config set" returns:
+the agent reads this file before every decision it governs. Keys:
 
-  config.mode                        full | monitor (monitor: only monitoring and security
-                                     extensions, guest configuration off, lists frozen)
-  extensions.allowlist               Publisher/Type,... only these may be installed ("Allow/None": none)
-  extensions.blocklist               Publisher/Type,... these may not be installed
-  extensions.enabled                 true | false (false: no extension operations at all)
-  guestconfiguration.enabled         true | false
-  incomingconnections.enabled        true | false
-  incomingconnections.ports          ports SSH tunnels may reach, e.g. 22
-  proxy.url                          http://proxy:3128
-  proxy.bypass                       hosts, .domain suffixes, IPs or CIDRs that skip the proxy
-  extensions.agent.cpulimit          percent of one CPU for extension handlers (default 5)
-  guestconfiguration.agent.cpulimit  percent of one CPU for guest configuration (default 5)
-
+` + localconfig.Help() + `
 Removing an extension is always allowed; extensions installed before a list was set are not
 removed automatically.`,
 	}

@@ -130,7 +130,7 @@ be reached; the resource then remains until an operator deletes it.`,
 					return err
 				}
 				// Through the configured proxy, like every call of the agent.
-				cfg, err := localconfig.Load(g.stateDir)
+				cfg, err := localconfig.Current(g.stateDir)
 				if err != nil {
 					return err
 				}

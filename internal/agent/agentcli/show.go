@@ -38,7 +38,7 @@ type Show struct {
 // collectShow gathers the agent's local view of itself.
 func collectShow(g *globals) Show {
 	s := Show{Status: "Not connected", AgentVersion: g.version}
-	cfg, err := localconfig.Load(g.stateDir)
+	cfg, err := localconfig.Current(g.stateDir)
 	if err != nil {
 		s.ConfigurationError = err.Error()
 	}

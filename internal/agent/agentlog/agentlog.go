@@ -13,10 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/corralhq/corral/internal/agent/statedir"
 )
 
 // Dir is the log directory inside the state directory.
-const Dir = "logs"
+const Dir = statedir.LogDir
 
 // File is the current log file's name.
 const File = "agent.log"

@@ -17,13 +17,12 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/corralhq/corral/internal/agent/statedir"
 )
 
 // maxFile caps one file in the bundle.
 const maxFile = 32 << 20
-
-// included lists the state-directory files that go into the bundle.
-var included = []string{"config.json", "state.json", "status.json", "desired.json", "cert.pem", "ca.pem"}
 
 var redactions = []struct {
 	re   *regexp.Regexp
@@ -70,7 +69,7 @@ func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
 		b, err := io.ReadAll(io.LimitReader(f, maxFile))
 		return string(b), err
 	}
-	for _, f := range included {
+	for _, f := range statedir.BundleFiles {
 		body, err := readCapped(filepath.Join(stateDir, f))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -82,7 +81,7 @@ func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
 			return err
 		}
 	}
-	logDir := filepath.Join(stateDir, "logs")
+	logDir := filepath.Join(stateDir, statedir.LogDir)
 	err := filepath.WalkDir(logDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -103,7 +102,7 @@ func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
 	if err != nil {
 		return fmt.Errorf("collect logs: %w", err)
 	}
-	if entries, err := os.ReadDir(filepath.Join(stateDir, "outbox")); err == nil {
+	if entries, err := os.ReadDir(filepath.Join(stateDir, statedir.OutboxDir)); err == nil {
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())

@@ -103,6 +103,11 @@ func (l *Limiter) init() error {
 			_ = os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(p), 0o644)
 		}
 		l.initErr = os.WriteFile(filepath.Join(l.Base, "cgroup.subtree_control"), []byte("+cpu"), 0o644)
+		// The memory controller caps supervised daemons where it is
+		// delegated too; without it MemoryMax reports why.
+		if ctrl, err := os.ReadFile(filepath.Join(l.Base, "cgroup.controllers")); err == nil && hasWord(string(ctrl), "memory") {
+			_ = os.WriteFile(filepath.Join(l.Base, "cgroup.subtree_control"), []byte("+memory"), 0o644)
+		}
 	})
 	return l.initErr
 }
@@ -163,6 +168,16 @@ func (l *Limiter) New(name string, percent int) (*Group, error) {
 // WriteCPUMax sets dir's cpu.max to percent of one CPU per 100 ms period.
 func WriteCPUMax(dir string, percent int) error {
 	return os.WriteFile(filepath.Join(dir, "cpu.max"), fmt.Appendf(nil, "%d 100000", percent*1000), 0o644)
+}
+
+// SetMemoryMax caps the group's memory (memory.max): the kernel reclaims and
+// then kills inside the group when it is exceeded. It fails where the
+// memory controller is not delegated to the agent.
+func (g *Group) SetMemoryMax(bytes int64) error {
+	if err := os.WriteFile(filepath.Join(g.dir, "memory.max"), fmt.Appendf(nil, "%d", bytes), 0o644); err != nil {
+		return fmt.Errorf("set memory.max: %w", err)
+	}
+	return nil
 }
 
 // Apply makes a command start inside the group.

@@ -1,13 +1,16 @@
-// Package daemon is `corral-agent run`: the agent's long-running loop. It
-// keeps one outbound WebSocket to the control plane (the push channel, which
-// also carries heartbeats), fetches and applies desired state whenever the
-// server says it changed, delivers reports from the on-disk outbox, watches
-// the local configuration and the host inventory, and renews the machine
-// certificate before it expires. It never listens on a port.
+// Package daemon is `corral-agent run`: the agent's long-running loop and
+// the host of its features (package feature). It keeps one outbound
+// WebSocket to the control plane (the push channel, which also carries
+// heartbeats), fetches desired state whenever the server says it changed
+// and hands it to every feature, delivers reports from the on-disk outbox,
+// watches the local configuration and the host inventory, and renews the
+// machine certificate before it expires. It never listens on a port.
 //
 // Ownership: Run owns every goroutine it starts and returns only after all
-// of them stopped. Reconnection uses full-jitter exponential backoff so a
-// restarted control plane is not hit by every agent at once.
+// of them stopped and every feature was closed. Reconnection uses
+// full-jitter exponential backoff so a restarted control plane is not hit
+// by every agent at once. A feature that fails or panics is contained and
+// reported; it never takes the daemon down.
 package daemon
 
 import (
@@ -18,20 +21,21 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/internal/agent/cloud"
 	"github.com/corralhq/corral/internal/agent/cpulimit"
-	"github.com/corralhq/corral/internal/agent/extensions"
+	"github.com/corralhq/corral/internal/agent/feature"
+	"github.com/corralhq/corral/internal/agent/features"
 	"github.com/corralhq/corral/internal/agent/hostinfo"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/outbox"
+	"github.com/corralhq/corral/internal/agent/statedir"
+	"github.com/corralhq/corral/internal/agent/supervise"
 	"github.com/corralhq/corral/internal/client"
-	"github.com/corralhq/corral/internal/wire"
 )
 
 // ErrRevoked means the control plane told this machine to stop: it was
@@ -47,7 +51,10 @@ type Config struct {
 	Version string
 	Logger  *slog.Logger
 
-	InventoryInterval  time.Duration // default 15m
+	InventoryInterval time.Duration // default 15m
+	// ConfigPollInterval is the fallback check of the local configuration
+	// file where inotify cannot watch it; decisions never wait for it (they
+	// read the file when they are made).
 	ConfigPollInterval time.Duration // default 2s
 	RenewCheckInterval time.Duration // default 1h
 	MaxBackoff         time.Duration // default 60s
@@ -63,20 +70,10 @@ type Config struct {
 	// command with this reason (corral dev without --allow-host-changes).
 	HostChangesOff string
 
-	// Reconcilers apply desired state after every fetch, after the
-	// extension manager.
-	Reconcilers []Reconciler
+	// Features are the capabilities the daemon hosts; nil means
+	// features.Default(), what every real agent runs.
+	Features []feature.Feature
 }
-
-// Reconciler brings the machine toward one part of the desired state.
-// Reconcile must be idempotent; it runs again after every fetch and after
-// a restart.
-type Reconciler interface {
-	Reconcile(ctx context.Context, desired wire.DesiredState, cfg localconfig.Config) error
-}
-
-// The extension manager is a Reconciler like any later agent feature.
-var _ Reconciler = (*extensions.Manager)(nil)
 
 func (c *Config) defaults() {
 	if c.InventoryInterval == 0 {
@@ -103,22 +100,32 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Features == nil {
+		c.Features = features.Default()
+	}
 }
 
 // Daemon is one run of the agent.
 type Daemon struct {
 	cfg    Config
+	dir    statedir.Dir
 	log    *slog.Logger
 	id     *identity.Identity
 	hc     *http.Client
 	api    *client.Client
 	out    *outbox.Outbox
 	status *statusFile
-	ext    *extensions.Manager
+	sup    *supervise.Supervisor
 
-	localCfg atomic.Pointer[localconfig.Config]
-	// fetch asks the desired-state loop to fetch now.
-	fetch chan struct{}
+	features []*hosted
+
+	// localCfg is the configuration last seen by the watcher; only the
+	// proxy function and change detection use it — decisions read the
+	// file (localconfig.Current) when they are made.
+	localCfg atomic.Pointer[localconfig.Effective]
+	// fetch asks the desired-state loop to fetch now; recheck asks it to
+	// re-apply the cached desired state (the local configuration changed).
+	fetch, recheck chan struct{}
 	// heartbeatInterval is the interval the server asked for.
 	heartbeatInterval atomic.Int64
 	// lastInventory is the last inventory reported (watchLoop and run only).
@@ -137,6 +144,10 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 func newDaemon(cfg Config) (*Daemon, error) {
+	dir := statedir.Dir(cfg.StateDir)
+	if err := statedir.CheckSafe(dir); err != nil {
+		return nil, err
+	}
 	id, err := identity.Load(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -144,12 +155,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if id.State.Revoked != "" {
 		return nil, fmt.Errorf("%w (%s): run \"corral-agent connect\" again", ErrRevoked, id.State.Revoked)
 	}
-	lc, err := localconfig.Load(cfg.StateDir)
-	if err != nil {
-		return nil, err
-	}
-	d := &Daemon{cfg: cfg, id: id, fetch: make(chan struct{}, 1),
+	d := &Daemon{cfg: cfg, dir: dir, id: id, fetch: make(chan struct{}, 1), recheck: make(chan struct{}, 1),
 		log: cfg.Logger.With("component", "agent", "machine", id.State.ResourceID)}
+	lc := d.currentConfig()
 	d.localCfg.Store(&lc)
 	d.heartbeatInterval.Store(int64(id.State.HeartbeatInterval))
 	if d.heartbeatInterval.Load() <= 0 {
@@ -164,37 +172,27 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.out, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox"))
+	d.out, err = outbox.Open(dir.Path(statedir.OutboxDir))
 	if err != nil {
 		return nil, err
 	}
-	d.status = &statusFile{path: filepath.Join(cfg.StateDir, StatusFile)}
+	d.status = &statusFile{path: dir.Path(statedir.StatusFile)}
 	limiter, why := cpulimit.Detect(cfg.CgroupRoot)
 	if limiter == nil {
 		d.log.Info("extension CPU limit not enforced", "reason", why)
 	}
-	d.ext, err = extensions.New(extensions.Config{
-		Dir: filepath.Join(cfg.StateDir, "extensions"), MachineID: id.State.MachineID, SealingKey: id.SealingKey,
-		Fetch: fetcher{d.api}, Report: d.addReport, Logger: d.log.With("component", "extensions"),
-		Limiter: limiter, HostChangesOff: cfg.HostChangesOff,
-	})
-	if err != nil {
-		return nil, err
-	}
+	d.sup = supervise.New(limiter, d.log.With("component", "supervisor"))
+	d.features = d.hostFeatures(cfg.Features, limiter)
 	return d, nil
 }
 
-// fetcher downloads catalogs and packages over the machine's mTLS channel.
-type fetcher struct{ api *client.Client }
-
-func (f fetcher) Catalog(ctx context.Context, publisher string) (wire.SignedCatalog, error) {
-	var sc wire.SignedCatalog
-	err := f.api.Do(ctx, http.MethodGet, wire.PathCatalogs+url.PathEscape(publisher), nil, &sc)
-	return sc, err
-}
-
-func (f fetcher) Package(ctx context.Context, digest string) ([]byte, error) {
-	return f.api.Download(ctx, wire.PathPackages+url.PathEscape(digest), wire.MaxPackageBytes)
+// currentConfig is the local configuration as it is on disk now.
+func (d *Daemon) currentConfig() localconfig.Effective {
+	e, err := localconfig.Current(d.cfg.StateDir)
+	if err != nil {
+		d.log.Error("local configuration unreadable; extensions, guest configuration and incoming connections are off", "err", err)
+	}
+	return e
 }
 
 // proxy routes through proxy.url unless the host is in proxy.bypass; with
@@ -210,6 +208,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	// Fresh inventory and configuration on every start.
 	d.reportInventory(ctx)
 	d.reportConfig(*d.localCfg.Load())
+	d.startFeatures(ctx)
 
 	var wg sync.WaitGroup
 	fatal := func(err error) {
@@ -222,9 +221,11 @@ func (d *Daemon) run(ctx context.Context) error {
 	wg.Go(func() { d.deliverLoop(ctx) })
 	wg.Go(func() { d.watchLoop(ctx) })
 	wg.Go(func() { d.renewLoop(ctx) })
+	d.tickLoops(ctx, &wg)
 	<-ctx.Done()
 	wg.Wait()
-	d.ext.Close()
+	d.closeFeatures()
+	d.sup.Close()
 	d.status.update(func(s *Status) { s.Connected = false; s.PID = 0 })
 	if err := context.Cause(ctx); errors.Is(err, ErrRevoked) {
 		d.id.State.Revoked = err.Error()

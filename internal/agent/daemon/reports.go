@@ -10,15 +10,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/outbox"
+	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 // DesiredFile is the last desired state fetched (state directory relative),
 // without its run commands; reconcilers re-apply it after a restart even
 // before the server answers.
-const DesiredFile = "desired.json"
+const DesiredFile = statedir.DesiredFile
 
 // maxBatch matches the server's limit on reports per batch.
 const maxBatch = 100
@@ -50,7 +52,7 @@ func (d *Daemon) reportInventory(ctx context.Context) {
 }
 
 // reportConfig reports the local configuration (read-only on the server).
-func (d *Daemon) reportConfig(c localconfig.Config) {
+func (d *Daemon) reportConfig(c localconfig.Effective) {
 	d.addReport(wire.ReportAgentConfig, c.Wire(), wire.ReportAgentConfig)
 }
 
@@ -65,6 +67,12 @@ func (d *Daemon) desiredLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-again.C:
+			d.reconcileCached(ctx)
+			continue
+		case <-d.recheck:
+			// Root changed the local configuration: what it now allows or
+			// forbids is applied from the cached desired state at once,
+			// without waiting for (or needing) the server.
 			d.reconcileCached(ctx)
 			continue
 		case <-d.fetch:
@@ -96,10 +104,10 @@ func (d *Daemon) syncDesired(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := localconfig.WriteFileAtomic(filepath.Join(d.cfg.StateDir, DesiredFile), append(b, '\n'), 0o600); err != nil {
+	if err := statedir.WriteFileAtomic(filepath.Join(d.cfg.StateDir, DesiredFile), append(b, '\n'), 0o600); err != nil {
 		return err
 	}
-	d.reconcile(ctx, ds)
+	d.applyFeatures(ctx, feature.Desired{State: ds, Fresh: true})
 	d.status.update(func(s *Status) { s.AppliedGeneration = ds.Generation })
 	d.addReport(wire.ReportApplied, wire.AppliedState{Generation: ds.Generation}, wire.ReportApplied)
 	return nil
@@ -115,7 +123,7 @@ func (d *Daemon) reconcileCached(ctx context.Context) {
 		return
 	}
 	ds.RunCommands = nil
-	d.reconcile(ctx, ds)
+	d.applyFeatures(ctx, feature.Desired{State: ds})
 }
 
 func readDesired(stateDir string) (wire.DesiredState, error) {
@@ -125,18 +133,6 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 		return ds, err
 	}
 	return ds, json.Unmarshal(b, &ds)
-}
-
-func (d *Daemon) reconcile(ctx context.Context, ds wire.DesiredState) {
-	cfg := *d.localCfg.Load()
-	if err := d.ext.Reconcile(ctx, ds, cfg); err != nil && ctx.Err() == nil {
-		d.log.ErrorContext(ctx, "reconcile extensions", "err", err)
-	}
-	for _, r := range d.cfg.Reconcilers {
-		if err := r.Reconcile(ctx, ds, cfg); err != nil && ctx.Err() == nil {
-			d.log.ErrorContext(ctx, "reconcile", "err", err)
-		}
-	}
 }
 
 // deliverLoop sends outbox reports in order, in batches, until the outbox is
@@ -210,13 +206,18 @@ func isTooLarge(err error) bool {
 	return errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge
 }
 
-// watchLoop polls the local configuration (changed only by root with
-// `corral-agent config`) and periodically re-reads the inventory.
+// watchLoop watches the local configuration (changed only by root with
+// `corral-agent config`; inotify, with a poll as fallback) and periodically
+// re-reads the inventory. A change is reported to the control plane, told
+// to the features (which stop what it forbids) and applied from the cached
+// desired state. Decisions do not wait for this loop: they read the file.
 func (d *Daemon) watchLoop(ctx context.Context) {
 	cfgTick := time.NewTicker(d.cfg.ConfigPollInterval)
 	defer cfgTick.Stop()
 	invTick := time.NewTicker(d.cfg.InventoryInterval)
 	defer invTick.Stop()
+	changed, stop := watchFile(d.dir.Path(statedir.ConfigFile), d.log)
+	defer stop()
 	last, _ := json.Marshal(d.localCfg.Load().Wire())
 	for {
 		select {
@@ -224,25 +225,21 @@ func (d *Daemon) watchLoop(ctx context.Context) {
 			return
 		case <-invTick.C:
 			d.reportInventory(ctx)
+			continue
 		case <-cfgTick.C:
-			c, err := localconfig.Load(d.cfg.StateDir)
-			if err != nil {
-				// Fail closed: a damaged configuration turns the extension
-				// manager and guest configuration off until root fixes it.
-				d.log.ErrorContext(ctx, "local configuration unreadable; extensions and guest configuration are off", "err", err)
-				off := false
-				c = localconfig.Config{ExtensionsEnabled: &off, GuestConfigEnabled: &off}
-			}
-			b, _ := json.Marshal(c.Wire())
-			if bytes.Equal(b, last) {
-				continue
-			}
-			last = b
-			d.localCfg.Store(&c)
-			d.log.InfoContext(ctx, "local configuration changed")
-			d.reportConfig(c)
-			kick(d.fetch) // re-reconcile under the new rules
+		case <-changed:
 		}
+		c := d.currentConfig()
+		b, _ := json.Marshal(c.Wire())
+		if bytes.Equal(b, last) {
+			continue
+		}
+		last = b
+		d.localCfg.Store(&c)
+		d.log.InfoContext(ctx, "local configuration changed")
+		d.reportConfig(c)
+		d.configChanged(ctx)
+		kick(d.recheck)
 	}
 }
 

@@ -6,12 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/statedir"
 )
 
 // StatusFile is where the daemon records its connection state for
 // `corral-agent show` (state directory relative).
-const StatusFile = "status.json"
+const StatusFile = statedir.StatusFile
 
 // Status is the daemon's view of its connection.
 type Status struct {
@@ -54,7 +54,7 @@ func (f *statusFile) update(change func(*Status)) {
 	if err != nil {
 		return
 	}
-	_ = localconfig.WriteFileAtomic(f.path, append(b, '\n'), 0o600)
+	_ = statedir.WriteFileAtomic(f.path, append(b, '\n'), 0o600)
 }
 
 func (f *statusFile) get() Status {

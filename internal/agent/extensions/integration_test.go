@@ -96,7 +96,7 @@ func setLocalConfig(t *testing.T, s *testutil.Server, state, rg, machine string,
 	if err := localconfig.Save(state, c); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := json.Marshal(c.Wire())
+	want, _ := json.Marshal(c.Effective().Wire())
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var m wire.Machine
@@ -434,7 +434,7 @@ func TestHostilePackagesAndConfigWrites(t *testing.T) {
 	if status != http.StatusBadRequest {
 		t.Errorf("PATCH with agentConfiguration: %d %s", status, b)
 	}
-	if after, _ := localconfig.Load(state); !slices.Equal(after.Allowlist, []string{localconfig.AllowNone}) {
+	if after, _ := localconfig.Load(state); !slices.Equal(after.Effective().Allowlist, []string{localconfig.AllowNone}) {
 		t.Errorf("the local configuration changed: %+v", after)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/wire"
@@ -101,47 +104,123 @@ type harness struct {
 	t       *testing.T
 	m       *Manager
 	repo    *repo
+	cp      *controlPlane
+	state   string
 	dir     string
 	log     string
 	mu      sync.Mutex
 	reports []any
 	sealPub []byte
+	sealKey []byte
+	// builtins are the first-party extensions the agent under test ships.
+	builtins map[string]feature.Builtin
+}
+
+// controlPlane serves a fetcher's catalogs and packages on the agent's
+// paths, as the real control plane does over mTLS.
+type controlPlane struct {
+	mu    sync.Mutex
+	fetch fetcher
+}
+
+type fetcher interface {
+	Catalog(ctx context.Context, publisher string) (wire.SignedCatalog, error)
+	Package(ctx context.Context, digest string) ([]byte, error)
+}
+
+func (c *controlPlane) use(f fetcher) { c.mu.Lock(); c.fetch = f; c.mu.Unlock() }
+
+func (c *controlPlane) Do(ctx context.Context, method, path string, _, out any) error {
+	c.mu.Lock()
+	f := c.fetch
+	c.mu.Unlock()
+	pub, ok := strings.CutPrefix(path, wire.PathCatalogs)
+	if method != "GET" || !ok {
+		return fmt.Errorf("unexpected %s %s", method, path)
+	}
+	sc, err := f.Catalog(ctx, pub)
+	if err != nil {
+		return err
+	}
+	*out.(*wire.SignedCatalog) = sc
+	return nil
+}
+
+func (c *controlPlane) Download(ctx context.Context, path string, _ int64) ([]byte, error) {
+	c.mu.Lock()
+	f := c.fetch
+	c.mu.Unlock()
+	digest, ok := strings.CutPrefix(path, wire.PathPackages)
+	if !ok {
+		return nil, fmt.Errorf("unexpected download %s", path)
+	}
+	return f.Package(ctx, strings.ReplaceAll(digest, "%3A", ":"))
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, repo: newRepo(t), dir: filepath.Join(t.TempDir(), "extensions"), log: filepath.Join(t.TempDir(), "handlers.log")}
+	state := t.TempDir()
+	h := &harness{t: t, repo: newRepo(t), state: state, dir: filepath.Join(state, "extensions"),
+		log: filepath.Join(t.TempDir(), "handlers.log"), builtins: map[string]feature.Builtin{}}
+	h.cp = &controlPlane{fetch: h.repo}
 	priv, pub, err := sealing.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.sealPub = pub
-	h.open(priv)
+	h.sealPub, h.sealKey = pub, priv
+	h.open()
 	return h
 }
 
-func (h *harness) open(sealPriv []byte) {
-	m, err := New(Config{Dir: h.dir, MachineID: "m1", SealingKey: func() ([]byte, error) { return sealPriv, nil }, Fetch: h.repo,
+// open starts a Manager on the harness's state directory, as a new agent
+// process would.
+func (h *harness) open() {
+	m := New()
+	err := m.Start(context.Background(), feature.Env{
+		Logger: slog.New(slog.DiscardHandler), StateDir: statedir.Dir(h.state), Dir: filepath.Join(h.state, "features", Name),
 		Report: func(kind string, body any, _ string) {
 			h.mu.Lock()
 			h.reports = append(h.reports, body)
 			h.mu.Unlock()
-		}})
+		},
+		Config: func() localconfig.Effective {
+			e, _ := localconfig.Current(h.state)
+			return e
+		},
+		ControlPlane: h.cp,
+		Machine:      feature.Machine{ID: "m1", SealingKey: func() ([]byte, error) { return h.sealKey, nil }},
+		Builtins:     h.builtins,
+	})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.m = m
-	h.t.Cleanup(m.Close)
+	h.t.Cleanup(func() { m.Close() })
 }
 
 func (h *harness) desired(exts ...wire.DesiredExtension) wire.DesiredState {
 	return wire.DesiredState{Extensions: exts, Publishers: []wire.PublisherKey{{Name: "Acme", PublicKey: h.repo.pub}}}
 }
 
+// configure writes the local configuration as root would.
+func (h *harness) configure(cfg localconfig.Config) {
+	h.t.Helper()
+	if err := localconfig.Save(h.state, cfg); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// apply applies ds under cfg (written to disk first) and returns what
+// Apply returned.
+func (h *harness) apply(ctx context.Context, ds wire.DesiredState, cfg localconfig.Config) error {
+	h.configure(cfg)
+	return h.m.Apply(ctx, feature.Desired{State: ds, Fresh: true})
+}
+
 func (h *harness) reconcile(ds wire.DesiredState, cfg localconfig.Config) {
 	h.t.Helper()
-	if err := h.m.Reconcile(context.Background(), ds, cfg); err != nil {
-		h.t.Logf("reconcile: %v", err)
+	if err := h.apply(context.Background(), ds, cfg); err != nil {
+		h.t.Logf("apply: %v", err)
 	}
 }
 
@@ -381,7 +460,7 @@ func TestPinnedPublisherKeyAndCatalogReplay(t *testing.T) {
 	pub2, _, _ := ed25519.GenerateKey(nil)
 	ds := h.desired(v1)
 	ds.Publishers[0].PublicKey = pub2
-	if err := h.m.Reconcile(context.Background(), ds, localconfig.Config{}); err == nil || !strings.Contains(err.Error(), "pinned") {
+	if err := h.apply(context.Background(), ds, localconfig.Config{}); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Errorf("key change accepted: %v", err)
 	}
 }
@@ -395,7 +474,7 @@ func TestInterruptedInstallIsRedoneAfterRestart(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.m.Reconcile(ctx, h.desired(d), localconfig.Config{}) }()
+	go func() { done <- h.apply(ctx, h.desired(d), localconfig.Config{}) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(started); err == nil || time.Now().After(deadline) {
@@ -406,8 +485,7 @@ func TestInterruptedInstallIsRedoneAfterRestart(t *testing.T) {
 	cancel() // the agent is killed in the middle of install
 	<-done
 	// A new agent process on the same state directory converges.
-	priv, _ := h.m.cfg.SealingKey()
-	h.open(priv)
+	h.open()
 	h.reconcile(h.desired(d), localconfig.Config{})
 	if s := h.last(); s.State != wire.ExtSucceeded || s.Operation != "install" {
 		t.Fatalf("after restart: %+v", s)
@@ -472,78 +550,12 @@ func TestLockDownRefusesAndRetriesWhenAllowed(t *testing.T) {
 		t.Fatalf("after allowing: %+v", s)
 	}
 	// Disabled extension manager: even removal is refused, the extension stays.
-	off := false
-	cfg.ExtensionsEnabled = &off
+	if err := cfg.Set(localconfig.KeyExtensionsEnabled, "false"); err != nil {
+		t.Fatal(err)
+	}
 	h.reconcile(h.desired(), cfg)
 	if s := h.last(); s.State != wire.ExtFailed || s.Removed || !strings.Contains(s.Message, "disabled") {
 		t.Errorf("remove with the manager disabled: %+v", s)
-	}
-}
-
-func TestRunCommands(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	exit := func(r wire.RunCommandResult) string {
-		if r.ExitCode == nil {
-			return "nil"
-		}
-		return fmt.Sprint(*r.ExitCode)
-	}
-	results := func() map[string]wire.RunCommandResult {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		out := map[string]wire.RunCommandResult{}
-		for _, r := range h.reports {
-			if rr, ok := r.(wire.RunCommandResult); ok && rr.State != wire.RunRunning {
-				out[rr.Name] = rr
-			}
-		}
-		return out
-	}
-	ds := h.desired()
-	ds.RunCommands = []wire.DesiredRunCommand{
-		{Name: "hello", Script: "echo hello $WHO\necho oops >&2\nexit 3\n", Parameters: map[string]string{"WHO": "world"}},
-		{Name: "whoami", Command: "id -un", RunAsUser: "nobody"},
-		{Name: "slow", Command: "sleep 20", Timeout: wire.Duration(300 * time.Millisecond)},
-		{Name: "loud", Command: "head -c 200000 /dev/zero | tr '\\0' a"},
-	}
-	h.reconcile(ds, localconfig.Config{})
-	deadline := time.Now().Add(15 * time.Second)
-	for len(results()) < 4 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	got := results()
-	if r := got["hello"]; r.State != wire.RunFailed || exit(r) != "3" || r.Stdout != "hello world\n" || r.Stderr != "oops\n" {
-		t.Errorf("hello: %+v", r)
-	}
-	if r := got["whoami"]; r.State != wire.RunSucceeded || strings.TrimSpace(r.Stdout) != "nobody" {
-		t.Errorf("whoami: %+v", r)
-	}
-	if r := got["slow"]; r.State != wire.RunTimedOut {
-		t.Errorf("slow: %+v", r)
-	}
-	if r := got["loud"]; len(r.Stdout) > wire.MaxHandlerOutputBytes+100 || !strings.Contains(r.Stdout, "truncated") {
-		t.Errorf("loud output %d bytes", len(r.Stdout))
-	}
-	// At most once: the same desired state does not run them again.
-	n := len(h.reports)
-	h.reconcile(ds, localconfig.Config{})
-	time.Sleep(100 * time.Millisecond)
-	h.mu.Lock()
-	if len(h.reports) != n {
-		t.Errorf("run commands ran twice: %+v", h.reports[n:])
-	}
-	h.mu.Unlock()
-	// Blocked like any extension.
-	var cfg localconfig.Config
-	_ = cfg.Set(localconfig.KeyBlocklist, wire.ExtRunCommand)
-	ds.RunCommands = []wire.DesiredRunCommand{{Name: "blocked", Command: "touch " + h.log}}
-	h.reconcile(ds, cfg)
-	if r := results()["blocked"]; r.State != wire.RunFailed || !strings.Contains(r.Message, "blocklist") {
-		t.Errorf("blocked run: %+v", r)
-	}
-	if _, err := os.Stat(h.log); err == nil {
-		t.Error("a blocked run command ran")
 	}
 }
 
@@ -597,12 +609,12 @@ func TestPinnedPublisherKeyCannotBeBypassedByCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.m.cfg.Fetch = rogueFetcher{signed: signed, packages: map[string][]byte{digest: arc}}
+	h.cp.use(rogueFetcher{signed: signed, packages: map[string][]byte{digest: arc}})
 	ds := wire.DesiredState{
 		Publishers: []wire.PublisherKey{{Name: "ACME", PublicKey: roguePub}},
 		Extensions: []wire.DesiredExtension{{Name: "monitor", Publisher: "ACME", Type: "Monitor", Version: "2.0.0", Digest: digest, SeqNo: 2}},
 	}
-	if err := h.m.Reconcile(context.Background(), ds, cfg); err == nil || !strings.Contains(err.Error(), "pinned") {
+	if err := h.apply(context.Background(), ds, cfg); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Errorf("another key for the pinned publisher under another casing: reconcile returned %v", err)
 	}
 	if _, err := os.Stat(marker); err == nil {
@@ -641,8 +653,7 @@ func TestLeftoversOfAnAttemptAreKilledWithoutItsProcessGroup(t *testing.T) {
 	if err := h.m.st.save(h.dir); err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := h.m.cfg.SealingKey()
-	h.open(priv)
+	h.open()
 	h.reconcile(h.desired(d), localconfig.Config{})
 	if s := h.last(); s.State != wire.ExtSucceeded {
 		t.Fatalf("redo: %+v", s)
@@ -669,8 +680,7 @@ func TestUnusedPackageDirectoriesAreRemovedAtStart(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(stray, "bin"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := h.m.cfg.SealingKey()
-	h.open(priv) // the agent restarts
+	h.open() // the agent restarts
 	entries, _ := os.ReadDir(filepath.Join(h.dir, "packages"))
 	if len(entries) != 1 || entries[0].Name() == filepath.Base(stray) {
 		t.Errorf("package directories after restart: %v", entries)

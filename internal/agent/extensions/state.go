@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/statedir"
 )
 
 // record is what the agent knows about one extension instance. It is
@@ -96,5 +96,5 @@ func (s *state) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return localconfig.WriteFileAtomic(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
+	return statedir.WriteFileAtomic(filepath.Join(dir, "state.json"), append(b, '\n'), 0o600)
 }

@@ -30,18 +30,19 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 // File names inside the state directory.
 const (
-	FileState = "state.json"
-	FileKey   = "key.pem"
-	FileCert  = "cert.pem"
-	FileCA    = "ca.pem"
+	FileState = statedir.StateFile
+	FileKey   = statedir.KeyFile
+	FileCert  = statedir.CertFile
+	FileCA    = statedir.CAFile
 	// FileSealingKey is the X25519 key protected settings are sealed to.
-	FileSealingKey = "sealing.key"
+	FileSealingKey = statedir.SealingFile
 	nextKey        = "key.pem.next"
 	nextCert       = "cert.pem.next"
 )
@@ -154,17 +155,17 @@ func Save(dir string, st State, keyPEM, certPEM, caPEM, sealingKey []byte) error
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileKey), keyPEM, 0o600); err != nil {
+	if err := statedir.WriteFileAtomic(filepath.Join(dir, FileKey), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write machine key: %w", err)
 	}
-	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileSealingKey), sealingKey, 0o600); err != nil {
+	if err := statedir.WriteFileAtomic(filepath.Join(dir, FileSealingKey), sealingKey, 0o600); err != nil {
 		return fmt.Errorf("write sealing key: %w", err)
 	}
-	if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileCert), certPEM, 0o644); err != nil {
+	if err := statedir.WriteFileAtomic(filepath.Join(dir, FileCert), certPEM, 0o644); err != nil {
 		return fmt.Errorf("write machine certificate: %w", err)
 	}
 	if len(caPEM) > 0 {
-		if err := localconfig.WriteFileAtomic(filepath.Join(dir, FileCA), caPEM, 0o644); err != nil {
+		if err := statedir.WriteFileAtomic(filepath.Join(dir, FileCA), caPEM, 0o644); err != nil {
 			return fmt.Errorf("write CA: %w", err)
 		}
 	} else {
@@ -178,7 +179,7 @@ func saveState(dir string, st State) error {
 	if err != nil {
 		return err
 	}
-	return localconfig.WriteFileAtomic(filepath.Join(dir, FileState), append(b, '\n'), 0o600)
+	return statedir.WriteFileAtomic(filepath.Join(dir, FileState), append(b, '\n'), 0o600)
 }
 
 // SaveState rewrites state.json (e.g. to record a revocation).
@@ -257,7 +258,7 @@ func (id *Identity) Renew(ctx context.Context, request func(ctx context.Context,
 		return err
 	}
 	k, c := filepath.Join(id.Dir, nextKey), filepath.Join(id.Dir, nextCert)
-	if err := localconfig.WriteFileAtomic(k, keyPEM, 0o600); err != nil {
+	if err := statedir.WriteFileAtomic(k, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write new key: %w", err)
 	}
 	certPEM, err := request(ctx, csrPEM)
@@ -270,7 +271,7 @@ func (id *Identity) Renew(ctx context.Context, request func(ctx context.Context,
 		os.Remove(k)
 		return fmt.Errorf("renewed certificate does not match the new key: %w", err)
 	}
-	if err := localconfig.WriteFileAtomic(c, certPEM, 0o644); err != nil {
+	if err := statedir.WriteFileAtomic(c, certPEM, 0o644); err != nil {
 		return fmt.Errorf("write renewed certificate: %w", err)
 	}
 	if err := id.finishRenewal(); err != nil {

@@ -34,9 +34,11 @@ var ErrExtensionBlocked = errors.New("blocked by the local agent configuration")
 // With neither list set everything is allowed. "Allow/None" blocks every
 // install, update and upgrade. Monitor mode replaces the allowlist with
 // MonitorAllowlist. extensions.enabled=false refuses every operation.
-func (c *Config) CheckExtension(op Operation, name string) error {
-	w := c.Wire()
-	if !w.ExtensionsEnabled {
+func (e Effective) CheckExtension(op Operation, name string) error {
+	if e.Damaged != nil {
+		return fmt.Errorf("%w: the local configuration cannot be read (%v)", ErrExtensionBlocked, e.Damaged)
+	}
+	if !e.ExtensionsEnabled {
 		return fmt.Errorf("%w: the extension manager is disabled on this machine (extensions.enabled=false)", ErrExtensionBlocked)
 	}
 	if op == OpRemove {
@@ -45,19 +47,19 @@ func (c *Config) CheckExtension(op Operation, name string) error {
 	has := func(list []string) bool {
 		return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, name) })
 	}
-	if has(w.ExtensionsBlocklist) {
+	if has(e.Blocklist) {
 		return fmt.Errorf("%w: %s is in extensions.blocklist", ErrExtensionBlocked, name)
 	}
-	if len(w.ExtensionsAllowlist) == 0 {
+	if len(e.Allowlist) == 0 {
 		return nil
 	}
-	if slices.Contains(w.ExtensionsAllowlist, AllowNone) {
+	if slices.ContainsFunc(e.Allowlist, IsAllowNone) {
 		return fmt.Errorf("%w: extensions.allowlist is %s, no extension may be installed or changed", ErrExtensionBlocked, AllowNone)
 	}
-	if has(w.ExtensionsAllowlist) {
+	if has(e.Allowlist) {
 		return nil
 	}
-	if w.Mode == ModeMonitor {
+	if e.Mode == ModeMonitor {
 		return fmt.Errorf("%w: config.mode is monitor and %s is not one of its monitoring and security extensions (%s)",
 			ErrExtensionBlocked, name, strings.Join(MonitorAllowlist, ", "))
 	}

@@ -3,10 +3,20 @@
 // set|get|list|clear`). The control plane reads them through reports and can
 // never write them: nothing in the agent's network path calls Save.
 //
+// Every key is defined once, in the keys table: its name, help text, kind,
+// default, validation and whether monitor mode freezes it. Config is what
+// root stored; Effective is what the agent acts on (defaults applied, monitor
+// mode's fixed list in force) and Wire is only how Effective is reported.
+//
 // The file is JSON at STATE/config.json, mode 0600 in a 0700 directory,
 // replaced atomically. A missing file means the defaults. A file that cannot
-// be parsed fails closed: the agent refuses extension operations rather than
-// guess (see Load).
+// be parsed fails closed: Current returns a configuration that refuses
+// every extension operation, guest configuration and incoming connection
+// until root fixes it.
+//
+// In force at once: every decision the agent makes under these rules calls
+// Current, which reads the file as it is at that moment (a few hundred
+// bytes), so a value is in force from the moment `config set` returns.
 //
 // Semantics follow SEEDS-DIGEST §001: allowlist / blocklist of
 // "Publisher/Type" names, the special allowlist value "Allow/None", monitor
@@ -15,42 +25,19 @@
 package localconfig
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/wire"
 )
-
-// Keys, exactly as in DESIGN.md §4.
-const (
-	KeyAllowlist           = "extensions.allowlist"
-	KeyBlocklist           = "extensions.blocklist"
-	KeyExtensionsEnabled   = "extensions.enabled"
-	KeyGuestConfigEnabled  = "guestconfiguration.enabled"
-	KeyMode                = "config.mode"
-	KeyIncomingEnabled     = "incomingconnections.enabled"
-	KeyIncomingPorts       = "incomingconnections.ports"
-	KeyProxyURL            = "proxy.url"
-	KeyProxyBypass         = "proxy.bypass"
-	KeyExtensionsCPULimit  = "extensions.agent.cpulimit"
-	KeyGuestConfigCPULimit = "guestconfiguration.agent.cpulimit"
-)
-
-// Keys lists every key in the order `config list` shows them.
-var Keys = []string{
-	KeyMode, KeyAllowlist, KeyBlocklist, KeyExtensionsEnabled, KeyGuestConfigEnabled,
-	KeyIncomingEnabled, KeyIncomingPorts, KeyProxyURL, KeyProxyBypass,
-	KeyExtensionsCPULimit, KeyGuestConfigCPULimit,
-}
 
 // Modes.
 const (
@@ -64,13 +51,11 @@ const AllowNone = "Allow/None"
 
 // MonitorAllowlist is the fixed allowlist of monitor mode: the monitoring
 // and security extensions. Run command is never on it.
-var MonitorAllowlist = []string{"Corral/EndpointProtection", "Corral/PatchManagement"}
+var MonitorAllowlist = []string{wire.ExtEndpointProtection, wire.ExtPatchManagement}
 
-// Defaults of the numeric keys: the agent's helpers stay at about 5% CPU
-// (SEEDS-DIGEST §003).
-const (
-	DefaultCPULimit = 5
-)
+// DefaultCPULimit is the default of the CPU limit keys: the agent's helpers
+// stay at about 5% of one CPU (SEEDS-DIGEST §003).
+const DefaultCPULimit = 5
 
 // ErrFrozen is returned when a key cannot change in monitor mode.
 var ErrFrozen = errors.New("frozen in monitor mode")
@@ -78,54 +63,74 @@ var ErrFrozen = errors.New("frozen in monitor mode")
 // ErrUnknownKey is returned for a key that is not in Keys.
 var ErrUnknownKey = errors.New("unknown configuration key")
 
-// Config is the local configuration. Pointers distinguish "not set" (the
-// default applies) from an explicit value, so `config list` can tell them
-// apart and `config clear` restores the default.
+// Config is the local configuration as root stored it: each set key's
+// value in canonical form (lists comma-joined). A key that is absent takes
+// its default. The zero Config is the default configuration.
 type Config struct {
-	Mode                string   `json:"config.mode,omitempty"`
-	Allowlist           []string `json:"extensions.allowlist,omitempty"`
-	Blocklist           []string `json:"extensions.blocklist,omitempty"`
-	ExtensionsEnabled   *bool    `json:"extensions.enabled,omitempty"`
-	GuestConfigEnabled  *bool    `json:"guestconfiguration.enabled,omitempty"`
-	IncomingEnabled     *bool    `json:"incomingconnections.enabled,omitempty"`
-	IncomingPorts       []string `json:"incomingconnections.ports,omitempty"`
-	ProxyURL            string   `json:"proxy.url,omitempty"`
-	ProxyBypass         []string `json:"proxy.bypass,omitempty"`
-	ExtensionsCPULimit  *int     `json:"extensions.agent.cpulimit,omitempty"`
-	GuestConfigCPULimit *int     `json:"guestconfiguration.agent.cpulimit,omitempty"`
+	values map[string]string
 }
 
 // FileName is the configuration file's name inside the state directory.
-const FileName = "config.json"
+const FileName = statedir.ConfigFile
 
 // Path returns the configuration file of a state directory.
 func Path(stateDir string) string { return filepath.Join(stateDir, FileName) }
 
 // Load reads the configuration; a missing file is the default configuration.
-// A file that exists but cannot be read or parsed is an error: callers must
-// fail closed (the daemon refuses extension operations).
+// A file that exists but cannot be read or parsed, or holds a value `config
+// set` would refuse, is an error: callers must fail closed (see Current).
 func Load(stateDir string) (Config, error) {
-	var c Config
 	b, err := os.ReadFile(Path(stateDir))
 	if errors.Is(err, os.ErrNotExist) {
-		return c, nil
+		return Config{}, nil
 	}
 	if err != nil {
-		return c, fmt.Errorf("read local configuration: %w", err)
+		return Config{}, fmt.Errorf("read local configuration: %w", err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	c, err := parseFile(b)
+	if err != nil {
 		return Config{}, fmt.Errorf("local configuration %s is damaged (%v): fix or remove it as root", Path(stateDir), err)
 	}
-	// Every stored value must still be valid: a hand-edited file cannot
-	// smuggle in what `config set` would refuse.
-	for _, k := range Keys {
-		if v, set := c.raw(k); set {
-			probe := Config{}
-			if err := probe.set(k, v); err != nil {
-				return Config{}, fmt.Errorf("local configuration %s: %w", Path(stateDir), err)
-			}
+	return c, nil
+}
+
+// Current is the configuration in force now: the file as it is at this
+// moment. A damaged file yields FailClosed with the error, so a caller that
+// ignores the error still refuses.
+func Current(stateDir string) (Effective, error) {
+	c, err := Load(stateDir)
+	if err != nil {
+		return FailClosed(err), err
+	}
+	return c.Effective(), nil
+}
+
+// parseFile decodes the stored JSON: an object of key → value, with bools,
+// numbers and arrays of strings where the key's kind says so.
+func parseFile(b []byte) (Config, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil {
+		return Config{}, err
+	}
+	c := Config{values: map[string]string{}}
+	for name, v := range raw {
+		k, ok := lookup(name)
+		if !ok {
+			return Config{}, fmt.Errorf("unknown key %q", name)
+		}
+		s, err := k.kind.fromJSON(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+		// Every stored value must still be valid: a hand-edited file cannot
+		// smuggle in what `config set` would refuse.
+		canon, err := k.parse(s)
+		if err != nil {
+			return Config{}, err
+		}
+		if canon != "" || k.kind != kindList {
+			c.values[name] = canon
 		}
 	}
 	return c, nil
@@ -133,245 +138,72 @@ func Load(stateDir string) (Config, error) {
 
 // Save writes the configuration root-only and atomically.
 func Save(stateDir string, c Config) error {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
+	if err := statedir.MkdirPrivate(stateDir); err != nil {
+		return err
 	}
-	b, err := json.MarshalIndent(c, "", "  ")
+	out := map[string]any{}
+	for name, v := range c.values {
+		k, _ := lookup(name)
+		out[name] = k.kind.toJSON(v)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(Path(stateDir), append(b, '\n'), 0o600)
-}
-
-// WriteFileAtomic writes data to a temp file in path's directory, syncs it
-// and renames it over path, so readers see the old or the new file, never a
-// torn one.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return statedir.WriteFileAtomic(Path(stateDir), append(b, '\n'), statedir.PrivateMode)
 }
 
 // Set validates and sets key to value. In monitor mode the extension lists
 // and guest configuration are frozen: only config.mode may switch back first.
 func (c *Config) Set(key, value string) error {
-	if c.EffectiveMode() == ModeMonitor && frozenInMonitor(key) {
+	k, ok := lookup(key)
+	if !ok {
+		return unknownKey(key)
+	}
+	if c.Effective().Mode == ModeMonitor && k.frozen {
 		return fmt.Errorf("%s cannot be changed while config.mode is monitor (%w): run \"corral-agent config set config.mode full\" first", key, ErrFrozen)
 	}
-	return c.set(key, value)
+	canon, err := k.parse(value)
+	if err != nil {
+		return err
+	}
+	if c.values == nil {
+		c.values = map[string]string{}
+	}
+	c.values[key] = canon
+	return nil
 }
 
 // Clear restores key's default, under the same monitor-mode rule as Set.
 func (c *Config) Clear(key string) error {
-	if !slices.Contains(Keys, key) {
+	k, ok := lookup(key)
+	if !ok {
 		return unknownKey(key)
 	}
-	if c.EffectiveMode() == ModeMonitor && frozenInMonitor(key) {
+	if c.Effective().Mode == ModeMonitor && k.frozen {
 		return fmt.Errorf("%s cannot be cleared while config.mode is monitor (%w): run \"corral-agent config set config.mode full\" first", key, ErrFrozen)
 	}
-	switch key {
-	case KeyMode:
-		c.Mode = ""
-	case KeyAllowlist:
-		c.Allowlist = nil
-	case KeyBlocklist:
-		c.Blocklist = nil
-	case KeyExtensionsEnabled:
-		c.ExtensionsEnabled = nil
-	case KeyGuestConfigEnabled:
-		c.GuestConfigEnabled = nil
-	case KeyIncomingEnabled:
-		c.IncomingEnabled = nil
-	case KeyIncomingPorts:
-		c.IncomingPorts = nil
-	case KeyProxyURL:
-		c.ProxyURL = ""
-	case KeyProxyBypass:
-		c.ProxyBypass = nil
-	case KeyExtensionsCPULimit:
-		c.ExtensionsCPULimit = nil
-	case KeyGuestConfigCPULimit:
-		c.GuestConfigCPULimit = nil
-	}
+	delete(c.values, key)
 	return nil
 }
 
-func frozenInMonitor(key string) bool {
-	return key == KeyAllowlist || key == KeyBlocklist || key == KeyGuestConfigEnabled
+// raw returns the stored value of key and whether it is set.
+func (c Config) raw(key string) (string, bool) {
+	v, ok := c.values[key]
+	return v, ok
+}
+
+// value is key's stored value, or its default.
+func (c Config) value(key string) string {
+	if v, ok := c.values[key]; ok {
+		return v
+	}
+	k, _ := lookup(key)
+	return k.def
 }
 
 func unknownKey(key string) error {
-	return fmt.Errorf("%w %q; the keys are: %s", ErrUnknownKey, key, strings.Join(Keys, ", "))
-}
-
-var extensionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
-
-// ValidExtensionName reports whether s is a "Publisher/Type" name.
-func ValidExtensionName(s string) bool { return extensionName.MatchString(s) }
-
-func splitList(value string) []string {
-	var out []string
-	for p := range strings.SplitSeq(value, ",") {
-		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func (c *Config) set(key, value string) error {
-	value = strings.TrimSpace(value)
-	switch key {
-	case KeyMode:
-		v := strings.ToLower(value)
-		if v != ModeFull && v != ModeMonitor {
-			return fmt.Errorf("%s must be %q or %q, not %q", key, ModeFull, ModeMonitor, value)
-		}
-		c.Mode = v
-	case KeyAllowlist, KeyBlocklist:
-		list := splitList(value)
-		for _, n := range list {
-			if n == AllowNone {
-				if key == KeyBlocklist {
-					return fmt.Errorf("%s: %q is only meaningful in %s", key, AllowNone, KeyAllowlist)
-				}
-				if len(list) > 1 {
-					return fmt.Errorf("%s: %q cannot be combined with other extensions", key, AllowNone)
-				}
-				continue
-			}
-			if !ValidExtensionName(n) {
-				return fmt.Errorf("%s: %q is not an extension name of the form Publisher/Type", key, n)
-			}
-		}
-		if key == KeyAllowlist {
-			c.Allowlist = list
-		} else {
-			c.Blocklist = list
-		}
-	case KeyExtensionsEnabled, KeyGuestConfigEnabled, KeyIncomingEnabled:
-		b, err := strconv.ParseBool(value)
-		if err != nil {
-			return fmt.Errorf("%s must be true or false, not %q", key, value)
-		}
-		switch key {
-		case KeyExtensionsEnabled:
-			c.ExtensionsEnabled = &b
-		case KeyGuestConfigEnabled:
-			c.GuestConfigEnabled = &b
-		default:
-			c.IncomingEnabled = &b
-		}
-	case KeyIncomingPorts:
-		list := splitList(value)
-		for _, p := range list {
-			n, err := strconv.Atoi(p)
-			if err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("%s: %q is not a port number (1-65535)", key, p)
-			}
-		}
-		c.IncomingPorts = list
-	case KeyProxyURL:
-		if value != "" {
-			u, err := url.Parse(value)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-				return fmt.Errorf("%s must look like http://proxy.example:3128, not %q", key, value)
-			}
-			if u.User != nil {
-				return fmt.Errorf("%s must not carry credentials", key)
-			}
-		}
-		c.ProxyURL = value
-	case KeyProxyBypass:
-		list := splitList(value)
-		for _, h := range list {
-			if _, _, err := net.ParseCIDR(h); err == nil {
-				continue
-			}
-			if net.ParseIP(h) != nil {
-				continue
-			}
-			if strings.ContainsAny(h, "/:@ \t") {
-				return fmt.Errorf("%s: %q is neither a host name, a domain suffix, an IP nor a CIDR", key, h)
-			}
-		}
-		c.ProxyBypass = list
-	case KeyExtensionsCPULimit, KeyGuestConfigCPULimit:
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 1 || n > 100 {
-			return fmt.Errorf("%s must be a percentage of one CPU between 1 and 100, not %q", key, value)
-		}
-		if key == KeyExtensionsCPULimit {
-			c.ExtensionsCPULimit = &n
-		} else {
-			c.GuestConfigCPULimit = &n
-		}
-	default:
-		return unknownKey(key)
-	}
-	return nil
-}
-
-// raw returns the stored value of key as `config set` would take it, and
-// whether it is set at all.
-func (c *Config) raw(key string) (string, bool) {
-	joined := func(l []string) (string, bool) { return strings.Join(l, ","), l != nil }
-	boolv := func(b *bool) (string, bool) {
-		if b == nil {
-			return "", false
-		}
-		return strconv.FormatBool(*b), true
-	}
-	intv := func(n *int) (string, bool) {
-		if n == nil {
-			return "", false
-		}
-		return strconv.Itoa(*n), true
-	}
-	switch key {
-	case KeyMode:
-		return c.Mode, c.Mode != ""
-	case KeyAllowlist:
-		return joined(c.Allowlist)
-	case KeyBlocklist:
-		return joined(c.Blocklist)
-	case KeyExtensionsEnabled:
-		return boolv(c.ExtensionsEnabled)
-	case KeyGuestConfigEnabled:
-		return boolv(c.GuestConfigEnabled)
-	case KeyIncomingEnabled:
-		return boolv(c.IncomingEnabled)
-	case KeyIncomingPorts:
-		return joined(c.IncomingPorts)
-	case KeyProxyURL:
-		return c.ProxyURL, c.ProxyURL != ""
-	case KeyProxyBypass:
-		return joined(c.ProxyBypass)
-	case KeyExtensionsCPULimit:
-		return intv(c.ExtensionsCPULimit)
-	case KeyGuestConfigCPULimit:
-		return intv(c.GuestConfigCPULimit)
-	}
-	return "", false
+	return fmt.Errorf("%w %q; the keys are: %s", ErrUnknownKey, key, strings.Join(Keys(), ", "))
 }
 
 // Entry is one key as `config get|list` shows it.
@@ -383,98 +215,118 @@ type Entry struct {
 }
 
 // Get returns key's effective value.
-func (c *Config) Get(key string) (Entry, error) {
-	if !slices.Contains(Keys, key) {
+func (c Config) Get(key string) (Entry, error) {
+	k, ok := lookup(key)
+	if !ok {
 		return Entry{}, unknownKey(key)
 	}
 	_, set := c.raw(key)
-	e := Entry{Key: key, Set: set}
-	w := c.Wire()
-	switch key {
-	case KeyMode:
-		e.Value = w.Mode
-	case KeyAllowlist:
-		e.Value = strings.Join(w.ExtensionsAllowlist, ",")
-		if c.EffectiveMode() == ModeMonitor {
-			e.Note = "fixed by monitor mode"
-		}
-	case KeyBlocklist:
-		e.Value = strings.Join(w.ExtensionsBlocklist, ",")
-	case KeyExtensionsEnabled:
-		e.Value = strconv.FormatBool(w.ExtensionsEnabled)
-	case KeyGuestConfigEnabled:
-		e.Value = strconv.FormatBool(w.GuestConfigurationEnabled)
-		if c.EffectiveMode() == ModeMonitor {
-			e.Note = "off in monitor mode"
-		}
-	case KeyIncomingEnabled:
-		e.Value = strconv.FormatBool(w.IncomingConnectionsEnabled)
-	case KeyIncomingPorts:
-		e.Value = strings.Join(w.IncomingConnectionsPorts, ",")
-	case KeyProxyURL:
-		e.Value = w.ProxyURL
-	case KeyProxyBypass:
-		e.Value = strings.Join(w.ProxyBypass, ",")
-	case KeyExtensionsCPULimit:
-		e.Value = strconv.Itoa(w.ExtensionsCPULimit)
-	case KeyGuestConfigCPULimit:
-		e.Value = strconv.Itoa(w.GuestConfigurationCPULimit)
+	e := Entry{Key: key, Set: set, Value: c.value(key)}
+	if c.Effective().Mode == ModeMonitor && k.monitor != nil {
+		e.Value, e.Note = k.monitor()
 	}
 	return e, nil
 }
 
-// List returns every key's effective value.
-func (c *Config) List() []Entry {
-	out := make([]Entry, 0, len(Keys))
-	for _, k := range Keys {
-		e, _ := c.Get(k)
+// List returns every key's effective value, in table order.
+func (c Config) List() []Entry {
+	out := make([]Entry, 0, len(keys))
+	for _, k := range keys {
+		e, _ := c.Get(k.name)
 		out = append(out, e)
 	}
 	return out
 }
 
-// EffectiveMode is full unless monitor was set.
-func (c *Config) EffectiveMode() string {
-	if c.Mode == ModeMonitor {
-		return ModeMonitor
-	}
-	return ModeFull
+// Effective is the configuration the agent acts on: defaults applied and
+// monitor mode's fixed allowlist and guest-configuration switch in force.
+type Effective struct {
+	Mode                string
+	Allowlist           []string
+	Blocklist           []string
+	ExtensionsEnabled   bool
+	GuestConfigEnabled  bool
+	IncomingEnabled     bool
+	IncomingPorts       []int
+	ProxyURL            string
+	ProxyBypass         []string
+	ExtensionsCPULimit  int
+	GuestConfigCPULimit int
+	// Damaged is why the configuration could not be read (FailClosed); nil
+	// for a readable one.
+	Damaged error
 }
 
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
+// Effective computes the configuration in force from what is stored.
+func (c Config) Effective() Effective {
+	e := Effective{
+		Mode:                c.value(KeyMode),
+		Allowlist:           splitList(c.value(KeyAllowlist)),
+		Blocklist:           splitList(c.value(KeyBlocklist)),
+		ExtensionsEnabled:   c.value(KeyExtensionsEnabled) == "true",
+		GuestConfigEnabled:  c.value(KeyGuestConfigEnabled) == "true",
+		IncomingEnabled:     c.value(KeyIncomingEnabled) == "true",
+		ProxyURL:            c.value(KeyProxyURL),
+		ProxyBypass:         splitList(c.value(KeyProxyBypass)),
+		ExtensionsCPULimit:  atoi(c.value(KeyExtensionsCPULimit)),
+		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
 	}
-	return *p
+	for _, p := range splitList(c.value(KeyIncomingPorts)) {
+		e.IncomingPorts = append(e.IncomingPorts, atoi(p))
+	}
+	if e.Mode == ModeMonitor {
+		e.Allowlist = slices.Clone(MonitorAllowlist)
+		e.GuestConfigEnabled = false
+	}
+	return e
 }
+
+// FailClosed is the configuration in force while the file is damaged: the
+// extension manager, guest configuration and incoming connections are off
+// until root fixes it.
+func FailClosed(why error) Effective {
+	e := Config{}.Effective()
+	e.ExtensionsEnabled, e.GuestConfigEnabled, e.IncomingEnabled = false, false, false
+	e.Damaged = why
+	return e
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // Wire is the effective configuration as reported to the control plane.
-func (c *Config) Wire() wire.AgentConfig {
-	w := wire.AgentConfig{
-		Mode:                       c.EffectiveMode(),
-		ExtensionsAllowlist:        slices.Clone(c.Allowlist),
-		ExtensionsBlocklist:        slices.Clone(c.Blocklist),
-		ExtensionsEnabled:          deref(c.ExtensionsEnabled, true),
-		GuestConfigurationEnabled:  deref(c.GuestConfigEnabled, true),
-		IncomingConnectionsEnabled: deref(c.IncomingEnabled, true),
-		IncomingConnectionsPorts:   slices.Clone(c.IncomingPorts),
-		ProxyURL:                   c.ProxyURL,
-		ProxyBypass:                slices.Clone(c.ProxyBypass),
-		ExtensionsCPULimit:         deref(c.ExtensionsCPULimit, DefaultCPULimit),
-		GuestConfigurationCPULimit: deref(c.GuestConfigCPULimit, DefaultCPULimit),
+func (e Effective) Wire() wire.AgentConfig {
+	ports := make([]string, 0, len(e.IncomingPorts))
+	for _, p := range e.IncomingPorts {
+		ports = append(ports, strconv.Itoa(p))
 	}
-	if w.Mode == ModeMonitor {
-		w.ExtensionsAllowlist = slices.Clone(MonitorAllowlist)
-		w.GuestConfigurationEnabled = false
+	return wire.AgentConfig{
+		Mode:                       e.Mode,
+		ExtensionsAllowlist:        nonNil(e.Allowlist),
+		ExtensionsBlocklist:        nonNil(e.Blocklist),
+		ExtensionsEnabled:          e.ExtensionsEnabled,
+		GuestConfigurationEnabled:  e.GuestConfigEnabled,
+		IncomingConnectionsEnabled: e.IncomingEnabled,
+		IncomingConnectionsPorts:   ports,
+		ProxyURL:                   e.ProxyURL,
+		ProxyBypass:                slices.Clone(e.ProxyBypass),
+		ExtensionsCPULimit:         e.ExtensionsCPULimit,
+		GuestConfigurationCPULimit: e.GuestConfigCPULimit,
 	}
-	if w.ExtensionsAllowlist == nil {
-		w.ExtensionsAllowlist = []string{}
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
 	}
-	if w.ExtensionsBlocklist == nil {
-		w.ExtensionsBlocklist = []string{}
+	return slices.Clone(l)
+}
+
+func splitList(value string) []string {
+	var out []string
+	for p := range strings.SplitSeq(value, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
-	if w.IncomingConnectionsPorts == nil {
-		w.IncomingConnectionsPorts = []string{}
-	}
-	return w
+	return out
 }

@@ -64,7 +64,7 @@ func TestMonitorModeFreezesListsAndFixesAllowlist(t *testing.T) {
 			t.Errorf("Clear(%s) in monitor mode = %v, want ErrFrozen", k, err)
 		}
 	}
-	w := c.Wire()
+	w := c.Effective().Wire()
 	if diff := cmp.Diff(MonitorAllowlist, w.ExtensionsAllowlist); diff != "" {
 		t.Errorf("monitor allowlist (-want +got):\n%s", diff)
 	}
@@ -75,7 +75,7 @@ func TestMonitorModeFreezesListsAndFixesAllowlist(t *testing.T) {
 	must(t, c.Set(KeyExtensionsCPULimit, "7"))
 	must(t, c.Set(KeyMode, "full"))
 	must(t, c.Set(KeyAllowlist, "Acme/Monitor"))
-	if got := c.Wire().ExtensionsAllowlist; !cmp.Equal(got, []string{"Acme/Monitor"}) {
+	if got := c.Effective().Wire().ExtensionsAllowlist; !cmp.Equal(got, []string{"Acme/Monitor"}) {
 		t.Errorf("allowlist after full = %v", got)
 	}
 }
@@ -96,6 +96,7 @@ func TestCheckExtensionFollowsTheLockDownTable(t *testing.T) {
 		{"in neither, allowlist configured", "Acme/Monitor", "", false},
 		{"in neither, blocklist configured", "", "Acme/Shell", true},
 		{"Allow/None", AllowNone, "", false},
+		{"allow/none in lower case is still Allow/None", "allow/none", "", false},
 	}
 	for _, l := range lists {
 		var c Config
@@ -107,7 +108,7 @@ func TestCheckExtensionFollowsTheLockDownTable(t *testing.T) {
 		}
 		for _, op := range []Operation{OpInstall, OpUpdate, OpUpgrade, OpRemove} {
 			want := l.wantChange || op == OpRemove
-			err := c.CheckExtension(op, ext)
+			err := c.Effective().CheckExtension(op, ext)
 			if got := err == nil; got != want {
 				t.Errorf("%s: %s allowed = %v (%v), want %v", l.name, op, got, err, want)
 			}
@@ -122,15 +123,15 @@ func TestCheckExtensionMonitorAndDisabled(t *testing.T) {
 	t.Parallel()
 	var c Config
 	must(t, c.Set(KeyMode, "monitor"))
-	if err := c.CheckExtension(OpInstall, "Corral/RunCommand"); err == nil || !strings.Contains(err.Error(), "monitor") {
+	if err := c.Effective().CheckExtension(OpInstall, "Corral/RunCommand"); err == nil || !strings.Contains(err.Error(), "monitor") {
 		t.Errorf("run command in monitor mode: %v", err)
 	}
-	if err := c.CheckExtension(OpInstall, "corral/endpointprotection"); err != nil {
+	if err := c.Effective().CheckExtension(OpInstall, "corral/endpointprotection"); err != nil {
 		t.Errorf("endpoint protection in monitor mode: %v", err)
 	}
 	must(t, c.Set(KeyExtensionsEnabled, "false"))
 	for _, op := range []Operation{OpInstall, OpRemove} {
-		if err := c.CheckExtension(op, "Corral/EndpointProtection"); err == nil || !strings.Contains(err.Error(), "disabled") {
+		if err := c.Effective().CheckExtension(op, "Corral/EndpointProtection"); err == nil || !strings.Contains(err.Error(), "disabled") {
 			t.Errorf("%s with the extension manager disabled: %v", op, err)
 		}
 	}
@@ -140,7 +141,7 @@ func TestSaveLoadRoundTripAndFailClosed(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "state")
 	c, err := Load(dir)
-	if err != nil || !cmp.Equal(c.Wire(), (&Config{}).Wire()) {
+	if err != nil || !cmp.Equal(c.Effective().Wire(), Config{}.Effective().Wire()) {
 		t.Fatalf("missing file: %+v %v", c, err)
 	}
 	must(t, c.Set(KeyAllowlist, "Acme/Monitor"))
@@ -154,13 +155,15 @@ func TestSaveLoadRoundTripAndFailClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(c.Wire(), got.Wire()); diff != "" {
+	if diff := cmp.Diff(c.Effective().Wire(), got.Effective().Wire()); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 	for name, body := range map[string]string{
 		"truncated":    `{"extensions.allowlist": [`,
 		"unknown key":  `{"extensions.colour": "red"}`,
 		"invalid name": `{"extensions.allowlist": ["no slash"]}`,
+		"wrong type":   `{"extensions.enabled": "yes"}`,
+		"comma inside": `{"extensions.blocklist": ["Acme/A,Acme/B"]}`,
 	} {
 		must(t, os.WriteFile(Path(dir), []byte(body), 0o600))
 		if _, err := Load(dir); err == nil {
@@ -174,8 +177,8 @@ func TestListShowsEffectiveValues(t *testing.T) {
 	var c Config
 	must(t, c.Set(KeyMode, "monitor"))
 	entries := c.List()
-	if len(entries) != len(Keys) {
-		t.Fatalf("%d entries, want %d", len(entries), len(Keys))
+	if len(entries) != len(Keys()) {
+		t.Fatalf("%d entries, want %d", len(entries), len(Keys()))
 	}
 	byKey := map[string]Entry{}
 	for _, e := range entries {
@@ -193,5 +196,55 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Files written by earlier agents (typed JSON, omitted defaults) still load,
+// and what Save writes loads back to the same values.
+func TestFileFormatIsStable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	old := `{
+  "config.mode": "monitor",
+  "extensions.blocklist": ["Acme/Shell"],
+  "extensions.enabled": false,
+  "incomingconnections.ports": ["22", "2222"],
+  "extensions.agent.cpulimit": 7
+}`
+	must(t, os.WriteFile(Path(dir), []byte(old), 0o600))
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Effective()
+	if e.Mode != ModeMonitor || e.ExtensionsEnabled || e.ExtensionsCPULimit != 7 || !cmp.Equal(e.IncomingPorts, []int{22, 2222}) ||
+		!cmp.Equal(e.Blocklist, []string{"Acme/Shell"}) {
+		t.Errorf("loaded %+v", e)
+	}
+	must(t, Save(dir, c))
+	again, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c.List(), again.List()); diff != "" {
+		t.Errorf("save/load (-want +got):\n%s", diff)
+	}
+}
+
+// A damaged file fails closed: Current refuses every extension operation,
+// removal included, and turns guest configuration and incoming connections off.
+func TestCurrentFailsClosed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	must(t, os.WriteFile(Path(dir), []byte(`{"extensions.allowlist": [`), 0o600))
+	e, err := Current(dir)
+	if err == nil || e.Damaged == nil {
+		t.Fatalf("Current on a damaged file: %v %+v", err, e)
+	}
+	if e.ExtensionsEnabled || e.GuestConfigEnabled || e.IncomingEnabled {
+		t.Errorf("fail-closed configuration enables something: %+v", e)
+	}
+	if err := e.CheckExtension(OpRemove, "Acme/Monitor"); err == nil || !strings.Contains(err.Error(), "cannot be read") {
+		t.Errorf("remove under a damaged configuration: %v", err)
 	}
 }

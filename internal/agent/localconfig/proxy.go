@@ -13,7 +13,7 @@ import (
 // http.Transport.Proxy: proxy.url unless r's host matches proxy.bypass (a
 // host, a ".domain" suffix, an IP or a CIDR); the environment's proxy
 // settings when proxy.url is unset.
-func (cfg *Config) Proxy(r *http.Request) (*url.URL, error) {
+func (cfg *Effective) Proxy(r *http.Request) (*url.URL, error) {
 	if cfg == nil || cfg.ProxyURL == "" {
 		return http.ProxyFromEnvironment(r)
 	}
@@ -35,7 +35,7 @@ func (cfg *Config) Proxy(r *http.Request) (*url.URL, error) {
 
 // NewHTTPClient is the agent's client for the control plane: every
 // outbound call (onboarding, the daemon, check, disconnect) goes through
-// proxy (normally a Config's Proxy, which honours proxy.url/proxy.bypass)
+// proxy (normally an Effective's Proxy, which honours proxy.url/proxy.bypass)
 // with tlsCfg's trust and client certificate.
 func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
 	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{

@@ -15,7 +15,8 @@ func TestProxyHonoursURLAndBypass(t *testing.T) {
 		"10.1.2.3": false, "192.168.1.1": true,
 	} {
 		r, _ := http.NewRequest("GET", "https://"+host+":8443/agent/v1/desired", nil)
-		u, err := c.Proxy(r)
+		e := c.Effective()
+		u, err := e.Proxy(r)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -157,10 +157,11 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 	if err != nil {
 		return identity.State{}, err
 	}
-	cfg, err := localconfig.Load(o.StateDir)
+	stored, err := localconfig.Load(o.StateDir)
 	if err != nil {
 		return identity.State{}, err
 	}
+	cfg := stored.Effective()
 	caPEM := o.CAPEM
 	switch {
 	case o.CAFile != "":

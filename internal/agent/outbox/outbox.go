@@ -25,7 +25,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -123,7 +123,7 @@ func (o *Outbox) Add(r wire.Report, supersedeKey string) error {
 	o.seq++
 	e := entry{seq: o.seq, key: supersedeKey, id: r.ID}
 	e.file = fmt.Sprintf("%020d_%s_%s.json", e.seq, escapeKey(supersedeKey), r.ID)
-	if err := localconfig.WriteFileAtomic(filepath.Join(o.dir, e.file), b, 0o600); err != nil {
+	if err := statedir.WriteFileAtomic(filepath.Join(o.dir, e.file), b, 0o600); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	if supersedeKey != "" {

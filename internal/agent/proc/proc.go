@@ -1,4 +1,10 @@
-package extensions
+// Package proc runs the agent's child processes the way every handler needs
+// them run: in their own process group, as root or another user, with a
+// timeout that kills the whole group, captured and capped output, no
+// environment inherited from the agent, optionally inside a CPU-limited
+// cgroup, and never outliving an agent killed with SIGKILL (Pdeathsig).
+// Extension handlers, run commands and later features all use it.
+package proc
 
 import (
 	"bytes"
@@ -14,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/corralhq/corral/internal/agent/cpulimit"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -157,8 +164,8 @@ func Run(ctx context.Context, c Command) (Process, error) {
 	return p, nil
 }
 
-// lastLine is the last non-empty line of s, at most 512 bytes.
-func lastLine(s string) string {
+// LastLine is the last non-empty line of s, at most 512 bytes.
+func LastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	l := strings.TrimSpace(lines[len(lines)-1])
 	if len(l) > 512 {
@@ -167,9 +174,9 @@ func lastLine(s string) string {
 	return l
 }
 
-// handlerEnv is the environment of a handler: a fixed PATH and the
+// HandlerEnv is the environment of a handler: a fixed PATH and the
 // extension's identity, nothing inherited from the agent.
-func handlerEnv(name, dir, op string) []string {
+func HandlerEnv(name, dir, op string) []string {
 	return []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "LANG=C.UTF-8",
@@ -218,4 +225,21 @@ func KillLeftovers(pgid int, marker string) int {
 		}
 	}
 	return killed
+}
+
+// CgroupLimit returns a Command.Limit hook that starts the process in a new
+// cgroup of l limited to percent of one CPU, named after name; nil when l is
+// nil (limits not enforceable here).
+func CgroupLimit(l *cpulimit.Limiter, name string, percent int) func(*syscall.SysProcAttr) (func(), error) {
+	if l == nil {
+		return nil
+	}
+	return func(attr *syscall.SysProcAttr) (func(), error) {
+		g, err := l.New(name, percent)
+		if err != nil {
+			return nil, err
+		}
+		g.Apply(attr)
+		return func() { g.Close() }, nil
+	}
 }
