@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -131,13 +132,18 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 
 func (a *app) extensionPublishCommand() *cobra.Command {
 	var pkgFile, keyFile, output string
+	var validity time.Duration
 	cmd := &cobra.Command{
-		Use:   "publish --package FILE --key KEYFILE",
+		Use:   "publish --package FILE --key KEYFILE [--catalog-validity DURATION]",
 		Short: "Upload a package and list it in its publisher's signed catalog",
 		Long: `Publish an extension package: upload the archive, then fetch the publisher's
 current catalog (verified with the registered key), add or replace the package's
 entry, sign the next catalog with KEYFILE and upload it. The publisher is the one
-the package's manifest names; KEYFILE must be its key from "corral publisher create".`,
+the package's manifest names; KEYFILE must be its key from "corral publisher create".
+
+The signed catalog expires after --catalog-validity (default one year, at most three):
+agents refuse an expired catalog, so sign it again before then with
+"corral publisher refresh-catalog".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag("package", pkgFile); err != nil {
@@ -177,7 +183,16 @@ the package's manifest names; KEYFILE must be its key from "corral publisher cre
 			if err != nil {
 				return err
 			}
-			serial, err := a.listInCatalog(cmd, c, pub, key, pkg)
+			entry := wire.CatalogEntry{Type: pkg.Type, Version: pkg.Version, Digest: pkg.Digest, Size: pkg.Size}
+			serial, err := a.signNextCatalog(cmd, c, pub, key, validity, func(cat *wire.Catalog) {
+				for i, e := range cat.Packages {
+					if strings.EqualFold(e.Type, pkg.Type) && e.Version == pkg.Version {
+						cat.Packages[i] = entry
+						return
+					}
+				}
+				cat.Packages = append(cat.Packages, entry)
+			})
 			if err != nil {
 				return err
 			}
@@ -192,13 +207,18 @@ the package's manifest names; KEYFILE must be its key from "corral publisher cre
 	}
 	cmd.Flags().StringVar(&pkgFile, "package", "", "the package archive (from corral extension pack)")
 	cmd.Flags().StringVar(&keyFile, "key", "", "the publisher's private key file (from corral publisher create)")
+	cmd.Flags().DurationVar(&validity, "catalog-validity", wire.DefaultCatalogValidity, "how long the signed catalog stays valid for agents")
 	addOutputFlag(cmd, &output)
 	return cmd
 }
 
-// listInCatalog adds pkg to the publisher's catalog and uploads the next
-// serial, retrying if another publish raced it.
-func (a *app) listInCatalog(cmd *cobra.Command, c *client.Client, pub wire.Publisher, key ed25519.PrivateKey, pkg wire.ExtensionPackage) (int64, error) {
+// signNextCatalog fetches the publisher's current catalog (verified with
+// its registered key), applies change, signs the next serial valid for
+// validity and uploads it, retrying if another publish raced it.
+func (a *app) signNextCatalog(cmd *cobra.Command, c *client.Client, pub wire.Publisher, key ed25519.PrivateKey, validity time.Duration, change func(*wire.Catalog)) (int64, error) {
+	if validity <= 0 || validity > wire.MaxCatalogValidity {
+		return 0, fmt.Errorf("--catalog-validity must be between 1s and %s, not %s", wire.MaxCatalogValidity, validity)
+	}
 	ctx := ctxOf(cmd)
 	var lastErr error
 	for range 3 {
@@ -214,18 +234,10 @@ func (a *app) listInCatalog(cmd *cobra.Command, c *client.Client, pub wire.Publi
 				return 0, fmt.Errorf("the current catalog of %s does not verify with its registered key: %w", pub.Name, err)
 			}
 		}
-		entry := wire.CatalogEntry{Type: pkg.Type, Version: pkg.Version, Digest: pkg.Digest, Size: pkg.Size}
-		replaced := false
-		for i, e := range cat.Packages {
-			if strings.EqualFold(e.Type, pkg.Type) && e.Version == pkg.Version {
-				cat.Packages[i], replaced = entry, true
-			}
-		}
-		if !replaced {
-			cat.Packages = append(cat.Packages, entry)
-		}
+		change(&cat)
 		cat.Serial++
 		cat.IssuedAt = a.now().UTC()
+		cat.ExpiresAt = cat.IssuedAt.Add(validity)
 		next, err := extpkg.SignCatalog(key, cat)
 		if err != nil {
 			return 0, err

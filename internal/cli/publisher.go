@@ -1,26 +1,28 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 func (a *app) publisherCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "publisher", Aliases: []string{"publishers"}, Short: "Manage extension publishers and their signing keys"}
-	cmd.AddCommand(a.publisherCreateCommand(), a.publisherListCommand())
+	cmd.AddCommand(a.publisherCreateCommand(), a.publisherListCommand(), a.publisherRefreshCatalogCommand())
 	return cmd
 }
 
@@ -73,7 +75,9 @@ cannot be replaced once agents have pinned it, so keep it safe.`,
 			if output == outJSON {
 				return writeJSON(cmd.OutOrStdout(), p)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created publisher %s.\nIts private signing key is in %s (mode 0600): keep it secret and safe; it cannot be replaced.\n", p.Name, keyFile)
+			fmt.Fprintf(cmd.OutOrStdout(), "Created publisher %s.\nIts private signing key is in %s (mode 0600): keep it secret and safe; it cannot be replaced.\n"+
+				"Machines whose extensions.allowlist names %s's extensions trust it with (as root, on the machine):\n    corral-agent publisher trust %s %s\n",
+				p.Name, keyFile, p.Name, p.Name, extpkg.FormatPublicKey(p.PublicKey))
 			return nil
 		},
 	}
@@ -137,6 +141,47 @@ func (a *app) publisherListCommand() *cobra.Command {
 
 func renderPublishers(w io.Writer, output string, ps []wire.Publisher) error {
 	return render(w, output, ps, []string{"NAME", "PUBLIC KEY", "CREATED", "CREATED BY"}, func(p wire.Publisher) []string {
-		return []string{p.Name, base64.StdEncoding.EncodeToString(p.PublicKey), formatTime(p.CreatedAt), p.CreatedBy}
+		return []string{p.Name, extpkg.FormatPublicKey(p.PublicKey), formatTime(p.CreatedAt), p.CreatedBy}
 	})
+}
+
+func (a *app) publisherRefreshCatalogCommand() *cobra.Command {
+	var keyFile string
+	var validity time.Duration
+	cmd := &cobra.Command{
+		Use:   "refresh-catalog NAME --key KEYFILE [--validity DURATION]",
+		Short: "Sign the publisher's current catalog again with a new expiry",
+		Long: `Agents refuse an expired catalog. Sign the current one again (same packages, next
+serial, a new expiry) before it expires; a version removed from the catalog stays removed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag("key", keyFile); err != nil {
+				return err
+			}
+			key, err := readPrivateKey(keyFile)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			pub, err := c.GetPublisher(ctxOf(cmd), args[0])
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(pub.PublicKey, key.Public().(ed25519.PublicKey)) {
+				return fmt.Errorf("%s is not the signing key of publisher %s (its registered public key differs)", keyFile, pub.Name)
+			}
+			serial, err := a.signNextCatalog(cmd, c, pub, key, validity, func(*wire.Catalog) {})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Signed catalog serial %d of %s, valid until %s.\n", serial, pub.Name, a.now().Add(validity).UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "key", "", "the publisher's private key file (from corral publisher create)")
+	cmd.Flags().DurationVar(&validity, "validity", wire.DefaultCatalogValidity, "how long the signed catalog stays valid for agents")
+	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -210,6 +211,37 @@ func VerifyCatalog(pub []byte, publisher string, sc wire.SignedCatalog) (wire.Ca
 		}
 	}
 	return c, nil
+}
+
+// FormatPublicKey is how a publisher's key is written for people and for
+// the agent's local configuration: "ed25519:" and the standard base64 of
+// the 32-byte key.
+func FormatPublicKey(pub []byte) string { return "ed25519:" + base64.StdEncoding.EncodeToString(pub) }
+
+// ParsePublicKey reads a key written by FormatPublicKey (or its bare
+// base64).
+func ParsePublicKey(s string) ([]byte, error) {
+	b64 := strings.TrimPrefix(strings.TrimSpace(s), "ed25519:")
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%q is not an ed25519 public key (ed25519:BASE64 of 32 bytes)", s)
+	}
+	return b, nil
+}
+
+// ErrCatalogExpired is wrapped by CheckFresh's refusals.
+var ErrCatalogExpired = errors.New("catalog expired")
+
+// CheckFresh refuses a catalog without an expiry, or one expired at now
+// (with wire.CatalogClockSkew of tolerance).
+func CheckFresh(c wire.Catalog, now time.Time) error {
+	if c.ExpiresAt.IsZero() {
+		return fmt.Errorf("%w: the catalog of %s (serial %d) carries no expiry; the publisher must sign it again", ErrCatalogExpired, c.Publisher, c.Serial)
+	}
+	if now.After(c.ExpiresAt.Add(wire.CatalogClockSkew)) {
+		return fmt.Errorf("%w: the catalog of %s (serial %d) expired at %s; the publisher must sign it again", ErrCatalogExpired, c.Publisher, c.Serial, c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Find returns the catalog entry of type/version.

@@ -4,9 +4,10 @@
 // as soon as it receives the settings and stores only the ciphertext; the
 // agent opens them in memory, right before handing them to the handler.
 //
-// The info string binds a ciphertext to its purpose and the AAD to the
-// extension instance, so a sealed blob cannot be moved to another extension
-// of the same machine.
+// The info string binds a ciphertext to its purpose and the AAD
+// (ExtensionAAD) to the machine, the extension instance and the
+// publisher/type it was sealed for, so a sealed blob cannot be moved to
+// another extension of the same machine, even one given the same name.
 package sealing
 
 import (
@@ -15,9 +16,17 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var info = []byte("corral protected settings v1")
+
+// ExtensionAAD is the associated data protected settings are sealed with:
+// machine id, extension name and lower-cased publisher/type. Server and
+// agent both use it, so a blob opens only for the extension it was meant for.
+func ExtensionAAD(machineID, name, publisher, typ string) []byte {
+	return []byte(machineID + "/" + name + "/" + strings.ToLower(publisher+"/"+typ))
+}
 
 func suite() (hpke.KEM, hpke.KDF, hpke.AEAD) {
 	kem, _ := hpke.NewKEM(0x0020) // DHKEM(X25519, HKDF-SHA256)

@@ -81,7 +81,7 @@ func (p *Publisher) Sign(t testing.TB, entries []wire.CatalogEntry) wire.SignedC
 		entries = p.Entries
 	}
 	p.Serial++
-	sc, err := extpkg.SignCatalog(p.Priv, wire.Catalog{Publisher: p.Name, Serial: p.Serial, IssuedAt: time.Now().UTC(), Packages: entries})
+	sc, err := extpkg.SignCatalog(p.Priv, wire.Catalog{Publisher: p.Name, Serial: p.Serial, IssuedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(wire.DefaultCatalogValidity).UTC(), Packages: entries})
 	if err != nil {
 		t.Fatal(err)
 	}

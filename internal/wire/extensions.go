@@ -2,8 +2,17 @@ package wire
 
 import (
 	"encoding/json"
+	"regexp"
 	"time"
 )
+
+// resourceName is the rule for every resource name the control plane
+// hands out (machines, extensions, run commands): the agent applies it to
+// names it receives too.
+var resourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidResourceName reports whether s follows the resource name rule.
+func ValidResourceName(s string) bool { return resourceName.MatchString(s) }
 
 // Extension operation states, exactly as in DESIGN.md §5.
 const (
@@ -81,11 +90,24 @@ type HandlerInput struct {
 // Catalog is what a publisher signs: the digest of every package it
 // publishes. Serial only grows, so an old catalog cannot be replayed.
 type Catalog struct {
-	Publisher string         `json:"publisher"`
-	Serial    int64          `json:"serial"`
-	IssuedAt  time.Time      `json:"issuedAt"`
+	Publisher string    `json:"publisher"`
+	Serial    int64     `json:"serial"`
+	IssuedAt  time.Time `json:"issuedAt"`
+	// ExpiresAt bounds how long the signed list stays good: agents refuse
+	// an expired catalog, so a withdrawn version cannot be brought back by
+	// replaying an old catalog to an agent that lost its state. Publishers
+	// re-sign before it passes (corral publisher refresh-catalog).
+	ExpiresAt time.Time      `json:"expiresAt,omitzero"`
 	Packages  []CatalogEntry `json:"packages"`
 }
+
+// Catalog validity bounds: publishers sign for at most MaxCatalogValidity;
+// clocks may disagree by CatalogClockSkew.
+const (
+	DefaultCatalogValidity = 365 * 24 * time.Hour
+	MaxCatalogValidity     = 3 * 365 * 24 * time.Hour
+	CatalogClockSkew       = 5 * time.Minute
+)
 
 // CatalogEntry names one package version and its archive digest.
 type CatalogEntry struct {

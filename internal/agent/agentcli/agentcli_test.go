@@ -2,6 +2,7 @@ package agentcli_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/corralhq/corral/internal/agent/agentcli"
 	"github.com/corralhq/corral/internal/agent/identity"
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/publishers"
 	"github.com/corralhq/corral/internal/testutil"
 )
 
@@ -49,6 +52,9 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 		{[]string{"--state-dir", state, "show", "-o", "yaml"}, "--output must be table or json"},
 		{[]string{"--state-dir", state, "disconnect"}, "not connected"},
 		{[]string{"--state-dir", "", "show"}, "--state-dir must not be empty"},
+		{[]string{"--state-dir", state, "publisher", "trust", "Contoso", "ed25519:short"}, "not an ed25519 public key"},
+		{[]string{"--state-dir", state, "publisher", "trust", "../x", "ed25519:" + strings.Repeat("A", 43) + "="}, "not of the form Publisher=ed25519:KEY"},
+		{[]string{"--state-dir", state, "publisher", "forget", "Nobody"}, "no key of publisher Nobody"},
 	}
 	for _, tt := range tests {
 		out, err := agent(t, "", tt.args...)
@@ -83,7 +89,7 @@ func TestConfigCommands(t *testing.T) { // not parallel: it sets an environment 
 		Key, Value string
 		Set        bool
 	}
-	if err := json.Unmarshal([]byte(run("config", "list", "-o", "json")), &entries); err != nil || len(entries) != 11 {
+	if err := json.Unmarshal([]byte(run("config", "list", "-o", "json")), &entries); err != nil || len(entries) != len(localconfig.Keys()) {
 		t.Fatalf("list json: %v %+v", err, entries)
 	}
 	run("config", "set", "config.mode", "full")
@@ -159,5 +165,32 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(state, f)); err == nil {
 			t.Errorf("%s left after disconnect", f)
 		}
+	}
+}
+
+func TestPublisherTrustListForget(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "state")
+	key := "ed25519:" + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := agent(t, "", append([]string{"--state-dir", state}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run("publisher", "trust", "Contoso", key)
+	var entries []publishers.Entry
+	if err := json.Unmarshal([]byte(run("publisher", "list", "-o", "json")), &entries); err != nil ||
+		len(entries) != 1 || entries[0].Publisher != "Contoso" || entries[0].Key != key || entries[0].Source != publishers.SourceConfigured {
+		t.Fatalf("list after trust: %v %+v", err, entries)
+	}
+	if got := run("config", "get", "extensions.publisherkeys"); got != "Contoso="+key+"\n" {
+		t.Errorf("the trusted key is not in the local configuration: %q", got)
+	}
+	run("publisher", "forget", "contoso")
+	if err := json.Unmarshal([]byte(run("publisher", "list", "-o", "json")), &entries); err != nil || len(entries) != 0 {
+		t.Fatalf("list after forget: %v %+v", err, entries)
 	}
 }

@@ -75,7 +75,7 @@ Every flag can also be set with an environment variable: --state-dir is CORRAL_S
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(
 		connectCommand(g), disconnectCommand(g), runCommand(g), showCommand(g), checkCommand(g),
-		configCommand(g), logsCommand(g), versionCommand(g),
+		configCommand(g), publisherCommand(g), logsCommand(g), versionCommand(g),
 	)
 	return root
 }

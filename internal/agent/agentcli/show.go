@@ -14,6 +14,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/identity"
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/publishers"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -33,6 +34,8 @@ type Show struct {
 	AppliedGeneration   int64            `json:"appliedGeneration"`
 	Configuration       wire.AgentConfig `json:"agentConfiguration"`
 	ConfigurationError  string           `json:"configurationError,omitempty"`
+	// Publishers are the extension signing keys this machine trusts.
+	Publishers []publishers.Entry `json:"publishers"`
 }
 
 // collectShow gathers the agent's local view of itself.
@@ -43,6 +46,10 @@ func collectShow(g *globals) Show {
 		s.ConfigurationError = err.Error()
 	}
 	s.Configuration = cfg.Wire()
+	s.Publishers, _ = publishers.Open(g.stateDir).List(cfg)
+	if s.Publishers == nil {
+		s.Publishers = []publishers.Entry{}
+	}
 	id, err := identity.Load(g.stateDir)
 	if err != nil {
 		if !errors.Is(err, identity.ErrNotConnected) {
@@ -124,6 +131,9 @@ func printShow(w io.Writer, s Show) {
 	}
 	if s.ConfigurationError != "" {
 		rows = append(rows, [2]string{"Configuration error", s.ConfigurationError + " (extensions and guest configuration are off)"})
+	}
+	for _, p := range s.Publishers {
+		rows = append(rows, [2]string{"Publisher " + p.Publisher, p.Key + " (" + p.Source + ")"})
 	}
 	table(w, rows)
 }

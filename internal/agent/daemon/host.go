@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corralhq/corral/internal/agent/agentlog"
 	"github.com/corralhq/corral/internal/agent/cpulimit"
 	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/statedir"
@@ -46,6 +47,7 @@ func (d *Daemon) hostFeatures(fs []feature.Feature, limiter *cpulimit.Limiter) [
 			Report: d.addReport, Config: d.currentConfig, ControlPlane: d.api,
 			Machine: feature.Machine{ID: d.id.State.MachineID, ResourceID: d.id.State.ResourceID, SealingKey: d.id.SealingKey},
 			Limiter: limiter, Supervisor: d.sup, HostChangesOff: d.cfg.HostChangesOff, Builtins: builtins,
+			Refusals: agentlog.NewSampler(5, time.Minute),
 		}})
 	}
 	return out

@@ -44,17 +44,22 @@ type statusFile struct {
 	s    Status
 }
 
-// update changes the status and writes it. Write errors are ignored: the
-// status file is informational and must never stop the agent.
+// update changes the status and writes it (replaced atomically, not
+// synced: it is informational, and a heartbeat must not cost an fsync).
+// Write errors are ignored: the status file must never stop the agent.
 func (f *statusFile) update(change func(*Status)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	before := f.s
 	change(&f.s)
+	if f.s == before {
+		return
+	}
 	b, err := json.MarshalIndent(f.s, "", "  ")
 	if err != nil {
 		return
 	}
-	_ = statedir.WriteFileAtomic(f.path, append(b, '\n'), 0o600)
+	_ = statedir.ReplaceFile(f.path, append(b, '\n'), statedir.PrivateMode)
 }
 
 func (f *statusFile) get() Status {

@@ -49,6 +49,12 @@ func (d *Daemon) streamLoop(ctx context.Context) error {
 	}
 }
 
+// Heartbeat interval bounds, whatever the control plane asks for.
+const (
+	MinHeartbeatInterval = 5 * time.Second
+	MaxHeartbeatInterval = 10 * time.Minute
+)
+
 // backoff is a full-jitter delay for the attempt-th retry.
 func backoff(attempt int, maxDelay time.Duration) time.Duration {
 	ceil := time.Second << min(attempt, 10)
@@ -89,7 +95,9 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 		return false, fmt.Errorf("expected welcome, got %q", welcome.Type)
 	}
 	if welcome.HeartbeatInterval > 0 {
-		d.heartbeatInterval.Store(int64(welcome.HeartbeatInterval))
+		// Clamped: a control plane asking for a beat every microsecond
+		// must not turn the agent into a disk and network load.
+		d.heartbeatInterval.Store(int64(min(max(time.Duration(welcome.HeartbeatInterval), MinHeartbeatInterval), MaxHeartbeatInterval)))
 	}
 	now := d.cfg.Clock()
 	d.status.update(func(s *Status) { s.Connected, s.ConnectedSince, s.LastHeartbeat, s.LastError = true, now, now, "" })

@@ -77,6 +77,9 @@ func (m *Manager) apply(ctx context.Context, rec *record, d wire.DesiredExtensio
 		if err != nil {
 			return "", err
 		}
+		if err := m.stillListed(ctx, rec); err != nil {
+			return "", err
+		}
 		if _, err := step(r, wire.HandlerUpdate); err != nil {
 			return "", err
 		}
@@ -157,7 +160,7 @@ func (m *Manager) handlerInput(d wire.DesiredExtension, op localconfig.Operation
 		if err != nil {
 			return in, nil, err
 		}
-		pt, err := sealing.Open(key, []byte(m.env.Machine.ID+"/"+d.Name), d.ProtectedSettings)
+		pt, err := sealing.Open(key, sealing.ExtensionAAD(m.env.Machine.ID, d.Name, d.Publisher, d.Type), d.ProtectedSettings)
 		if err != nil {
 			return in, nil, err
 		}

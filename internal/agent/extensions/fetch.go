@@ -12,39 +12,74 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// pinPublishers pins each publisher's key on first sight and refuses a
-// different key later: a control plane cannot silently swap a publisher.
-// Publisher names are case-insensitive (as on the control plane and in the
-// local allowlist and blocklist), so "contoso" is the publisher pinned as
-// "Contoso", not a new one whose key could be pinned beside it.
-func (m *Manager) pinPublishers(keys []wire.PublisherKey) error {
-	changed := false
-	var errs []error
+// noteKeys remembers the signing keys the desired state presents, by
+// lower-cased publisher. Nothing is pinned here: a key is pinned only when
+// an allowed install of the publisher's extension starts (publishers.Store).
+func (m *Manager) noteKeys(keys []wire.PublisherKey) {
+	m.presented = map[string][]byte{}
 	for _, k := range keys {
-		if isFirstParty(k.Name) {
-			continue // first-party code comes with the agent, not a key
-		}
-		p, ok := m.st.pinned(k.Name)
-		switch {
-		case !ok:
-			m.st.Publishers[k.Name] = &pin{PublicKey: k.PublicKey}
-			changed = true
-		case !bytes.Equal(p.PublicKey, k.PublicKey):
-			errs = append(errs, fmt.Errorf("publisher %s presents a signing key different from the one pinned on this machine", k.Name))
+		if !isFirstParty(k.Name) {
+			m.presented[strings.ToLower(k.Name)] = k.PublicKey
 		}
 	}
-	if changed {
-		if err := m.st.save(m.dir); err != nil {
-			errs = append(errs, err)
-		}
+}
+
+// verifiedCatalog returns publisher's current catalog, verified with the
+// key the agent trusts for it (pinning the presented key on first use only
+// when pinIfNew), fresh and not older than one seen before.
+func (m *Manager) verifiedCatalog(ctx context.Context, publisher string, pinIfNew bool) (wire.Catalog, error) {
+	now := m.now()
+	key, err := m.pins.Resolve(m.env.Config(), publisher, m.presented[strings.ToLower(publisher)], pinIfNew, now)
+	if err != nil {
+		return wire.Catalog{}, err
 	}
-	return errors.Join(errs...)
+	sc, err := m.catalog(ctx, publisher)
+	if err != nil {
+		return wire.Catalog{}, fmt.Errorf("download the catalog of %s: %w", publisher, err)
+	}
+	cat, err := extpkg.VerifyCatalog(key, publisher, sc)
+	if err != nil {
+		return cat, fmt.Errorf("catalog of %s refused: %w", publisher, err)
+	}
+	if err := extpkg.CheckFresh(cat, now); err != nil {
+		return cat, fmt.Errorf("catalog refused: %w", err)
+	}
+	if err := m.pins.SeeSerial(publisher, cat.Serial); err != nil {
+		return cat, err
+	}
+	if b, err := json.Marshal(sc); err == nil {
+		m.keep(m.catalogPath(publisher), b)
+	}
+	return cat, nil
+}
+
+// stillListed checks, before an installed package's update or enable
+// handlers run again, that the publisher's current catalog still lists it:
+// a version the publisher withdrew gets no more runs.
+func (m *Manager) stillListed(ctx context.Context, rec *record) error {
+	cat, err := m.verifiedCatalog(ctx, rec.Publisher, false)
+	if err != nil {
+		return err
+	}
+	e, ok := extpkg.Find(cat, rec.Type, rec.Version)
+	if !ok || e.Digest != rec.Digest {
+		return fmt.Errorf("%s/%s %s is no longer in its publisher's signed catalog (withdrawn); install another version", rec.Publisher, rec.Type, rec.Version)
+	}
+	return nil
+}
+
+func (m *Manager) now() time.Time {
+	if m.env.Clock != nil {
+		return m.env.Clock()
+	}
+	return time.Now()
 }
 
 // catalog downloads a publisher's signed catalog over the machine's
@@ -106,29 +141,9 @@ func (m *Manager) fetchAndUnpack(ctx context.Context, d wire.DesiredExtension) (
 	if !extpkg.ValidName(d.Publisher) || !extpkg.ValidName(d.Type) || !extpkg.ValidVersion(d.Version) || !extpkg.ValidDigest(d.Digest) {
 		return man, "", fmt.Errorf("the desired state names an invalid package %s/%s %s %s", d.Publisher, d.Type, d.Version, d.Digest)
 	}
-	p, ok := m.st.pinned(d.Publisher)
-	if !ok {
-		return man, "", fmt.Errorf("unknown publisher %s: the control plane sent no signing key for it", d.Publisher)
-	}
-	sc, err := m.catalog(ctx, d.Publisher)
+	cat, err := m.verifiedCatalog(ctx, d.Publisher, true)
 	if err != nil {
-		return man, "", fmt.Errorf("download the catalog of %s: %w", d.Publisher, err)
-	}
-	cat, err := extpkg.VerifyCatalog(p.PublicKey, d.Publisher, sc)
-	if err != nil {
-		return man, "", fmt.Errorf("catalog of %s refused: %w", d.Publisher, err)
-	}
-	if b, err := json.Marshal(sc); err == nil {
-		m.keep(m.catalogPath(d.Publisher), b)
-	}
-	if cat.Serial < p.Serial {
-		return man, "", fmt.Errorf("catalog of %s refused: serial %d is older than %d already seen (replay)", d.Publisher, cat.Serial, p.Serial)
-	}
-	if cat.Serial > p.Serial {
-		p.Serial = cat.Serial
-		if err := m.st.save(m.dir); err != nil {
-			return man, "", err
-		}
+		return man, "", err
 	}
 	entry, ok := extpkg.Find(cat, d.Type, d.Version)
 	if !ok {

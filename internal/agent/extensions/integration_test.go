@@ -152,7 +152,8 @@ func TestLockDownTableThroughServerAndAgent(t *testing.T) {
 			keys := func() []string {
 				var kv []string
 				if l.allow != "" {
-					kv = append(kv, localconfig.KeyAllowlist, l.allow)
+					// An allowlist naming a publisher needs its key too.
+					kv = append(kv, localconfig.KeyAllowlist, l.allow, localconfig.KeyPublisherKeys, "Acme="+extpkg.FormatPublicKey(pub.Pub))
 				}
 				if l.block != "" {
 					kv = append(kv, localconfig.KeyBlocklist, l.block)

@@ -43,6 +43,7 @@ import (
 
 	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/publishers"
 	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -56,8 +57,15 @@ type Manager struct {
 	dir string
 	log *slog.Logger
 
-	mu sync.Mutex // serializes Apply and guards st
+	mu sync.Mutex // serializes Apply and guards st and presented
 	st *state
+	// pins decides which publisher keys are trusted (and pins them).
+	pins *publishers.Store
+	// presented are the keys the current desired state presents.
+	presented map[string][]byte
+	// dirty says st changed without being saved (refusals are saved once,
+	// at the end of a pass).
+	dirty bool
 
 	// cur is the operation in progress, so that ConfigChanged can stop it.
 	curMu sync.Mutex
@@ -97,6 +105,21 @@ func (m *Manager) Start(_ context.Context, env feature.Env) error {
 		return err
 	}
 	m.st = st
+	m.pins = publishers.Open(string(env.StateDir))
+	if len(st.Publishers) > 0 {
+		// Pins of an older agent move to the pins file.
+		var old []publishers.Pin
+		for name, p := range st.Publishers {
+			old = append(old, publishers.Pin{Publisher: name, Key: p.PublicKey, Serial: p.Serial})
+		}
+		if err := m.pins.Import(old); err != nil {
+			return err
+		}
+		st.Publishers = map[string]*pin{}
+		if err := st.save(m.dir); err != nil {
+			return err
+		}
+	}
 	m.removeUnusedPackages()
 	return nil
 }
@@ -156,13 +179,31 @@ func (m *Manager) Apply(ctx context.Context, d feature.Desired) error {
 	defer m.mu.Unlock()
 	desired := d.State
 	var errs []error
-	if err := m.pinPublishers(desired.Publishers); err != nil {
-		// Nothing from an untrusted key is installed; removals still happen.
-		errs = append(errs, err)
-	}
+	m.noteKeys(desired.Publishers)
+	defer func() {
+		if m.dirty {
+			if err := m.st.save(m.dir); err != nil {
+				m.log.ErrorContext(ctx, "save extension state", "err", err)
+			}
+			m.dirty = false
+		}
+	}()
 	wanted := map[string]bool{}
-	for _, de := range desired.Extensions {
+	exts := desired.Extensions
+	if len(exts) > feature.MaxDesiredExtensions {
+		m.env.LogRefused(ctx, "the desired state lists more extensions than the agent takes; the rest are ignored",
+			"listed", len(exts), "max", feature.MaxDesiredExtensions)
+		for _, de := range exts[feature.MaxDesiredExtensions:] {
+			wanted[de.Name] = true // ignored, but not removed either
+		}
+		exts = exts[:feature.MaxDesiredExtensions]
+	}
+	for _, de := range exts {
 		wanted[de.Name] = true
+		if !wire.ValidResourceName(de.Name) {
+			m.env.LogRefused(ctx, "desired extension with an invalid name ignored", "name", truncate(de.Name, 80))
+			continue
+		}
 		if err := m.reconcileOne(ctx, de, desired.Generation); err != nil {
 			errs = append(errs, err)
 		}
@@ -212,8 +253,15 @@ func (m *Manager) begin(ctx context.Context, name string, op localconfig.Operati
 // allowed re-reads the local configuration and says whether op on name may
 // (still) run. It is called before every handler starts.
 func (m *Manager) allowed(op localconfig.Operation, name string) error {
-	if err := m.env.Config().CheckExtension(op, name); err != nil {
+	cfg := m.env.Config()
+	if err := cfg.CheckExtension(op, name); err != nil {
 		return err
+	}
+	if publisher, _, _ := strings.Cut(name, "/"); op != localconfig.OpRemove && !isFirstParty(publisher) {
+		// Root's trust in the publisher's key is part of the lock-down.
+		if err := m.pins.Check(cfg, publisher, m.presented[strings.ToLower(publisher)]); err != nil {
+			return err
+		}
 	}
 	if m.env.HostChangesOff != "" && op != localconfig.OpRemove {
 		return errors.New(m.env.HostChangesOff)
@@ -356,10 +404,8 @@ func (m *Manager) refuse(ctx context.Context, rec *record, d wire.DesiredExtensi
 		// Never installed: nothing of it is on the machine.
 		rec.Version, rec.Digest = "", ""
 	}
-	if err := m.st.save(m.dir); err != nil {
-		return err
-	}
-	m.log.WarnContext(ctx, "extension operation refused", "extension", d.Name, "op", op, "err", why)
+	m.dirty = true
+	m.env.LogRefused(ctx, "extension operation refused", "extension", d.Name, "op", op, "err", why)
 	m.report(rec, d, op, false)
 	return nil
 }
@@ -467,6 +513,13 @@ type blockedError struct{ err error }
 
 func (e *blockedError) Error() string { return e.err.Error() }
 func (e *blockedError) Unwrap() error { return e.err }
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
 
 // errNoBuiltin is a first-party extension this agent does not ship.
 func errNoBuiltin(name string) error {

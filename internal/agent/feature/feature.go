@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/corralhq/corral/internal/agent/agentlog"
 	"github.com/corralhq/corral/internal/agent/cpulimit"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/statedir"
@@ -146,4 +147,34 @@ type Env struct {
 	// Builtins are the first-party extensions every hosted feature
 	// provides, by lower-cased "publisher/type".
 	Builtins map[string]Builtin
+	// Refusals samples the logging of refused operations (LogRefused).
+	Refusals *agentlog.Sampler
 }
+
+// LogRefused logs an operation the local rules (or a limit) refused, at most
+// a few such lines per minute per feature, so that a control plane sending
+// thousands of refused operations cannot rotate the agent's logs away.
+func (e Env) LogRefused(ctx context.Context, msg string, args ...any) {
+	if e.Logger == nil {
+		return
+	}
+	if e.Refusals == nil {
+		e.Logger.WarnContext(ctx, msg, args...)
+		return
+	}
+	ok, suppressed := e.Refusals.Allow(msg)
+	if suppressed > 0 {
+		e.Logger.WarnContext(ctx, "refusals not logged in the last minute", "kind", msg, "count", suppressed)
+	}
+	if ok {
+		e.Logger.WarnContext(ctx, msg, args...)
+	}
+}
+
+// Limits on what one desired state may ask of the agent: beyond them the
+// rest is ignored (and said once in the log), so that a control plane cannot
+// make the agent write without bound.
+const (
+	MaxDesiredExtensions = 256
+	MaxDesiredRuns       = 100
+)

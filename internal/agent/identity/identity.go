@@ -64,6 +64,23 @@ type State struct {
 	// Revoked is why the control plane told the agent to stop (machine
 	// deleted or expired); the daemon refuses to run until reconnected.
 	Revoked string `json:"revoked,omitempty"`
+	// CATrust records how the control plane is verified: "system" (the
+	// system roots) or the pinned CA's fingerprint ("sha256:..."), so that
+	// a pinned ca.pem that went missing fails instead of silently falling
+	// back to the system roots.
+	CATrust string `json:"caTrust,omitempty"`
+}
+
+// CATrustSystem is State.CATrust of an agent that trusts the system roots.
+const CATrustSystem = "system"
+
+// caFingerprint is the fingerprint of the first certificate in caPEM.
+func caFingerprint(caPEM []byte) (string, error) {
+	blk, _ := pem.Decode(caPEM)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", errors.New("the CA file holds no PEM certificate")
+	}
+	return machinekey.Fingerprint(blk.Bytes), nil
 }
 
 // Identity is a connected machine's identity.
@@ -104,6 +121,9 @@ func Load(dir string) (*Identity, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read CA: %w", err)
 	}
+	if err := id.checkCATrust(); err != nil {
+		return nil, err
+	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, FileCert), filepath.Join(dir, FileKey))
 	if err != nil {
 		return nil, fmt.Errorf("load machine certificate and key from %s: %w", dir, err)
@@ -137,6 +157,29 @@ func (id *Identity) finishRenewal() error {
 	return nil
 }
 
+// checkCATrust holds ca.pem to what the identity recorded at connect.
+func (id *Identity) checkCATrust() error {
+	switch t := id.State.CATrust; {
+	case t == "":
+		return nil // written by an older agent: ca.pem decides, as it did
+	case t == CATrustSystem:
+		if len(id.CAPEM) > 0 {
+			return fmt.Errorf("%s appeared although this machine was connected trusting the system roots; remove it or connect again", filepath.Join(id.Dir, FileCA))
+		}
+	case len(id.CAPEM) == 0:
+		return fmt.Errorf("the control plane's CA (%s) is missing; the agent does not fall back to the system roots: restore it or connect again", filepath.Join(id.Dir, FileCA))
+	default:
+		fp, err := caFingerprint(id.CAPEM)
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(id.Dir, FileCA), err)
+		}
+		if fp != t {
+			return fmt.Errorf("%s is not the CA this machine was connected with (%s, want %s): restore it or connect again", filepath.Join(id.Dir, FileCA), fp, t)
+		}
+	}
+	return nil
+}
+
 // SealingKey reads the machine's private sealing key.
 func (id *Identity) SealingKey() ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(id.Dir, FileSealingKey))
@@ -149,6 +192,14 @@ func (id *Identity) SealingKey() ([]byte, error) {
 // Save writes a new identity (after connect). The keys are written 0600;
 // the state directory is made 0700.
 func Save(dir string, st State, keyPEM, certPEM, caPEM, sealingKey []byte) error {
+	st.CATrust = CATrustSystem
+	if len(caPEM) > 0 {
+		fp, err := caFingerprint(caPEM)
+		if err != nil {
+			return err
+		}
+		st.CATrust = fp
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}

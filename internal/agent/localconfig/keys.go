@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/corralhq/corral/internal/extpkg"
 )
 
 // Keys, exactly as in DESIGN.md §4.
@@ -23,6 +25,7 @@ const (
 	KeyProxyBypass         = "proxy.bypass"
 	KeyExtensionsCPULimit  = "extensions.agent.cpulimit"
 	KeyGuestConfigCPULimit = "guestconfiguration.agent.cpulimit"
+	KeyPublisherKeys       = "extensions.publisherkeys"
 )
 
 // kind is how a key's value is stored in the JSON file.
@@ -59,6 +62,8 @@ var keys = []key{
 		monitor: func() (string, string) { return strings.Join(MonitorAllowlist, ","), "fixed by monitor mode" }},
 	{name: KeyBlocklist, kind: kindList, frozen: true, check: checkExtensionList,
 		help: "Publisher/Type,... these may not be installed"},
+	{name: KeyPublisherKeys, kind: kindList, check: checkPublisherKeys,
+		help: "Publisher=ed25519:KEY,... signing keys root trusts (corral-agent publisher trust); required for publishers the allowlist names"},
 	{name: KeyExtensionsEnabled, kind: kindBool, def: "true", check: checkBool,
 		help: "true | false (false: no extension operations at all)"},
 	{name: KeyGuestConfigEnabled, kind: kindBool, def: "true", frozen: true, check: checkBool,
@@ -247,3 +252,27 @@ func checkBypass(name, v string) (string, error) {
 	}
 	return strings.Join(list, ","), nil
 }
+
+func checkPublisherKeys(name, v string) (string, error) {
+	list := splitList(v)
+	seen := map[string]bool{}
+	for i, e := range list {
+		pub, key, ok := strings.Cut(e, "=")
+		pub = strings.TrimSpace(pub)
+		if !ok || !publisherName.MatchString(pub) {
+			return "", fmt.Errorf("%s: %q is not of the form Publisher=ed25519:KEY", name, e)
+		}
+		b, err := extpkg.ParsePublicKey(key)
+		if err != nil {
+			return "", fmt.Errorf("%s: publisher %s: %w", name, pub, err)
+		}
+		if seen[strings.ToLower(pub)] {
+			return "", fmt.Errorf("%s: publisher %s is listed twice", name, pub)
+		}
+		seen[strings.ToLower(pub)] = true
+		list[i] = pub + "=" + extpkg.FormatPublicKey(b)
+	}
+	return strings.Join(list, ","), nil
+}
+
+var publisherName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)

@@ -36,6 +36,7 @@ import (
 	"strings"
 
 	"github.com/corralhq/corral/internal/agent/statedir"
+	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -252,6 +253,8 @@ type Effective struct {
 	ProxyBypass         []string
 	ExtensionsCPULimit  int
 	GuestConfigCPULimit int
+	// PublisherKeys are the signing keys root configured.
+	PublisherKeys []PublisherKey
 	// Damaged is why the configuration could not be read (FailClosed); nil
 	// for a readable one.
 	Damaged error
@@ -274,11 +277,50 @@ func (c Config) Effective() Effective {
 	for _, p := range splitList(c.value(KeyIncomingPorts)) {
 		e.IncomingPorts = append(e.IncomingPorts, atoi(p))
 	}
+	for _, pk := range splitList(c.value(KeyPublisherKeys)) {
+		name, key, _ := strings.Cut(pk, "=")
+		if b, err := extpkg.ParsePublicKey(key); err == nil {
+			e.PublisherKeys = append(e.PublisherKeys, PublisherKey{Publisher: name, Key: b})
+		}
+	}
 	if e.Mode == ModeMonitor {
 		e.Allowlist = slices.Clone(MonitorAllowlist)
 		e.GuestConfigEnabled = false
 	}
 	return e
+}
+
+// PublisherKey is a publisher's signing key configured by root.
+type PublisherKey struct {
+	Publisher string
+	Key       []byte
+}
+
+// PublisherKey returns the key root configured for publisher (names are
+// case-insensitive).
+func (e Effective) PublisherKey(publisher string) ([]byte, bool) {
+	for _, pk := range e.PublisherKeys {
+		if strings.EqualFold(pk.Publisher, publisher) {
+			return pk.Key, true
+		}
+	}
+	return nil, false
+}
+
+// WithPublisherKey returns the stored value of extensions.publisherkeys with
+// publisher's key set to key (nil: removed), for `corral-agent publisher`.
+func (c Config) WithPublisherKey(publisher string, key []byte) string {
+	var out []string
+	for _, pk := range splitList(c.value(KeyPublisherKeys)) {
+		name, _, _ := strings.Cut(pk, "=")
+		if !strings.EqualFold(name, publisher) {
+			out = append(out, pk)
+		}
+	}
+	if key != nil {
+		out = append(out, publisher+"="+extpkg.FormatPublicKey(key))
+	}
+	return strings.Join(out, ",")
 }
 
 // FailClosed is the configuration in force while the file is damaged: the

@@ -2,6 +2,7 @@ package localconfig
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,10 +37,18 @@ func (cfg *Effective) Proxy(r *http.Request) (*url.URL, error) {
 // NewHTTPClient is the agent's client for the control plane: every
 // outbound call (onboarding, the daemon, check, disconnect) goes through
 // proxy (normally an Effective's Proxy, which honours proxy.url/proxy.bypass)
-// with tlsCfg's trust and client certificate.
+// with tlsCfg's trust and client certificate. It never follows a redirect:
+// the control plane has no reason to send one, and following it would let a
+// compromised one aim the agent's requests (and their error text, reported
+// back) at services only this machine can reach.
 func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: refuseRedirect, Transport: &http.Transport{
 		TLSClientConfig: tlsCfg, Proxy: proxy, ForceAttemptHTTP2: true,
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
 	}}
 }
+
+// ErrRedirect is returned for any redirect the control plane answers with.
+var ErrRedirect = errors.New("the control plane answered with a redirect, which the agent never follows")
+
+func refuseRedirect(*http.Request, []*http.Request) error { return ErrRedirect }

@@ -14,6 +14,7 @@ package outbox
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -45,7 +46,7 @@ type Outbox struct {
 
 type entry struct {
 	seq  uint64
-	key  string // supersede key; "" for events
+	key  string // hashKey of the supersede key; "" for events
 	id   string
 	file string
 }
@@ -71,7 +72,7 @@ func Open(dir string) (*Outbox, error) {
 			continue
 		}
 		key, id, _ := strings.Cut(rest, "_")
-		o.entries = append(o.entries, entry{seq: seq, key: unescapeKey(key), id: id, file: name})
+		o.entries = append(o.entries, entry{seq: seq, key: key, id: id, file: name})
 		o.seq = max(o.seq, seq)
 	}
 	slices.SortFunc(o.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
@@ -81,8 +82,16 @@ func Open(dir string) (*Outbox, error) {
 	return o, nil
 }
 
-func escapeKey(k string) string   { return hex.EncodeToString([]byte(k)) }
-func unescapeKey(k string) string { b, _ := hex.DecodeString(k); return string(b) }
+// hashKey is how a supersede key appears in file names: a fixed-length
+// hash, so that no key (the control plane chooses some of their parts) can
+// make a file name too long or unusual.
+func hashKey(k string) string {
+	if k == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:16])
+}
 
 // NewID returns a random report id.
 func NewID() string {
@@ -121,14 +130,14 @@ func (o *Outbox) Add(r wire.Report, supersedeKey string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
-	e := entry{seq: o.seq, key: supersedeKey, id: r.ID}
-	e.file = fmt.Sprintf("%020d_%s_%s.json", e.seq, escapeKey(supersedeKey), r.ID)
+	e := entry{seq: o.seq, key: hashKey(supersedeKey), id: r.ID}
+	e.file = fmt.Sprintf("%020d_%s_%s.json", e.seq, e.key, r.ID)
 	if err := statedir.WriteFileAtomic(filepath.Join(o.dir, e.file), b, 0o600); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	if supersedeKey != "" {
 		o.entries = slices.DeleteFunc(o.entries, func(old entry) bool {
-			if old.key == supersedeKey {
+			if old.key == e.key && old.seq != e.seq {
 				os.Remove(filepath.Join(o.dir, old.file))
 				return true
 			}

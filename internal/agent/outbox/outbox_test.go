@@ -3,6 +3,7 @@ package outbox
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/corralhq/corral/internal/wire"
@@ -92,5 +93,24 @@ func BenchmarkAddPendingAck(b *testing.B) {
 		}
 		p, _ := o.Pending(1)
 		_ = o.Ack(ids(p))
+	}
+}
+
+// Supersede keys partly come from the control plane (run and extension
+// names); however long, they never make a report impossible to store.
+func TestLongSupersedeKeysAreStored(t *testing.T) {
+	t.Parallel()
+	o, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "run:" + strings.Repeat("x", 4000) + ":Failed"
+	for i := range 2 {
+		if err := o.Add(wire.Report{Kind: "runCommand", Body: []byte(`{}`)}, long); err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	if n := o.Len(); n != 1 {
+		t.Errorf("%d reports pending, want 1 (the second supersedes the first)", n)
 	}
 }

@@ -92,10 +92,6 @@ type runRecord struct {
 	State string `json:"state"` // Running or a final state
 }
 
-// runNameRE is the control plane's resource name rule: a run whose name
-// breaks it is never started (its result could not be recorded).
-var runNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 func (f *Feature) load(name string) (runRecord, bool) {
 	var rr runRecord
 	b, err := os.ReadFile(filepath.Join(f.dir, name+".json"))
@@ -137,7 +133,13 @@ func (f *Feature) Apply(ctx context.Context, d feature.Desired) error {
 		return nil
 	}
 	if d.Fresh {
-		for _, run := range d.State.RunCommands {
+		runs := d.State.RunCommands
+		if len(runs) > feature.MaxDesiredRuns {
+			f.env.LogRefused(ctx, "the desired state lists more run commands than the agent takes; the rest wait",
+				"listed", len(runs), "max", feature.MaxDesiredRuns)
+			runs = runs[:feature.MaxDesiredRuns]
+		}
+		for _, run := range runs {
 			f.start(ctx, run)
 		}
 	}
@@ -147,8 +149,8 @@ func (f *Feature) Apply(ctx context.Context, d feature.Desired) error {
 
 // start starts one run unless it ran or runs already. Caller holds f.mu.
 func (f *Feature) start(ctx context.Context, run wire.DesiredRunCommand) {
-	if !runNameRE.MatchString(run.Name) {
-		f.env.Logger.WarnContext(ctx, "run command with an invalid name ignored", "run", truncate(run.Name, 80))
+	if !wire.ValidResourceName(run.Name) {
+		f.env.LogRefused(ctx, "run command with an invalid name ignored", "run", truncate(run.Name, 80))
 		return
 	}
 	if _, busy := f.active[run.Name]; busy {
@@ -165,7 +167,7 @@ func (f *Feature) start(ctx context.Context, run wire.DesiredRunCommand) {
 		return // finished; its result is in the outbox or delivered
 	}
 	if err := f.allowed(); err != nil {
-		f.env.Logger.WarnContext(ctx, "run command refused by the local configuration", "run", run.Name, "err", err)
+		f.env.LogRefused(ctx, "run command refused by the local configuration", "run", run.Name, "err", err)
 		// Refusals are final for this run and reported, but not written to
 		// disk: a control plane sending thousands cannot fill it.
 		f.report(wire.RunCommandResult{Name: run.Name, State: wire.RunFailed, Message: err.Error(), FinishedAt: f.now()})

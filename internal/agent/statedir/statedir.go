@@ -94,6 +94,17 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
+// ReplaceFile is WriteFileAtomic without the fsync, for informational files
+// written often (the daemon's status): readers still never see a torn file,
+// but a crash may lose the latest version.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 // ErrUnsafe is wrapped by CheckSafe's refusals.
 var ErrUnsafe = errors.New("unsafe state directory")
 

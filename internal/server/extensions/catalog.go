@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/store"
@@ -268,6 +269,14 @@ func (s *Service) verifiedCatalog(ctx context.Context, pub store.Publisher, sc w
 	}
 	if c.Serial <= 0 {
 		return c, invalid("catalog.serial", "the catalog serial must be a positive integer")
+	}
+	// Agents refuse expired catalogs; one accepted here must be good for them.
+	if err := extpkg.CheckFresh(c, s.now()); err != nil {
+		return c, invalid("catalog.expiresAt", "%v", err)
+	}
+	if c.ExpiresAt.After(s.now().Add(wire.MaxCatalogValidity + wire.CatalogClockSkew)) {
+		return c, invalid("catalog.expiresAt", "the catalog expires at %s, more than %s from now; sign it for a shorter time",
+			c.ExpiresAt.UTC().Format(time.RFC3339), wire.MaxCatalogValidity)
 	}
 	seen := map[string]bool{}
 	for _, e := range c.Packages {

@@ -85,7 +85,7 @@ func (e *env) publish(tb testing.TB, pub string, types ...string) ed25519.Privat
 	if _, _, err := e.svc.CreatePublisher(ctx, pub, pk, "admin"); err != nil {
 		tb.Fatal(err)
 	}
-	c := wire.Catalog{Publisher: pub, Serial: 1, IssuedAt: t0}
+	c := wire.Catalog{Publisher: pub, Serial: 1, IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
 	for _, typ := range types {
 		archive, err := extpkg.BuildArchive(&wire.ExtensionManifest{Publisher: pub, Type: typ, Version: "1.0.0",
 			Handlers: wire.ExtensionHandlers{Install: "./i", Enable: "./e"}}, extpkg.File{Name: "i", Body: []byte("#!/bin/sh\n"), Mode: 0o755})
@@ -158,7 +158,7 @@ func TestSetSealsAndRetries(t *testing.T) {
 	if err != nil || len(ds.Extensions) != 1 {
 		t.Fatalf("desired %+v: %v", ds, err)
 	}
-	pt, err := sealing.Open(e.sealPv, extensions.SealingAAD("m-1", "a"), ds.Extensions[0].ProtectedSettings)
+	pt, err := sealing.Open(e.sealPv, extensions.SealingAAD("m-1", "a", "Contoso", "Agent"), ds.Extensions[0].ProtectedSettings)
 	if err != nil || string(pt) != `{"k":"secret"}` {
 		t.Errorf("open: %q %v", pt, err)
 	}

@@ -75,7 +75,7 @@ func (s *Service) EnsureFirstParty(ctx context.Context, key ed25519.PrivateKey) 
 		if err != nil {
 			return err
 		}
-		next := wire.Catalog{Publisher: wire.PublisherCorral, Serial: cur.Serial + 1, IssuedAt: s.now()}
+		next := wire.Catalog{Publisher: wire.PublisherCorral, Serial: cur.Serial + 1, IssuedAt: s.now(), ExpiresAt: s.now().Add(wire.MaxCatalogValidity)}
 		if ok {
 			next.Packages = slices.Clone(cur.Packages)
 		}

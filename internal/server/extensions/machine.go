@@ -32,8 +32,10 @@ const (
 )
 
 // SealingAAD binds sealed protected settings to one extension of one
-// machine: machineID + "/" + the extension's stored name.
-func SealingAAD(machineID, extension string) []byte { return []byte(machineID + "/" + extension) }
+// machine and to the publisher/type it was set for (sealing.ExtensionAAD).
+func SealingAAD(machineID, extension, publisher, typ string) []byte {
+	return sealing.ExtensionAAD(machineID, extension, publisher, typ)
+}
 
 func extensionID(m store.Machine, name string) string {
 	return machineResourceID(m) + "/extensions/" + name
@@ -261,7 +263,7 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 		}
 	}
 	if len(protected) > 0 {
-		sealed, err := sealing.Seal(m.SealingKey, SealingAAD(m.ID, e.Name), protected)
+		sealed, err := sealing.Seal(m.SealingKey, SealingAAD(m.ID, e.Name, e.Publisher, e.Type), protected)
 		if err != nil {
 			return SetResult{}, invalid("protectedSettings", "the protected settings cannot be sealed to machine %q: %v", m.Name, err)
 		}

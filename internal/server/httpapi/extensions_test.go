@@ -103,7 +103,7 @@ func (p *publisherKit) sign(t testing.TB, entries []wire.CatalogEntry) wire.Sign
 		entries = p.entries
 	}
 	p.serial++
-	sc, err := extpkg.SignCatalog(p.priv, wire.Catalog{Publisher: p.name, Serial: p.serial, IssuedAt: time.Now().UTC(), Packages: entries})
+	sc, err := extpkg.SignCatalog(p.priv, wire.Catalog{Publisher: p.name, Serial: p.serial, IssuedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(time.Hour).UTC(), Packages: entries})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,15 +370,18 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	if len(ds.Publishers) != 1 || ds.Publishers[0].Name != "Contoso" || !bytes.Equal(ds.Publishers[0].PublicKey, e.kit.pub) {
 		t.Errorf("publishers in desired state: %+v", ds.Publishers)
 	}
-	plain, err := sealing.Open(e.m.SealingKey, extensions.SealingAAD(e.m.MachineID, "agent"), d.ProtectedSettings)
+	plain, err := sealing.Open(e.m.SealingKey, extensions.SealingAAD(e.m.MachineID, "agent", "Contoso", "Agent"), d.ProtectedSettings)
 	if err != nil || string(plain) != `{"password":"`+secret+`"}` {
 		t.Errorf("open sealed settings: %q %v", plain, err)
 	}
 	if bytes.Contains(d.ProtectedSettings, []byte(secret)) {
 		t.Error("protected settings travel in the clear")
 	}
-	if _, err := sealing.Open(e.m.SealingKey, extensions.SealingAAD(e.m.MachineID, "other"), d.ProtectedSettings); err == nil {
+	if _, err := sealing.Open(e.m.SealingKey, extensions.SealingAAD(e.m.MachineID, "other", "Contoso", "Agent"), d.ProtectedSettings); err == nil {
 		t.Error("sealed settings open for another extension name")
+	}
+	if _, err := sealing.Open(e.m.SealingKey, extensions.SealingAAD(e.m.MachineID, "agent", "Fabrikam", "Agent"), d.ProtectedSettings); err == nil {
+		t.Error("sealed settings open for another publisher under the same name")
 	}
 
 	// The agent fetches the catalog and the package like the real one.
@@ -945,7 +948,7 @@ func TestExtensionsAcrossReplicas(t *testing.T) {
 	if !ok {
 		t.Fatal("the extension set through B is not in A's desired state")
 	}
-	if pt, err := sealing.Open(m.SealingKey, extensions.SealingAAD(m.MachineID, "rc"), d.ProtectedSettings); err != nil || string(pt) != `{"k":"v"}` {
+	if pt, err := sealing.Open(m.SealingKey, extensions.SealingAAD(m.MachineID, "rc", wire.PublisherCorral, "RunCommand"), d.ProtectedSettings); err != nil || string(pt) != `{"k":"v"}` {
 		t.Errorf("open sealed settings: %q %v", pt, err)
 	}
 	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "rc", SeqNo: d.SeqNo, Operation: "install", State: wire.ExtSucceeded})

@@ -137,7 +137,7 @@ func TestExtensionsOnMachinePage(t *testing.T) {
 	if st != http.StatusOK || json.Unmarshal(b, &ds) != nil || len(ds.Extensions) != 1 {
 		t.Fatalf("desired state: %d %s", st, b)
 	}
-	if plain, err := sealing.Open(m.SealingKey, extensions.SealingAAD(m.MachineID, "agent"), ds.Extensions[0].ProtectedSettings); err != nil ||
+	if plain, err := sealing.Open(m.SealingKey, extensions.SealingAAD(m.MachineID, "agent", "Contoso", "Agent"), ds.Extensions[0].ProtectedSettings); err != nil ||
 		string(plain) != `{"apiKey":"`+secret+`"}` {
 		t.Errorf("sealed protected settings open to %q (%v)", plain, err)
 	}
