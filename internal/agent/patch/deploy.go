@@ -167,7 +167,7 @@ func (m *Manager) Deploy(ctx context.Context, d Deployment) (DeploymentResult, e
 		if err != nil {
 			p.Status, p.Message, p.Output = Failed, errText(err), capText(out, m.opts.OutputCap)
 		} else {
-			p.Status = Installed
+			p.Status, p.Output = Installed, capText(out, m.opts.OutputCap) // dropped below unless the version says otherwise
 		}
 		j.Current = ""
 		m.opts.Logger.InfoContext(ctx, "update", "op", "install", "package", u.Name, "status", p.Status,
@@ -186,6 +186,11 @@ func (m *Manager) Deploy(ctx context.Context, d Deployment) (DeploymentResult, e
 			if p.Status == Installed && p.AfterVersion != u.CandidateVersion {
 				p.Status = Failed
 				p.Message = fmt.Sprintf("the manager reported success but %s is at version %q, not %q", u.Name, p.AfterVersion, u.CandidateVersion)
+				if p.Output != "" {
+					p.Message += ": " + errorLines(p.Output)
+				}
+			} else if p.Status == Installed {
+				p.Output = ""
 			}
 		}
 		res.Packages = append(res.Packages, dependencyChanges(before, after, seen)...)

@@ -121,7 +121,7 @@ func (d *dnfDriver) installed(ctx context.Context, s *session) (map[pkgID]string
 }
 
 func (d *dnfDriver) install(ctx context.Context, s *session, u Update) (string, error) {
-	res, err := s.run(ctx, cmdSpec{args: d.args("-C", "upgrade", u.Name+"-"+u.CandidateVersion+"."+u.Arch)})
+	res, err := s.run(ctx, cmdSpec{args: d.args("-C", "--best", "upgrade", u.Name+"-"+u.CandidateVersion+"."+u.Arch)})
 	return joinOutput(res.Stderr, res.Stdout), err
 }
 

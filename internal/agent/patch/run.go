@@ -230,7 +230,7 @@ func shortCommand(args []string) string {
 	var kept []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "-o" && i+1 < len(args) {
+		if (a == "-o" || a == "--root" || a == "--qf") && i+1 < len(args) {
 			i++
 			continue
 		}

@@ -57,9 +57,9 @@ type zypperUpdates struct {
 	} `xml:"update-status>update-list>update"`
 }
 
-func (d *zypperDriver) list(ctx context.Context, s *session, what string) (zypperUpdates, error) {
+func (d *zypperDriver) list(ctx context.Context, s *session, what ...string) (zypperUpdates, error) {
 	var z zypperUpdates
-	res, err := s.run(ctx, cmdSpec{args: d.args("--xmlout", "--no-refresh", what)})
+	res, err := s.run(ctx, cmdSpec{args: d.args(append([]string{"--xmlout", "--no-refresh"}, what...)...)})
 	if err != nil {
 		return z, err
 	}
@@ -70,7 +70,10 @@ func (d *zypperDriver) list(ctx context.Context, s *session, what string) (zyppe
 }
 
 func (d *zypperDriver) pending(ctx context.Context, s *session) ([]Update, error) {
-	pkgs, err := d.list(ctx, s, "list-updates")
+	// --all: every package with a newer version, installable or not (as
+	// apt list --upgradable): an update blocked by a conflict is still
+	// pending, and its deployment says why it cannot go in.
+	pkgs, err := d.list(ctx, s, "list-updates", "--all")
 	if err != nil {
 		return nil, err
 	}
