@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,9 +417,14 @@ func runTool(t testing.TB, dir string, env []string, name string, args ...string
 
 func copyFile(t testing.TB, from, to string) {
 	t.Helper()
-	b, err := os.ReadFile(from)
+	in, err := os.Open(from)
 	must(t, err)
-	must(t, os.WriteFile(to, b, 0o644))
+	defer in.Close()
+	out, err := os.Create(to)
+	must(t, err)
+	_, err = io.Copy(out, in)
+	must(t, err)
+	must(t, out.Close())
 }
 
 func must(t testing.TB, err error) {

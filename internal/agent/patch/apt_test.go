@@ -339,3 +339,44 @@ func TestAptHeldAndConflicting(t *testing.T) {
 		t.Errorf("packages changed although nothing could be installed:\n%s", diff)
 	}
 }
+
+func TestAptRebootRequired(t *testing.T) {
+	t.Parallel()
+	f := newAptFixture(t, testutil.AptSuite{Suite: "kernel-security", Debs: []testutil.Deb{
+		{Name: "linux-image-corral", Version: "1.1"},
+		{Name: "asks-reboot", Version: "1.1", Postinst: "touch /run/reboot-required"},
+	}})
+	old := testutil.NewAptRepo(t, testutil.AptSuite{Suite: "x", Debs: []testutil.Deb{
+		{Name: "linux-image-corral", Version: "1.0"}, {Name: "asks-reboot", Version: "1.0"},
+	}})
+	f.tree.Install(t, filepath.Join(old.Dir, "pool", "linux-image-corral_1.0_all.deb"), filepath.Join(old.Dir, "pool", "asks-reboot_1.0_all.deb"))
+	m := newManager(t, f.tree.Root)
+	a, err := m.Assess(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := byName(a)
+	if !ups["linux-image-corral"].RebootRequired || ups["foo"].RebootRequired || a.RebootPending {
+		t.Errorf("before: kernel RebootRequired %v (want true), foo %v (want false), pending %v (want false)",
+			ups["linux-image-corral"].RebootRequired, ups["foo"].RebootRequired, a.RebootPending)
+	}
+	// Only the package whose postinst asks for a reboot: the flag file says so.
+	res, err := m.Deploy(context.Background(), patch.Deployment{ID: "r", JournalDir: t.TempDir(), Deadline: time.Now().Add(time.Hour),
+		Selection: patch.Selection{Classifications: []patch.Classification{patch.Security}, Include: []string{"asks-reboot"}}})
+	if err != nil || res.Status != patch.RunSucceeded {
+		t.Fatalf("%v %s %q", err, res.Status, res.Message)
+	}
+	if !res.RebootRequired {
+		t.Error("RebootRequired = false after a postinst wrote /run/reboot-required")
+	}
+	if _, err := os.Stat(filepath.Join(f.tree.Root, "run/reboot-required")); err != nil {
+		t.Errorf("the postinst's flag is not in the tree: %v", err)
+	}
+	a, err = m.Assess(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.RebootPending {
+		t.Error("RebootPending = false after the flag file was written in the tree")
+	}
+}
