@@ -264,8 +264,9 @@ func TestAptBadInput(t *testing.T) {
 		{"no classification", func(d *patch.Deployment) { d.Selection.Classifications = nil }, patch.ErrBadSelection},
 		{"bad include pattern", func(d *patch.Deployment) { d.Selection.Include = []string{"lib[abc"} }, patch.ErrBadSelection},
 		{"empty exclude pattern", func(d *patch.Deployment) { d.Selection.Exclude = []string{" "} }, patch.ErrBadSelection},
-		{"no deadline", func(d *patch.Deployment) { d.Deadline = time.Time{} }, patch.ErrBadSelection},
-		{"no journal", func(d *patch.Deployment) { d.JournalDir = "" }, patch.ErrBadSelection},
+		{"no deadline", func(d *patch.Deployment) { d.Deadline = time.Time{} }, patch.ErrBadDeployment},
+		{"no journal", func(d *patch.Deployment) { d.JournalDir = "" }, patch.ErrBadDeployment},
+		{"no id", func(d *patch.Deployment) { d.ID = "" }, patch.ErrBadDeployment},
 	} {
 		d := ok
 		tc.edit(&d)

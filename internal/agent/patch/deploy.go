@@ -36,11 +36,11 @@ func (m *Manager) Deploy(ctx context.Context, d Deployment) (DeploymentResult, e
 	}
 	switch {
 	case d.ID == "":
-		return res, fmt.Errorf("%w: deployment without an id", ErrBadSelection)
+		return res, fmt.Errorf("%w: no id", ErrBadDeployment)
 	case d.JournalDir == "":
-		return res, fmt.Errorf("%w: deployment without a journal directory", ErrBadSelection)
+		return res, fmt.Errorf("%w: no journal directory", ErrBadDeployment)
 	case d.Deadline.IsZero():
-		return res, fmt.Errorf("%w: deployment without a deadline", ErrBadSelection)
+		return res, fmt.Errorf("%w: no deadline", ErrBadDeployment)
 	}
 	if err := os.MkdirAll(d.JournalDir, 0o700); err != nil {
 		return res, fmt.Errorf("journal directory: %w", err)

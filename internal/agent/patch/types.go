@@ -32,6 +32,10 @@ var ErrUnknownClassification = errors.New("unknown classification")
 // used (no classification, a malformed pattern).
 var ErrBadSelection = errors.New("bad selection")
 
+// ErrBadDeployment is returned for a deployment without an id, a journal
+// directory or a deadline.
+var ErrBadDeployment = errors.New("bad deployment")
+
 // ParseClassification reads a classification name, case-insensitively.
 func ParseClassification(s string) (Classification, error) {
 	for _, c := range classifications {
