@@ -111,11 +111,14 @@ type CloudMetadata struct {
 // AgentConfig is the agent's local configuration as reported to the server
 // (DESIGN.md §4). The server can read it but never change it.
 type AgentConfig struct {
-	Mode                       string   `json:"config.mode"`
-	ExtensionsAllowlist        []string `json:"extensions.allowlist"`
-	ExtensionsBlocklist        []string `json:"extensions.blocklist"`
-	ExtensionsEnabled          bool     `json:"extensions.enabled"`
-	GuestConfigurationEnabled  bool     `json:"guestconfiguration.enabled"`
+	Mode                      string   `json:"config.mode"`
+	ExtensionsAllowlist       []string `json:"extensions.allowlist"`
+	ExtensionsBlocklist       []string `json:"extensions.blocklist"`
+	ExtensionsEnabled         bool     `json:"extensions.enabled"`
+	GuestConfigurationEnabled bool     `json:"guestconfiguration.enabled"`
+	// HostChangesEnabled false is trial mode: the agent changes nothing on
+	// the host (no handler, no run command, no remediation).
+	HostChangesEnabled         bool     `json:"hostchanges.enabled"`
 	IncomingConnectionsEnabled bool     `json:"incomingconnections.enabled"`
 	IncomingConnectionsPorts   []string `json:"incomingconnections.ports"`
 	ProxyURL                   string   `json:"proxy.url,omitempty"`

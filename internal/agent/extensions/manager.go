@@ -263,8 +263,10 @@ func (m *Manager) allowed(op localconfig.Operation, name string) error {
 			return err
 		}
 	}
-	if m.env.HostChangesOff != "" && op != localconfig.OpRemove {
-		return errors.New(m.env.HostChangesOff)
+	if op != localconfig.OpRemove {
+		if err := m.env.HostChangesRefused(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ package feature
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -149,6 +150,17 @@ type Env struct {
 	Builtins map[string]Builtin
 	// Refusals samples the logging of refused operations (LogRefused).
 	Refusals *agentlog.Sampler
+}
+
+// HostChangesRefused says why an operation that changes the host may not run
+// now: corral dev without --allow-host-changes, `corral-agent run
+// --host-changes=false`, or hostchanges.enabled=false (trial mode) in the
+// local configuration as it is on disk at this moment. Nil when allowed.
+func (e Env) HostChangesRefused() error {
+	if e.HostChangesOff != "" {
+		return errors.New(e.HostChangesOff)
+	}
+	return e.Config().HostChangesRefused()
 }
 
 // LogRefused logs an operation the local rules (or a limit) refused, at most

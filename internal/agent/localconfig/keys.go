@@ -26,6 +26,7 @@ const (
 	KeyExtensionsCPULimit  = "extensions.agent.cpulimit"
 	KeyGuestConfigCPULimit = "guestconfiguration.agent.cpulimit"
 	KeyPublisherKeys       = "extensions.publisherkeys"
+	KeyHostChanges         = "hostchanges.enabled"
 )
 
 // kind is how a key's value is stored in the JSON file.
@@ -69,6 +70,8 @@ var keys = []key{
 	{name: KeyGuestConfigEnabled, kind: kindBool, def: "true", frozen: true, check: checkBool,
 		help:    "true | false (guest configuration: policy rules evaluated and applied inside the OS)",
 		monitor: func() (string, string) { return "false", "off in monitor mode" }},
+	{name: KeyHostChanges, kind: kindBool, def: "true", check: checkBool,
+		help: "true | false (false, trial mode: no extension handler, run command or other change to this host)"},
 	{name: KeyIncomingEnabled, kind: kindBool, def: "true", check: checkBool,
 		help: "true | false (connections relayed to this machine through the agent, e.g. SSH)"},
 	{name: KeyIncomingPorts, kind: kindList, check: checkPorts,

@@ -247,6 +247,8 @@ type Effective struct {
 	Blocklist           []string
 	ExtensionsEnabled   bool
 	GuestConfigEnabled  bool
+	// HostChanges false is trial mode: nothing may change the host.
+	HostChanges         bool
 	IncomingEnabled     bool
 	IncomingPorts       []int
 	ProxyURL            string
@@ -268,6 +270,7 @@ func (c Config) Effective() Effective {
 		Blocklist:           splitList(c.value(KeyBlocklist)),
 		ExtensionsEnabled:   c.value(KeyExtensionsEnabled) == "true",
 		GuestConfigEnabled:  c.value(KeyGuestConfigEnabled) == "true",
+		HostChanges:         c.value(KeyHostChanges) == "true",
 		IncomingEnabled:     c.value(KeyIncomingEnabled) == "true",
 		ProxyURL:            c.value(KeyProxyURL),
 		ProxyBypass:         splitList(c.value(KeyProxyBypass)),
@@ -323,12 +326,27 @@ func (c Config) WithPublisherKey(publisher string, key []byte) string {
 	return strings.Join(out, ",")
 }
 
+// ErrHostChangesOff is wrapped by HostChangesRefused.
+var ErrHostChangesOff = errors.New("changes to this host are off")
+
+// HostChangesRefused says why an operation that changes the host may not run
+// under this configuration (trial mode), or nil.
+func (e Effective) HostChangesRefused() error {
+	if e.Damaged != nil {
+		return fmt.Errorf("%w: the local configuration cannot be read (%v)", ErrHostChangesOff, e.Damaged)
+	}
+	if !e.HostChanges {
+		return fmt.Errorf("%w: %s is false on this machine (trial mode; as root: corral-agent config set %s true)", ErrHostChangesOff, KeyHostChanges, KeyHostChanges)
+	}
+	return nil
+}
+
 // FailClosed is the configuration in force while the file is damaged: the
 // extension manager, guest configuration and incoming connections are off
 // until root fixes it.
 func FailClosed(why error) Effective {
 	e := Config{}.Effective()
-	e.ExtensionsEnabled, e.GuestConfigEnabled, e.IncomingEnabled = false, false, false
+	e.ExtensionsEnabled, e.GuestConfigEnabled, e.IncomingEnabled, e.HostChanges = false, false, false, false
 	e.Damaged = why
 	return e
 }
@@ -347,6 +365,7 @@ func (e Effective) Wire() wire.AgentConfig {
 		ExtensionsBlocklist:        nonNil(e.Blocklist),
 		ExtensionsEnabled:          e.ExtensionsEnabled,
 		GuestConfigurationEnabled:  e.GuestConfigEnabled,
+		HostChangesEnabled:         e.HostChanges,
 		IncomingConnectionsEnabled: e.IncomingEnabled,
 		IncomingConnectionsPorts:   ports,
 		ProxyURL:                   e.ProxyURL,

@@ -118,8 +118,8 @@ func (f *Feature) allowed() error {
 	if err := f.env.Config().CheckExtension(localconfig.OpInstall, wire.ExtRunCommand); err != nil {
 		return err
 	}
-	if f.env.HostChangesOff != "" {
-		return errors.New(f.env.HostChangesOff)
+	if err := f.env.HostChangesRefused(); err != nil {
+		return err
 	}
 	return nil
 }
