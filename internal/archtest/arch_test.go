@@ -47,6 +47,9 @@ func TestAgentImportAllowlist(t *testing.T) {
 	allowedModules := map[string]bool{
 		module: true, "github.com/spf13/cobra": true, "github.com/spf13/pflag": true,
 		"github.com/coder/websocket": true, "golang.org/x/sys": true, "github.com/inconshreveable/mousetrap": true,
+		// internal/agent/jit drives nftables over netlink (about 1 MB; x/net/bpf and x/sync come with mdlayher/netlink).
+		"github.com/google/nftables": true, "github.com/mdlayher/netlink": true, "github.com/mdlayher/socket": true,
+		"golang.org/x/net": true, "golang.org/x/sync": true,
 	}
 	for _, p := range goList(t, "-deps", "./cmd/corral-agent") {
 		if p.Standard {
