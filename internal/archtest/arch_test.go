@@ -49,6 +49,9 @@ func TestAgentImportAllowlist(t *testing.T) {
 		"github.com/coder/websocket": true, "golang.org/x/sys": true, "github.com/inconshreveable/mousetrap": true,
 		// inotify for the local configuration and the files guest rules read.
 		"github.com/fsnotify/fsnotify": true,
+		// internal/agent/jit drives nftables over netlink (about 1 MB; x/net/bpf and x/sync come with mdlayher/netlink).
+		"github.com/google/nftables": true, "github.com/mdlayher/netlink": true, "github.com/mdlayher/socket": true,
+		"golang.org/x/net": true, "golang.org/x/sync": true,
 	}
 	for _, p := range goList(t, "-deps", "./cmd/corral-agent") {
 		if p.Standard {
