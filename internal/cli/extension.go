@@ -31,7 +31,9 @@ func (a *app) extensionPackCommand() *cobra.Command {
 		Short: "Pack a directory with manifest.json at its root into a package archive (tar.gz)",
 		Long: `Pack a directory into an extension package: a gzip-compressed tar archive of its
 regular files, with manifest.json at the root. Symbolic links and special files
-are refused, since the agent would refuse them too. The manifest is validated.`,
+are refused, since the agent would refuse them too. The manifest is validated, and
+a handler that runs a file of the package ("./handler.sh install") needs that file
+in the directory, executable. docs/extensions.md describes the format.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlag("output", output); err != nil {
@@ -101,6 +103,17 @@ func packDir(dir string) ([]byte, int, error) {
 	}
 	archive, err := extpkg.BuildArchive(nil, files...)
 	if err != nil {
+		return nil, 0, err
+	}
+	man, err := extpkg.ReadManifest(archive)
+	if err != nil {
+		return nil, 0, err
+	}
+	modes := map[string]int64{}
+	for _, f := range files {
+		modes[f.Name] = f.Mode
+	}
+	if err := extpkg.CheckHandlerFiles(man, modes); err != nil {
 		return nil, 0, err
 	}
 	if len(archive) > wire.MaxPackageBytes {

@@ -95,6 +95,8 @@ func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
 		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxSettingsFile+1))
 	case strings.HasPrefix(v, "@"):
 		b, err = readFileCapped(v[1:], maxSettingsFile)
+	case flag == "protected-settings":
+		return nil, fmt.Errorf("--%s takes @FILE or @- (standard input): a secret on the command line is visible to every user of this computer", flag)
 	default:
 		b = []byte(v)
 	}
@@ -107,7 +109,11 @@ func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
 	b = bytes.TrimSpace(b)
 	var obj map[string]any
 	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
-		// Never echo the document: it may be secret.
+		// Never echo the document: it may be secret. Where it breaks is fine.
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("--%s is not valid JSON: %s (at byte %d)", flag, se.Error(), se.Offset)
+		}
 		return nil, fmt.Errorf("--%s must be a JSON object", flag)
 	}
 	return json.RawMessage(b), nil

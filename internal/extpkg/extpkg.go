@@ -437,3 +437,42 @@ func BuildArchive(manifest *wire.ExtensionManifest, files ...File) ([]byte, erro
 	}
 	return buf.Bytes(), nil
 }
+
+// CheckHandlerFiles refuses a manifest whose handlers name files the package
+// does not hold, or holds without the execute bit. A handler command names a
+// package file when its first word is a relative path ("./run.sh install",
+// "bin/tool") — that file must exist and be executable — or when it runs a
+// shell on one ("sh setup.sh") — that file must exist. Bare command names
+// (true, python3) and absolute paths are the machine's and are not checked.
+// files maps the package's file names (slash-separated, relative) to modes.
+func CheckHandlerFiles(m wire.ExtensionManifest, files map[string]int64) error {
+	var errs []error
+	for _, h := range []struct{ name, cmd string }{
+		{wire.HandlerInstall, m.Handlers.Install}, {wire.HandlerEnable, m.Handlers.Enable}, {wire.HandlerDisable, m.Handlers.Disable},
+		{wire.HandlerUpdate, m.Handlers.Update}, {wire.HandlerUninstall, m.Handlers.Uninstall},
+	} {
+		words := strings.Fields(h.cmd)
+		if len(words) == 0 {
+			continue
+		}
+		first, needExec := words[0], true
+		if slices.Contains([]string{"sh", "bash", "/bin/sh", "/bin/bash", "/usr/bin/bash"}, first) && len(words) > 1 && !strings.HasPrefix(words[1], "-") {
+			first, needExec = words[1], false
+		}
+		if path.IsAbs(first) || !strings.Contains(first, "/") && needExec {
+			continue // the machine's own command
+		}
+		name := path.Clean(strings.TrimPrefix(first, "./"))
+		mode, ok := files[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("handlers.%s runs %s, which is not in the package", h.name, first))
+		case needExec && mode&0o111 == 0:
+			errs = append(errs, fmt.Errorf("handlers.%s runs %s, which is not executable (chmod +x it)", h.name, first))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadManifest, err)
+	}
+	return nil
+}

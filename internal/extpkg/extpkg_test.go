@@ -173,3 +173,33 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckHandlerFiles(t *testing.T) {
+	t.Parallel()
+	files := map[string]int64{"handler.sh": 0o755, "bin/tool": 0o755, "setup.sh": 0o644, "data/x.json": 0o644}
+	man := func(install string) wire.ExtensionManifest {
+		return wire.ExtensionManifest{Handlers: wire.ExtensionHandlers{Install: install, Enable: "true"}}
+	}
+	tests := []struct {
+		install, want string
+	}{
+		{"./handler.sh install", ""},
+		{"bin/tool --install", ""},
+		{"sh setup.sh", ""},
+		{"true", ""},
+		{"/usr/bin/env python3 x.py", ""},
+		{"./missing.sh", "not in the package"},
+		{"./setup.sh", "not executable"},
+		{"bash ./nothere.sh", "not in the package"},
+		{"./bin/../handler.sh", ""},
+	}
+	for _, tt := range tests {
+		err := CheckHandlerFiles(man(tt.install), files)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.install, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: %v, want %q", tt.install, err, tt.want)
+		}
+	}
+}
