@@ -242,11 +242,11 @@ func (c Config) List() []Entry {
 // Effective is the configuration the agent acts on: defaults applied and
 // monitor mode's fixed allowlist and guest-configuration switch in force.
 type Effective struct {
-	Mode                string
-	Allowlist           []string
-	Blocklist           []string
-	ExtensionsEnabled   bool
-	GuestConfigEnabled  bool
+	Mode               string
+	Allowlist          []string
+	Blocklist          []string
+	ExtensionsEnabled  bool
+	GuestConfigEnabled bool
 	// HostChanges false is trial mode: nothing may change the host.
 	HostChanges         bool
 	IncomingEnabled     bool
