@@ -187,7 +187,7 @@ func (b *Builder) Add(name string, f Format, r io.Reader) error {
 
 type snapshot struct {
 	names, md5, sha1, sha256, toks, lits, sigs, wa, wb, wc int
-	stats                                                 LoadStats
+	stats                                                  LoadStats
 }
 
 func (b *Builder) snapshot() snapshot {
@@ -402,7 +402,9 @@ func rawSpan(t rawTok) (lo, hi uint32) {
 	return lo, hi
 }
 
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 
 // Build finishes the DB. The Builder must not be used afterwards.
 func (b *Builder) Build() *DB {

@@ -16,10 +16,10 @@ const chunk = 256 << 10
 
 // objScan scans one file and everything inside it.
 type objScan struct {
-	e        *Engine
-	res      *FileResult
-	total    int64  // decompressed bytes spent
-	stopped  bool
+	e       *Engine
+	res     *FileResult
+	total   int64 // decompressed bytes spent
+	stopped bool
 }
 
 func (s *objScan) note(member, format string, args ...any) {

@@ -128,9 +128,9 @@ func TestWalkSpecialFilesAndSymlinks(t *testing.T) {
 // TestWalkUnreadableFiles runs as an unprivileged user (root reads
 // everything): unreadable files and directories are errors, the scan goes on.
 func TestWalkUnreadableFiles(t *testing.T) {
-	testutil.NeedRoot(t)
 	dir := os.Getenv("SCAN_TEST_TREE")
 	if dir == "" {
+		testutil.NeedRoot(t)
 		dir = t.TempDir()
 		for d := dir; d != "/"; d = filepath.Dir(d) {
 			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {

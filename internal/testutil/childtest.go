@@ -66,7 +66,6 @@ func InChild(t *testing.T, attr *syscall.SysProcAttr) bool {
 	return false
 }
 
-
 func execCopy(t *testing.T, bin string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "corral-child-")
