@@ -106,7 +106,12 @@ func TestSameDetectionsAsClamscan(t *testing.T) {
 		testutil.NeedTool(t, "clamav-testfiles (Debian package; "+testfiles+")")
 	}
 	c := &corpus{t: t, dir: t.TempDir(), db: t.TempDir(), rng: rand.New(rand.NewPCG(1, 2))}
-	// Every sample, detected by its own hash.
+	// Every sample, detected by its own hash. Not clam.exe, which is inside
+	// most other samples (in formats corral-agent does not unpack, see
+	// TestSamplesInFormatsNotUnpacked), and not clam.exe.html: clamscan 1.4
+	// does not apply whole-file hash signatures to that HTML sample (it
+	// scans its normalised content instead), corral-agent does.
+	skip := func(name string) bool { return name == "clam.exe" || name == "clam.exe.html" }
 	entries, _ := os.ReadDir(testfiles)
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(testfiles, e.Name()))
@@ -114,13 +119,13 @@ func TestSameDetectionsAsClamscan(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.file("samples/"+e.Name(), b)
-		if len(b) > 0 && e.Name() != "clam.exe" {
+		if !skip(e.Name()) {
 			c.hashSig(b)
 		}
 	}
 	var want []string
 	for _, e := range entries {
-		if e.Name() != "clam.exe" {
+		if !skip(e.Name()) {
 			want = append(want, filepath.Join(c.dir, "samples", e.Name()))
 		}
 	}
