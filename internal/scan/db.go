@@ -418,3 +418,37 @@ func (b *Builder) Build() *DB {
 	b.db = DB{}
 	return &db
 }
+
+// ErrUnsupported is wrapped by NormalizeLine for lines that are valid
+// ClamAV but use features this engine does not implement.
+var ErrUnsupported = errUnsupported
+
+// NormalizeLine checks one signature line of format f and returns it in
+// the canonical form a signature set stores (lower-case hex, no
+// functionality levels) with the format it belongs to (.hdb for MD5, .hsb
+// for SHA-1/SHA-256, .ndb for body signatures). Unsupported lines return an
+// error wrapping ErrUnsupported; malformed ones any other error.
+func NormalizeLine(f Format, line string) (string, Format, error) {
+	if f != FormatNDB {
+		parts := strings.Split(line, ":")
+		b := NewBuilder(true)
+		if err := b.addHash(line); err != nil {
+			return "", 0, err
+		}
+		h := strings.ToLower(parts[0])
+		out := FormatHDB
+		if len(h) != 32 {
+			out = FormatHSB
+		}
+		return h + ":" + parts[1] + ":" + parts[2], out, nil
+	}
+	parts := strings.Split(line, ":")
+	if len(parts) < 4 || len(parts) > 6 {
+		return "", 0, fmt.Errorf("want name:target:offset:hexsig, got %d fields", len(parts))
+	}
+	b := NewBuilder(true)
+	if err := b.addBody(line); err != nil {
+		return "", 0, err
+	}
+	return parts[0] + ":0:" + parts[2] + ":" + strings.ToLower(parts[3]), FormatNDB, nil
+}
