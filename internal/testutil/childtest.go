@@ -27,7 +27,9 @@ const childEnv = "CORRAL_TEST_CHILD"
 //	// here in the child: mount a tmpfs, drop privileges...
 //
 // Tests that use it must not call t.Parallel before it.
-func InChild(t *testing.T, attr *syscall.SysProcAttr) bool {
+//
+// In a benchmark the child runs that benchmark once (-test.benchtime=1x).
+func InChild(t testing.TB, attr *syscall.SysProcAttr) bool {
 	t.Helper()
 	if os.Getenv(childEnv) == t.Name() {
 		return true
@@ -42,8 +44,12 @@ func InChild(t *testing.T, attr *syscall.SysProcAttr) bool {
 		// build directory: give the child a copy it can run.
 		bin = execCopy(t, bin)
 	}
-	cmd := exec.Command(bin, "-test.run="+strings.Join(parts, "/"), "-test.v", "-test.count=1",
-		"-test.timeout="+(5*time.Minute).String())
+	args := []string{"-test.run=" + strings.Join(parts, "/"), "-test.v", "-test.count=1", "-test.timeout=" + (10 * time.Minute).String()}
+	_, bench := t.(*testing.B)
+	if bench {
+		args = []string{"-test.run=^$", "-test.bench=" + strings.Join(parts, "/"), "-test.benchtime=1x", "-test.v", "-test.benchmem"}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
 	cmd.Dir = os.TempDir()
 	if attr == nil {
@@ -60,13 +66,13 @@ func InChild(t *testing.T, attr *syscall.SysProcAttr) bool {
 		t.Fatalf("the test failed in its child process: %v", err)
 	case strings.Contains(out.String(), "--- SKIP: "+t.Name()):
 		t.Skip("skipped in the child process")
-	case !strings.Contains(out.String(), "--- PASS: "+t.Name()):
+	case !bench && !strings.Contains(out.String(), "--- PASS: "+t.Name()):
 		t.Fatalf("the child process did not run %s", t.Name())
 	}
 	return false
 }
 
-func execCopy(t *testing.T, bin string) string {
+func execCopy(t testing.TB, bin string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "corral-child-")
 	if err != nil {

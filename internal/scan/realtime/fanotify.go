@@ -1,0 +1,264 @@
+package realtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+type fanWatcher struct {
+	w    *Watcher
+	f    *os.File // the fanotify group, non-blocking: reads park in the poller and Close wakes them
+	work chan *fanEvent
+}
+
+// fanEvent is one event handed to a worker; its descriptor is closed by
+// the worker. A permission event is answered exactly once: by the worker
+// or, past the deadline, by the timer (allow).
+type fanEvent struct {
+	fd, pid int
+	mask    uint64
+	once    sync.Once
+	timer   *time.Timer
+}
+
+func (w *Watcher) startFanotify() (*fanWatcher, error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NOATIME)
+	if err != nil {
+		return nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	mask := uint64(unix.FAN_CLOSE_WRITE)
+	if w.cfg.Block {
+		mask |= unix.FAN_OPEN_PERM | unix.FAN_OPEN_EXEC_PERM
+	}
+	mounts, err := mountsUnder(w.cfg.Paths)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	for _, m := range mounts {
+		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, mask, unix.AT_FDCWD, m); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("fanotify_mark %s: %w", m, err)
+		}
+	}
+	return &fanWatcher{w: w, f: os.NewFile(uintptr(fd), "fanotify"), work: make(chan *fanEvent, 4096)}, nil
+}
+
+func (fw *fanWatcher) run(ctx context.Context) error {
+	w := fw.w
+	var wg sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for ev := range fw.work {
+				fw.handle(ctx, ev)
+			}
+		})
+	}
+	stop := context.AfterFunc(ctx, func() { fw.f.Close() })
+	defer stop()
+	buf := make([]byte, 64<<10)
+	var err error
+	for {
+		var n int
+		n, err = fw.f.Read(buf)
+		if err != nil {
+			break
+		}
+		fw.dispatch(buf[:n])
+	}
+	close(fw.work)
+	wg.Wait()
+	fw.f.Close()
+	if ctx.Err() != nil {
+		return nil
+	}
+	w.log.ErrorContext(ctx, "fanotify read failed", "err", err)
+	return fmt.Errorf("fanotify: %w", err)
+}
+
+const metaSize = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+
+// dispatch hands each event of buf to the workers.
+func (fw *fanWatcher) dispatch(buf []byte) {
+	w := fw.w
+	for len(buf) >= metaSize {
+		md := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[0]))
+		if md.Event_len < uint32(metaSize) || int(md.Event_len) > len(buf) || md.Vers != unix.FANOTIFY_METADATA_VERSION {
+			w.errs.Add(1)
+			return
+		}
+		buf = buf[md.Event_len:]
+		if md.Mask&unix.FAN_Q_OVERFLOW != 0 {
+			w.overflows.Add(1)
+		}
+		if md.Fd == unix.FAN_NOFD {
+			continue
+		}
+		ev := &fanEvent{fd: int(md.Fd), pid: int(md.Pid), mask: md.Mask}
+		if ev.perm() {
+			if ev.pid == w.self {
+				fw.respond(ev, unix.FAN_ALLOW)
+				unix.Close(ev.fd)
+				continue
+			}
+			ev.timer = time.AfterFunc(w.cfg.DecisionTimeout, func() {
+				if fw.respond(ev, unix.FAN_ALLOW) {
+					w.timeouts.Add(1)
+				}
+			})
+		}
+		select {
+		case fw.work <- ev:
+		default: // overloaded: never keep anyone waiting
+			if ev.perm() && fw.respond(ev, unix.FAN_ALLOW) {
+				w.timeouts.Add(1)
+			}
+			unix.Close(ev.fd)
+		}
+	}
+}
+
+func (ev *fanEvent) perm() bool {
+	return ev.mask&(unix.FAN_OPEN_PERM|unix.FAN_OPEN_EXEC_PERM) != 0
+}
+
+func (ev *fanEvent) name() string {
+	switch {
+	case ev.mask&unix.FAN_OPEN_EXEC_PERM != 0:
+		return "exec"
+	case ev.mask&unix.FAN_OPEN_PERM != 0:
+		return "open"
+	}
+	return "close-write"
+}
+
+// respond answers a permission event once; it reports whether this call
+// was the answer.
+func (fw *fanWatcher) respond(ev *fanEvent, verdict uint32) bool {
+	done := false
+	ev.once.Do(func() {
+		done = true
+		if ev.timer != nil {
+			ev.timer.Stop()
+		}
+		r := unix.FanotifyResponse{Fd: int32(ev.fd), Response: verdict}
+		if _, err := fw.f.Write(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))); err != nil && !errors.Is(err, os.ErrClosed) {
+			fw.w.errs.Add(1)
+		}
+	})
+	return done
+}
+
+func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
+	w := fw.w
+	f := os.NewFile(uintptr(ev.fd), "event")
+	defer f.Close()
+	allow := func() {
+		if ev.perm() {
+			fw.respond(ev, unix.FAN_ALLOW)
+		}
+	}
+	path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(ev.fd))
+	if err != nil || !w.watched(strings.TrimSuffix(path, " (deleted)")) || strings.HasSuffix(path, " (deleted)") {
+		allow()
+		return
+	}
+	excluded, exe := w.excludedProcess(ev.pid)
+	if excluded {
+		allow()
+		return
+	}
+	r, cached := w.scanFile(ctx, f, path)
+	if !r.Infected() {
+		allow()
+		return
+	}
+	denied := false
+	if ev.perm() && r.Findings[0].Kind == "signature" {
+		if fw.respond(ev, unix.FAN_DENY) {
+			w.denied.Add(1)
+			denied = true
+		}
+	} else {
+		allow()
+	}
+	if ev.perm() && cached {
+		return // reported when first detected
+	}
+	if exe == "" && ev.pid > 0 {
+		exe, _ = os.Readlink("/proc/" + strconv.Itoa(ev.pid) + "/exe")
+	}
+	w.act(ctx, r, ev.name(), ev.pid, exe, denied)
+}
+
+// pseudoFSTypes are not marked when they are mounted under a watched path.
+var pseudoFSTypes = map[string]bool{"proc": true, "sysfs": true, "devpts": true, "cgroup": true, "cgroup2": true,
+	"debugfs": true, "tracefs": true, "securityfs": true, "pstore": true, "bpf": true, "configfs": true,
+	"fusectl": true, "mqueue": true, "hugetlbfs": true, "autofs": true, "binfmt_misc": true, "efivarfs": true,
+	"devtmpfs": true, "nsfs": true, "rpc_pipefs": true}
+
+// mountsUnder lists what to mark: each path (FAN_MARK_MOUNT marks the mount
+// holding it) and every real mount point below it.
+func mountsUnder(paths []string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	out := append([]string{}, paths...)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if pseudoFSTypes[fields[sep+1]] {
+			continue
+		}
+		for _, p := range paths {
+			if mp != p && under(mp, p) {
+				out = append(out, mp)
+				break
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
