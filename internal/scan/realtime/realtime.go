@@ -126,9 +126,10 @@ type Watcher struct {
 	cache  *verdictCache
 	self   int
 
-	mu                                                                sync.Mutex // serialises OnDetection
-	mode                                                              atomic.Value
-	modeReason                                                        atomic.Value
+	mu         sync.Mutex // serialises OnDetection
+	mode       atomic.Value
+	modeReason atomic.Value
+
 	scanned, detections, cacheHits, timeouts, denied, errs, overflows atomic.Uint64
 }
 
