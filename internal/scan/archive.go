@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"compress/bzip2"
 	"compress/flate"
 	"compress/gzip"
@@ -71,18 +72,20 @@ func (s *objScan) archive(data []byte, member, base string, depth int) {
 		if name == "" {
 			name = "(gzip)"
 		}
-		s.stream(zr, in, member, name, depth)
+		// The trailer holds the size modulo 2^32: a hint for the buffer.
+		hint := int64(binary.LittleEndian.Uint32(data[len(data)-4:]))
+		s.stream(zr, in, hint, member, name, depth)
 	case kindBzip2:
 		in := &countingReader{r: bytes.NewReader(data)}
-		s.stream(bzip2.NewReader(in), in, member, "(bzip2)", depth)
+		s.stream(bzip2.NewReader(in), in, 0, member, "(bzip2)", depth)
 	}
 }
 
 // stream scans the decompressed content of a single-stream compressor
 // (gzip, bzip2). The content is named member!name; a tar inside names its
 // members after member (x.tar.gz!dir/file, not x.tar.gz!(gzip)!dir/file).
-func (s *objScan) stream(r io.Reader, in *countingReader, member, name string, depth int) {
-	out, err := s.inflate(r, in)
+func (s *objScan) stream(r io.Reader, in *countingReader, hint int64, member, name string, depth int) {
+	out, err := s.inflate(r, in, hint)
 	inner := joinMember(member, "!", name)
 	if s.limitHit(err, inner, out) {
 		return
@@ -138,9 +141,11 @@ func (c *countingReader) ReadByte() (byte, error) {
 // inflate reads a member, enforcing the ratio, size and total limits as it
 // goes so that a bomb is never followed past the point it is recognised.
 // in counts the compressed bytes consumed (nil: stored data, no ratio).
-func (s *objScan) inflate(r io.Reader, in *countingReader) ([]byte, error) {
+// hint is the expected size (from headers, not trusted beyond a buffer
+// size within the limits).
+func (s *objScan) inflate(r io.Reader, in *countingReader, hint int64) ([]byte, error) {
 	lim := s.e.opt.Limits
-	buf := make([]byte, 0, 64<<10)
+	buf := make([]byte, 0, max(64<<10, min(hint+1, lim.MaxMemberBytes+1, lim.RatioFloor*4)))
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -210,7 +215,7 @@ func (s *objScan) zip(data []byte, member string, depth int) {
 			s.note(name, "compression method %d not supported, not scanned", f.Method)
 			continue
 		}
-		out, err := s.inflate(rd, in)
+		out, err := s.inflate(rd, in, int64(min(f.UncompressedSize64, 1<<40)))
 		if s.limitHit(err, name, out) {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -87,7 +88,7 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // DB is a loaded signature database. It is immutable and safe for
 // concurrent use by any number of scans.
 type DB struct {
-	names  []byte // name arena: length byte + bytes
+	names  [][]byte // name arena in 1 MiB chunks: length byte + bytes; ref = chunk<<20 | offset
 	md5    hashTable[[16]byte]
 	sha1   hashTable[[20]byte]
 	sha256 hashTable[[32]byte]
@@ -101,9 +102,13 @@ type DB struct {
 // Stats returns what was loaded.
 func (db *DB) Stats() LoadStats { return db.stats }
 
+const nameChunk = 1 << 20
+
 func (db *DB) name(ref uint32) string {
-	n := uint32(db.names[ref])
-	return string(db.names[ref+1 : ref+1+n])
+	c := db.names[ref>>20]
+	off := ref & (nameChunk - 1)
+	n := uint32(c[off])
+	return string(c[off+1 : off+1+n])
 }
 
 // Builder collects signatures into a DB. It is not safe for concurrent use;
@@ -119,7 +124,7 @@ func NewBuilder(noBuiltin bool) *Builder {
 	b := &Builder{}
 	if !noBuiltin {
 		line := EICARName + ":0:0:" + hex.EncodeToString(EICAR())
-		if err := b.addLine(FormatNDB, "builtin", 1, line); err != nil {
+		if err := b.addLine(FormatNDB, "builtin", 1, []byte(line)); err != nil {
 			panic("built-in EICAR signature: " + err.Error())
 		}
 		b.db.stats.Builtin = 1
@@ -149,7 +154,23 @@ func (b *Builder) AddFile(path string) error {
 		return fmt.Errorf("open signatures: %w", err)
 	}
 	defer r.Close()
+	if fi, err := r.Stat(); err == nil {
+		b.reserve(f, fi.Size())
+	}
 	return b.Add(path, f, r)
+}
+
+// reserve grows the tables for a file of size bytes so that loading a
+// million signatures does not copy them on the way (peak memory).
+func (b *Builder) reserve(f Format, size int64) {
+	d := &b.db
+	switch f {
+	case FormatHDB:
+		n := int(size / 60) // a digest, a size and a typical name
+		d.md5.entries = slices.Grow(d.md5.entries, n)
+	case FormatHSB:
+		d.sha256.entries = slices.Grow(d.sha256.entries, int(size/90))
+	}
 }
 
 // Add adds every line of r in format f; name labels errors. A malformed
@@ -172,7 +193,7 @@ func (b *Builder) Add(name string, f Format, r io.Reader) error {
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) > 0 {
-			if perr := b.addLine(f, name, n, string(line)); perr != nil {
+			if perr := b.addLine(f, name, n, line); perr != nil {
 				b.restore(snap)
 				return perr
 			}
@@ -186,41 +207,57 @@ func (b *Builder) Add(name string, f Format, r io.Reader) error {
 }
 
 type snapshot struct {
-	names, md5, sha1, sha256, toks, lits, sigs, wa, wb, wc int
+	chunks, last, md5, sha1, sha256, toks, lits, sigs, wa, wb, wc int
 	stats                                                  LoadStats
 }
 
 func (b *Builder) snapshot() snapshot {
 	d := &b.db
-	return snapshot{len(d.names), len(d.md5.entries), len(d.sha1.entries), len(d.sha256.entries), len(d.toks),
+	last := 0
+	if len(d.names) > 0 {
+		last = len(d.names[len(d.names)-1])
+	}
+	return snapshot{len(d.names), last, len(d.md5.entries), len(d.sha1.entries), len(d.sha256.entries), len(d.toks),
 		len(d.lits), len(d.sigs), len(b.wa), len(b.wb), len(b.wc), d.stats}
 }
 
 func (b *Builder) restore(s snapshot) {
 	d := &b.db
-	d.names, d.md5.entries, d.sha1.entries, d.sha256.entries = d.names[:s.names], d.md5.entries[:s.md5], d.sha1.entries[:s.sha1], d.sha256.entries[:s.sha256]
+	d.names = d.names[:s.chunks]
+	if s.chunks > 0 {
+		d.names[s.chunks-1] = d.names[s.chunks-1][:s.last]
+	}
+	d.md5.entries, d.sha1.entries, d.sha256.entries = d.md5.entries[:s.md5], d.sha1.entries[:s.sha1], d.sha256.entries[:s.sha256]
 	d.toks, d.lits, d.sigs = d.toks[:s.toks], d.lits[:s.lits], d.sigs[:s.sigs]
 	b.wa, b.wb, b.wc = b.wa[:s.wa], b.wb[:s.wb], b.wc[:s.wc]
 	d.stats = s.stats
 	d.stats.UnsupportedLines = d.stats.UnsupportedLines[:len(s.stats.UnsupportedLines):len(s.stats.UnsupportedLines)]
 }
 
-func (b *Builder) addName(name string) (uint32, error) {
-	if name == "" {
+func (b *Builder) addName(name []byte) (uint32, error) {
+	if len(name) == 0 {
 		return 0, errors.New("empty signature name")
 	}
 	if len(name) > 255 {
 		return 0, errors.New("signature name longer than 255 bytes")
 	}
-	ref := uint32(len(b.db.names))
-	b.db.names = append(append(b.db.names, byte(len(name))), name...)
+	d := &b.db
+	if len(d.names) == 0 || len(d.names[len(d.names)-1])+1+len(name) > nameChunk {
+		if len(d.names) == 1<<12 {
+			return 0, errors.New("more than 4 GiB of signature names")
+		}
+		d.names = append(d.names, make([]byte, 0, nameChunk))
+	}
+	c := len(d.names) - 1
+	ref := uint32(c)<<20 | uint32(len(d.names[c]))
+	d.names[c] = append(append(d.names[c], byte(len(name))), name...)
 	return ref, nil
 }
 
-func (b *Builder) addLine(f Format, file string, n int, line string) error {
+func (b *Builder) addLine(f Format, file string, n int, line []byte) error {
 	var err error
 	if f == FormatNDB {
-		err = b.addBody(line)
+		err = b.addBody(string(line))
 	} else {
 		err = b.addHash(line)
 	}
@@ -238,23 +275,37 @@ func (b *Builder) addLine(f Format, file string, n int, line string) error {
 	return nil
 }
 
-// addHash parses "digest:size:name[:flevel]".
-func (b *Builder) addHash(line string) error {
-	parts := strings.Split(line, ":")
-	if len(parts) < 3 || len(parts) > 4 {
-		return fmt.Errorf("want digest:size:name, got %d fields", len(parts))
+// addHash parses "digest:size:name[:flevel]" without allocating: a million
+// of them must load in well under a second.
+func (b *Builder) addHash(line []byte) error {
+	var parts [5][]byte
+	np := 0
+	for rest := line; ; np++ {
+		if np == len(parts) {
+			return fmt.Errorf("want digest:size:name, got more than %d fields", len(parts)-1)
+		}
+		i := bytes.IndexByte(rest, ':')
+		if i < 0 {
+			parts[np] = rest
+			np++
+			break
+		}
+		parts[np], rest = rest[:i], rest[i+1:]
 	}
-	if len(parts) == 4 {
-		if _, err := strconv.ParseUint(parts[3], 10, 32); err != nil {
+	if np < 3 || np > 4 {
+		return fmt.Errorf("want digest:size:name, got %d fields", np)
+	}
+	if np == 4 {
+		if _, ok := parseUint(parts[3]); !ok {
 			return fmt.Errorf("bad functionality level %q", parts[3])
 		}
 	}
 	var size uint64
-	if parts[1] == "*" {
+	if string(parts[1]) == "*" {
 		size = sizeAny
 	} else {
-		s, err := strconv.ParseUint(parts[1], 10, 63)
-		if err != nil {
+		s, ok := parseUint(parts[1])
+		if !ok {
 			return fmt.Errorf("bad size %q", parts[1])
 		}
 		size = s
@@ -264,7 +315,7 @@ func (b *Builder) addHash(line string) error {
 	if len(h) != 32 && len(h) != 40 && len(h) != 64 {
 		return fmt.Errorf("digest %q is not MD5, SHA-1 or SHA-256 hex", h)
 	}
-	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
+	if _, err := hex.Decode(sum[:], h); err != nil {
 		return fmt.Errorf("digest %q is not hex", h)
 	}
 	name, err := b.addName(parts[2])
@@ -281,6 +332,21 @@ func (b *Builder) addHash(line string) error {
 	}
 	b.db.stats.HashSignatures++
 	return nil
+}
+
+// parseUint reads a decimal below 2^62.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 // addBody parses "name:target:offset:hexsig[:minflevel[:maxflevel]]".
@@ -319,7 +385,7 @@ func (b *Builder) addBody(line string) error {
 	if len(raw) > 1<<16-1 {
 		return unsupported("more than 65535 parts")
 	}
-	name, err := b.addName(parts[0])
+	name, err := b.addName([]byte(parts[0]))
 	if err != nil {
 		return err
 	}
@@ -432,7 +498,7 @@ func NormalizeLine(f Format, line string) (string, Format, error) {
 	if f != FormatNDB {
 		parts := strings.Split(line, ":")
 		b := NewBuilder(true)
-		if err := b.addHash(line); err != nil {
+		if err := b.addHash([]byte(line)); err != nil {
 			return "", 0, err
 		}
 		h := strings.ToLower(parts[0])

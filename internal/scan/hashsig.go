@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"slices"
 	"unsafe"
 )
@@ -18,14 +19,18 @@ type hashEntry[H [16]byte | [20]byte | [32]byte] struct {
 	name uint32
 }
 
-// hashTable looks hash signatures up by (size, digest). Entries are sorted
-// by the digest's first 8 bytes (uniformly distributed, so sorting is
-// cheap); sizes holds the distinct sizes so a scan computes a digest only
-// when some signature has the file's size, as ClamAV does.
+// hashTable looks hash signatures up by (size, digest). Loading must stay
+// linear (a million signatures in well under a second), so nothing is
+// sorted: an open-addressing index over the digest's first 8 bytes (already
+// uniformly distributed) points into entries, and a bitset over the sizes
+// tells a scan whether a digest of a file of that size could match at all
+// (so, as in ClamAV, digests are computed only when a signature has the
+// file's size; a false positive costs one needless digest).
 type hashTable[H [16]byte | [20]byte | [32]byte] struct {
-	entries []hashEntry[H]
-	sizes   []uint64 // sorted, distinct, without sizeAny
-	anySize bool     // some entry matches any size: always compute
+	entries  []hashEntry[H]
+	slots    []uint32 // entry index + 1; 0 is empty
+	sizeBits []uint64
+	anySize  bool // some entry matches any size: always compute
 }
 
 // prefix8 is the digest's first 8 bytes as a number (every digest type is
@@ -38,30 +43,34 @@ func (t *hashTable[H]) add(sum H, size uint64, name uint32) {
 	t.entries = append(t.entries, hashEntry[H]{sum: sum, size: size, name: name})
 }
 
-// finish sorts the table; it must be called once after the last add.
+func sizeHash(size uint64) uint64 { return size * 0x9E3779B97F4A7C15 }
+
+// finish builds the index; it must be called once after the last add.
 func (t *hashTable[H]) finish() {
-	slices.SortFunc(t.entries, func(a, b hashEntry[H]) int {
-		pa, pb := prefix8(&a.sum), prefix8(&b.sum)
-		switch {
-		case pa < pb:
-			return -1
-		case pa > pb:
-			return 1
+	t.entries = slices.Clip(t.entries)
+	n := len(t.entries)
+	if n == 0 {
+		return
+	}
+	nslots := 1 << bits.Len(uint(2*n-1))
+	t.slots = make([]uint32, nslots)
+	mask := uint64(nslots - 1)
+	nbits := max(6, min(30, bits.Len(uint(n)*32-1)))
+	t.sizeBits = make([]uint64, 1<<nbits/64)
+	for i := range t.entries {
+		e := &t.entries[i]
+		j := prefix8(&e.sum) & mask
+		for t.slots[j] != 0 {
+			j = (j + 1) & mask
 		}
-		return 0
-	})
-	t.sizes = t.sizes[:0]
-	for _, e := range t.entries {
+		t.slots[j] = uint32(i + 1)
 		if e.size == sizeAny {
 			t.anySize = true
 			continue
 		}
-		t.sizes = append(t.sizes, e.size)
+		h := sizeHash(e.size) >> (64 - nbits)
+		t.sizeBits[h>>6] |= 1 << (h & 63)
 	}
-	slices.Sort(t.sizes)
-	t.sizes = slices.Compact(t.sizes)
-	t.sizes = slices.Clip(t.sizes)
-	t.entries = slices.Clip(t.entries)
 }
 
 // wants reports whether a digest of an object of this size could match.
@@ -72,26 +81,21 @@ func (t *hashTable[H]) wants(size uint64) bool {
 	if t.anySize {
 		return true
 	}
-	_, ok := slices.BinarySearch(t.sizes, size)
-	return ok
+	nbits := bits.Len(uint(len(t.sizeBits)*64)) - 1
+	h := sizeHash(size) >> (64 - nbits)
+	return t.sizeBits[h>>6]&(1<<(h&63)) != 0
 }
 
 // lookup returns the name of a signature matching sum and size.
 func (t *hashTable[H]) lookup(sum *H, size uint64) (uint32, bool) {
+	if len(t.slots) == 0 {
+		return 0, false
+	}
 	p := prefix8(sum)
-	i, _ := slices.BinarySearchFunc(t.entries, p, func(e hashEntry[H], p uint64) int {
-		q := prefix8(&e.sum)
-		switch {
-		case q < p:
-			return -1
-		case q > p:
-			return 1
-		}
-		return 0
-	})
-	for ; i < len(t.entries) && prefix8(&t.entries[i].sum) == p; i++ {
-		e := &t.entries[i]
-		if (e.size == size || e.size == sizeAny) && bytes.Equal(hashBytes(&e.sum), hashBytes(sum)) {
+	mask := uint64(len(t.slots) - 1)
+	for j := p & mask; t.slots[j] != 0; j = (j + 1) & mask {
+		e := &t.entries[t.slots[j]-1]
+		if prefix8(&e.sum) == p && (e.size == size || e.size == sizeAny) && bytes.Equal(hashBytes(&e.sum), hashBytes(sum)) {
 			return e.name, true
 		}
 	}
