@@ -293,8 +293,12 @@ func writeSigs(b testing.TB, dir string, nHDB, nHSB, nNDB int) []string {
 		n    int
 		line func(i int) string
 	}{
-		{"m.hdb", nHDB, func(i int) string { return fmt.Sprintf("%s:%d:Win.Trojan.Agent-%d-0\n", hexN(16), 1000+rng.IntN(1<<22), i) }},
-		{"m.hsb", nHSB, func(i int) string { return fmt.Sprintf("%s:%d:Unix.Malware.Kaiji-%d-0\n", hexN(32), 1000+rng.IntN(1<<22), i) }},
+		{"m.hdb", nHDB, func(i int) string {
+			return fmt.Sprintf("%s:%d:Win.Trojan.Agent-%d-0\n", hexN(16), 1000+rng.IntN(1<<22), i)
+		}},
+		{"m.hsb", nHSB, func(i int) string {
+			return fmt.Sprintf("%s:%d:Unix.Malware.Kaiji-%d-0\n", hexN(32), 1000+rng.IntN(1<<22), i)
+		}},
 		{"m.ndb", nNDB, func(i int) string {
 			h := hexN(20)
 			switch i % 4 {

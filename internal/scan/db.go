@@ -208,7 +208,7 @@ func (b *Builder) Add(name string, f Format, r io.Reader) error {
 
 type snapshot struct {
 	chunks, last, md5, sha1, sha256, toks, lits, sigs, wa, wb, wc int
-	stats                                                  LoadStats
+	stats                                                         LoadStats
 }
 
 func (b *Builder) snapshot() snapshot {
