@@ -60,7 +60,11 @@ func InChild(t testing.TB, attr *syscall.SysProcAttr) bool {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	t.Logf("child process:\n%s", out.String())
+	if bench {
+		os.Stdout.Write(out.Bytes()) // benchmark logs are truncated: print figures whole
+	} else {
+		t.Logf("child process:\n%s", out.String())
+	}
 	switch {
 	case err != nil:
 		t.Fatalf("the test failed in its child process: %v", err)

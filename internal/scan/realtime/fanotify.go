@@ -20,6 +20,14 @@ type fanWatcher struct {
 	w    *Watcher
 	f    *os.File // the fanotify group, non-blocking: reads park in the poller and Close wakes them
 	work chan *fanEvent
+
+	// When the workers fall behind, close-write events wait here by path
+	// (their descriptors closed: thousands of them would exhaust the
+	// process's file limit); permission events are never queued, they are
+	// allowed (fail open).
+	mu      sync.Mutex
+	backlog []string
+	kick    chan struct{}
 }
 
 // fanEvent is one event handed to a worker; its descriptor is closed by
@@ -53,7 +61,7 @@ func (w *Watcher) startFanotify() (*fanWatcher, error) {
 			return nil, fmt.Errorf("fanotify_mark %s: %w", m, err)
 		}
 	}
-	return &fanWatcher{w: w, f: os.NewFile(uintptr(fd), "fanotify"), work: make(chan *fanEvent, 4096)}, nil
+	return &fanWatcher{w: w, f: os.NewFile(uintptr(fd), "fanotify"), work: make(chan *fanEvent, 1024), kick: make(chan struct{}, 1)}, nil
 }
 
 func (fw *fanWatcher) run(ctx context.Context) error {
@@ -61,8 +69,21 @@ func (fw *fanWatcher) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range 2 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
-			for ev := range fw.work {
-				fw.handle(ctx, ev)
+			for {
+				select {
+				case ev, ok := <-fw.work:
+					if !ok {
+						return
+					}
+					fw.handle(ctx, ev)
+				case <-fw.kick:
+					for p, ok := fw.pop(); ok; p, ok = fw.pop() {
+						fw.handlePath(ctx, p)
+						if ctx.Err() != nil {
+							break
+						}
+					}
+				}
 			}
 		})
 	}
@@ -108,7 +129,7 @@ func (fw *fanWatcher) dispatch(buf []byte) {
 		}
 		ev := &fanEvent{fd: int(md.Fd), pid: int(md.Pid), mask: md.Mask}
 		if ev.perm() {
-			if ev.pid == w.self {
+			if ev.pid == w.self || fw.fastAllow(ev) {
 				fw.respond(ev, unix.FAN_ALLOW)
 				unix.Close(ev.fd)
 				continue
@@ -122,11 +143,77 @@ func (fw *fanWatcher) dispatch(buf []byte) {
 		select {
 		case fw.work <- ev:
 		default: // overloaded: never keep anyone waiting
-			if ev.perm() && fw.respond(ev, unix.FAN_ALLOW) {
-				w.timeouts.Add(1)
+			if ev.perm() {
+				if fw.respond(ev, unix.FAN_ALLOW) {
+					w.timeouts.Add(1)
+				}
+			} else if p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(ev.fd)); err == nil && w.watched(p) {
+				fw.push(p)
 			}
 			unix.Close(ev.fd)
 		}
+	}
+}
+
+// fastAllow answers, without a worker, the opens that need no scan: empty
+// files (nothing to block; a new file is opened empty before it is
+// written) and files whose verdict is cached clean.
+func (fw *fanWatcher) fastAllow(ev *fanEvent) bool {
+	var st unix.Stat_t
+	if unix.Fstat(ev.fd, &st) != nil {
+		return false
+	}
+	if st.Size == 0 {
+		return true
+	}
+	r, hit := fw.w.cache.get(statKey(&st))
+	if hit && !r.Infected() {
+		fw.w.cacheHits.Add(1)
+		return true
+	}
+	return false
+}
+
+func (fw *fanWatcher) push(path string) {
+	fw.mu.Lock()
+	fw.backlog = append(fw.backlog, path)
+	fw.mu.Unlock()
+	select {
+	case fw.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (fw *fanWatcher) pop() (string, bool) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if len(fw.backlog) == 0 {
+		fw.backlog = nil
+		return "", false
+	}
+	p := fw.backlog[0]
+	fw.backlog = fw.backlog[1:]
+	if len(fw.backlog) > 0 {
+		select { // let another worker help
+		case fw.kick <- struct{}{}:
+		default:
+		}
+	}
+	return p, true
+}
+
+// handlePath scans a backlogged file by path (it may have changed or gone
+// since it was written: then there is nothing, or something new, to scan).
+func (fw *fanWatcher) handlePath(ctx context.Context, path string) {
+	w := fw.w
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if r, _ := w.scanFile(ctx, f, path); r.Infected() {
+		w.act(ctx, r, "close-write", 0, "", false)
 	}
 }
 

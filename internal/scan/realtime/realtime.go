@@ -7,7 +7,8 @@
 // filtered to those paths in user space): FAN_CLOSE_WRITE for scans after
 // writes, FAN_OPEN_PERM and FAN_OPEN_EXEC_PERM for blocking. Decisions go
 // through a verdict cache keyed on (device, inode, size, mtime, ctime), so
-// a clean file costs one fstat the second time. Every permission decision
+// a clean file costs one fstat the second time (answered by the reading
+// goroutine itself, as are opens of empty files). Every permission decision
 // has a deadline counted from the moment the event is read: past it the
 // open is allowed (fail open) and counted in Stats.Timeouts; the scan goes
 // on and its verdict is cached. Events caused by this process are allowed
@@ -349,8 +350,12 @@ func fileKey(f *os.File) (key, bool) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return key{}, false
 	}
+	return statKey(&st), true
+}
+
+func statKey(st *unix.Stat_t) key {
 	return key{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Sec, mtimeNs: st.Mtim.Nsec,
-		ctime: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}, true
+		ctime: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}
 }
 
 // verdictCache remembers scan results by file version. When full it is

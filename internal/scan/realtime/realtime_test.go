@@ -79,7 +79,13 @@ func start(t testing.TB, dir string, cfg realtime.Config) (*realtime.Watcher, *d
 	cfg.Paths = []string{filepath.Join(dir, "watched")}
 	cfg.Engine = scan.New(b.Build(), scan.Options{})
 	cfg.Quarantine = q
-	cfg.OnDetection = d.add
+	also := cfg.OnDetection
+	cfg.OnDetection = func(x realtime.Detection) {
+		d.add(x)
+		if also != nil {
+			also(x)
+		}
+	}
 	w, err := realtime.New(cfg)
 	if err != nil {
 		t.Fatal(err)
