@@ -351,8 +351,20 @@ func parseUint(b []byte) (uint64, bool) {
 
 // addBody parses "name:target:offset:hexsig[:minflevel[:maxflevel]]".
 func (b *Builder) addBody(line string) error {
-	parts := strings.Split(line, ":")
-	if len(parts) < 4 || len(parts) > 6 {
+	var fields [6]string
+	parts := fields[:0]
+	for rest := line; ; {
+		if len(parts) == len(fields) {
+			return fmt.Errorf("want name:target:offset:hexsig, got more than %d fields", len(fields))
+		}
+		f, r, more := strings.Cut(rest, ":")
+		parts = append(parts, f)
+		if !more {
+			break
+		}
+		rest = r
+	}
+	if len(parts) < 4 {
 		return fmt.Errorf("want name:target:offset:hexsig, got %d fields", len(parts))
 	}
 	for _, fl := range parts[4:] {
@@ -397,35 +409,90 @@ func (b *Builder) addBody(line string) error {
 // compile stores a parsed pattern in the arenas and indexes its anchor.
 func (b *Builder) compile(raw []rawTok, anc anchorChoice, off offSpec, name uint32) {
 	d := &b.db
-	litTok := func(t rawTok) tok {
-		o := tok{kind: tokLit, a: uint32(len(d.lits)), b: uint32(len(t.val))}
-		d.lits = append(d.lits, t.val...)
-		if t.msk != nil {
-			o.masked = true
-			d.lits = append(d.lits, t.msk...)
-			// Masked comparison is val == data&mask: keep val pre-masked.
-			for i := range t.val {
-				d.lits[int(o.a)+i] &= t.msk[i]
-			}
+	litTok := b.litTok
+	s := bodySig{off: off, name: name, ntok: uint16(len(raw)), at: uint16(anc.at), ao: uint32(anc.ao)}
+	// Alternatives' options first, then the pattern's own tokens.
+	var firsts [8]uint32
+	alt := 0
+	for _, t := range raw {
+		if t.kind == tokAlt {
+			alt++
 		}
-		return o
 	}
+	if alt > len(firsts) { // rare: many alternative groups
+		b.compileSlow(raw, anc, off, name)
+		return
+	}
+	alt = 0
+	for _, t := range raw {
+		if t.kind == tokAlt {
+			first := uint32(len(d.toks))
+			for _, o := range t.alts {
+				d.toks = append(d.toks, litTok(o))
+			}
+			firsts[alt] = first
+			alt++
+		}
+	}
+	s.tok0 = uint32(len(d.toks))
+	alt = 0
+	for _, t := range raw {
+		switch t.kind {
+		case tokLit:
+			d.toks = append(d.toks, litTok(t))
+		case tokGap:
+			d.toks = append(d.toks, tok{kind: tokGap, a: t.min, b: t.max})
+		case tokAlt:
+			d.toks = append(d.toks, tok{kind: tokAlt, n: uint16(len(t.alts)), a: firsts[alt]})
+			alt++
+		}
+	}
+	b.index(s, raw, anc)
+}
+
+// litTok stores a literal's bytes (and masks) in the arena.
+func (b *Builder) litTok(t rawTok) tok {
+	d := &b.db
+	o := tok{kind: tokLit, a: uint32(len(d.lits)), b: uint32(len(t.val))}
+	d.lits = append(d.lits, t.val...)
+	if t.msk != nil {
+		o.masked = true
+		d.lits = append(d.lits, t.msk...)
+		// Masked comparison is val == data&mask: keep val pre-masked.
+		for i := range t.val {
+			d.lits[int(o.a)+i] &= t.msk[i]
+		}
+	}
+	return o
+}
+
+// compileSlow is compile for patterns with more than 8 alternative groups.
+func (b *Builder) compileSlow(raw []rawTok, anc anchorChoice, off offSpec, name uint32) {
+	d := &b.db
 	s := bodySig{off: off, name: name, ntok: uint16(len(raw)), at: uint16(anc.at), ao: uint32(anc.ao)}
 	main := make([]tok, len(raw))
 	for i, t := range raw {
 		switch t.kind {
 		case tokLit:
-			main[i] = litTok(t)
+			main[i] = b.litTok(t)
 		case tokGap:
 			main[i] = tok{kind: tokGap, a: t.min, b: t.max}
 		case tokAlt:
 			first := uint32(len(d.toks))
 			for _, o := range t.alts {
-				d.toks = append(d.toks, litTok(o))
+				d.toks = append(d.toks, b.litTok(o))
 			}
 			main[i] = tok{kind: tokAlt, n: uint16(len(t.alts)), a: first}
 		}
 	}
+	s.tok0 = uint32(len(d.toks))
+	d.toks = append(d.toks, main...)
+	b.index(s, raw, anc)
+}
+
+// index computes the left span of s, stores it and indexes its anchor.
+func (b *Builder) index(s bodySig, raw []rawTok, anc anchorChoice) {
+	d := &b.db
 	for _, t := range raw[:anc.at] {
 		lo, hi := rawSpan(t)
 		s.leftMin += lo
@@ -437,8 +504,6 @@ func (b *Builder) compile(raw []rawTok, anc anchorChoice, off offSpec, name uint
 			}
 		}
 	}
-	s.tok0 = uint32(len(d.toks))
-	d.toks = append(d.toks, main...)
 	idx := uint32(len(d.sigs))
 	d.sigs = append(d.sigs, s)
 	v := raw[anc.at].val[anc.ao:]
