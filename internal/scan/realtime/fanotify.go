@@ -144,6 +144,7 @@ func (fw *fanWatcher) dispatch(buf []byte) {
 		case fw.work <- ev:
 		default: // overloaded: never keep anyone waiting
 			if ev.perm() {
+				ev.timer.Stop()
 				if fw.respond(ev, unix.FAN_ALLOW) {
 					w.timeouts.Add(1)
 				}
@@ -237,9 +238,6 @@ func (fw *fanWatcher) respond(ev *fanEvent, verdict uint32) bool {
 	done := false
 	ev.once.Do(func() {
 		done = true
-		if ev.timer != nil {
-			ev.timer.Stop()
-		}
 		r := unix.FanotifyResponse{Fd: int32(ev.fd), Response: verdict}
 		if _, err := fw.f.Write(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))); err != nil && !errors.Is(err, os.ErrClosed) {
 			fw.w.errs.Add(1)
@@ -252,6 +250,9 @@ func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
 	w := fw.w
 	f := os.NewFile(uintptr(ev.fd), "event")
 	defer f.Close()
+	if ev.timer != nil {
+		defer ev.timer.Stop() // after the answer; the timer may still answer first (allow)
+	}
 	allow := func() {
 		if ev.perm() {
 			fw.respond(ev, unix.FAN_ALLOW)
@@ -272,6 +273,10 @@ func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
 		allow()
 		return
 	}
+	if exe == "" && ev.pid > 0 && !cached {
+		// While the opener waits for the answer its executable is still there.
+		exe, _ = os.Readlink("/proc/" + strconv.Itoa(ev.pid) + "/exe")
+	}
 	denied := false
 	if ev.perm() && r.Findings[0].Kind == "signature" {
 		if fw.respond(ev, unix.FAN_DENY) {
@@ -283,9 +288,6 @@ func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
 	}
 	if ev.perm() && cached {
 		return // reported when first detected
-	}
-	if exe == "" && ev.pid > 0 {
-		exe, _ = os.Readlink("/proc/" + strconv.Itoa(ev.pid) + "/exe")
 	}
 	w.act(ctx, r, ev.name(), ev.pid, exe, denied)
 }
