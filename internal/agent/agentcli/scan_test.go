@@ -236,6 +236,9 @@ func TestSameDetectionsAsClamscan(t *testing.T) {
 func TestSamplesInFormatsNotUnpacked(t *testing.T) {
 	t.Parallel()
 	testutil.NeedTool(t, "clamscan")
+	if _, err := os.Stat(testfiles); err != nil {
+		testutil.NeedTool(t, "clamav-testfiles (Debian package; "+testfiles+")")
+	}
 	db := t.TempDir()
 	os.WriteFile(filepath.Join(db, "clam.ndb"), []byte("Clam.Test.Body:0:*:434c414d657373616765426f7841\n"), 0o644)
 	clam := runClamscan(t, db, testfiles)
