@@ -77,6 +77,7 @@ Every flag can also be set with an environment variable: --state-dir is CORRAL_S
 		connectCommand(g), disconnectCommand(g), runCommand(g), showCommand(g), checkCommand(g),
 		configCommand(g), publisherCommand(g), logsCommand(g), versionCommand(g),
 	)
+	root.AddCommand(scanCommand(g), quarantineCommand(g))
 	return root
 }
 
