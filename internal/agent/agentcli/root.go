@@ -1,5 +1,6 @@
 // Package agentcli is the corral-agent command line: connect, disconnect,
-// show, check, config get|set|list|clear, logs, version and run (the daemon).
+// show, check, config get|set|list|clear, publisher list|trust|forget, scan,
+// quarantine list|restore, logs, version and run (the daemon).
 // Commands parse flags (each also readable from a CORRAL_<FLAG> environment
 // variable) and call the agent packages; they hold no logic of their own.
 package agentcli
