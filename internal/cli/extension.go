@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
@@ -149,7 +150,7 @@ the package's manifest names; KEYFILE must be its key from "corral publisher cre
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			archive, err := readFileCapped(pkgFile, wire.MaxPackageBytes)
+			archive, err := capped.ReadFile(pkgFile, wire.MaxPackageBytes)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -92,17 +93,14 @@ func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
 	var err error
 	switch {
 	case v == "@-":
-		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxSettingsFile+1))
+		b, err = capped.ReadAll(cmd.InOrStdin(), maxSettingsFile, "standard input")
 	case strings.HasPrefix(v, "@"):
-		b, err = readFileCapped(v[1:], maxSettingsFile)
+		b, err = capped.ReadFile(v[1:], maxSettingsFile)
 	default:
 		b = []byte(v)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
-	}
-	if len(b) > maxSettingsFile {
-		return nil, fmt.Errorf("--%s is larger than %d bytes", flag, maxSettingsFile)
 	}
 	b = bytes.TrimSpace(b)
 	var obj map[string]any

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
-	"github.com/spf13/cobra"
 )
 
 // table writes rows aligned with text/tabwriter.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -27,7 +28,7 @@ func (a *app) roleListCommand() *cobra.Command {
 // readRoleFile reads a custom role definition (JSON, wire.RoleDefinition).
 func readRoleFile(path string) (wire.RoleDefinition, error) {
 	var rd wire.RoleDefinition
-	b, err := readFileCapped(path, 1<<20)
+	b, err := capped.ReadFile(path, 1<<20)
 	if err != nil {
 		return rd, fmt.Errorf("--file: %w", err)
 	}

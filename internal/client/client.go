@@ -11,10 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -53,7 +53,7 @@ type Option func(*config) error
 // WithCAFile trusts only the PEM certificates in path (instead of the system roots).
 func WithCAFile(path string) Option {
 	return func(c *config) error {
-		b, err := readCapped(path, MaxCABytes)
+		b, err := capped.ReadFile(path, MaxCABytes)
 		if err != nil {
 			return fmt.Errorf("read CA file: %w", err)
 		}
@@ -148,22 +148,6 @@ func ParseServerURL(server string) (*url.URL, error) {
 
 // Server returns the base URL of the control plane.
 func (c *Client) Server() string { return c.base.String() }
-
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
-}
 
 // resolve turns an API path ("/api/v1/...", optionally with a query) into a URL
 // on the server. It refuses absolute URLs so a nextLink cannot redirect the
