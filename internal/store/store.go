@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/corralhq/corral/internal/resource"
 )
 
 // Sentinel errors. Implementations wrap them with %w.
@@ -118,6 +120,11 @@ type Machine struct {
 	CreatedAt  time.Time
 	CreatedBy  string
 	UpdatedAt  time.Time
+}
+
+// ResourceID is the machine's resource id.
+func (m Machine) ResourceID() resource.ID {
+	return resource.Machine(m.Subscription, m.ResourceGroup, m.Name)
 }
 
 // MachineFilter selects machines. Empty fields match everything. Subscription

@@ -20,7 +20,7 @@ import (
 // yet finished (oldest first). m is the machine as read when the agent
 // authenticated, so the generation is never newer than the rows.
 func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
-	ds := wire.DesiredState{Generation: m.Generation, ResourceID: machineResourceID(m), Tags: m.Tags}
+	ds := wire.DesiredState{Generation: m.Generation, ResourceID: m.ResourceID().String(), Tags: m.Tags}
 	es, err := s.store.ListMachineExtensions(ctx, m.ID)
 	if err != nil {
 		return ds, err

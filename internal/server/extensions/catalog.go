@@ -10,17 +10,13 @@ import (
 	"strings"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func publisherID(name string) string { return "/publishers/" + name }
-
-// PublisherID is the resource id of a publisher (activity scope).
-func PublisherID(name string) string { return publisherID(name) }
-
 func toWirePublisher(p store.Publisher) wire.Publisher {
-	return wire.Publisher{ID: publisherID(p.Name), Name: p.Name, PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, CreatedBy: p.CreatedBy}
+	return wire.Publisher{ID: resource.Publisher(p.Name).String(), Name: p.Name, PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, CreatedBy: p.CreatedBy}
 }
 
 func (s *Service) publisher(ctx context.Context, name string) (store.Publisher, error) {
@@ -82,12 +78,8 @@ func (s *Service) ListPublishers(ctx context.Context) ([]wire.Publisher, error) 
 	return out, nil
 }
 
-func packageID(publisher, typ, version string) string {
-	return publisherID(publisher) + "/extensionTypes/" + typ + "/versions/" + version
-}
-
 func toWirePackage(p store.Package, listed bool) wire.ExtensionPackage {
-	out := wire.ExtensionPackage{ID: packageID(p.Publisher, p.Type, p.Version), Publisher: p.Publisher, Type: p.Type,
+	out := wire.ExtensionPackage{ID: resource.ExtensionPackage(p.Publisher, p.Type, p.Version).String(), Publisher: p.Publisher, Type: p.Type,
 		Version: p.Version, Digest: p.Digest, Size: p.Size, Listed: listed, PublishedAt: p.PublishedAt, PublishedBy: p.PublishedBy}
 	_ = json.Unmarshal(p.Manifest, &out.Manifest) // validated and encoded by us at publish time
 	return out

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/store"
@@ -43,7 +44,7 @@ type env struct {
 	st     store.Store
 	svc    *extensions.Service
 	n      *notifier
-	ref    extensions.MachineRef
+	ref    resource.MachineRef
 	sealPv []byte
 }
 
@@ -73,7 +74,7 @@ func newEnv(tb testing.TB) *env {
 	n := &notifier{}
 	clock := func() time.Time { return t0 }
 	svc := extensions.New(st, n, clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &env{st: st, svc: svc, n: n, ref: extensions.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
+	return &env{st: st, svc: svc, n: n, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
 }
 
 // publish registers publisher pub with a new key and publishes and lists

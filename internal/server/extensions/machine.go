@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -35,10 +36,6 @@ const (
 // machine: machineID + "/" + the extension's stored name.
 func SealingAAD(machineID, extension string) []byte { return []byte(machineID + "/" + extension) }
 
-func extensionID(m store.Machine, name string) string {
-	return machineResourceID(m) + "/extensions/" + name
-}
-
 // toWireExtension shows the version the agent last reported once an
 // operation has ended (so a failed upgrade shows the version still
 // installed), and the desired version while one is in progress.
@@ -48,7 +45,7 @@ func toWireExtension(m store.Machine, e store.MachineExtension) wire.MachineExte
 		version = e.ReportedVersion
 	}
 	return wire.MachineExtension{
-		ID: extensionID(m, e.Name), Name: e.Name, Publisher: e.Publisher, Type: e.Type, Version: version,
+		ID: m.ResourceID().Extension(e.Name).String(), Name: e.Name, Publisher: e.Publisher, Type: e.Type, Version: version,
 		Settings: json.RawMessage(e.Settings), HasProtectedSettings: len(e.ProtectedSettings) > 0,
 		State: e.State, Message: e.Message, SeqNo: e.SeqNo,
 		CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy, UpdatedAt: e.UpdatedAt, UpdatedBy: e.UpdatedBy,
@@ -173,7 +170,7 @@ const maxSetAttempts = 10
 // an update or upgrade keeps the sealed ones, an install has none; null or
 // {} removes them. The plaintext in req.ProtectedSettings is cleared before
 // SetExtension returns.
-func (s *Service) SetExtension(ctx context.Context, ref MachineRef, name string, req wire.MachineExtensionSet, by string) (SetResult, error) {
+func (s *Service) SetExtension(ctx context.Context, ref resource.MachineRef, name string, req wire.MachineExtensionSet, by string) (SetResult, error) {
 	defer clear(req.ProtectedSettings)
 	if err := validResourceName("extension", name); err != nil {
 		return SetResult{}, err
@@ -295,7 +292,7 @@ func (s *Service) extension(ctx context.Context, m store.Machine, name string) (
 // it); if the agent never reported on it, nothing of it can be on the
 // machine and it is dropped at once. Either way the result has state
 // Deleting; a later read tells which.
-func (s *Service) DeleteExtension(ctx context.Context, ref MachineRef, name, by string) (wire.MachineExtension, error) {
+func (s *Service) DeleteExtension(ctx context.Context, ref resource.MachineRef, name, by string) (wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.MachineExtension{}, err
@@ -333,7 +330,7 @@ func DeleteSummary(e wire.MachineExtension) string {
 }
 
 // GetExtension returns one extension of a machine.
-func (s *Service) GetExtension(ctx context.Context, ref MachineRef, name string) (wire.MachineExtension, error) {
+func (s *Service) GetExtension(ctx context.Context, ref resource.MachineRef, name string) (wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.MachineExtension{}, err
@@ -346,7 +343,7 @@ func (s *Service) GetExtension(ctx context.Context, ref MachineRef, name string)
 }
 
 // ListExtensions returns every extension of a machine, by name.
-func (s *Service) ListExtensions(ctx context.Context, ref MachineRef) ([]wire.MachineExtension, error) {
+func (s *Service) ListExtensions(ctx context.Context, ref resource.MachineRef) ([]wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -33,13 +34,9 @@ var (
 	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
 )
 
-func runCommandID(m store.Machine, name string) string {
-	return machineResourceID(m) + "/runCommands/" + name
-}
-
 func toWireRunCommand(m store.Machine, rc store.RunCommand) wire.RunCommand {
 	return wire.RunCommand{
-		ID: runCommandID(m, rc.Name), Name: rc.Name, Script: rc.Script, Command: rc.Command, Parameters: rc.Parameters,
+		ID: m.ResourceID().RunCommand(rc.Name).String(), Name: rc.Name, Script: rc.Script, Command: rc.Command, Parameters: rc.Parameters,
 		RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout), State: rc.State, ExitCode: rc.ExitCode,
 		Stdout: rc.Stdout, Stderr: rc.Stderr, Message: rc.Message, CreatedAt: rc.CreatedAt, CreatedBy: rc.CreatedBy,
 		StartedAt: rc.StartedAt, FinishedAt: rc.FinishedAt,
@@ -98,7 +95,7 @@ func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 // CreateRunCommand records a run (state Pending) and pushes a sync: the
 // agent runs it with the Corral/RunCommand handler and reports back. Run
 // names are not reused on a machine.
-func (s *Service) CreateRunCommand(ctx context.Context, ref MachineRef, name string, req wire.RunCommandCreate, by string) (wire.RunCommand, error) {
+func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef, name string, req wire.RunCommandCreate, by string) (wire.RunCommand, error) {
 	if err := validResourceName("run command", name); err != nil {
 		return wire.RunCommand{}, err
 	}
@@ -142,7 +139,7 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref MachineRef, name str
 }
 
 // GetRunCommand returns one run's record.
-func (s *Service) GetRunCommand(ctx context.Context, ref MachineRef, name string) (wire.RunCommand, error) {
+func (s *Service) GetRunCommand(ctx context.Context, ref resource.MachineRef, name string) (wire.RunCommand, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.RunCommand{}, err
@@ -166,7 +163,7 @@ type RunCommandPage struct {
 
 // ListRunCommands lists a machine's runs, newest first. p.Limit is the page
 // size; p.After the key from the previous page.
-func (s *Service) ListRunCommands(ctx context.Context, ref MachineRef, p store.Page) (RunCommandPage, error) {
+func (s *Service) ListRunCommands(ctx context.Context, ref resource.MachineRef, p store.Page) (RunCommandPage, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return RunCommandPage{}, err

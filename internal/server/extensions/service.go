@@ -31,6 +31,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -98,20 +99,6 @@ func New(st Store, n Notifier, clock func() time.Time, log *slog.Logger) *Servic
 
 func (s *Service) now() time.Time { return s.clock().UTC() }
 
-// MachineRef names a machine by its resource path.
-type MachineRef struct {
-	Subscription, ResourceGroup, Name string
-}
-
-// ResourceID is the machine's resource id.
-func (r MachineRef) ResourceID() string {
-	return "/subscriptions/" + r.Subscription + "/resourceGroups/" + r.ResourceGroup + "/machines/" + r.Name
-}
-
-func machineResourceID(m store.Machine) string {
-	return MachineRef{m.Subscription, m.ResourceGroup, m.Name}.ResourceID()
-}
-
 // resourceNameRE is the rule for extension and run-command names: the
 // resource name rule of the API.
 var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -124,7 +111,7 @@ func validResourceName(kind, name string) error {
 }
 
 // machine resolves a machine reference.
-func (s *Service) machine(ctx context.Context, ref MachineRef) (store.Machine, error) {
+func (s *Service) machine(ctx context.Context, ref resource.MachineRef) (store.Machine, error) {
 	m, err := s.store.GetMachine(ctx, ref.Subscription, ref.ResourceGroup, ref.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return m, notFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)

@@ -9,38 +9,31 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func subscriptionID(name string) string { return "/subscriptions/" + name }
-
-func resourceGroupID(sub, rg string) string { return subscriptionID(sub) + "/resourceGroups/" + rg }
-
-func machineResourceID(sub, rg, name string) string {
-	return resourceGroupID(sub, rg) + "/machines/" + name
-}
-
 // machineScopeOf is the resource id of the authenticated machine (agent routes).
 func machineScopeOf(r *http.Request) string {
 	if c := info(r).caller; c != nil && c.Machine != nil {
-		return machineResourceID(c.Machine.Subscription, c.Machine.ResourceGroup, c.Machine.Name)
+		return c.Machine.ResourceID().String()
 	}
 	return ""
 }
 
 func toWireSubscription(s store.Subscription) wire.Subscription {
-	return wire.Subscription{ID: subscriptionID(s.Name), Name: s.Name, DisplayName: s.DisplayName, CreatedAt: s.CreatedAt, CreatedBy: s.CreatedBy}
+	return wire.Subscription{ID: resource.Subscription(s.Name).String(), Name: s.Name, DisplayName: s.DisplayName, CreatedAt: s.CreatedAt, CreatedBy: s.CreatedBy}
 }
 
 func toWireResourceGroup(g store.ResourceGroup) wire.ResourceGroup {
-	return wire.ResourceGroup{ID: resourceGroupID(g.Subscription, g.Name), Name: g.Name, SubscriptionID: g.Subscription,
+	return wire.ResourceGroup{ID: resource.ResourceGroup(g.Subscription, g.Name).String(), Name: g.Name, SubscriptionID: g.Subscription,
 		Tags: g.Tags, CreatedAt: g.CreatedAt, CreatedBy: g.CreatedBy}
 }
 
 func (a *API) toWireMachine(m store.Machine) wire.Machine {
 	out := wire.Machine{
-		ID: machineResourceID(m.Subscription, m.ResourceGroup, m.Name), Name: m.Name, SubscriptionID: m.Subscription,
+		ID: m.ResourceID().String(), Name: m.Name, SubscriptionID: m.Subscription,
 		ResourceGroup: m.ResourceGroup, MachineID: m.ID, Tags: m.Tags, Status: m.Status, LastHeartbeat: m.LastHeartbeat,
 		AgentVersion: m.AgentVersion, CreatedAt: m.CreatedAt, CreatedBy: m.CreatedBy, CertificateNotAfter: m.CertNotAfter,
 	}

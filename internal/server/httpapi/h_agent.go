@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/store"
@@ -39,8 +40,8 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := validateTags(req.Tags); err != nil {
 		return err
 	}
-	scope := resourceGroupID(req.SubscriptionID, req.ResourceGroup)
-	setAuditScope(r, machineResourceID(req.SubscriptionID, req.ResourceGroup, req.Name))
+	scope := resource.ResourceGroup(req.SubscriptionID, req.ResourceGroup).String()
+	setAuditScope(r, resource.Machine(req.SubscriptionID, req.ResourceGroup, req.Name).String())
 	if c.Restriction != "" && !strings.EqualFold(c.Restriction, "onboard:"+scope) {
 		return errForbidden("this device-code token was approved for %s, not for %s", strings.TrimPrefix(c.Restriction, "onboard:"), scope)
 	}
@@ -78,7 +79,7 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	}
 	a.Metrics.onboarded.Inc()
 	writeJSON(w, http.StatusCreated, wire.ConnectResponse{
-		ResourceID: machineResourceID(m.Subscription, m.ResourceGroup, m.Name), MachineID: id, Certificate: string(certPEM),
+		ResourceID: m.ResourceID().String(), MachineID: id, Certificate: string(certPEM),
 		CACert: string(a.CA.CertPEM()), HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval),
 	})
 	return nil

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -51,7 +52,7 @@ func (a *API) putRoleDefinition(w http.ResponseWriter, r *http.Request, c *Calle
 		return err
 	}
 	id := r.PathValue("id")
-	setAuditScope(r, "/roleDefinitions/"+id)
+	setAuditScope(r, resource.RoleDefinition(id).String())
 	if _, builtin := authz.BuiltInRole(id); builtin {
 		return errValidation("id", "built-in role %q cannot be changed", id)
 	}
@@ -92,7 +93,7 @@ func (a *API) putRoleDefinition(w http.ResponseWriter, r *http.Request, c *Calle
 
 func (a *API) deleteRoleDefinition(w http.ResponseWriter, r *http.Request, _ *Caller) error {
 	id := r.PathValue("id")
-	setAuditScope(r, "/roleDefinitions/"+id)
+	setAuditScope(r, resource.RoleDefinition(id).String())
 	if _, builtin := authz.BuiltInRole(id); builtin {
 		return errValidation("id", "built-in role %q cannot be deleted", id)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -62,7 +63,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, _ *Caller) erro
 		}
 		return err
 	}
-	setAuditScope(r, "/users/"+u.Name)
+	setAuditScope(r, resource.User(u.Name).String())
 	writeJSON(w, http.StatusCreated, wire.User{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt})
 	return nil
 }
@@ -75,7 +76,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	if u.ID == c.ID {
 		return errValidation("name", "you cannot delete your own user")
 	}
-	setAuditScope(r, "/users/"+u.Name)
+	setAuditScope(r, resource.User(u.Name).String())
 	if err := a.deletePrincipalGrants(r, u.ID); err != nil {
 		return err
 	}
@@ -96,7 +97,7 @@ func (a *API) deletePrincipalGrants(r *http.Request, id string) error {
 }
 
 func toWireSP(sp store.ServicePrincipal) wire.ServicePrincipal {
-	return wire.ServicePrincipal{ID: "/servicePrincipals/" + sp.ClientID, ClientID: sp.ClientID, DisplayName: sp.DisplayName,
+	return wire.ServicePrincipal{ID: resource.ServicePrincipal(sp.ClientID).String(), ClientID: sp.ClientID, DisplayName: sp.DisplayName,
 		CreatedAt: sp.CreatedAt, CreatedBy: sp.CreatedBy, ExpiresAt: sp.ExpiresAt}
 }
 
@@ -148,7 +149,7 @@ func (a *API) createServicePrincipal(w http.ResponseWriter, r *http.Request, c *
 	if err := a.Store.CreateServicePrincipal(r.Context(), sp); err != nil {
 		return err
 	}
-	setAuditScope(r, "/servicePrincipals/"+sp.ClientID)
+	setAuditScope(r, resource.ServicePrincipal(sp.ClientID).String())
 	writeJSON(w, http.StatusCreated, wire.ServicePrincipalCreated{ServicePrincipal: toWireSP(sp), ClientSecret: secret})
 	return nil
 }
@@ -164,7 +165,7 @@ func (a *API) getServicePrincipal(w http.ResponseWriter, r *http.Request, _ *Cal
 
 func (a *API) deleteServicePrincipal(w http.ResponseWriter, r *http.Request, _ *Caller) error {
 	id := r.PathValue("id")
-	setAuditScope(r, "/servicePrincipals/"+id)
+	setAuditScope(r, resource.ServicePrincipal(id).String())
 	if _, err := a.Store.GetServicePrincipal(r.Context(), id); err != nil {
 		return notFoundAs(err, "service principal %q was not found", id)
 	}
@@ -216,14 +217,14 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := a.Store.CreateAPIToken(r.Context(), t); err != nil {
 		return err
 	}
-	setAuditScope(r, "/tokens/"+t.ID)
+	setAuditScope(r, resource.Token(t.ID).String())
 	writeJSON(w, http.StatusCreated, wire.APITokenCreated{APIToken: toWireToken(t), Token: secret})
 	return nil
 }
 
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	id := r.PathValue("id")
-	setAuditScope(r, "/tokens/"+id)
+	setAuditScope(r, resource.Token(id).String())
 	ts, err := a.Store.ListAPITokens(r.Context(), c.ID)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/store"
@@ -185,7 +186,7 @@ func (a *API) grantDeviceCode(r *http.Request) (wire.TokenResponse, error) {
 	if err != nil {
 		return wire.TokenResponse{}, &oauthError{http.StatusBadRequest, wire.CodeInvalidGrant, "the approver no longer exists"}
 	}
-	return a.issue(r, approver, 10*time.Minute, "onboard:"+resourceGroupID(d.Subscription, d.ResourceGroup))
+	return a.issue(r, approver, 10*time.Minute, "onboard:"+resource.ResourceGroup(d.Subscription, d.ResourceGroup).String())
 }
 
 func principalTypeOf(id string) string {
@@ -210,7 +211,7 @@ func (a *API) postDeviceCode(w http.ResponseWriter, r *http.Request, _ *Caller) 
 			return err
 		}
 	}
-	setAuditScope(r, resourceGroupID(sub, rg))
+	setAuditScope(r, resource.ResourceGroup(sub, rg).String())
 	deviceCode, err := authn.NewSecret("crl_dc_")
 	if err != nil {
 		return err
@@ -238,7 +239,7 @@ func (a *API) listDeviceCodes(w http.ResponseWriter, r *http.Request, c *Caller)
 	}
 	out := wire.List[wire.PendingDeviceCode]{Value: []wire.PendingDeviceCode{}}
 	for _, d := range ds {
-		ok, err := a.allowed(r.Context(), c, authz.ActMachinesOnboard, resourceGroupID(d.Subscription, d.ResourceGroup))
+		ok, err := a.allowed(r.Context(), c, authz.ActMachinesOnboard, resource.ResourceGroup(d.Subscription, d.ResourceGroup).String())
 		if err != nil {
 			return err
 		}
@@ -260,7 +261,7 @@ func (a *API) approveDeviceCode(w http.ResponseWriter, r *http.Request, c *Calle
 	if err != nil {
 		return notFoundAs(err, "device code %q was not found", code)
 	}
-	scope := resourceGroupID(d.Subscription, d.ResourceGroup)
+	scope := resource.ResourceGroup(d.Subscription, d.ResourceGroup).String()
 	setAuditScope(r, scope)
 	if err := a.authorize(r.Context(), c, authz.ActMachinesOnboard, scope); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -17,7 +18,7 @@ func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request, c *Calle
 	}
 	out := wire.List[wire.Subscription]{Value: []wire.Subscription{}}
 	for _, s := range subs {
-		ok, err := a.allowed(r.Context(), c, authz.ActSubscriptionsRead, subscriptionID(s.Name))
+		ok, err := a.allowed(r.Context(), c, authz.ActSubscriptionsRead, resource.Subscription(s.Name).String())
 		if err != nil {
 			return err
 		}
