@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -66,11 +67,11 @@ var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDelet
 //
 // Everything else (stale SeqNo, an unknown name) is ignored: it returns
 // applied = false and no error, so the agent's outbox moves on. Malformed
-// reports are ErrInvalid.
+// reports are refusal.ErrInvalid.
 func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st wire.ExtensionStatus, at time.Time) (bool, error) {
 	if st.Name == "" || len(st.Name) > maxReportedNameLength || !slices.Contains(extensionStates, st.State) || st.SeqNo < 0 ||
 		len(st.Version) > 32 || !cleanText(st.Name, st.Version, st.Operation) {
-		return false, invalid("reports.body", "malformed extension report")
+		return false, refusal.Invalid("reports.body", "malformed extension report")
 	}
 	var applied bool
 	var err error
@@ -109,7 +110,7 @@ var finalRunStates = []string{wire.RunSucceeded, wire.RunFailed, wire.RunTimedOu
 func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r wire.RunCommandResult, at time.Time) (bool, error) {
 	if r.Name == "" || len(r.Name) > maxReportedNameLength || (r.State != wire.RunRunning && !slices.Contains(finalRunStates, r.State)) ||
 		!cleanText(r.Name) || r.ExitCode != nil && (*r.ExitCode < math.MinInt32 || *r.ExitCode > math.MaxInt32) {
-		return false, invalid("reports.body", "malformed run command report")
+		return false, refusal.Invalid("reports.body", "malformed run command report")
 	}
 	u := store.RunCommandUpdate{State: r.State, ExitCode: r.ExitCode, Stdout: capText(r.Stdout, wire.MaxHandlerOutputBytes),
 		Stderr: capText(r.Stderr, wire.MaxHandlerOutputBytes), Message: capText(r.Message, maxRunMessageBytes),
@@ -160,7 +161,7 @@ func (s *Service) CatalogForMachine(ctx context.Context, publisher string) (wire
 // arbitrary packages.
 func (s *Service) PackageForMachine(ctx context.Context, machineID, digest string) ([]byte, error) {
 	if !extpkg.ValidDigest(digest) {
-		return nil, invalid("digest", "digest %q is not sha256:HEX", digest)
+		return nil, refusal.Invalid("digest", "digest %q is not sha256:HEX", digest)
 	}
 	es, err := s.store.ListMachineExtensions(ctx, machineID)
 	if err != nil {
@@ -168,11 +169,11 @@ func (s *Service) PackageForMachine(ctx context.Context, machineID, digest strin
 	}
 	desired := slices.ContainsFunc(es, func(e store.MachineExtension) bool { return !e.Deleting && e.Digest == digest })
 	if !desired {
-		return nil, notFound("package %s is not in this machine's desired state", digest)
+		return nil, refusal.NotFound("package %s is not in this machine's desired state", digest)
 	}
 	b, err := s.store.GetPackageArchive(ctx, digest)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("package %s was not found", digest)
+		return nil, refusal.NotFound("package %s was not found", digest)
 	}
 	return b, err
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -22,7 +23,7 @@ func toWirePublisher(p store.Publisher) wire.Publisher {
 func (s *Service) publisher(ctx context.Context, name string) (store.Publisher, error) {
 	p, err := s.store.GetPublisher(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return p, notFound("publisher %q is not registered", name)
+		return p, refusal.NotFound("publisher %q is not registered", name)
 	}
 	return p, err
 }
@@ -32,10 +33,10 @@ func (s *Service) publisher(ctx context.Context, name string) (store.Publisher, 
 // existing name is refused: agents pin the first key they see.
 func (s *Service) CreatePublisher(ctx context.Context, name string, publicKey []byte, by string) (wire.Publisher, bool, error) {
 	if !extpkg.ValidName(name) {
-		return wire.Publisher{}, false, invalid("name", "publisher name %q is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+		return wire.Publisher{}, false, refusal.Invalid("name", "publisher name %q is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	if len(publicKey) != ed25519.PublicKeySize {
-		return wire.Publisher{}, false, invalid("publicKey", "publicKey must be a %d-byte ed25519 public key (base64), not %d bytes", ed25519.PublicKeySize, len(publicKey))
+		return wire.Publisher{}, false, refusal.Invalid("publicKey", "publicKey must be a %d-byte ed25519 public key (base64), not %d bytes", ed25519.PublicKeySize, len(publicKey))
 	}
 	p := store.Publisher{Name: name, PublicKey: publicKey, CreatedAt: s.now(), CreatedBy: by}
 	err := s.store.CreatePublisher(ctx, p)
@@ -45,7 +46,7 @@ func (s *Service) CreatePublisher(ctx context.Context, name string, publicKey []
 			return wire.Publisher{}, false, err
 		}
 		if !bytes.Equal(cur.PublicKey, publicKey) {
-			return wire.Publisher{}, false, conflict("publisher %q is registered with another key; a publisher's key cannot be replaced (agents pin it)", cur.Name)
+			return wire.Publisher{}, false, refusal.Conflict("publisher %q is registered with another key; a publisher's key cannot be replaced (agents pin it)", cur.Name)
 		}
 		return toWirePublisher(cur), false, nil
 	}
@@ -92,10 +93,10 @@ func toWirePackage(p store.Package, listed bool) wire.ExtensionPackage {
 // version with other bytes is refused: versions are immutable.
 func (s *Service) PublishPackage(ctx context.Context, publisher string, archive []byte, by string) (wire.ExtensionPackage, bool, error) {
 	if len(archive) == 0 {
-		return wire.ExtensionPackage{}, false, invalid("", "the request body is empty; send the package archive (tar.gz)")
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the request body is empty; send the package archive (tar.gz)")
 	}
 	if len(archive) > wire.MaxPackageBytes {
-		return wire.ExtensionPackage{}, false, invalid("", "the package is larger than %d bytes", wire.MaxPackageBytes)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the package is larger than %d bytes", wire.MaxPackageBytes)
 	}
 	pub, err := s.publisher(ctx, publisher)
 	if err != nil {
@@ -103,15 +104,15 @@ func (s *Service) PublishPackage(ctx context.Context, publisher string, archive 
 	}
 	man, err := extpkg.ReadManifest(archive)
 	if err != nil {
-		return wire.ExtensionPackage{}, false, invalid("manifest", "the package was refused: %v", err)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("manifest", "the package was refused: %v", err)
 	}
 	// The agent refuses such archives too; refusing them here tells the
 	// publisher at once instead of every machine later.
 	if err := extpkg.Check(archive, extpkg.DefaultLimits); err != nil {
-		return wire.ExtensionPackage{}, false, invalid("", "the package was refused: %v", err)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the package was refused: %v", err)
 	}
 	if !strings.EqualFold(man.Publisher, pub.Name) {
-		return wire.ExtensionPackage{}, false, invalid("manifest.publisher", "the manifest names publisher %q, not %q", man.Publisher, pub.Name)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("manifest.publisher", "the manifest names publisher %q, not %q", man.Publisher, pub.Name)
 	}
 	man.Publisher = pub.Name
 	manJSON, err := json.Marshal(man)
@@ -128,12 +129,12 @@ func (s *Service) PublishPackage(ctx context.Context, publisher string, archive 
 			listed, err := s.listed(ctx, cur)
 			return toWirePackage(cur, listed), false, err
 		case gerr == nil:
-			return wire.ExtensionPackage{}, false, conflict("%s/%s %s was already published with digest %s; versions are immutable, publish a new version",
+			return wire.ExtensionPackage{}, false, refusal.Conflict("%s/%s %s was already published with digest %s; versions are immutable, publish a new version",
 				cur.Publisher, cur.Type, cur.Version, cur.Digest)
 		case !errors.Is(gerr, store.ErrNotFound):
 			return wire.ExtensionPackage{}, false, gerr
 		}
-		return wire.ExtensionPackage{}, false, conflict("a package with digest %s already exists", p.Digest)
+		return wire.ExtensionPackage{}, false, refusal.Conflict("a package with digest %s already exists", p.Digest)
 	}
 	if err != nil {
 		return wire.ExtensionPackage{}, false, err
@@ -231,12 +232,12 @@ func (s *Service) PutCatalog(ctx context.Context, publisher string, sc wire.Sign
 		return c, err
 	}
 	if ok && c.Serial <= cur.Serial {
-		return c, conflict("catalog serial %d is not greater than the current catalog's serial %d (an old catalog cannot be replayed)", c.Serial, cur.Serial)
+		return c, refusal.Conflict("catalog serial %d is not greater than the current catalog's serial %d (an old catalog cannot be replayed)", c.Serial, cur.Serial)
 	}
 	err = s.store.PutCatalog(ctx, store.Catalog{Publisher: pub.Name, Serial: c.Serial, Catalog: sc.Catalog, Signature: sc.Signature,
 		UploadedAt: s.now(), UploadedBy: by})
 	if errors.Is(err, store.ErrConflict) {
-		return c, conflict("catalog serial %d is not greater than the current catalog's serial (a newer catalog was uploaded meanwhile)", c.Serial)
+		return c, refusal.Conflict("catalog serial %d is not greater than the current catalog's serial (a newer catalog was uploaded meanwhile)", c.Serial)
 	}
 	if err != nil {
 		return c, err
@@ -249,34 +250,34 @@ func (s *Service) PutCatalog(ctx context.Context, publisher string, sc wire.Sign
 // the uploaded packages.
 func (s *Service) verifiedCatalog(ctx context.Context, pub store.Publisher, sc wire.SignedCatalog) (wire.Catalog, error) {
 	if len(sc.Catalog) == 0 || len(sc.Signature) == 0 {
-		return wire.Catalog{}, invalid("catalog", "catalog and signature are required")
+		return wire.Catalog{}, refusal.Invalid("catalog", "catalog and signature are required")
 	}
 	c, err := extpkg.VerifyCatalog(pub.PublicKey, pub.Name, sc)
 	if errors.Is(err, extpkg.ErrBadSignature) {
-		return c, invalid("signature", "the catalog signature does not verify with the registered key of publisher %q", pub.Name)
+		return c, refusal.Invalid("signature", "the catalog signature does not verify with the registered key of publisher %q", pub.Name)
 	}
 	if err != nil {
-		return c, invalid("catalog", "the catalog was refused: %v", err)
+		return c, refusal.Invalid("catalog", "the catalog was refused: %v", err)
 	}
 	if c.Serial <= 0 {
-		return c, invalid("catalog.serial", "the catalog serial must be a positive integer")
+		return c, refusal.Invalid("catalog.serial", "the catalog serial must be a positive integer")
 	}
 	seen := map[string]bool{}
 	for _, e := range c.Packages {
 		key := strings.ToLower(e.Type) + " " + e.Version
 		if seen[key] {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s twice", pub.Name, e.Type, e.Version)
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s twice", pub.Name, e.Type, e.Version)
 		}
 		seen[key] = true
 		p, err := s.store.GetPackage(ctx, pub.Name, e.Type, e.Version)
 		if errors.Is(err, store.ErrNotFound) {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s, which has not been uploaded; upload the package first", pub.Name, e.Type, e.Version)
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s, which has not been uploaded; upload the package first", pub.Name, e.Type, e.Version)
 		}
 		if err != nil {
 			return c, err
 		}
 		if p.Digest != e.Digest || p.Size != e.Size {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s with digest %s (%d bytes), but the uploaded package is %s (%d bytes)",
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s with digest %s (%d bytes), but the uploaded package is %s (%d bytes)",
 				pub.Name, e.Type, e.Version, e.Digest, e.Size, p.Digest, p.Size)
 		}
 	}
@@ -292,7 +293,7 @@ func (s *Service) GetCatalog(ctx context.Context, publisher string) (wire.Signed
 	}
 	rec, err := s.store.GetCatalog(ctx, pub.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.SignedCatalog{}, notFound("publisher %q has not uploaded a catalog yet", pub.Name)
+		return wire.SignedCatalog{}, refusal.NotFound("publisher %q has not uploaded a catalog yet", pub.Name)
 	}
 	if err != nil {
 		return wire.SignedCatalog{}, err

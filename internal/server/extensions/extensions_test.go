@@ -19,6 +19,7 @@ import (
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/sqlite"
 	"github.com/corralhq/corral/internal/wire"
@@ -192,24 +193,24 @@ func TestErrorsAreTyped(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	_, err := e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Nobody", Type: "X"}, "admin")
-	var ee *extensions.Error
-	if !errors.As(err, &ee) || !errors.Is(err, extensions.ErrNotFound) {
+	var ee *refusal.Error
+	if !errors.As(err, &ee) || !errors.Is(err, refusal.ErrNotFound) {
 		t.Errorf("unknown publisher: %v", err)
 	}
 	_, err = e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Contoso", Type: "X", Settings: json.RawMessage(`"s"`)}, "admin")
-	if !errors.Is(err, extensions.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
+	if !errors.Is(err, refusal.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
 		t.Errorf("settings not an object: %v", err)
 	}
-	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, extensions.ErrInvalid) {
+	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("bogus report state: %v", err)
 	}
 	// Text PostgreSQL refuses (NUL, invalid UTF-8) is malformed, not a store error.
 	for _, st := range []wire.ExtensionStatus{{Name: "a\x00", State: wire.ExtFailed}, {Name: "a", Version: "1.0\xff", State: wire.ExtFailed}} {
-		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, extensions.ErrInvalid) {
+		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, refusal.ErrInvalid) {
 			t.Errorf("report %q: %v", st.Name+st.Version, err)
 		}
 	}
-	if _, err := e.svc.ApplyRunCommandReport(ctx, "m-1", wire.RunCommandResult{Name: "r\x00", State: wire.RunRunning}, t0); !errors.Is(err, extensions.ErrInvalid) {
+	if _, err := e.svc.ApplyRunCommandReport(ctx, "m-1", wire.RunCommandResult{Name: "r\x00", State: wire.RunRunning}, t0); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("run report with NUL: %v", err)
 	}
 }

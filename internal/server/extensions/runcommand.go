@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -60,26 +61,26 @@ func RunSummary(rc wire.RunCommand) string {
 func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 	switch {
 	case strings.TrimSpace(req.Script) == "" && strings.TrimSpace(req.Command) == "":
-		return 0, invalid("script", "give a script or a command")
+		return 0, refusal.Invalid("script", "give a script or a command")
 	case req.Script != "" && req.Command != "":
-		return 0, invalid("command", "give a script or a command, not both")
+		return 0, refusal.Invalid("command", "give a script or a command, not both")
 	case len(req.Script) > MaxScriptBytes:
-		return 0, invalid("script", "the script is larger than %d bytes", MaxScriptBytes)
+		return 0, refusal.Invalid("script", "the script is larger than %d bytes", MaxScriptBytes)
 	case len(req.Command) > MaxCommandBytes:
-		return 0, invalid("command", "the command is larger than %d bytes", MaxCommandBytes)
+		return 0, refusal.Invalid("command", "the command is larger than %d bytes", MaxCommandBytes)
 	case strings.ContainsRune(req.Script, 0) || strings.ContainsRune(req.Command, 0):
-		return 0, invalid("script", "the script or command contains a NUL character")
+		return 0, refusal.Invalid("script", "the script or command contains a NUL character")
 	case len(req.Parameters) > MaxParameters:
-		return 0, invalid("parameters", "at most %d parameters are allowed", MaxParameters)
+		return 0, refusal.Invalid("parameters", "at most %d parameters are allowed", MaxParameters)
 	case req.RunAsUser != "" && !userNameRE.MatchString(req.RunAsUser):
-		return 0, invalid("runAsUser", "runAsUser %q is not a valid account name", req.RunAsUser)
+		return 0, refusal.Invalid("runAsUser", "runAsUser %q is not a valid account name", req.RunAsUser)
 	}
 	for k, v := range req.Parameters {
 		if !parameterNameRE.MatchString(k) {
-			return 0, invalid("parameters", "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
+			return 0, refusal.Invalid("parameters", "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
 		}
 		if len(v) > MaxParameterBytes || strings.ContainsRune(v, 0) {
-			return 0, invalid("parameters", "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
+			return 0, refusal.Invalid("parameters", "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
 		}
 	}
 	timeout := time.Duration(req.Timeout)
@@ -87,7 +88,7 @@ func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 	case timeout == 0:
 		timeout = wire.DefaultRunCommandTimeout
 	case timeout < MinRunCommandTimeout || timeout > wire.MaxHandlerTimeout:
-		return 0, invalid("timeout", "timeout must be between %s and %s", MinRunCommandTimeout, wire.MaxHandlerTimeout)
+		return 0, refusal.Invalid("timeout", "timeout must be between %s and %s", MinRunCommandTimeout, wire.MaxHandlerTimeout)
 	}
 	return timeout, nil
 }
@@ -108,14 +109,14 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef,
 		return wire.RunCommand{}, err
 	}
 	if m.Status == wire.StatusExpired {
-		return wire.RunCommand{}, conflict("machine %q is Expired: onboard it again before running commands on it", m.Name)
+		return wire.RunCommand{}, refusal.Conflict("machine %q is Expired: onboard it again before running commands on it", m.Name)
 	}
 	open, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: MaxUnfinishedRuns}})
 	if err != nil {
 		return wire.RunCommand{}, err
 	}
 	if len(open) >= MaxUnfinishedRuns {
-		return wire.RunCommand{}, conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
+		return wire.RunCommand{}, refusal.Conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
 	}
 	now := s.now()
 	rc := store.RunCommand{ID: s.newID(), MachineID: m.ID, Name: name, Script: req.Script, Command: req.Command,
@@ -127,9 +128,9 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef,
 	gen, err := s.store.CreateRunCommand(ctx, rc)
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		return wire.RunCommand{}, conflict("a run named %q already exists on machine %q; run names are not reused, choose another", name, m.Name)
+		return wire.RunCommand{}, refusal.Conflict("a run named %q already exists on machine %q; run names are not reused, choose another", name, m.Name)
 	case errors.Is(err, store.ErrNotFound):
-		return wire.RunCommand{}, notFound("machine %q was deleted", m.Name)
+		return wire.RunCommand{}, refusal.NotFound("machine %q was deleted", m.Name)
 	case err != nil:
 		return wire.RunCommand{}, err
 	}
@@ -146,7 +147,7 @@ func (s *Service) GetRunCommand(ctx context.Context, ref resource.MachineRef, na
 	}
 	rc, err := s.store.GetRunCommand(ctx, m.ID, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.RunCommand{}, notFound("run command %q was not found on machine %q", name, m.Name)
+		return wire.RunCommand{}, refusal.NotFound("run command %q was not found on machine %q", name, m.Name)
 	}
 	if err != nil {
 		return wire.RunCommand{}, err

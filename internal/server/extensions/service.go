@@ -18,13 +18,15 @@
 // the machine's generation in the same store transaction and pushes a sync
 // to its agent through the Notifier.
 //
+// Refusals the caller can act on are *refusal.Error; any other error is
+// internal.
+//
 // The Service is safe for concurrent use; it holds no state of its own.
 package extensions
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"time"
@@ -32,41 +34,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 )
-
-// Kinds of refusal. Errors returned by the Service wrap one of them (through
-// *Error) when the caller can act on it; anything else is an internal error.
-var (
-	ErrInvalid  = errors.New("invalid request")
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
-)
-
-// Error is a refusal whose Message is safe to show the caller: it never
-// holds settings, scripts or keys.
-type Error struct {
-	Kind    error  // ErrInvalid, ErrNotFound or ErrConflict
-	Target  string // the request field at fault, if any
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-// Unwrap makes errors.Is(err, ErrInvalid) and friends work.
-func (e *Error) Unwrap() error { return e.Kind }
-
-func invalid(target, format string, args ...any) error {
-	return &Error{Kind: ErrInvalid, Target: target, Message: fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) error {
-	return &Error{Kind: ErrNotFound, Message: fmt.Sprintf(format, args...)}
-}
-
-func conflict(format string, args ...any) error {
-	return &Error{Kind: ErrConflict, Message: fmt.Sprintf(format, args...)}
-}
 
 // Store is what the context needs from persistence.
 type Store interface {
@@ -105,7 +75,7 @@ var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 func validResourceName(kind, name string) error {
 	if !resourceNameRE.MatchString(name) {
-		return invalid("name", "%s name %q is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
+		return refusal.Invalid("name", "%s name %q is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
 	}
 	return nil
 }
@@ -114,7 +84,7 @@ func validResourceName(kind, name string) error {
 func (s *Service) machine(ctx context.Context, ref resource.MachineRef) (store.Machine, error) {
 	m, err := s.store.GetMachine(ctx, ref.Subscription, ref.ResourceGroup, ref.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		return m, notFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)
+		return m, refusal.NotFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)
 	}
 	return m, err
 }

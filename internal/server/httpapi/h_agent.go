@@ -14,7 +14,7 @@ import (
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
-	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -170,7 +170,7 @@ func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) err
 				return errValidation("reports.body", "report %s: %v", rep.ID, err)
 			}
 			if _, err := a.Extensions.ApplyExtensionReport(r.Context(), c.ID, st, upd.At); err != nil {
-				if !errors.Is(err, extensions.ErrInvalid) {
+				if !errors.Is(err, refusal.ErrInvalid) {
 					return err
 				}
 				// Acknowledged and dropped: resending it would not help.
@@ -182,7 +182,7 @@ func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) err
 				return errValidation("reports.body", "report %s: %v", rep.ID, err)
 			}
 			if _, err := a.Extensions.ApplyRunCommandReport(r.Context(), c.ID, res, upd.At); err != nil {
-				if !errors.Is(err, extensions.ErrInvalid) {
+				if !errors.Is(err, refusal.ErrInvalid) {
 					return err
 				}
 				a.Logger.WarnContext(r.Context(), "malformed run command report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))

@@ -29,21 +29,6 @@ func scopeRunCommand(r *http.Request) string {
 // activity log. It must never hold settings, scripts or secrets.
 func setAuditMessage(r *http.Request, msg string) { info(r).auditMessage = msg }
 
-// extensionError maps the extension context's refusals to API errors.
-func extensionError(err error) (*apiError, bool) {
-	var ee *extensions.Error
-	if !errors.As(err, &ee) {
-		return nil, false
-	}
-	switch {
-	case errors.Is(err, extensions.ErrNotFound):
-		return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: ee.Message, target: ee.Target}, true
-	case errors.Is(err, extensions.ErrConflict):
-		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: ee.Message, target: ee.Target}, true
-	}
-	return errValidation(ee.Target, "%s", ee.Message), true
-}
-
 func (a *API) listPublishers(w http.ResponseWriter, r *http.Request, _ *Caller) error {
 	ps, err := a.Extensions.ListPublishers(r.Context())
 	if err != nil {
