@@ -60,7 +60,7 @@ type Server struct {
 	sweeper  *lifecycle.Sweeper
 	registry *prometheus.Registry
 	bus      *replicas.PGBus // nil with SQLite
-	notifier httpapi.Notifier
+	notifier push.Notifier
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
 	connCtx    context.Context
@@ -140,10 +140,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registry.MustRegister(newMachineCollector(st, cfg.Logger))
 	s.Hub.OnCount = func(n int) { metrics.Streams.Set(float64(n)) }
-	var notifier httpapi.Notifier = replicas.Local{Hub: s.Hub}
+	var notifier push.Notifier = s.Hub
 	var sweepLock func(context.Context) (func(), bool)
 	if isPostgres(dsn) {
-		s.bus = &replicas.PGBus{DSN: dsn, Hub: s.Hub, Log: cfg.Logger.With("component", "replicas")}
+		s.bus, err = replicas.NewPGBus(dsn, s.Hub, cfg.Logger.With("component", "replicas"))
+		if err != nil {
+			return nil, err
+		}
 		notifier, sweepLock = s.bus, s.bus.SweeperLock
 	}
 	s.notifier = notifier
@@ -166,9 +169,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
 		OnChanged: s.onStatusChanged, Lock: sweepLock,
 		Runs: st, RunGrace: 2 * time.Minute,
-		OnRunsExpired: func(gens map[string]int64) {
+		OnRunsExpired: func(ctx context.Context, gens map[string]int64) {
 			for id, gen := range gens {
-				notifier.Notify(id, gen)
+				notifier.Notify(ctx, id, gen)
 			}
 		},
 	}
@@ -320,17 +323,20 @@ func (s *Server) closeAll() {
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
+	if s.bus != nil {
+		s.bus.Close()
+	}
 	if s.Store != nil {
 		_ = s.Store.Close()
 	}
 }
 
 // onStatusChanged tells agents of expired machines to stop.
-func (s *Server) onStatusChanged(ids []string) {
+func (s *Server) onStatusChanged(ctx context.Context, ids []string) {
 	for _, id := range ids {
-		m, err := s.Store.GetMachineByID(context.Background(), id)
+		m, err := s.Store.GetMachineByID(ctx, id)
 		if err == nil && m.Status == wire.StatusExpired {
-			s.notifier.Goodbye(id, "the machine identity expired; onboard it again")
+			s.notifier.Goodbye(ctx, id, "the machine identity expired; onboard it again")
 		}
 	}
 }

@@ -30,7 +30,9 @@ type notifier struct {
 	gens map[string]int64
 }
 
-func (n *notifier) Notify(id string, gen int64) {
+func (n *notifier) Goodbye(context.Context, string, string) {}
+
+func (n *notifier) Notify(_ context.Context, id string, gen int64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.gens == nil {

@@ -272,7 +272,7 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 	if err != nil {
 		return SetResult{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	res.Extension = toWireExtension(m, e)
 	s.log.InfoContext(ctx, "extension set", "machine", m.ID, "extension", e.Name, "op", res.Operation,
 		"publisher", e.Publisher, "type", e.Type, "version", e.Version, "seq", e.SeqNo, "generation", gen, "by", by)
@@ -318,7 +318,7 @@ func (s *Service) DeleteExtension(ctx context.Context, ref resource.MachineRef, 
 	if err != nil {
 		return wire.MachineExtension{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	e.Deleting, e.State, e.Message, e.UpdatedAt, e.UpdatedBy = true, wire.ExtDeleting, "", s.now(), by
 	s.log.InfoContext(ctx, "extension delete requested", "machine", m.ID, "extension", e.Name, "dropped", !e.AgentReported,
 		"generation", gen, "by", by)

@@ -134,7 +134,7 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef,
 	case err != nil:
 		return wire.RunCommand{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	s.log.InfoContext(ctx, "run command created", "machine", m.ID, "run", name, "generation", gen, "by", by)
 	return toWireRunCommand(m, rc), nil
 }

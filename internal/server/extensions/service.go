@@ -34,6 +34,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 )
@@ -46,23 +47,17 @@ type Store interface {
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 }
 
-// Notifier pushes a sync to the agent of a machine (on whichever replica
-// holds its stream).
-type Notifier interface {
-	Notify(machineID string, gen int64)
-}
-
 // Service implements the extension context.
 type Service struct {
 	store  Store
-	notify Notifier
+	notify push.Notifier
 	clock  func() time.Time
 	log    *slog.Logger
 	newID  func() string
 }
 
 // New returns a Service. clock is the injected time source.
-func New(st Store, n Notifier, clock func() time.Time, log *slog.Logger) *Service {
+func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger) *Service {
 	return &Service{store: st, notify: n, clock: clock, log: log,
 		newID: func() string { return uuid.Must(uuid.NewV7()).String() }}
 }

@@ -33,19 +33,13 @@ type HeartbeatSink interface {
 	Add(h store.Heartbeat)
 }
 
-// Notifier delivers push messages to the replica holding a machine's stream.
-type Notifier interface {
-	Notify(machineID string, gen int64)
-	Goodbye(machineID, reason string)
-}
-
 // Deps are what the API needs from the rest of the server. All are required.
 type Deps struct {
 	Store      store.Store
 	CA         *pki.CA
 	Tokens     *authn.TokenIssuer
-	Hub        *push.Hub // streams held by this replica
-	Notifier   Notifier  // reaches streams on any replica
+	Hub        *push.Hub     // streams held by this replica
+	Notifier   push.Notifier // reaches streams on any replica
 	Heartbeats HeartbeatSink
 	// Extensions is the extension context (publishers, packages, catalogs,
 	// machine extensions, run commands, desired state, reports).

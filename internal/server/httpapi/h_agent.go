@@ -236,7 +236,7 @@ func (a *API) deleteSelf(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	if err := a.Store.DeleteMachine(r.Context(), c.ID); err != nil {
 		return err
 	}
-	a.Notifier.Goodbye(c.ID, "disconnected by the agent")
+	a.Notifier.Goodbye(r.Context(), c.ID, "disconnected by the agent")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

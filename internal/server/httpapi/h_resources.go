@@ -236,7 +236,7 @@ func (a *API) patchMachine(w http.ResponseWriter, r *http.Request, _ *Caller) er
 	if err != nil {
 		return err
 	}
-	a.Notifier.Notify(m.ID, gen)
+	a.Notifier.Notify(r.Context(), m.ID, gen)
 	m, err = a.Store.GetMachineByID(r.Context(), m.ID)
 	if err != nil {
 		return err
@@ -253,7 +253,7 @@ func (a *API) deleteMachine(w http.ResponseWriter, r *http.Request, _ *Caller) e
 	if err := a.Store.DeleteMachine(r.Context(), m.ID); err != nil {
 		return err
 	}
-	a.Notifier.Goodbye(m.ID, "the machine resource was deleted from the control plane")
+	a.Notifier.Goodbye(r.Context(), m.ID, "the machine resource was deleted from the control plane")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
