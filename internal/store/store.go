@@ -161,6 +161,13 @@ type Machines interface {
 	CountMachinesByStatus(ctx context.Context) (map[string]int, error)
 	// UpdateMachineTags replaces the tags and bumps Generation; returns the new generation.
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
+	// BumpGenerations increments the Generation of every machine in ids
+	// (and sets its UpdatedAt to at) in one transaction, and returns
+	// machine id -> new generation. Unknown ids are left out of the map;
+	// an id given twice is bumped once. A context whose slice of the
+	// desired state lives outside the machine and extension tables calls
+	// it after changing that slice, then pushes a sync.
+	BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error)
 	// UpdateMachineReport stores what the agent reported. Nil slices leave a field unchanged.
 	UpdateMachineReport(ctx context.Context, id string, r MachineReport) error
 	// UpdateMachineCert records a renewed certificate for the machine.
@@ -242,20 +249,23 @@ type Identities interface {
 	GetUserByName(ctx context.Context, name string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
 	UpdateUserPassword(ctx context.Context, id, hash string) error
+	// DeleteUser removes the user with its API tokens and role
+	// assignments, in one transaction: nothing it held outlives it.
+	// ErrNotFound (and nothing changes) if there is no such user.
 	DeleteUser(ctx context.Context, id string) error
 
 	CreateServicePrincipal(ctx context.Context, sp ServicePrincipal) error
 	GetServicePrincipal(ctx context.Context, clientID string) (ServicePrincipal, error)
 	ListServicePrincipals(ctx context.Context) ([]ServicePrincipal, error)
+	// DeleteServicePrincipal removes the service principal with its API
+	// tokens and role assignments, in one transaction. ErrNotFound (and
+	// nothing changes) if there is no such service principal.
 	DeleteServicePrincipal(ctx context.Context, clientID string) error
 
 	CreateAPIToken(ctx context.Context, t APIToken) error
 	GetAPITokenByHash(ctx context.Context, hash string) (APIToken, error)
 	ListAPITokens(ctx context.Context, principalID string) ([]APIToken, error)
 	DeleteAPIToken(ctx context.Context, id string) error
-	// DeletePrincipalTokens removes every API token of a principal (used
-	// when the principal is deleted).
-	DeletePrincipalTokens(ctx context.Context, principalID string) error
 
 	CreateDeviceCode(ctx context.Context, d DeviceCode) error
 	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (DeviceCode, error)
@@ -314,8 +324,6 @@ type Authorization interface {
 	GetRoleAssignment(ctx context.Context, id string) (RoleAssignment, error)
 	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]RoleAssignment, error)
 	DeleteRoleAssignment(ctx context.Context, id string) error
-	// DeletePrincipalAssignments removes every assignment of a principal.
-	DeletePrincipalAssignments(ctx context.Context, principalID string) error
 }
 
 // ActivityEntry record. Append-only: there is no update or delete.

@@ -77,23 +77,11 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c *Caller) erro
 		return errValidation("name", "you cannot delete your own user")
 	}
 	setAuditScope(r, resource.User(u.Name).String())
-	if err := a.deletePrincipalGrants(r, u.ID); err != nil {
-		return err
-	}
 	if err := a.Store.DeleteUser(r.Context(), u.ID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// deletePrincipalGrants removes a principal's tokens and role assignments
-// before the principal itself, so nothing it held outlives it.
-func (a *API) deletePrincipalGrants(r *http.Request, id string) error {
-	if err := a.Store.DeletePrincipalTokens(r.Context(), id); err != nil {
-		return err
-	}
-	return a.Store.DeletePrincipalAssignments(r.Context(), id)
 }
 
 func toWireSP(sp store.ServicePrincipal) wire.ServicePrincipal {
@@ -168,9 +156,6 @@ func (a *API) deleteServicePrincipal(w http.ResponseWriter, r *http.Request, _ *
 	setAuditScope(r, resource.ServicePrincipal(id).String())
 	if _, err := a.Store.GetServicePrincipal(r.Context(), id); err != nil {
 		return notFoundAs(err, "service principal %q was not found", id)
-	}
-	if err := a.deletePrincipalGrants(r, id); err != nil {
-		return err
 	}
 	if err := a.Store.DeleteServicePrincipal(r.Context(), id); err != nil {
 		return err

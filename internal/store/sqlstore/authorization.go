@@ -176,11 +176,3 @@ func (s *Store) DeleteRoleAssignment(ctx context.Context, id string) error {
 	}
 	return nil
 }
-
-// DeletePrincipalAssignments succeeds when the principal has none.
-func (s *Store) DeletePrincipalAssignments(ctx context.Context, principalID string) error {
-	if _, err := s.exec(ctx, s.write, `DELETE FROM role_assignments WHERE principal_id = ?`, principalID); err != nil {
-		return fmt.Errorf("delete role assignments of %s: %w", principalID, err)
-	}
-	return nil
-}
