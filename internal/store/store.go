@@ -52,6 +52,43 @@ type Page struct {
 	Limit int
 }
 
+// Page sizes: Limit <= 0 asks for DefaultPageSize, more than MaxPageSize
+// gets MaxPageSize.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// FetchPage reads one page of at most p.Limit items through list, asking it
+// for one more to learn whether a page follows; after is then the key (by
+// key) of the page's last item, else "". list receives p with Limit raised
+// by one. It is the one place the "one more" rule is written, for every
+// context that serves paged lists.
+func FetchPage[R any](p Page, list func(Page) ([]R, error), key func(R) string) (items []R, after string, err error) {
+	size := p.Limit
+	switch {
+	case size <= 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	p.Limit = size + 1
+	rs, err := list(p)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case len(rs) > size:
+		rs = rs[:size]
+		after = key(rs[size-1])
+	case len(rs) == size && size == MaxPageSize:
+		// Stores return at most MaxPageSize items, so whether more
+		// follow is unknown: offer the next page, possibly empty.
+		after = key(rs[size-1])
+	}
+	return rs, after, nil
+}
+
 // Subscription record.
 type Subscription struct {
 	Name        string

@@ -10,21 +10,36 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// DesiredState assembles what the agent of m should reconcile toward:
-// m's generation and tags, every extension not being deleted (by name),
-// the signing key of each of their publishers (by name), and every run not
-// yet finished (oldest first). m is the machine as read when the agent
-// authenticated, so the generation is never newer than the rows.
-func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
-	ds := wire.DesiredState{Generation: m.Generation, ResourceID: m.ResourceID().String(), Tags: m.Tags}
+// Register adds the extension context's part of the desired state and its
+// report handlers: extension and run-command reports, and applied
+// generations (which let extensions being deleted go).
+func (s *Service) Register(r *capability.Registry) {
+	r.AddContributor("extensions", s)
+	r.AddReportHandler(wire.ReportExtension, capability.ReportHandlerFunc(s.handleExtensionReport))
+	r.AddReportHandler(wire.ReportRunCommand, capability.ReportHandlerFunc(s.handleRunCommandReport))
+	r.AddReportHandler(wire.ReportApplied, capability.ReportHandlerFunc(s.handleApplied))
+}
+
+var (
+	_ capability.Registrant         = (*Service)(nil)
+	_ capability.DesiredContributor = (*Service)(nil)
+)
+
+// ContributeDesired writes what the agent of m should reconcile toward:
+// every extension not being deleted (by name), the signing key of each of
+// their publishers (by name), and every run not yet finished (oldest
+// first). m is the machine as read when the agent authenticated, so the
+// generation is never newer than the rows.
+func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
 	es, err := s.store.ListMachineExtensions(ctx, m.ID)
 	if err != nil {
-		return ds, err
+		return err
 	}
 	keys := map[string]bool{}
 	for _, e := range es {
@@ -37,7 +52,7 @@ func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.Desir
 			keys[e.Publisher] = true
 			p, err := s.store.GetPublisher(ctx, e.Publisher)
 			if err != nil {
-				return ds, err
+				return err
 			}
 			ds.Publishers = append(ds.Publishers, wire.PublisherKey{Name: p.Name, PublicKey: p.PublicKey})
 		}
@@ -45,13 +60,42 @@ func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.Desir
 	slices.SortFunc(ds.Publishers, func(a, b wire.PublisherKey) int { return strings.Compare(a.Name, b.Name) })
 	runs, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: 1000}})
 	if err != nil {
-		return ds, err
+		return err
 	}
 	for _, rc := range slices.Backward(runs) {
 		ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
 			Parameters: rc.Parameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
 	}
-	return ds, nil
+	return nil
+}
+
+func (s *Service) handleExtensionReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	var st wire.ExtensionStatus
+	if err := capability.DecodeReport(r, &st); err != nil {
+		return err
+	}
+	_, err := s.ApplyExtensionReport(ctx, m.ID, st, at)
+	return err
+}
+
+func (s *Service) handleRunCommandReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	var res wire.RunCommandResult
+	if err := capability.DecodeReport(r, &res); err != nil {
+		return err
+	}
+	_, err := s.ApplyRunCommandReport(ctx, m.ID, res, at)
+	return err
+}
+
+func (s *Service) handleApplied(ctx context.Context, m store.Machine, r wire.Report, _ time.Time) error {
+	var ap wire.AppliedState
+	if err := capability.DecodeReport(r, &ap); err != nil {
+		return err
+	}
+	if ap.Generation <= 0 {
+		return nil
+	}
+	return s.AppliedGeneration(ctx, m.ID, ap.Generation)
 }
 
 var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDeleting, wire.ExtSucceeded, wire.ExtFailed}

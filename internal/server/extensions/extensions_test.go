@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
@@ -46,6 +47,7 @@ var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 type env struct {
 	st     store.Store
 	svc    *extensions.Service
+	reg    *capability.Registry // the seam with svc registered
 	n      *notifier
 	ref    resource.MachineRef
 	sealPv []byte
@@ -76,8 +78,11 @@ func newEnv(tb testing.TB) *env {
 	}
 	n := &notifier{}
 	clock := func() time.Time { return t0 }
-	svc := extensions.New(st, n, clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &env{st: st, svc: svc, n: n, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := extensions.New(st, n, clock, log)
+	reg := capability.NewRegistry(log)
+	reg.Register(svc)
+	return &env{st: st, svc: svc, reg: reg, n: n, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
 }
 
 // publish registers publisher pub with a new key and publishes and lists
@@ -158,7 +163,7 @@ func TestSetSealsAndRetries(t *testing.T) {
 		t.Errorf("result %+v, notified %v", res, e.n.gens)
 	}
 	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
-	ds, err := e.svc.DesiredState(ctx, m)
+	ds, err := e.reg.DesiredState(ctx, m)
 	if err != nil || len(ds.Extensions) != 1 {
 		t.Fatalf("desired %+v: %v", ds, err)
 	}
@@ -252,7 +257,7 @@ func BenchmarkDesiredState20(b *testing.B) {
 	}
 	b.Run("DesiredState", func(b *testing.B) {
 		for b.Loop() {
-			ds, err := e.svc.DesiredState(ctx, m)
+			ds, err := e.reg.DesiredState(ctx, m)
 			if err != nil || len(ds.Extensions) != 20 || len(ds.Publishers) != 2 {
 				b.Fatalf("%d extensions, %d publishers: %v", len(ds.Extensions), len(ds.Publishers), err)
 			}
@@ -260,7 +265,7 @@ func BenchmarkDesiredState20(b *testing.B) {
 	})
 	b.Run("DesiredStateJSON", func(b *testing.B) {
 		for b.Loop() {
-			ds, err := e.svc.DesiredState(ctx, m)
+			ds, err := e.reg.DesiredState(ctx, m)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -329,7 +334,7 @@ func TestDeleteRacingTheFirstReportWaitsForTheAgent(t *testing.T) {
 		t.Errorf("after a delete that raced the agent's first report: %+v %v; want it kept, Deleting, until the agent removes it", after, err)
 	}
 	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
-	if ds, _ := e.svc.DesiredState(ctx, m); len(ds.Extensions) != 0 {
+	if ds, _ := e.reg.DesiredState(ctx, m); len(ds.Extensions) != 0 {
 		t.Errorf("the deleted extension is still desired: %+v", ds.Extensions)
 	}
 }

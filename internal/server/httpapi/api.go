@@ -9,7 +9,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/store"
@@ -24,8 +26,6 @@ type Settings struct {
 	UserTokenTTL      time.Duration // password grant tokens
 	DeviceCodeTTL     time.Duration
 	MaxBodyBytes      int64
-	// AgentSupportWindow is how long after its release an agent version is supported.
-	AgentSupportWindow time.Duration
 }
 
 // HeartbeatSink receives agent heartbeats; the server batches them into the store.
@@ -41,8 +41,14 @@ type Deps struct {
 	Hub        *push.Hub     // streams held by this replica
 	Notifier   push.Notifier // reaches streams on any replica
 	Heartbeats HeartbeatSink
+	// Capabilities assembles desired states and dispatches agent reports
+	// to the contexts registered on it.
+	Capabilities *capability.Registry
+	// Inventory is the inventory context (subscriptions, resource groups,
+	// machines).
+	Inventory *inventory.Service
 	// Extensions is the extension context (publishers, packages, catalogs,
-	// machine extensions, run commands, desired state, reports).
+	// machine extensions, run commands).
 	Extensions *extensions.Service
 	Clock      func() time.Time
 	Logger     *slog.Logger

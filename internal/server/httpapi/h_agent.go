@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
-	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -87,8 +85,8 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 
 // validatedReportBodies checks agent-reported inventory and encodes it for the store.
 func validatedReportBodies(p wire.MachineProperties, c wire.AgentConfig) (props, cfg []byte, err error) {
-	if err := validateProperties(p); err != nil {
-		return nil, nil, err
+	if field, err := p.Check(); err != nil {
+		return nil, nil, errValidation("properties."+field, "%v", err)
 	}
 	props, err = json.Marshal(p)
 	if err != nil {
@@ -98,20 +96,8 @@ func validatedReportBodies(p wire.MachineProperties, c wire.AgentConfig) (props,
 	return props, cfg, err
 }
 
-func validateProperties(p wire.MachineProperties) error {
-	if p.Environment != "" {
-		if _, ok := canonical(p.Environment, wire.Environments); !ok {
-			return errValidation("properties.environment", "environment must be one of %s", strings.Join(wire.Environments, ", "))
-		}
-	}
-	if len(p.IPAddresses) > 256 {
-		return errValidation("properties.ipAddresses", "too many IP addresses")
-	}
-	return nil
-}
-
 func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	ds, err := a.Extensions.DesiredState(r.Context(), *c.Machine)
+	ds, err := a.Capabilities.DesiredState(r.Context(), *c.Machine)
 	if err != nil {
 		return err
 	}
@@ -119,99 +105,16 @@ func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	return nil
 }
 
-// maxReports is the most reports one batch may carry.
-const maxReports = 100
-
 func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	var batch wire.ReportBatch
 	if err := decodeJSON(w, r, agentBodyLimit, &batch); err != nil {
 		return err
 	}
-	if len(batch.Reports) > maxReports {
-		return errValidation("reports", "at most %d reports per batch", maxReports)
-	}
-	ack := wire.ReportAck{Accepted: []string{}}
-	upd := store.MachineReport{At: a.now()}
-	// Extension and run-command reports are applied in order as they come;
-	// the rest is folded into one machine update at the end.
-	for _, rep := range batch.Reports {
-		if rep.ID == "" {
-			return errValidation("reports.id", "every report needs an id")
-		}
-		if rep.AgentVersion != "" {
-			upd.AgentVersion = truncate(rep.AgentVersion, 64)
-		}
-		switch rep.Kind {
-		case wire.ReportProperties:
-			var p wire.MachineProperties
-			if err := strictUnmarshal(rep.Body, &p); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if err := validateProperties(p); err != nil {
-				return err
-			}
-			upd.Properties, _ = json.Marshal(p)
-			upd.Environment, upd.OSName = p.Environment, strings.ToLower(p.OSName)
-		case wire.ReportAgentConfig:
-			var cfg wire.AgentConfig
-			if err := strictUnmarshal(rep.Body, &cfg); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			upd.AgentConfig, _ = json.Marshal(cfg)
-		case wire.ReportApplied:
-			var ap wire.AppliedState
-			if err := strictUnmarshal(rep.Body, &ap); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			upd.AppliedGeneration = max(upd.AppliedGeneration, ap.Generation)
-		case wire.ReportExtension:
-			var st wire.ExtensionStatus
-			if err := strictUnmarshal(rep.Body, &st); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if _, err := a.Extensions.ApplyExtensionReport(r.Context(), c.ID, st, upd.At); err != nil {
-				if !errors.Is(err, refusal.ErrInvalid) {
-					return err
-				}
-				// Acknowledged and dropped: resending it would not help.
-				a.Logger.WarnContext(r.Context(), "malformed extension report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
-			}
-		case wire.ReportRunCommand:
-			var res wire.RunCommandResult
-			if err := strictUnmarshal(rep.Body, &res); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if _, err := a.Extensions.ApplyRunCommandReport(r.Context(), c.ID, res, upd.At); err != nil {
-				if !errors.Is(err, refusal.ErrInvalid) {
-					return err
-				}
-				a.Logger.WarnContext(r.Context(), "malformed run command report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
-			}
-		default:
-			// Reports of kinds this server does not know (a newer agent)
-			// are acknowledged and dropped rather than blocking the outbox.
-			a.Logger.WarnContext(r.Context(), "unknown report kind dropped", "machine", c.ID, "kind", truncate(rep.Kind, 32))
-		}
-		ack.Accepted = append(ack.Accepted, rep.ID)
-	}
-	if err := a.Store.UpdateMachineReport(r.Context(), c.ID, upd); err != nil {
+	ack, err := a.Capabilities.ApplyReports(r.Context(), *c.Machine, batch.Reports, a.now())
+	if err != nil {
 		return err
 	}
-	if upd.AppliedGeneration > 0 {
-		if err := a.Extensions.AppliedGeneration(r.Context(), c.ID, upd.AppliedGeneration); err != nil {
-			return err
-		}
-	}
 	writeJSON(w, http.StatusOK, ack)
-	return nil
-}
-
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed body: %w", err)
-	}
 	return nil
 }
 
@@ -233,10 +136,9 @@ func (a *API) postRenew(w http.ResponseWriter, r *http.Request, c *Caller) error
 }
 
 func (a *API) deleteSelf(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	if err := a.Store.DeleteMachine(r.Context(), c.ID); err != nil {
+	if err := a.Inventory.Disconnect(r.Context(), c.ID); err != nil {
 		return err
 	}
-	a.Notifier.Goodbye(r.Context(), c.ID, "disconnected by the agent")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
