@@ -91,7 +91,7 @@ func TestDesiredStateAssemblesEveryPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := wire.DesiredState{Generation: 7, ResourceID: "/subscriptions/default/resourceGroups/rg/machines/vm",
-		Tags: map[string]string{"env": "prod"},
+		Tags:     map[string]string{"env": "prod"},
 		Features: map[string]json.RawMessage{"patching": json.RawMessage(`{"machine":"vm","window":"sun 02:00"}`)}}
 	if d := cmp.Diff(want, ds); d != "" {
 		t.Errorf("desired state (-want +got):\n%s", d)
