@@ -22,11 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/corralhq/corral/internal/server/authn"
-	"github.com/corralhq/corral/internal/server/capability"
-	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/heartbeat"
 	"github.com/corralhq/corral/internal/server/httpapi"
-	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/lifecycle"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
@@ -36,9 +33,6 @@ import (
 	"github.com/corralhq/corral/internal/version"
 	"github.com/corralhq/corral/internal/wire"
 )
-
-// agentSupportWindow is how long after its release an agent version is supported.
-const agentSupportWindow = 365 * 24 * time.Hour
 
 // Bootstrap tells the operator what first start created. AdminPassword is
 // set only when it was generated now: it is shown once and never stored in
@@ -156,35 +150,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.notifier = notifier
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
-	inv := inventory.New(st, notifier, cfg.Clock, cfg.Logger.With("component", "inventory"), agentSupportWindow)
-	exts := extensions.New(st, notifier, cfg.Clock, cfg.Logger.With("component", "extensions"))
-	if err := exts.EnsureFirstParty(ctx, extKey); err != nil {
-		return nil, fmt.Errorf("first-party extensions: %w", err)
+	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey}, notifier)
+	if err != nil {
+		return nil, err
 	}
-	// The seam: every context that adds to the desired state or takes
-	// agent reports registers here, inventory first (the core fields and
-	// report kinds). A new capability is one more context on this list.
-	caps := capability.NewRegistry(cfg.Logger.With("component", "reports"))
-	caps.Register(inv, exts)
 	s.API = httpapi.New(httpapi.Deps{
-		Store: st, CA: s.CA, Tokens: authn.NewTokenIssuer(key, "corral"), Hub: s.Hub, Notifier: notifier, Heartbeats: s.batcher,
-		Capabilities: caps, Inventory: inv, Extensions: exts, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
-		Settings: httpapi.Settings{
-			Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, CertValidity: cfg.CertValidity,
-			ServiceTokenTTL: cfg.ServiceTokenTTL, UserTokenTTL: cfg.UserTokenTTL, DeviceCodeTTL: cfg.DeviceCodeTTL,
-			MaxBodyBytes: cfg.MaxBodyBytes,
-		},
+		CA: s.CA, Hub: s.Hub, Heartbeats: s.batcher, Capabilities: cs.seam,
+		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
+		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
 	})
 	s.sweeper = &lifecycle.Sweeper{
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
 		OnChanged: s.onStatusChanged, Lock: sweepLock,
 		Runs: st, RunGrace: 2 * time.Minute,
-		OnRunsExpired: func(ctx context.Context, gens map[string]int64) {
-			for id, gen := range gens {
-				notifier.Notify(ctx, id, gen)
-			}
-		},
+		OnRunsExpired: cs.syncer.Announce,
 	}
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)

@@ -59,6 +59,13 @@ const (
 	MaxPageSize     = 1000
 )
 
+// PageOf is one page of a list and the key of the next page ("" on the
+// last), as contexts return it.
+type PageOf[T any] struct {
+	Items []T
+	After string
+}
+
 // FetchPage reads one page of at most p.Limit items through list, asking it
 // for one more to learn whether a page follows; after is then the key (by
 // key) of the page's last item, else "". list receives p with Limit raised

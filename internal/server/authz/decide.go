@@ -8,6 +8,11 @@ import (
 	"github.com/corralhq/corral/internal/resource"
 )
 
+// ScopeCheck authorizes the caller of a request at a scope a service learns
+// only while it works (from the body or a stored record): it returns nil,
+// or the refusal to report, before the service changes anything.
+type ScopeCheck func(scope resource.ID) error
+
 // Assignment is one role granted at one scope.
 type Assignment struct {
 	Role  Role

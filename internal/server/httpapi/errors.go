@@ -41,10 +41,6 @@ func errNotFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: fmt.Sprintf(format, args...)}
 }
 
-func errConflict(format string, args ...any) *apiError {
-	return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: fmt.Sprintf(format, args...)}
-}
-
 func errUnauthenticated(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: fmt.Sprintf(format, args...)}
 }

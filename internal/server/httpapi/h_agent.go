@@ -2,10 +2,7 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
+	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -25,75 +23,19 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	if req.ProtocolVersion < 1 || req.ProtocolVersion > wire.ProtocolVersion {
-		return errBadRequest(wire.CodeUnsupportedProtocol, "protocolVersion", "protocol version %d is not supported by this server (it speaks 1..%d)", req.ProtocolVersion, wire.ProtocolVersion)
-	}
-	for _, v := range []struct{ kind, target, val string }{
-		{"subscription", "subscriptionId", req.SubscriptionID}, {"resource group", "resourceGroup", req.ResourceGroup}, {"machine", "name", req.Name},
-	} {
-		if err := validateName(v.kind, v.target, v.val); err != nil {
-			return err
+	resp, err := a.Onboarding.Connect(r.Context(), req, c.Name, func(scope resource.ID) error {
+		setAuditScope(r, scope.Child(resource.Machines, req.Name).String())
+		if !onboarding.RestrictionAllows(c.Restriction, scope) {
+			return errForbidden("this device-code token was approved for %s, not for %s", onboarding.RestrictedScope(c.Restriction), scope)
 		}
-	}
-	if err := validateTags(req.Tags); err != nil {
-		return err
-	}
-	scope := resource.ResourceGroup(req.SubscriptionID, req.ResourceGroup).String()
-	setAuditScope(r, resource.Machine(req.SubscriptionID, req.ResourceGroup, req.Name).String())
-	if c.Restriction != "" && !strings.EqualFold(c.Restriction, "onboard:"+scope) {
-		return errForbidden("this device-code token was approved for %s, not for %s", strings.TrimPrefix(c.Restriction, "onboard:"), scope)
-	}
-	if err := a.authorize(r.Context(), c, authz.ActMachinesOnboard, scope); err != nil {
-		return err
-	}
-	if _, err := a.Store.GetResourceGroup(r.Context(), req.SubscriptionID, req.ResourceGroup); err != nil {
-		return notFoundAs(err, "resource group %q was not found in subscription %q", req.ResourceGroup, req.SubscriptionID)
-	}
-	props, cfg, err := validatedReportBodies(req.Properties, req.AgentConfig)
+		return a.authorize(r.Context(), c, authz.ActMachinesOnboard, scope.String())
+	})
 	if err != nil {
-		return err
-	}
-	if len(req.SealingKey) != 0 && len(req.SealingKey) != 32 {
-		return errValidation("sealingKey", "sealingKey must be a 32-byte X25519 public key")
-	}
-	now := a.now()
-	id := newUUID()
-	certPEM, serial, notAfter, err := a.CA.SignMachineCSR([]byte(req.CSR), id, now, a.Settings.CertValidity)
-	if err != nil {
-		return errValidation("csr", "the certificate request is not valid: %v", err)
-	}
-	m := store.Machine{
-		ID: id, Subscription: req.SubscriptionID, ResourceGroup: req.ResourceGroup, Name: req.Name, Tags: req.Tags,
-		Status: wire.StatusConnected, LastHeartbeat: now, AgentVersion: truncate(req.AgentVersion, 64),
-		Environment: req.Properties.Environment, OSName: strings.ToLower(req.Properties.OSName), Properties: props, AgentConfig: cfg,
-		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, SealingKey: req.SealingKey,
-		CreatedAt: now, CreatedBy: c.Name, UpdatedAt: now,
-	}
-	if err := a.Store.CreateMachine(r.Context(), m, true); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return errConflict("a machine named %q already exists in resource group %q; delete it or choose another name", req.Name, req.ResourceGroup)
-		}
 		return err
 	}
 	a.Metrics.onboarded.Inc()
-	writeJSON(w, http.StatusCreated, wire.ConnectResponse{
-		ResourceID: m.ResourceID().String(), MachineID: id, Certificate: string(certPEM),
-		CACert: string(a.CA.CertPEM()), HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval),
-	})
+	writeJSON(w, http.StatusCreated, resp)
 	return nil
-}
-
-// validatedReportBodies checks agent-reported inventory and encodes it for the store.
-func validatedReportBodies(p wire.MachineProperties, c wire.AgentConfig) (props, cfg []byte, err error) {
-	if field, err := p.Check(); err != nil {
-		return nil, nil, errValidation("properties."+field, "%v", err)
-	}
-	props, err = json.Marshal(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg, err = json.Marshal(c)
-	return props, cfg, err
 }
 
 func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) error {
@@ -123,15 +65,11 @@ func (a *API) postRenew(w http.ResponseWriter, r *http.Request, c *Caller) error
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	now := a.now()
-	certPEM, serial, notAfter, err := a.CA.SignMachineCSR([]byte(req.CSR), c.ID, now, a.Settings.CertValidity)
+	resp, err := a.Onboarding.Renew(r.Context(), c.ID, req)
 	if err != nil {
-		return errValidation("csr", "the certificate request is not valid: %v", err)
-	}
-	if err := a.Store.UpdateMachineCert(r.Context(), c.ID, serial.String(), notAfter, now); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.RenewResponse{Certificate: string(certPEM)})
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/inventory"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -53,7 +54,7 @@ func (a *API) putSubscription(w http.ResponseWriter, r *http.Request, c *Caller)
 }
 
 // writePage writes one page of a list with the link to the next.
-func writePage[T any](w http.ResponseWriter, r *http.Request, p inventory.Page[T]) {
+func writePage[T any](w http.ResponseWriter, r *http.Request, p store.PageOf[T]) {
 	out := wire.List[T]{Value: p.Items}
 	if out.Value == nil {
 		out.Value = []T{}

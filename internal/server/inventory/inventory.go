@@ -80,13 +80,6 @@ func (s *Service) ContributeDesired(_ context.Context, m store.Machine, ds *wire
 	return nil
 }
 
-// Page is one page of a list; After is the paging key of the next page
-// ("" on the last).
-type Page[T any] struct {
-	Items []T
-	After string
-}
-
 func checkName(kind, target, name string) error {
 	if err := resource.CheckName(kind, name); err != nil {
 		return refusal.Invalid(target, "%v", err)

@@ -49,26 +49,26 @@ func (q MachineQuery) filter() (store.MachineFilter, error) {
 
 // ListMachines lists one page of machines, ordered by resource group and
 // name.
-func (s *Service) ListMachines(ctx context.Context, q MachineQuery) (Page[wire.Machine], error) {
+func (s *Service) ListMachines(ctx context.Context, q MachineQuery) (store.PageOf[wire.Machine], error) {
 	f, err := q.filter()
 	if err != nil {
-		return Page[wire.Machine]{}, err
+		return store.PageOf[wire.Machine]{}, err
 	}
 	if f.ResourceGroup == "" {
 		if _, err := s.store.GetSubscription(ctx, f.Subscription); err != nil {
-			return Page[wire.Machine]{}, notFoundAs(err, "subscription %q was not found", f.Subscription)
+			return store.PageOf[wire.Machine]{}, notFoundAs(err, "subscription %q was not found", f.Subscription)
 		}
 	} else if _, err := s.store.GetResourceGroup(ctx, f.Subscription, f.ResourceGroup); err != nil {
-		return Page[wire.Machine]{}, notFoundAs(err, "resource group %q was not found", f.ResourceGroup)
+		return store.PageOf[wire.Machine]{}, notFoundAs(err, "resource group %q was not found", f.ResourceGroup)
 	}
 	ms, after, err := store.FetchPage(q.Page, func(p store.Page) ([]store.Machine, error) {
 		f.Page = p
 		return s.store.ListMachines(ctx, f)
 	}, func(m store.Machine) string { return m.ResourceGroup + "/" + m.Name })
 	if err != nil {
-		return Page[wire.Machine]{}, err
+		return store.PageOf[wire.Machine]{}, err
 	}
-	out := Page[wire.Machine]{Items: make([]wire.Machine, 0, len(ms)), After: after}
+	out := store.PageOf[wire.Machine]{Items: make([]wire.Machine, 0, len(ms)), After: after}
 	for _, m := range ms {
 		out.Items = append(out.Items, s.ToWireMachine(m))
 	}
@@ -140,4 +140,10 @@ func (s *Service) Disconnect(ctx context.Context, machineID string) error {
 	}
 	s.notify.Goodbye(ctx, machineID, "disconnected by the agent")
 	return nil
+}
+
+// MachineByID reads a machine by its id (the agent's certificate names
+// it); store.ErrNotFound if it is gone.
+func (s *Service) MachineByID(ctx context.Context, id string) (store.Machine, error) {
+	return s.store.GetMachineByID(ctx, id)
 }

@@ -58,17 +58,17 @@ func (s *Service) CreateSubscription(ctx context.Context, name, displayName, by 
 }
 
 // ListResourceGroups lists a subscription's groups by name, one page.
-func (s *Service) ListResourceGroups(ctx context.Context, sub string, p store.Page) (Page[wire.ResourceGroup], error) {
+func (s *Service) ListResourceGroups(ctx context.Context, sub string, p store.Page) (store.PageOf[wire.ResourceGroup], error) {
 	if _, err := s.store.GetSubscription(ctx, sub); err != nil {
-		return Page[wire.ResourceGroup]{}, notFoundAs(err, "subscription %q was not found", sub)
+		return store.PageOf[wire.ResourceGroup]{}, notFoundAs(err, "subscription %q was not found", sub)
 	}
 	groups, after, err := store.FetchPage(p, func(p store.Page) ([]store.ResourceGroup, error) {
 		return s.store.ListResourceGroups(ctx, sub, p)
 	}, func(g store.ResourceGroup) string { return g.Name })
 	if err != nil {
-		return Page[wire.ResourceGroup]{}, err
+		return store.PageOf[wire.ResourceGroup]{}, err
 	}
-	out := Page[wire.ResourceGroup]{Items: make([]wire.ResourceGroup, 0, len(groups)), After: after}
+	out := store.PageOf[wire.ResourceGroup]{Items: make([]wire.ResourceGroup, 0, len(groups)), After: after}
 	for _, g := range groups {
 		out.Items = append(out.Items, toWireResourceGroup(g))
 	}
