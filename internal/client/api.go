@@ -61,11 +61,13 @@ func (c *Client) ListSubscriptions(ctx context.Context) ([]wire.Subscription, er
 	return listAll[wire.Subscription](ctx, c, "/api/v1/subscriptions", 0)
 }
 
-// apiBase is where the API's resource paths start.
-const apiBase = "/api/v1"
+// APIBase is where the API's paths start.
+const APIBase = "/api/v1"
 
-// resourcePath is the API path of a resource.
-func resourcePath(id resource.ID) string { return apiBase + id.Path() }
+// ResourcePath is the API path of a resource, its names path-escaped.
+func ResourcePath(id resource.ID) string { return APIBase + id.Path() }
+
+func resourcePath(id resource.ID) string { return ResourcePath(id) }
 
 func rgPath(sub, rg string) string { return resourcePath(resource.ResourceGroup(sub, rg)) }
 
@@ -320,6 +322,8 @@ func (c *Client) ListActivity(ctx context.Context, q ActivityQuery) ([]wire.Acti
 
 // Do calls any API path with an optional JSON body and decodes the JSON
 // answer into out (if non-nil). Errors are *wire.APIError for API failures.
+// A json.RawMessage body is sent as is, without a copy, so the caller may
+// clear it after the call.
 func (c *Client) Do(ctx context.Context, method, pathAndQuery string, in, out any) error {
 	return c.do(ctx, method, pathAndQuery, in, out)
 }

@@ -171,7 +171,13 @@ func (c *Client) resolve(pathAndQuery string) (string, error) {
 // out (if non-nil). want lists the accepted statuses (default: any 2xx).
 func (c *Client) do(ctx context.Context, method, pathAndQuery string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	switch v := in.(type) {
+	case nil:
+	case json.RawMessage:
+		// Sent as is: the caller keeps the only copy and may clear it
+		// afterwards (protected settings).
+		body = bytes.NewReader(v)
+	default:
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
