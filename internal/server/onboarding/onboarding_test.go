@@ -111,7 +111,9 @@ func TestConnectRefusalsCreateNothing(t *testing.T) {
 		{"group", func(r *wire.ConnectRequest) { r.ResourceGroup = "nope" }, allow, refusal.ErrNotFound, ""},
 		{"environment", func(r *wire.ConnectRequest) { r.Properties.Environment = "Mars" }, allow, refusal.ErrInvalid, ""},
 		{"sealing key", func(r *wire.ConnectRequest) { r.SealingKey = []byte("short") }, allow, refusal.ErrInvalid, ""},
-		{"csr", func(r *wire.ConnectRequest) { r.CSR = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" }, allow, refusal.ErrInvalid, ""},
+		{"csr", func(r *wire.ConnectRequest) {
+			r.CSR = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+		}, allow, refusal.ErrInvalid, ""},
 	} {
 		req := connectRequest(t, "vm-"+tc.name[:3])
 		tc.edit(&req)
