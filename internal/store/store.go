@@ -288,7 +288,10 @@ type DeviceCode struct {
 
 // Identities stores users, service principals, API tokens and device codes.
 type Identities interface {
-	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate name
+	// CreateUser inserts u and the role assignments grants (of u), in one
+	// transaction: ErrConflict on a duplicate name (or assignment), and
+	// then nothing is stored.
+	CreateUser(ctx context.Context, u User, grants ...RoleAssignment) error
 	GetUser(ctx context.Context, id string) (User, error)
 	GetUserByName(ctx context.Context, name string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)

@@ -34,7 +34,7 @@ import (
 
 // Store is what the context needs from persistence.
 type Store interface {
-	CreateUser(ctx context.Context, u store.User) error
+	CreateUser(ctx context.Context, u store.User, grants ...store.RoleAssignment) error
 	GetUser(ctx context.Context, id string) (store.User, error)
 	GetUserByName(ctx context.Context, name string) (store.User, error)
 	ListUsers(ctx context.Context) ([]store.User, error)

@@ -118,13 +118,17 @@ func (s *Store) DeleteRoleDefinition(ctx context.Context, id string) error {
 
 // CreateRoleAssignment treats scopes that differ only in case as the same.
 func (s *Store) CreateRoleAssignment(ctx context.Context, a store.RoleAssignment) error {
-	_, err := s.exec(ctx, s.write, `INSERT INTO role_assignments (id, principal_id, principal_type, role_id, scope,
-		created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.PrincipalID, a.PrincipalType, a.RoleID, a.Scope, micros(a.CreatedAt), a.CreatedBy)
-	if err != nil {
+	if err := s.insertRoleAssignment(ctx, s.write, a); err != nil {
 		return fmt.Errorf("create role assignment %s: %w", a.ID, err)
 	}
 	return nil
+}
+
+func (s *Store) insertRoleAssignment(ctx context.Context, db querier, a store.RoleAssignment) error {
+	_, err := s.exec(ctx, db, `INSERT INTO role_assignments (id, principal_id, principal_type, role_id, scope,
+		created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.PrincipalID, a.PrincipalType, a.RoleID, a.Scope, micros(a.CreatedAt), a.CreatedBy)
+	return err
 }
 
 const roleAssignmentCols = `id, principal_id, principal_type, role_id, scope, created_at, created_by`

@@ -12,9 +12,20 @@ import (
 
 // Users.
 
-func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.exec(ctx, s.write, `INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt))
+func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.RoleAssignment) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)`,
+			u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt))
+		if err != nil {
+			return err
+		}
+		for _, a := range grants {
+			if err := s.insertRoleAssignment(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("create user %q: %w", u.Name, err)
 	}

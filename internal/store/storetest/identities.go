@@ -53,6 +53,30 @@ func testUsers(t *testing.T, s store.Store) {
 	ok(t, s.CreateUser(ctx, store.User{ID: "usr-4", Name: "alice", CreatedAt: t0}), "the name is free again")
 }
 
+// testCreateUserWithGrants: a user and its first role assignments are
+// stored together or not at all.
+func testCreateUserWithGrants(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	grant := func(id, principal, scope string) store.RoleAssignment {
+		return store.RoleAssignment{ID: id, PrincipalID: principal, PrincipalType: "User", RoleID: "owner", Scope: scope, CreatedAt: t0}
+	}
+	ok(t, s.CreateUser(ctx, store.User{ID: "usr-1", Name: "admin", CreatedAt: t0}, grant("ra-1", "usr-1", "/")), "create user with a grant")
+	ras, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: "usr-1"})
+	ok(t, err, "list assignments")
+	if len(ras) != 1 || ras[0].Scope != "/" {
+		t.Errorf("grants of the new user: %+v", ras)
+	}
+	// The second grant clashes with the first (same id): neither the user
+	// nor its first grant may remain.
+	err = s.CreateUser(ctx, store.User{ID: "usr-2", Name: "bob", CreatedAt: t0}, grant("ra-2", "usr-2", "/"), grant("ra-1", "usr-2", "/subscriptions/a"))
+	isErr(t, err, store.ErrConflict, "a clashing grant")
+	_, err = s.GetUser(ctx, "usr-2")
+	isErr(t, err, store.ErrNotFound, "the user of a failed create")
+	if ras, _ := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: "usr-2"}); len(ras) != 0 {
+		t.Errorf("grants of a failed create remain: %+v", ras)
+	}
+}
+
 func testServicePrincipals(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	deploy := store.ServicePrincipal{ClientID: "0b6c4b44-0000-4000-8000-000000000001", DisplayName: "deployer", SecretHash: "sh1",

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RecordHeartbeatsLargeBatch", testRecordHeartbeatsLargeBatch},
 		{"MarkStale", testMarkStale},
 		{"Users", testUsers},
+		{"CreateUserWithGrants", testCreateUserWithGrants},
 		{"ServicePrincipals", testServicePrincipals},
 		{"APITokens", testAPITokens},
 		{"DeletePrincipalTakesItsGrants", testDeletePrincipalTakesItsGrants},
