@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/corralhq/corral/internal/capped"
 )
 
 // Environment variables read by the CLI.
@@ -51,20 +52,12 @@ func LoadCredentials() (*Credentials, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	f, err := os.Open(p)
+	b, err := capped.ReadFile(p, maxCredentialsBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, p, nil
 	}
 	if err != nil {
 		return nil, p, fmt.Errorf("read credentials: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxCredentialsBytes+1))
-	if err != nil {
-		return nil, p, fmt.Errorf("read credentials: %w", err)
-	}
-	if len(b) > maxCredentialsBytes {
-		return nil, p, fmt.Errorf("credentials file %s is too large", p)
 	}
 	var c Credentials
 	if err := json.Unmarshal(b, &c); err != nil {

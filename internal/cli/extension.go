@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
@@ -168,7 +169,7 @@ agents refuse an expired catalog, so sign it again before then with
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			archive, err := readFileCapped(pkgFile, wire.MaxPackageBytes)
+			archive, err := capped.ReadFile(pkgFile, wire.MaxPackageBytes)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,11 @@
 package cli
 
 import (
-	"fmt"
+	"context"
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -84,23 +85,12 @@ func (a *app) groupListCommand() *cobra.Command {
 
 func (a *app) groupDeleteCommand() *cobra.Command {
 	var sub string
-	cmd := &cobra.Command{
-		Use: "delete NAME [--subscription default]", Short: "Delete an empty resource group", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlag("subscription", sub); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteResourceGroup(ctxOf(cmd), sub, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted resource group %s.\n", args[0])
-			return nil
+	cmd := deleteCommand(a, "delete NAME [--subscription default]", "Delete an empty resource group",
+		func(c *client.Client, ctx context.Context, name string) error {
+			return c.DeleteResourceGroup(ctx, sub, name)
 		},
-	}
+		deleted("resource group"))
+	cmd.PreRunE = func(*cobra.Command, []string) error { return requireFlag("subscription", sub) }
 	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 )
 
@@ -38,7 +39,7 @@ and save the server, its CA, the token and its expiry for the other commands.
 			}
 			var caPEM []byte
 			if caFile != "" {
-				b, err := readFileCapped(caFile, client.MaxCABytes)
+				b, err := capped.ReadFile(caFile, client.MaxCABytes)
 				if err != nil {
 					return fmt.Errorf("--ca-file: %w", err)
 				}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -92,55 +93,26 @@ func machineTarget(sub, rg string) error {
 }
 
 func (a *app) machineShowCommand() *cobra.Command {
-	var sub, rg, output string
-	cmd := &cobra.Command{
-		Use: "show NAME --resource-group RG", Short: "Show a machine", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := machineTarget(sub, rg); err != nil {
-				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			m, err := c.GetMachine(ctxOf(cmd), sub, rg, args[0])
-			if err != nil {
-				return err
-			}
-			if output == outJSON {
-				return writeJSON(cmd.OutOrStdout(), m)
-			}
-			return renderMachines(cmd.OutOrStdout(), output, []wire.Machine{m})
+	var sub, rg string
+	cmd := showCommand(a, "show NAME --resource-group RG", "Show a machine",
+		func(c *client.Client, ctx context.Context, name string) (wire.Machine, error) {
+			return c.GetMachine(ctx, sub, rg, name)
 		},
-	}
+		renderMachines)
+	cmd.PreRunE = func(*cobra.Command, []string) error { return machineTarget(sub, rg) }
 	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
 	cmd.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (required)")
-	addOutputFlag(cmd, &output)
 	return cmd
 }
 
 func (a *app) machineDeleteCommand() *cobra.Command {
 	var sub, rg string
-	cmd := &cobra.Command{
-		Use: "delete NAME --resource-group RG", Short: "Delete a machine (its agent is told to stop)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := machineTarget(sub, rg); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteMachine(ctxOf(cmd), sub, rg, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted machine %s from resource group %s.\n", args[0], rg)
-			return nil
+	cmd := deleteCommand(a, "delete NAME --resource-group RG", "Delete a machine (its agent is told to stop)",
+		func(c *client.Client, ctx context.Context, name string) error {
+			return c.DeleteMachine(ctx, sub, rg, name)
 		},
-	}
+		func(name string) string { return fmt.Sprintf("Deleted machine %s from resource group %s.", name, rg) })
+	cmd.PreRunE = func(*cobra.Command, []string) error { return machineTarget(sub, rg) }
 	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
 	cmd.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (required)")
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -92,9 +93,9 @@ func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
 	var err error
 	switch {
 	case v == "@-":
-		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxSettingsFile+1))
+		b, err = capped.ReadAll(cmd.InOrStdin(), maxSettingsFile, "standard input")
 	case strings.HasPrefix(v, "@"):
-		b, err = readFileCapped(v[1:], maxSettingsFile)
+		b, err = capped.ReadFile(v[1:], maxSettingsFile)
 	case flag == "protected-settings":
 		return nil, fmt.Errorf("--%s takes @FILE or @- (standard input): a secret on the command line is visible to every user of this computer", flag)
 	default:
@@ -102,9 +103,6 @@ func readSettings(cmd *cobra.Command, flag, v string) (json.RawMessage, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
-	}
-	if len(b) > maxSettingsFile {
-		return nil, fmt.Errorf("--%s is larger than %d bytes", flag, maxSettingsFile)
 	}
 	b = bytes.TrimSpace(b)
 	var obj map[string]any

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
-	"github.com/spf13/cobra"
 )
 
 // table writes rows aligned with text/tabwriter.
@@ -157,4 +158,58 @@ func listCommand[T any](a *app, short string, fetch func(*client.Client, context
 	}
 	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// showCommand is a "show NAME" subcommand: fetch one item with the API
+// client, write it as a JSON object (-o json) or as a one-row table. Flags
+// the caller adds are checked in the command's PreRunE, before any call.
+func showCommand[T any](a *app, use, short string, get func(c *client.Client, ctx context.Context, name string) (T, error), render func(io.Writer, string, []T) error) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			item, err := get(c, ctxOf(cmd), args[0])
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), item)
+			}
+			return render(cmd.OutOrStdout(), output, []T{item})
+		},
+	}
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+// deleteCommand is a "delete NAME" subcommand: delete with the API client,
+// then print done(NAME). Flags the caller adds are checked in the command's
+// PreRunE, before any call.
+func deleteCommand(a *app, use, short string, del func(c *client.Client, ctx context.Context, name string) error, done func(name string) string) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := del(c, ctxOf(cmd), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), done(args[0]))
+			return nil
+		},
+	}
+}
+
+// deleted is the usual done message of deleteCommand: "Deleted <what> NAME."
+func deleted(what string) func(string) string {
+	return func(name string) string { return "Deleted " + what + " " + name + "." }
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/wire"
@@ -116,7 +117,7 @@ func writePrivateKey(path string, priv ed25519.PrivateKey) (err error) {
 
 // readPrivateKey reads an ed25519 PKCS#8 PEM key written by "publisher create".
 func readPrivateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := readFileCapped(path, 64<<10)
+	b, err := capped.ReadFile(path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("read the signing key: %w", err)
 	}

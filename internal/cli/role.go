@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -27,7 +28,7 @@ func (a *app) roleListCommand() *cobra.Command {
 // readRoleFile reads a custom role definition (JSON, wire.RoleDefinition).
 func readRoleFile(path string) (wire.RoleDefinition, error) {
 	var rd wire.RoleDefinition
-	b, err := readFileCapped(path, 1<<20)
+	b, err := capped.ReadFile(path, 1<<20)
 	if err != nil {
 		return rd, fmt.Errorf("--file: %w", err)
 	}
@@ -94,20 +95,7 @@ Without "id" a new id is generated; with the id of an existing custom role, it i
 }
 
 func (a *app) roleDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "delete ID", Short: "Delete an unassigned custom role", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRoleDefinition(ctxOf(cmd), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted role %s.\n", args[0])
-			return nil
-		},
-	}
+	return deleteCommand(a, "delete ID", "Delete an unassigned custom role", (*client.Client).DeleteRoleDefinition, deleted("role"))
 }
 
 func (a *app) roleAssignmentCommand() *cobra.Command {
@@ -193,21 +181,12 @@ func (a *app) assignmentListCommand() *cobra.Command {
 }
 
 func (a *app) assignmentDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "delete ID", Short: "Delete a role assignment", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(args[0]) == "" {
-				return errors.New("the role assignment id is empty")
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRoleAssignment(ctxOf(cmd), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted role assignment %s.\n", args[0])
-			return nil
-		},
+	cmd := deleteCommand(a, "delete ID", "Delete a role assignment", (*client.Client).DeleteRoleAssignment, deleted("role assignment"))
+	cmd.PreRunE = func(_ *cobra.Command, args []string) error {
+		if strings.TrimSpace(args[0]) == "" {
+			return errors.New("the role assignment id is empty")
+		}
+		return nil
 	}
+	return cmd
 }

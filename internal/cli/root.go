@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -94,7 +95,7 @@ func (a *app) resolveSession() (session, error) {
 	}
 	switch {
 	case envCA != "":
-		b, err := readFileCapped(envCA, client.MaxCABytes)
+		b, err := capped.ReadFile(envCA, client.MaxCABytes)
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", EnvCAFile, err)
 		}
@@ -124,22 +125,6 @@ func ctxOf(cmd *cobra.Command) context.Context {
 		return ctx
 	}
 	return context.Background()
-}
-
-func readFileCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 // readSecretLine reads one secret from r (the first line, without its line

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -144,17 +145,14 @@ func readScript(cmd *cobra.Command, v string) (string, error) {
 	var err error
 	switch {
 	case v == "@-":
-		b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxScriptFile+1))
+		b, err = capped.ReadAll(cmd.InOrStdin(), maxScriptFile, "standard input")
 	case strings.HasPrefix(v, "@"):
-		b, err = readFileCapped(v[1:], maxScriptFile)
+		b, err = capped.ReadFile(v[1:], maxScriptFile)
 	default:
 		return v, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("--script: %w", err)
-	}
-	if len(b) > maxScriptFile {
-		return "", fmt.Errorf("--script is larger than %d bytes", maxScriptFile)
 	}
 	return string(b), nil
 }

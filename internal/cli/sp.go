@@ -88,44 +88,10 @@ func (a *app) spListCommand() *cobra.Command {
 }
 
 func (a *app) spShowCommand() *cobra.Command {
-	var output string
-	cmd := &cobra.Command{
-		Use: "show CLIENT_ID", Short: "Show a service principal", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			sp, err := c.GetServicePrincipal(ctxOf(cmd), args[0])
-			if err != nil {
-				return err
-			}
-			if output == outJSON {
-				return writeJSON(cmd.OutOrStdout(), sp)
-			}
-			return renderSPs(cmd.OutOrStdout(), output, []wire.ServicePrincipal{sp})
-		},
-	}
-	addOutputFlag(cmd, &output)
-	return cmd
+	return showCommand(a, "show CLIENT_ID", "Show a service principal", (*client.Client).GetServicePrincipal, renderSPs)
 }
 
 func (a *app) spDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "delete CLIENT_ID", Short: "Delete a service principal, its tokens and role assignments", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteServicePrincipal(ctxOf(cmd), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted service principal %s.\n", args[0])
-			return nil
-		},
-	}
+	return deleteCommand(a, "delete CLIENT_ID", "Delete a service principal, its tokens and role assignments",
+		(*client.Client).DeleteServicePrincipal, deleted("service principal"))
 }

@@ -56,18 +56,5 @@ func (a *app) tokenListCommand() *cobra.Command {
 }
 
 func (a *app) tokenDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "delete ID", Short: "Delete one of your API tokens", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteToken(ctxOf(cmd), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted token %s.\n", args[0])
-			return nil
-		},
-	}
+	return deleteCommand(a, "delete ID", "Delete one of your API tokens", (*client.Client).DeleteToken, deleted("token"))
 }

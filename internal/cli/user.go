@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -56,18 +55,5 @@ func (a *app) userListCommand() *cobra.Command {
 }
 
 func (a *app) userDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "delete NAME", Short: "Delete a user, their tokens and role assignments", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteUser(ctxOf(cmd), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted user %s.\n", args[0])
-			return nil
-		},
-	}
+	return deleteCommand(a, "delete NAME", "Delete a user, their tokens and role assignments", (*client.Client).DeleteUser, deleted("user"))
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -60,9 +61,15 @@ func (c *Client) ListSubscriptions(ctx context.Context) ([]wire.Subscription, er
 	return listAll[wire.Subscription](ctx, c, "/api/v1/subscriptions", 0)
 }
 
-func rgPath(sub, rg string) string {
-	return "/api/v1/subscriptions/" + seg(sub) + "/resourceGroups/" + seg(rg)
-}
+// APIBase is where the API's paths start.
+const APIBase = "/api/v1"
+
+// ResourcePath is the API path of a resource, its names path-escaped.
+func ResourcePath(id resource.ID) string { return APIBase + id.Path() }
+
+func resourcePath(id resource.ID) string { return ResourcePath(id) }
+
+func rgPath(sub, rg string) string { return resourcePath(resource.ResourceGroup(sub, rg)) }
 
 // CreateResourceGroup creates resource group name in subscription sub.
 func (c *Client) CreateResourceGroup(ctx context.Context, sub, name string, tags map[string]string) (wire.ResourceGroup, error) {
@@ -80,7 +87,7 @@ func (c *Client) GetResourceGroup(ctx context.Context, sub, name string) (wire.R
 
 // ListResourceGroups lists every resource group of a subscription.
 func (c *Client) ListResourceGroups(ctx context.Context, sub string) ([]wire.ResourceGroup, error) {
-	return listAll[wire.ResourceGroup](ctx, c, "/api/v1/subscriptions/"+seg(sub)+"/resourceGroups", 0)
+	return listAll[wire.ResourceGroup](ctx, c, resourcePath(resource.Subscription(sub))+"/"+resource.ResourceGroups, 0)
 }
 
 // DeleteResourceGroup deletes an empty resource group.
@@ -109,7 +116,7 @@ func (c *Client) ListMachines(ctx context.Context, f MachineFilter) ([]wire.Mach
 	if f.Subscription == "" {
 		return nil, errors.New("subscription is required")
 	}
-	p := "/api/v1/subscriptions/" + seg(f.Subscription)
+	p := resourcePath(resource.Subscription(f.Subscription))
 	if f.ResourceGroup != "" {
 		p = rgPath(f.Subscription, f.ResourceGroup)
 	}
@@ -125,7 +132,7 @@ func (c *Client) ListMachines(ctx context.Context, f MachineFilter) ([]wire.Mach
 	return listAll[wire.Machine](ctx, c, withQuery(p+"/machines", q), f.Max)
 }
 
-func machinePath(sub, rg, name string) string { return rgPath(sub, rg) + "/machines/" + seg(name) }
+func machinePath(sub, rg, name string) string { return resourcePath(resource.Machine(sub, rg, name)) }
 
 // GetMachine reads one machine.
 func (c *Client) GetMachine(ctx context.Context, sub, rg, name string) (wire.Machine, error) {
@@ -169,7 +176,7 @@ func (c *Client) ListRoleDefinitions(ctx context.Context) ([]wire.RoleDefinition
 // GetRoleDefinition reads one role.
 func (c *Client) GetRoleDefinition(ctx context.Context, id string) (wire.RoleDefinition, error) {
 	var r wire.RoleDefinition
-	err := c.do(ctx, http.MethodGet, "/api/v1/roleDefinitions/"+seg(id), nil, &r)
+	err := c.do(ctx, http.MethodGet, resourcePath(resource.RoleDefinition(id)), nil, &r)
 	return r, err
 }
 
@@ -179,13 +186,13 @@ func (c *Client) PutRoleDefinition(ctx context.Context, rd wire.RoleDefinition) 
 	if rd.ID == "" {
 		return out, errors.New("role id is required")
 	}
-	err := c.do(ctx, http.MethodPut, "/api/v1/roleDefinitions/"+seg(rd.ID), rd, &out)
+	err := c.do(ctx, http.MethodPut, resourcePath(resource.RoleDefinition(rd.ID)), rd, &out)
 	return out, err
 }
 
 // DeleteRoleDefinition deletes an unassigned custom role.
 func (c *Client) DeleteRoleDefinition(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, "/api/v1/roleDefinitions/"+seg(id), nil, nil)
+	return c.do(ctx, http.MethodDelete, resourcePath(resource.RoleDefinition(id)), nil, nil)
 }
 
 // CreateRoleAssignment assigns a role to a principal at a scope.
@@ -234,7 +241,7 @@ func (c *Client) ListUsers(ctx context.Context) ([]wire.User, error) {
 
 // DeleteUser deletes a user, their tokens and role assignments.
 func (c *Client) DeleteUser(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/api/v1/users/"+seg(name), nil, nil)
+	return c.do(ctx, http.MethodDelete, resourcePath(resource.User(name)), nil, nil)
 }
 
 // CreateServicePrincipal creates a service principal; the secret is in the answer, once.
@@ -252,13 +259,13 @@ func (c *Client) ListServicePrincipals(ctx context.Context) ([]wire.ServicePrinc
 // GetServicePrincipal reads one service principal by client id.
 func (c *Client) GetServicePrincipal(ctx context.Context, clientID string) (wire.ServicePrincipal, error) {
 	var sp wire.ServicePrincipal
-	err := c.do(ctx, http.MethodGet, "/api/v1/servicePrincipals/"+seg(clientID), nil, &sp)
+	err := c.do(ctx, http.MethodGet, resourcePath(resource.ServicePrincipal(clientID)), nil, &sp)
 	return sp, err
 }
 
 // DeleteServicePrincipal deletes a service principal, its tokens and role assignments.
 func (c *Client) DeleteServicePrincipal(ctx context.Context, clientID string) error {
-	return c.do(ctx, http.MethodDelete, "/api/v1/servicePrincipals/"+seg(clientID), nil, nil)
+	return c.do(ctx, http.MethodDelete, resourcePath(resource.ServicePrincipal(clientID)), nil, nil)
 }
 
 // CreateToken creates an API token of the caller; the token is in the answer, once.
@@ -275,7 +282,7 @@ func (c *Client) ListTokens(ctx context.Context) ([]wire.APIToken, error) {
 
 // DeleteToken deletes one of the caller's API tokens.
 func (c *Client) DeleteToken(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+seg(id), nil, nil)
+	return c.do(ctx, http.MethodDelete, resourcePath(resource.Token(id)), nil, nil)
 }
 
 // ActivityQuery filters the activity log. Zero fields are not sent.
@@ -315,6 +322,8 @@ func (c *Client) ListActivity(ctx context.Context, q ActivityQuery) ([]wire.Acti
 
 // Do calls any API path with an optional JSON body and decodes the JSON
 // answer into out (if non-nil). Errors are *wire.APIError for API failures.
+// A json.RawMessage body is sent as is, without a copy, so the caller may
+// clear it after the call.
 func (c *Client) Do(ctx context.Context, method, pathAndQuery string, in, out any) error {
 	return c.do(ctx, method, pathAndQuery, in, out)
 }

@@ -11,10 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/capped"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -53,7 +53,7 @@ type Option func(*config) error
 // WithCAFile trusts only the PEM certificates in path (instead of the system roots).
 func WithCAFile(path string) Option {
 	return func(c *config) error {
-		b, err := readCapped(path, MaxCABytes)
+		b, err := capped.ReadFile(path, MaxCABytes)
 		if err != nil {
 			return fmt.Errorf("read CA file: %w", err)
 		}
@@ -149,22 +149,6 @@ func ParseServerURL(server string) (*url.URL, error) {
 // Server returns the base URL of the control plane.
 func (c *Client) Server() string { return c.base.String() }
 
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
-}
-
 // resolve turns an API path ("/api/v1/...", optionally with a query) into a URL
 // on the server. It refuses absolute URLs so a nextLink cannot redirect the
 // token to another host.
@@ -187,7 +171,13 @@ func (c *Client) resolve(pathAndQuery string) (string, error) {
 // out (if non-nil). want lists the accepted statuses (default: any 2xx).
 func (c *Client) do(ctx context.Context, method, pathAndQuery string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	switch v := in.(type) {
+	case nil:
+	case json.RawMessage:
+		// Sent as is: the caller keeps the only copy and may clear it
+		// afterwards (protected settings).
+		body = bytes.NewReader(v)
+	default:
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)

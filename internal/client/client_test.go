@@ -1,4 +1,4 @@
-package client
+package client_test
 
 import (
 	"context"
@@ -13,16 +13,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func fake(t *testing.T, h http.HandlerFunc) *Client {
+func fake(t *testing.T, h http.HandlerFunc) *client.Client {
 	t.Helper()
 	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
 	pemCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	c, err := New(srv.URL, WithCAPEM(pemCA), WithToken("secret-token-123"))
+	c, err := client.New(srv.URL, client.WithCAPEM(pemCA), client.WithToken("secret-token-123"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +82,14 @@ func TestListFollowsNextLinkAndRefusesOtherHosts(t *testing.T) {
 			json.NewEncoder(w).Encode(wire.List[wire.Machine]{Value: []wire.Machine{{Name: "b"}}, NextLink: "https://evil.example/x"})
 		}
 	})
-	_, err := c.ListMachines(context.Background(), MachineFilter{Subscription: "default", Status: "Connected"})
+	_, err := c.ListMachines(context.Background(), client.MachineFilter{Subscription: "default", Status: "Connected"})
 	if err == nil || !strings.Contains(err.Error(), "refusing to follow") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(queries) != 2 || queries[0] != "status=Connected" {
 		t.Errorf("queries = %v", queries)
 	}
-	ms, err := c.ListMachines(context.Background(), MachineFilter{Subscription: "default", Max: 1})
+	ms, err := c.ListMachines(context.Background(), client.MachineFilter{Subscription: "default", Max: 1})
 	if err != nil || len(ms) != 1 {
 		t.Errorf("max: %v %v", ms, err)
 	}
@@ -98,7 +99,7 @@ func TestResponseCap(t *testing.T) {
 	c := fake(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"value":[],"x":"`)
 		chunk := strings.Repeat("a", 1<<20)
-		for i := 0; i < MaxResponseBytes>>20+1; i++ {
+		for i := 0; i < client.MaxResponseBytes>>20+1; i++ {
 			fmt.Fprint(w, chunk)
 		}
 		fmt.Fprint(w, `"}`)
@@ -110,20 +111,20 @@ func TestResponseCap(t *testing.T) {
 
 func TestNewValidation(t *testing.T) {
 	for _, s := range []string{"", "ftp://x", "https://", "https://u:p@host", "https://host?q=1"} {
-		if _, err := New(s); err == nil {
-			t.Errorf("New(%q) accepted", s)
+		if _, err := client.New(s); err == nil {
+			t.Errorf("client.New(%q) accepted", s)
 		} else if strings.Contains(err.Error(), ":p@") {
 			t.Errorf("password in error %v", err)
 		}
 	}
-	if _, err := New("https://x", WithCAPEM([]byte("junk"))); err == nil {
+	if _, err := client.New("https://x", client.WithCAPEM([]byte("junk"))); err == nil {
 		t.Error("junk CA accepted")
 	}
-	c, err := New("corral.example:8443/")
+	c, err := client.New("corral.example:8443/")
 	if err != nil || c.Server() != "https://corral.example:8443" {
 		t.Errorf("bare host: %v %v", c, err)
 	}
-	if _, err := New("https://x", WithCAFile(filepath.Join(t.TempDir(), "none"))); err == nil {
+	if _, err := client.New("https://x", client.WithCAFile(filepath.Join(t.TempDir(), "none"))); err == nil {
 		t.Error("missing CA file accepted")
 	}
 }
@@ -131,7 +132,7 @@ func TestNewValidation(t *testing.T) {
 func TestAgainstRealServer(t *testing.T) {
 	s := testutil.StartServer(t)
 	ctx := context.Background()
-	anon, err := New(s.URL, WithCAFile(s.CAFile))
+	anon, err := client.New(s.URL, client.WithCAFile(s.CAFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestAgainstRealServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(s.URL, WithCAPEM(pemCA), WithToken(tr.AccessToken))
+	c, err := client.New(s.URL, client.WithCAPEM(pemCA), client.WithToken(tr.AccessToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestAgainstRealServer(t *testing.T) {
 	for i := range 5 {
 		s.OnboardMachine(t, tok, "rg1", fmt.Sprintf("m%d", i), wire.MachineProperties{OSName: "debian"})
 	}
-	ms, err := c.ListMachines(ctx, MachineFilter{Subscription: "default", ResourceGroup: "rg1", PageSize: 2})
+	ms, err := c.ListMachines(ctx, client.MachineFilter{Subscription: "default", ResourceGroup: "rg1", PageSize: 2})
 	if err != nil || len(ms) != 5 {
 		t.Fatalf("paged machines: %d %v", len(ms), err)
 	}
@@ -173,14 +174,14 @@ func TestAgainstRealServer(t *testing.T) {
 	if err := c.DeleteMachine(ctx, "default", "rg1", "m0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GetMachine(ctx, "default", "rg1", "m0"); !IsNotFound(err) {
+	if _, err := c.GetMachine(ctx, "default", "rg1", "m0"); !client.IsNotFound(err) {
 		t.Errorf("deleted machine: %v", err)
 	}
-	es, err := c.ListActivity(ctx, ActivityQuery{Max: 3})
+	es, err := c.ListActivity(ctx, client.ActivityQuery{Max: 3})
 	if err != nil || len(es) != 3 {
 		t.Errorf("activity: %d %v", len(es), err)
 	}
-	if err := c.DeleteResourceGroup(ctx, "default", "rg1"); !IsConflict(err) {
+	if err := c.DeleteResourceGroup(ctx, "default", "rg1"); !client.IsConflict(err) {
 		t.Errorf("delete non-empty group: %v", err)
 	}
 }

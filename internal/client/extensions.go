@@ -7,10 +7,11 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func publisherPath(name string) string { return "/api/v1/publishers/" + seg(name) }
+func publisherPath(name string) string { return resourcePath(resource.Publisher(name)) }
 
 // CreatePublisher registers a publisher's ed25519 public key. Registering
 // the same key again succeeds; another key for the name is a conflict.
@@ -79,7 +80,7 @@ func (c *Client) ListExtensionPackages(ctx context.Context, publisher, typ strin
 }
 
 func extensionPath(sub, rg, machine, name string) string {
-	return machinePath(sub, rg, machine) + "/extensions/" + seg(name)
+	return resourcePath(resource.Machine(sub, rg, machine).Extension(name))
 }
 
 // SetMachineExtension installs, reconfigures or upgrades an extension.
@@ -110,7 +111,7 @@ func (c *Client) DeleteMachineExtension(ctx context.Context, sub, rg, machine, n
 }
 
 func runCommandPath(sub, rg, machine, name string) string {
-	return machinePath(sub, rg, machine) + "/runCommands/" + seg(name)
+	return resourcePath(resource.Machine(sub, rg, machine).RunCommand(name))
 }
 
 // CreateRunCommand starts a run of a script or command on a machine.

@@ -1,12 +1,10 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"sync"
@@ -15,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -24,7 +23,8 @@ import (
 type simAgent struct {
 	name      string
 	machineID string
-	client    *http.Client // presents the machine certificate
+	hc        *http.Client   // presents the machine certificate (also for the stream)
+	api       *client.Client // the agent protocol over hc
 
 	mu       sync.Mutex
 	answered map[string]int64 // extension name -> last seqNo reported
@@ -46,7 +46,7 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 		AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true, GuestConfigurationEnabled: true},
 	}
 	var resp wire.ConnectResponse
-	if err := g.postJSON(ctx, g.api, wire.PathConnect, g.onboardToken, req, http.StatusCreated, &resp); err != nil {
+	if err := g.onboarder.Do(ctx, http.MethodPost, wire.PathConnect, req, &resp); err != nil {
 		return nil, err
 	}
 	cert, err := tls.X509KeyPair([]byte(resp.Certificate), keyPEM)
@@ -56,8 +56,12 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	tc := g.tls.Clone()
 	tc.Certificates = []tls.Certificate{cert}
 	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	return &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{},
-		client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}}, nil
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}
+	api, err := g.apiClient(hc, "")
+	if err != nil {
+		return nil, err
+	}
+	return &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{}, hc: hc, api: api}, nil
 }
 
 // stream runs the agent's push channel until ctx is done, reconnecting on
@@ -84,7 +88,7 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 
 func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	u := "wss" + g.opts.Server[len("https"):] + wire.PathStream
-	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: a.client})
+	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: a.hc})
 	if err != nil {
 		return fmt.Errorf("dial stream: %w", err)
 	}
@@ -164,69 +168,10 @@ func (g *run) onSync(ctx context.Context, a *simAgent) {
 	}()
 }
 
-// download GETs a raw body with the machine's client.
-func (g *run) download(ctx context.Context, c *http.Client, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.opts.Server+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxPackageBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: status %d: %.200s", path, resp.StatusCode, b)
-	}
-	return b, nil
-}
-
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
 	return b
-}
-
-func (g *run) postJSON(ctx context.Context, c *http.Client, path, token string, body any, want int, out any) error {
-	return g.doJSON(ctx, c, http.MethodPost, path, token, body, want, out)
-}
-
-func (g *run) doJSON(ctx context.Context, c *http.Client, method, path, token string, body any, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, g.opts.Server+path, rd)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if want == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299) || want != 0 && resp.StatusCode != want {
-		return fmt.Errorf("%s %s: status %d: %.300s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
 }

@@ -24,7 +24,7 @@ const fanoutExtension = "runcommand"
 // recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
-	if err := g.doJSON(ctx, a.client, http.MethodGet, wire.PathDesiredState, "", nil, http.StatusOK, &ds); err != nil {
+	if err := a.api.Do(ctx, http.MethodGet, wire.PathDesiredState, nil, &ds); err != nil {
 		g.noteError(err)
 		return
 	}
@@ -54,7 +54,7 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 			TakenAt: time.Now().UTC(), Body: mustJSON(st)})
 	}
 	var ack wire.ReportAck
-	if err := g.postJSON(ctx, a.client, wire.PathReports, "", wire.ReportBatch{Reports: reports}, http.StatusOK, &ack); err != nil {
+	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: reports}, &ack); err != nil {
 		g.noteError(err)
 		return
 	}
@@ -75,7 +75,7 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 // the real agent does before it unpacks anything.
 func (g *run) verifyPackage(ctx context.Context, a *simAgent, e wire.DesiredExtension, key []byte) error {
 	var sc wire.SignedCatalog
-	if err := g.doJSON(ctx, a.client, http.MethodGet, wire.PathCatalogs+url.PathEscape(e.Publisher), "", nil, http.StatusOK, &sc); err != nil {
+	if err := a.api.Do(ctx, http.MethodGet, wire.PathCatalogs+url.PathEscape(e.Publisher), nil, &sc); err != nil {
 		return err
 	}
 	cat, err := extpkg.VerifyCatalog(key, e.Publisher, sc)
@@ -86,7 +86,7 @@ func (g *run) verifyPackage(ctx context.Context, a *simAgent, e wire.DesiredExte
 	if !ok || entry.Digest != e.Digest {
 		return fmt.Errorf("%s/%s %s is not in the signed catalog", e.Publisher, e.Type, e.Version)
 	}
-	body, err := g.download(ctx, a.client, wire.PathPackages+url.PathEscape(e.Digest))
+	body, err := a.api.Download(ctx, wire.PathPackages+url.PathEscape(e.Digest), wire.MaxPackageBytes)
 	if err != nil {
 		return err
 	}
@@ -118,9 +118,8 @@ func (g *run) measureExtensionFanout(ctx context.Context, agents []*simAgent, n 
 			g.mu.Lock()
 			g.extPending[a.machineID] = time.Now()
 			g.mu.Unlock()
-			path := "/api/v1/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup + "/machines/" + a.name + "/extensions/" + fanoutExtension
 			body := wire.MachineExtensionSet{Publisher: wire.PublisherCorral, Type: "RunCommand"}
-			if err := g.doJSON(ctx, g.api, http.MethodPut, path, g.adminToken, body, 0, nil); err != nil {
+			if _, err := g.admin.SetMachineExtension(ctx, "default", g.opts.ResourceGroup, a.name, fanoutExtension, body); err != nil {
 				g.noteError(err)
 				g.mu.Lock()
 				delete(g.extPending, a.machineID)

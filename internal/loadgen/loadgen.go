@@ -18,12 +18,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -79,11 +80,13 @@ type Result struct {
 }
 
 type run struct {
-	opts         Options
-	tls          *tls.Config
-	api          *http.Client
-	adminToken   string
-	onboardToken string
+	opts Options
+	tls  *tls.Config
+	// hc carries every operator call (pooled connections, no client
+	// certificate); admin and onboarder are the API clients over it.
+	hc        *http.Client
+	admin     *client.Client
+	onboarder *client.Client
 
 	mu      sync.Mutex
 	pending map[string]time.Time // machine id -> push sent at
@@ -121,7 +124,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("%s holds no certificate", o.CAFile)
 	}
 	g.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	g.api = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64}}
+	g.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64}}
 	if err := g.setup(ctx); err != nil {
 		return Result{}, err
 	}
@@ -203,52 +206,43 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
+// apiClient is an API client over hc acting with token.
+func (g *run) apiClient(hc *http.Client, token string) (*client.Client, error) {
+	return client.New(g.opts.Server, client.WithHTTPClient(hc), client.WithToken(token), client.WithUserAgent("corral-loadgen"))
+}
+
 // setup signs in as the admin, creates the resource group and an
 // onboarding service principal, and gets its token.
 func (g *run) setup(ctx context.Context) error {
-	form := url.Values{"grant_type": {wire.GrantPassword}, "username": {g.opts.Username}, "password": {g.opts.Password}}
-	var tr wire.TokenResponse
-	if err := g.form(ctx, form, &tr); err != nil {
+	anon, err := g.apiClient(g.hc, "")
+	if err != nil {
+		return err
+	}
+	tr, err := anon.PasswordToken(ctx, g.opts.Username, g.opts.Password)
+	if err != nil {
 		return fmt.Errorf("admin sign-in: %w", err)
 	}
-	g.adminToken = tr.AccessToken
-	rg := "/api/v1/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup
-	if err := g.doJSON(ctx, g.api, http.MethodPut, rg, g.adminToken, wire.ResourceGroupCreate{}, http.StatusCreated, nil); err != nil {
-		if err2 := g.doJSON(ctx, g.api, http.MethodGet, rg, g.adminToken, nil, http.StatusOK, nil); err2 != nil {
+	if g.admin, err = g.apiClient(g.hc, tr.AccessToken); err != nil {
+		return err
+	}
+	if _, err := g.admin.CreateResourceGroup(ctx, "default", g.opts.ResourceGroup, nil); err != nil {
+		if _, err2 := g.admin.GetResourceGroup(ctx, "default", g.opts.ResourceGroup); err2 != nil {
 			return err
 		}
 	}
-	var sp wire.ServicePrincipalCreated
-	if err := g.postJSON(ctx, g.api, "/api/v1/servicePrincipals", g.adminToken, wire.ServicePrincipalCreate{DisplayName: "loadgen"}, http.StatusCreated, &sp); err != nil {
+	sp, err := g.admin.CreateServicePrincipal(ctx, wire.ServicePrincipalCreate{DisplayName: "loadgen"})
+	if err != nil {
 		return err
 	}
-	if err := g.postJSON(ctx, g.api, "/api/v1/roleAssignments", g.adminToken, wire.RoleAssignmentCreate{
-		Principal: sp.ClientID, Role: "Connected Machine Onboarding", Scope: "/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup,
-	}, http.StatusCreated, nil); err != nil {
+	if _, err := g.admin.CreateRoleAssignment(ctx, wire.RoleAssignmentCreate{Principal: sp.ClientID, Role: "Connected Machine Onboarding",
+		Scope: resource.ResourceGroup("default", g.opts.ResourceGroup).String()}); err != nil {
 		return err
 	}
-	if err := g.form(ctx, url.Values{"grant_type": {wire.GrantClientCredentials}, "client_id": {sp.ClientID}, "client_secret": {sp.ClientSecret}}, &tr); err != nil {
+	if tr, err = anon.ClientCredentialsToken(ctx, sp.ClientID, sp.ClientSecret); err != nil {
 		return fmt.Errorf("onboarding token: %w", err)
 	}
-	g.onboardToken = tr.AccessToken
-	return nil
-}
-
-func (g *run) form(ctx context.Context, form url.Values, out *wire.TokenResponse) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.opts.Server+wire.PathToken, stringsReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := g.api.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("token endpoint: status %d", resp.StatusCode)
-	}
-	return decode(resp.Body, out)
+	g.onboarder, err = g.apiClient(g.hc, tr.AccessToken)
+	return err
 }
 
 // measurePushes changes the tags of random machines one at a time (a few in
@@ -277,9 +271,8 @@ func (g *run) measurePushes(ctx context.Context, agents []*simAgent) {
 			}
 			g.pending[a.machineID] = time.Now()
 			g.mu.Unlock()
-			path := "/api/v1/subscriptions/default/resourceGroups/" + g.opts.ResourceGroup + "/machines/" + a.name
-			body := wire.MachineUpdate{Tags: map[string]string{"loadgen": "true", "push": fmt.Sprint(i)}}
-			if err := g.doJSON(ctx, g.api, http.MethodPatch, path, g.adminToken, body, http.StatusOK, nil); err != nil {
+			tags := map[string]string{"loadgen": "true", "push": fmt.Sprint(i)}
+			if _, err := g.admin.SetMachineTags(ctx, "default", g.opts.ResourceGroup, a.name, tags); err != nil {
 				g.noteError(err)
 				g.mu.Lock()
 				delete(g.pending, a.machineID)

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -37,10 +36,6 @@ func procRSS(pid int) (rss, peak int64) {
 	}
 	return rss, peak
 }
-
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }
-
-func decode(r io.Reader, v any) error { return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v) }
 
 // Format renders a result for people.
 func (r Result) Format(w io.Writer) {

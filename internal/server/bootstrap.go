@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
-	"time"
 )
 
 // DefaultSubscription is created on first start.
@@ -42,17 +42,16 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	// The admin and its Owner role are stored together: a failed start
+	// never leaves an admin without rights.
 	u := store.User{ID: "usr-" + uuid.NewString(), Name: AdminUser, PasswordHash: hash, CreatedAt: now}
-	if err := s.Store.CreateUser(ctx, u); err != nil {
+	owner := store.RoleAssignment{ID: uuid.NewString(), PrincipalID: u.ID, PrincipalType: wire.PrincipalUser,
+		RoleID: authz.RoleOwner, Scope: "/", CreatedAt: now, CreatedBy: "system"}
+	if err := s.Store.CreateUser(ctx, u, owner); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil // another replica won the race
 		}
 		return fmt.Errorf("bootstrap admin: %w", err)
-	}
-	err = s.Store.CreateRoleAssignment(ctx, store.RoleAssignment{ID: uuid.NewString(), PrincipalID: u.ID,
-		PrincipalType: wire.PrincipalUser, RoleID: authz.RoleOwner, Scope: "/", CreatedAt: now, CreatedBy: "system"})
-	if err != nil {
-		return fmt.Errorf("bootstrap admin role: %w", err)
 	}
 	s.Bootstrap.AdminCreated = true
 	if generated {

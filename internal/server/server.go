@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/corralhq/corral/internal/server/authn"
-	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/heartbeat"
 	"github.com/corralhq/corral/internal/server/httpapi"
 	"github.com/corralhq/corral/internal/server/lifecycle"
@@ -60,7 +59,7 @@ type Server struct {
 	sweeper  *lifecycle.Sweeper
 	registry *prometheus.Registry
 	bus      *replicas.PGBus // nil with SQLite
-	notifier httpapi.Notifier
+	notifier push.Notifier
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
 	connCtx    context.Context
@@ -140,37 +139,33 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registry.MustRegister(newMachineCollector(st, cfg.Logger))
 	s.Hub.OnCount = func(n int) { metrics.Streams.Set(float64(n)) }
-	var notifier httpapi.Notifier = replicas.Local{Hub: s.Hub}
+	var notifier push.Notifier = s.Hub
 	var sweepLock func(context.Context) (func(), bool)
 	if isPostgres(dsn) {
-		s.bus = &replicas.PGBus{DSN: dsn, Hub: s.Hub, Log: cfg.Logger.With("component", "replicas")}
+		s.bus, err = replicas.NewPGBus(dsn, s.Hub, cfg.Logger.With("component", "replicas"))
+		if err != nil {
+			return nil, err
+		}
 		notifier, sweepLock = s.bus, s.bus.SweeperLock
 	}
 	s.notifier = notifier
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
-	exts := extensions.New(st, notifier, cfg.Clock, cfg.Logger.With("component", "extensions"))
-	if err := exts.EnsureFirstParty(ctx, extKey); err != nil {
-		return nil, fmt.Errorf("first-party extensions: %w", err)
+	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey}, notifier)
+	if err != nil {
+		return nil, err
 	}
 	s.API = httpapi.New(httpapi.Deps{
-		Store: st, CA: s.CA, Tokens: authn.NewTokenIssuer(key, "corral"), Hub: s.Hub, Notifier: notifier, Heartbeats: s.batcher,
-		Extensions: exts, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
-		Settings: httpapi.Settings{
-			Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, CertValidity: cfg.CertValidity,
-			ServiceTokenTTL: cfg.ServiceTokenTTL, UserTokenTTL: cfg.UserTokenTTL, DeviceCodeTTL: cfg.DeviceCodeTTL,
-			MaxBodyBytes: cfg.MaxBodyBytes, AgentSupportWindow: 365 * 24 * time.Hour,
-		},
+		CA: s.CA, Hub: s.Hub, Heartbeats: s.batcher, Capabilities: cs.seam,
+		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
+		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
 	})
 	s.sweeper = &lifecycle.Sweeper{
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
 		OnChanged: s.onStatusChanged, Lock: sweepLock,
 		Runs: st, RunGrace: 2 * time.Minute,
-		OnRunsExpired: func(gens map[string]int64) {
-			for id, gen := range gens {
-				notifier.Notify(id, gen)
-			}
-		},
+		OnRunsExpired: cs.syncer.Announce,
 	}
 
 	s.ln, err = net.Listen("tcp", cfg.Listen)
@@ -320,17 +315,20 @@ func (s *Server) closeAll() {
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
+	if s.bus != nil {
+		s.bus.Close()
+	}
 	if s.Store != nil {
 		_ = s.Store.Close()
 	}
 }
 
 // onStatusChanged tells agents of expired machines to stop.
-func (s *Server) onStatusChanged(ids []string) {
+func (s *Server) onStatusChanged(ctx context.Context, ids []string) {
 	for _, id := range ids {
-		m, err := s.Store.GetMachineByID(context.Background(), id)
+		m, err := s.Store.GetMachineByID(ctx, id)
 		if err == nil && m.Status == wire.StatusExpired {
-			s.notifier.Goodbye(id, "the machine identity expired; onboard it again")
+			s.notifier.Goodbye(ctx, id, "the machine identity expired; onboard it again")
 		}
 	}
 }

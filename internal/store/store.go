@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/corralhq/corral/internal/resource"
 )
 
 // Sentinel errors. Implementations wrap them with %w.
@@ -48,6 +50,50 @@ type Store interface {
 type Page struct {
 	After string
 	Limit int
+}
+
+// Page sizes: Limit <= 0 asks for DefaultPageSize, more than MaxPageSize
+// gets MaxPageSize.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageOf is one page of a list and the key of the next page ("" on the
+// last), as contexts return it.
+type PageOf[T any] struct {
+	Items []T
+	After string
+}
+
+// FetchPage reads one page of at most p.Limit items through list, asking it
+// for one more to learn whether a page follows; after is then the key (by
+// key) of the page's last item, else "". list receives p with Limit raised
+// by one. It is the one place the "one more" rule is written, for every
+// context that serves paged lists.
+func FetchPage[R any](p Page, list func(Page) ([]R, error), key func(R) string) (items []R, after string, err error) {
+	size := p.Limit
+	switch {
+	case size <= 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	p.Limit = size + 1
+	rs, err := list(p)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case len(rs) > size:
+		rs = rs[:size]
+		after = key(rs[size-1])
+	case len(rs) == size && size == MaxPageSize:
+		// Stores return at most MaxPageSize items, so whether more
+		// follow is unknown: offer the next page, possibly empty.
+		after = key(rs[size-1])
+	}
+	return rs, after, nil
 }
 
 // Subscription record.
@@ -120,6 +166,11 @@ type Machine struct {
 	UpdatedAt  time.Time
 }
 
+// ResourceID is the machine's resource id.
+func (m Machine) ResourceID() resource.ID {
+	return resource.Machine(m.Subscription, m.ResourceGroup, m.Name)
+}
+
 // MachineFilter selects machines. Empty fields match everything. Subscription
 // is required; ResourceGroup narrows to one group.
 type MachineFilter struct {
@@ -154,6 +205,13 @@ type Machines interface {
 	CountMachinesByStatus(ctx context.Context) (map[string]int, error)
 	// UpdateMachineTags replaces the tags and bumps Generation; returns the new generation.
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
+	// BumpGenerations increments the Generation of every machine in ids
+	// (and sets its UpdatedAt to at) in one transaction, and returns
+	// machine id -> new generation. Unknown ids are left out of the map;
+	// an id given twice is bumped once. A context whose slice of the
+	// desired state lives outside the machine and extension tables calls
+	// it after changing that slice, then pushes a sync.
+	BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error)
 	// UpdateMachineReport stores what the agent reported. Nil slices leave a field unchanged.
 	UpdateMachineReport(ctx context.Context, id string, r MachineReport) error
 	// UpdateMachineCert records a renewed certificate for the machine.
@@ -230,25 +288,31 @@ type DeviceCode struct {
 
 // Identities stores users, service principals, API tokens and device codes.
 type Identities interface {
-	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate name
+	// CreateUser inserts u and the role assignments grants (of u), in one
+	// transaction: ErrConflict on a duplicate name (or assignment), and
+	// then nothing is stored.
+	CreateUser(ctx context.Context, u User, grants ...RoleAssignment) error
 	GetUser(ctx context.Context, id string) (User, error)
 	GetUserByName(ctx context.Context, name string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
 	UpdateUserPassword(ctx context.Context, id, hash string) error
+	// DeleteUser removes the user with its API tokens and role
+	// assignments, in one transaction: nothing it held outlives it.
+	// ErrNotFound (and nothing changes) if there is no such user.
 	DeleteUser(ctx context.Context, id string) error
 
 	CreateServicePrincipal(ctx context.Context, sp ServicePrincipal) error
 	GetServicePrincipal(ctx context.Context, clientID string) (ServicePrincipal, error)
 	ListServicePrincipals(ctx context.Context) ([]ServicePrincipal, error)
+	// DeleteServicePrincipal removes the service principal with its API
+	// tokens and role assignments, in one transaction. ErrNotFound (and
+	// nothing changes) if there is no such service principal.
 	DeleteServicePrincipal(ctx context.Context, clientID string) error
 
 	CreateAPIToken(ctx context.Context, t APIToken) error
 	GetAPITokenByHash(ctx context.Context, hash string) (APIToken, error)
 	ListAPITokens(ctx context.Context, principalID string) ([]APIToken, error)
 	DeleteAPIToken(ctx context.Context, id string) error
-	// DeletePrincipalTokens removes every API token of a principal (used
-	// when the principal is deleted).
-	DeletePrincipalTokens(ctx context.Context, principalID string) error
 
 	CreateDeviceCode(ctx context.Context, d DeviceCode) error
 	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (DeviceCode, error)
@@ -307,8 +371,6 @@ type Authorization interface {
 	GetRoleAssignment(ctx context.Context, id string) (RoleAssignment, error)
 	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]RoleAssignment, error)
 	DeleteRoleAssignment(ctx context.Context, id string) error
-	// DeletePrincipalAssignments removes every assignment of a principal.
-	DeletePrincipalAssignments(ctx context.Context, principalID string) error
 }
 
 // ActivityEntry record. Append-only: there is no update or delete.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -277,14 +278,15 @@ func (s *API) MustDo(t testing.TB, want int, method, path, token string, body, o
 func (s *API) OnboardingPrincipal(t testing.TB, rg string) (clientID, secret string) {
 	t.Helper()
 	tok := s.AdminToken(t)
-	status, b := s.Do(t, "PUT", "/api/v1/subscriptions/default/resourceGroups/"+rg, tok, wire.ResourceGroupCreate{})
+	scope := resource.ResourceGroup("default", rg)
+	status, b := s.Do(t, "PUT", "/api/v1"+scope.Path(), tok, wire.ResourceGroupCreate{})
 	if status != http.StatusCreated && status != http.StatusConflict {
 		t.Fatalf("create resource group: %d %s", status, b)
 	}
 	var sp wire.ServicePrincipalCreated
 	s.MustDo(t, http.StatusCreated, "POST", "/api/v1/servicePrincipals", tok, wire.ServicePrincipalCreate{DisplayName: "onboard-" + rg}, &sp)
 	s.MustDo(t, http.StatusCreated, "POST", "/api/v1/roleAssignments", tok, wire.RoleAssignmentCreate{
-		Principal: sp.ClientID, Role: "Connected Machine Onboarding", Scope: "/subscriptions/default/resourceGroups/" + rg}, nil)
+		Principal: sp.ClientID, Role: "Connected Machine Onboarding", Scope: scope.String()}, nil)
 	return sp.ClientID, sp.ClientSecret
 }
 

@@ -141,3 +141,12 @@ func LoadOrCreateSigningKey(path string) (ed25519.PrivateKey, error) {
 	}
 	return key, nil
 }
+
+// Principal is who a credential proves the caller to be: a user or a
+// service principal (wire.PrincipalUser, wire.PrincipalServicePrincipal),
+// with the Restriction of the token it presented ("" for none; device-code
+// tokens may only onboard, see package onboarding).
+type Principal struct {
+	ID, Name, Type string
+	Restriction    string
+}

@@ -4,7 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/corralhq/corral/internal/resource"
 )
+
+// ScopeCheck authorizes the caller of a request at a scope a service learns
+// only while it works (from the body or a stored record): it returns nil,
+// or the refusal to report, before the service changes anything.
+type ScopeCheck func(scope resource.ID) error
 
 // Assignment is one role granted at one scope.
 type Assignment struct {
@@ -100,25 +107,10 @@ func ScopeCovers(scope, target string) bool {
 }
 
 // ValidateScope checks a scope is "/" or a well-formed resource id prefix:
-// /subscriptions/{s}[/resourceGroups/{rg}[/machines/{m}]].
+// /subscriptions/{s}[/resourceGroups/{rg}[/machines/{m}]] (resource.ParseScope).
 func ValidateScope(scope string) error {
-	if scope == "/" {
-		return nil
-	}
-	if !strings.HasPrefix(scope, "/") || strings.HasSuffix(scope, "/") {
-		return fmt.Errorf("scope %q must be \"/\" or start with /subscriptions/ and not end with /", scope)
-	}
-	parts := strings.Split(scope[1:], "/")
-	kinds := []string{"subscriptions", "resourceGroups", "machines"}
-	if len(parts)%2 != 0 || len(parts) > 2*len(kinds) {
-		return fmt.Errorf("scope %q must look like /subscriptions/S[/resourceGroups/RG[/machines/M]]", scope)
-	}
-	for i := 0; i < len(parts); i += 2 {
-		if !strings.EqualFold(parts[i], kinds[i/2]) || parts[i+1] == "" {
-			return fmt.Errorf("scope %q must look like /subscriptions/S[/resourceGroups/RG[/machines/M]]", scope)
-		}
-	}
-	return nil
+	_, err := resource.ParseScope(scope)
+	return err
 }
 
 // ErrInvalidPattern is returned by ValidateRole for a malformed action pattern.

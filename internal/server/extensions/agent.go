@@ -10,20 +10,36 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/server/capability"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// DesiredState assembles what the agent of m should reconcile toward:
-// m's generation and tags, every extension not being deleted (by name),
-// the signing key of each of their publishers (by name), and every run not
-// yet finished (oldest first). m is the machine as read when the agent
-// authenticated, so the generation is never newer than the rows.
-func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
-	ds := wire.DesiredState{Generation: m.Generation, ResourceID: machineResourceID(m), Tags: m.Tags}
+// Register adds the extension context's part of the desired state and its
+// report handlers: extension and run-command reports, and applied
+// generations (which let extensions being deleted go).
+func (s *Service) Register(r *capability.Registry) {
+	r.AddContributor("extensions", s)
+	r.AddReportHandler(wire.ReportExtension, capability.ReportHandlerFunc(s.handleExtensionReport))
+	r.AddReportHandler(wire.ReportRunCommand, capability.ReportHandlerFunc(s.handleRunCommandReport))
+	r.AddReportHandler(wire.ReportApplied, capability.ReportHandlerFunc(s.handleApplied))
+}
+
+var (
+	_ capability.Registrant         = (*Service)(nil)
+	_ capability.DesiredContributor = (*Service)(nil)
+)
+
+// ContributeDesired writes what the agent of m should reconcile toward:
+// every extension not being deleted (by name), the signing key of each of
+// their publishers (by name), and every run not yet finished (oldest
+// first). m is the machine as read when the agent authenticated, so the
+// generation is never newer than the rows.
+func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
 	es, err := s.store.ListMachineExtensions(ctx, m.ID)
 	if err != nil {
-		return ds, err
+		return err
 	}
 	keys := map[string]bool{}
 	for _, e := range es {
@@ -36,7 +52,7 @@ func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.Desir
 			keys[e.Publisher] = true
 			p, err := s.store.GetPublisher(ctx, e.Publisher)
 			if err != nil {
-				return ds, err
+				return err
 			}
 			ds.Publishers = append(ds.Publishers, wire.PublisherKey{Name: p.Name, PublicKey: p.PublicKey})
 		}
@@ -44,13 +60,42 @@ func (s *Service) DesiredState(ctx context.Context, m store.Machine) (wire.Desir
 	slices.SortFunc(ds.Publishers, func(a, b wire.PublisherKey) int { return strings.Compare(a.Name, b.Name) })
 	runs, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: 1000}})
 	if err != nil {
-		return ds, err
+		return err
 	}
 	for _, rc := range slices.Backward(runs) {
 		ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
 			Parameters: rc.Parameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
 	}
-	return ds, nil
+	return nil
+}
+
+func (s *Service) handleExtensionReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	var st wire.ExtensionStatus
+	if err := capability.DecodeReport(r, &st); err != nil {
+		return err
+	}
+	_, err := s.ApplyExtensionReport(ctx, m.ID, st, at)
+	return err
+}
+
+func (s *Service) handleRunCommandReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	var res wire.RunCommandResult
+	if err := capability.DecodeReport(r, &res); err != nil {
+		return err
+	}
+	_, err := s.ApplyRunCommandReport(ctx, m.ID, res, at)
+	return err
+}
+
+func (s *Service) handleApplied(ctx context.Context, m store.Machine, r wire.Report, _ time.Time) error {
+	var ap wire.AppliedState
+	if err := capability.DecodeReport(r, &ap); err != nil {
+		return err
+	}
+	if ap.Generation <= 0 {
+		return nil
+	}
+	return s.AppliedGeneration(ctx, m.ID, ap.Generation)
 }
 
 var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDeleting, wire.ExtSucceeded, wire.ExtFailed}
@@ -66,11 +111,11 @@ var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDelet
 //
 // Everything else (stale SeqNo, an unknown name) is ignored: it returns
 // applied = false and no error, so the agent's outbox moves on. Malformed
-// reports are ErrInvalid.
+// reports are refusal.ErrInvalid.
 func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st wire.ExtensionStatus, at time.Time) (bool, error) {
 	if st.Name == "" || len(st.Name) > maxReportedNameLength || !slices.Contains(extensionStates, st.State) || st.SeqNo < 0 ||
 		len(st.Version) > 32 || !cleanText(st.Name, st.Version, st.Operation) {
-		return false, invalid("reports.body", "malformed extension report")
+		return false, refusal.Invalid("reports.body", "malformed extension report")
 	}
 	var applied bool
 	var err error
@@ -109,7 +154,7 @@ var finalRunStates = []string{wire.RunSucceeded, wire.RunFailed, wire.RunTimedOu
 func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r wire.RunCommandResult, at time.Time) (bool, error) {
 	if r.Name == "" || len(r.Name) > maxReportedNameLength || (r.State != wire.RunRunning && !slices.Contains(finalRunStates, r.State)) ||
 		!cleanText(r.Name) || r.ExitCode != nil && (*r.ExitCode < math.MinInt32 || *r.ExitCode > math.MaxInt32) {
-		return false, invalid("reports.body", "malformed run command report")
+		return false, refusal.Invalid("reports.body", "malformed run command report")
 	}
 	u := store.RunCommandUpdate{State: r.State, ExitCode: r.ExitCode, Stdout: capText(r.Stdout, wire.MaxHandlerOutputBytes),
 		Stderr: capText(r.Stderr, wire.MaxHandlerOutputBytes), Message: capText(r.Message, maxRunMessageBytes),
@@ -160,7 +205,7 @@ func (s *Service) CatalogForMachine(ctx context.Context, publisher string) (wire
 // arbitrary packages.
 func (s *Service) PackageForMachine(ctx context.Context, machineID, digest string) ([]byte, error) {
 	if !extpkg.ValidDigest(digest) {
-		return nil, invalid("digest", "digest %q is not sha256:HEX", digest)
+		return nil, refusal.Invalid("digest", "digest %q is not sha256:HEX", digest)
 	}
 	es, err := s.store.ListMachineExtensions(ctx, machineID)
 	if err != nil {
@@ -168,11 +213,11 @@ func (s *Service) PackageForMachine(ctx context.Context, machineID, digest strin
 	}
 	desired := slices.ContainsFunc(es, func(e store.MachineExtension) bool { return !e.Deleting && e.Digest == digest })
 	if !desired {
-		return nil, notFound("package %s is not in this machine's desired state", digest)
+		return nil, refusal.NotFound("package %s is not in this machine's desired state", digest)
 	}
 	b, err := s.store.GetPackageArchive(ctx, digest)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("package %s was not found", digest)
+		return nil, refusal.NotFound("package %s was not found", digest)
 	}
 	return b, err
 }

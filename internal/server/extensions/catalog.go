@@ -11,23 +11,20 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-func publisherID(name string) string { return "/publishers/" + name }
-
-// PublisherID is the resource id of a publisher (activity scope).
-func PublisherID(name string) string { return publisherID(name) }
-
 func toWirePublisher(p store.Publisher) wire.Publisher {
-	return wire.Publisher{ID: publisherID(p.Name), Name: p.Name, PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, CreatedBy: p.CreatedBy}
+	return wire.Publisher{ID: resource.Publisher(p.Name).String(), Name: p.Name, PublicKey: p.PublicKey, CreatedAt: p.CreatedAt, CreatedBy: p.CreatedBy}
 }
 
 func (s *Service) publisher(ctx context.Context, name string) (store.Publisher, error) {
 	p, err := s.store.GetPublisher(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return p, notFound("publisher %q is not registered", name)
+		return p, refusal.NotFound("publisher %q is not registered", name)
 	}
 	return p, err
 }
@@ -37,10 +34,10 @@ func (s *Service) publisher(ctx context.Context, name string) (store.Publisher, 
 // existing name is refused: agents pin the first key they see.
 func (s *Service) CreatePublisher(ctx context.Context, name string, publicKey []byte, by string) (wire.Publisher, bool, error) {
 	if !extpkg.ValidName(name) {
-		return wire.Publisher{}, false, invalid("name", "publisher name %q is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+		return wire.Publisher{}, false, refusal.Invalid("name", "publisher name %q is not valid: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	if len(publicKey) != ed25519.PublicKeySize {
-		return wire.Publisher{}, false, invalid("publicKey", "publicKey must be a %d-byte ed25519 public key (base64), not %d bytes", ed25519.PublicKeySize, len(publicKey))
+		return wire.Publisher{}, false, refusal.Invalid("publicKey", "publicKey must be a %d-byte ed25519 public key (base64), not %d bytes", ed25519.PublicKeySize, len(publicKey))
 	}
 	p := store.Publisher{Name: name, PublicKey: publicKey, CreatedAt: s.now(), CreatedBy: by}
 	err := s.store.CreatePublisher(ctx, p)
@@ -50,7 +47,7 @@ func (s *Service) CreatePublisher(ctx context.Context, name string, publicKey []
 			return wire.Publisher{}, false, err
 		}
 		if !bytes.Equal(cur.PublicKey, publicKey) {
-			return wire.Publisher{}, false, conflict("publisher %q is registered with another key; a publisher's key cannot be replaced (agents pin it)", cur.Name)
+			return wire.Publisher{}, false, refusal.Conflict("publisher %q is registered with another key; a publisher's key cannot be replaced (agents pin it)", cur.Name)
 		}
 		return toWirePublisher(cur), false, nil
 	}
@@ -83,12 +80,8 @@ func (s *Service) ListPublishers(ctx context.Context) ([]wire.Publisher, error) 
 	return out, nil
 }
 
-func packageID(publisher, typ, version string) string {
-	return publisherID(publisher) + "/extensionTypes/" + typ + "/versions/" + version
-}
-
 func toWirePackage(p store.Package, listed bool) wire.ExtensionPackage {
-	out := wire.ExtensionPackage{ID: packageID(p.Publisher, p.Type, p.Version), Publisher: p.Publisher, Type: p.Type,
+	out := wire.ExtensionPackage{ID: resource.ExtensionPackage(p.Publisher, p.Type, p.Version).String(), Publisher: p.Publisher, Type: p.Type,
 		Version: p.Version, Digest: p.Digest, Size: p.Size, Listed: listed, PublishedAt: p.PublishedAt, PublishedBy: p.PublishedBy}
 	_ = json.Unmarshal(p.Manifest, &out.Manifest) // validated and encoded by us at publish time
 	return out
@@ -101,10 +94,10 @@ func toWirePackage(p store.Package, listed bool) wire.ExtensionPackage {
 // version with other bytes is refused: versions are immutable.
 func (s *Service) PublishPackage(ctx context.Context, publisher string, archive []byte, by string) (wire.ExtensionPackage, bool, error) {
 	if len(archive) == 0 {
-		return wire.ExtensionPackage{}, false, invalid("", "the request body is empty; send the package archive (tar.gz)")
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the request body is empty; send the package archive (tar.gz)")
 	}
 	if len(archive) > wire.MaxPackageBytes {
-		return wire.ExtensionPackage{}, false, invalid("", "the package is larger than %d bytes", wire.MaxPackageBytes)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the package is larger than %d bytes", wire.MaxPackageBytes)
 	}
 	pub, err := s.publisher(ctx, publisher)
 	if err != nil {
@@ -112,15 +105,15 @@ func (s *Service) PublishPackage(ctx context.Context, publisher string, archive 
 	}
 	man, err := extpkg.ReadManifest(archive)
 	if err != nil {
-		return wire.ExtensionPackage{}, false, invalid("manifest", "the package was refused: %v", err)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("manifest", "the package was refused: %v", err)
 	}
 	// The agent refuses such archives too; refusing them here tells the
 	// publisher at once instead of every machine later.
 	if err := extpkg.Check(archive, extpkg.DefaultLimits); err != nil {
-		return wire.ExtensionPackage{}, false, invalid("", "the package was refused: %v", err)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("", "the package was refused: %v", err)
 	}
 	if !strings.EqualFold(man.Publisher, pub.Name) {
-		return wire.ExtensionPackage{}, false, invalid("manifest.publisher", "the manifest names publisher %q, not %q", man.Publisher, pub.Name)
+		return wire.ExtensionPackage{}, false, refusal.Invalid("manifest.publisher", "the manifest names publisher %q, not %q", man.Publisher, pub.Name)
 	}
 	man.Publisher = pub.Name
 	manJSON, err := json.Marshal(man)
@@ -137,12 +130,12 @@ func (s *Service) PublishPackage(ctx context.Context, publisher string, archive 
 			listed, err := s.listed(ctx, cur)
 			return toWirePackage(cur, listed), false, err
 		case gerr == nil:
-			return wire.ExtensionPackage{}, false, conflict("%s/%s %s was already published with digest %s; versions are immutable, publish a new version",
+			return wire.ExtensionPackage{}, false, refusal.Conflict("%s/%s %s was already published with digest %s; versions are immutable, publish a new version",
 				cur.Publisher, cur.Type, cur.Version, cur.Digest)
 		case !errors.Is(gerr, store.ErrNotFound):
 			return wire.ExtensionPackage{}, false, gerr
 		}
-		return wire.ExtensionPackage{}, false, conflict("a package with digest %s already exists", p.Digest)
+		return wire.ExtensionPackage{}, false, refusal.Conflict("a package with digest %s already exists", p.Digest)
 	}
 	if err != nil {
 		return wire.ExtensionPackage{}, false, err
@@ -240,12 +233,12 @@ func (s *Service) PutCatalog(ctx context.Context, publisher string, sc wire.Sign
 		return c, err
 	}
 	if ok && c.Serial <= cur.Serial {
-		return c, conflict("catalog serial %d is not greater than the current catalog's serial %d (an old catalog cannot be replayed)", c.Serial, cur.Serial)
+		return c, refusal.Conflict("catalog serial %d is not greater than the current catalog's serial %d (an old catalog cannot be replayed)", c.Serial, cur.Serial)
 	}
 	err = s.store.PutCatalog(ctx, store.Catalog{Publisher: pub.Name, Serial: c.Serial, Catalog: sc.Catalog, Signature: sc.Signature,
 		UploadedAt: s.now(), UploadedBy: by})
 	if errors.Is(err, store.ErrConflict) {
-		return c, conflict("catalog serial %d is not greater than the current catalog's serial (a newer catalog was uploaded meanwhile)", c.Serial)
+		return c, refusal.Conflict("catalog serial %d is not greater than the current catalog's serial (a newer catalog was uploaded meanwhile)", c.Serial)
 	}
 	if err != nil {
 		return c, err
@@ -258,42 +251,42 @@ func (s *Service) PutCatalog(ctx context.Context, publisher string, sc wire.Sign
 // the uploaded packages.
 func (s *Service) verifiedCatalog(ctx context.Context, pub store.Publisher, sc wire.SignedCatalog) (wire.Catalog, error) {
 	if len(sc.Catalog) == 0 || len(sc.Signature) == 0 {
-		return wire.Catalog{}, invalid("catalog", "catalog and signature are required")
+		return wire.Catalog{}, refusal.Invalid("catalog", "catalog and signature are required")
 	}
 	c, err := extpkg.VerifyCatalog(pub.PublicKey, pub.Name, sc)
 	if errors.Is(err, extpkg.ErrBadSignature) {
-		return c, invalid("signature", "the catalog signature does not verify with the registered key of publisher %q", pub.Name)
+		return c, refusal.Invalid("signature", "the catalog signature does not verify with the registered key of publisher %q", pub.Name)
 	}
 	if err != nil {
-		return c, invalid("catalog", "the catalog was refused: %v", err)
+		return c, refusal.Invalid("catalog", "the catalog was refused: %v", err)
 	}
 	if c.Serial <= 0 {
-		return c, invalid("catalog.serial", "the catalog serial must be a positive integer")
+		return c, refusal.Invalid("catalog.serial", "the catalog serial must be a positive integer")
 	}
 	// Agents refuse expired catalogs; one accepted here must be good for them.
 	if err := extpkg.CheckFresh(c, s.now()); err != nil {
-		return c, invalid("catalog.expiresAt", "%v", err)
+		return c, refusal.Invalid("catalog.expiresAt", "%v", err)
 	}
 	if c.ExpiresAt.After(s.now().Add(wire.MaxCatalogValidity + wire.CatalogClockSkew)) {
-		return c, invalid("catalog.expiresAt", "the catalog expires at %s, more than %s from now; sign it for a shorter time",
+		return c, refusal.Invalid("catalog.expiresAt", "the catalog expires at %s, more than %s from now; sign it for a shorter time",
 			c.ExpiresAt.UTC().Format(time.RFC3339), wire.MaxCatalogValidity)
 	}
 	seen := map[string]bool{}
 	for _, e := range c.Packages {
 		key := strings.ToLower(e.Type) + " " + e.Version
 		if seen[key] {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s twice", pub.Name, e.Type, e.Version)
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s twice", pub.Name, e.Type, e.Version)
 		}
 		seen[key] = true
 		p, err := s.store.GetPackage(ctx, pub.Name, e.Type, e.Version)
 		if errors.Is(err, store.ErrNotFound) {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s, which has not been uploaded; upload the package first", pub.Name, e.Type, e.Version)
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s, which has not been uploaded; upload the package first", pub.Name, e.Type, e.Version)
 		}
 		if err != nil {
 			return c, err
 		}
 		if p.Digest != e.Digest || p.Size != e.Size {
-			return c, invalid("catalog.packages", "the catalog lists %s/%s %s with digest %s (%d bytes), but the uploaded package is %s (%d bytes)",
+			return c, refusal.Invalid("catalog.packages", "the catalog lists %s/%s %s with digest %s (%d bytes), but the uploaded package is %s (%d bytes)",
 				pub.Name, e.Type, e.Version, e.Digest, e.Size, p.Digest, p.Size)
 		}
 	}
@@ -309,7 +302,7 @@ func (s *Service) GetCatalog(ctx context.Context, publisher string) (wire.Signed
 	}
 	rec, err := s.store.GetCatalog(ctx, pub.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.SignedCatalog{}, notFound("publisher %q has not uploaded a catalog yet", pub.Name)
+		return wire.SignedCatalog{}, refusal.NotFound("publisher %q has not uploaded a catalog yet", pub.Name)
 	}
 	if err != nil {
 		return wire.SignedCatalog{}, err

@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/sqlite"
 	"github.com/corralhq/corral/internal/wire"
@@ -28,7 +31,9 @@ type notifier struct {
 	gens map[string]int64
 }
 
-func (n *notifier) Notify(id string, gen int64) {
+func (n *notifier) Goodbye(context.Context, string, string) {}
+
+func (n *notifier) Notify(_ context.Context, id string, gen int64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.gens == nil {
@@ -42,8 +47,9 @@ var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 type env struct {
 	st     store.Store
 	svc    *extensions.Service
+	reg    *capability.Registry // the seam with svc registered
 	n      *notifier
-	ref    extensions.MachineRef
+	ref    resource.MachineRef
 	sealPv []byte
 }
 
@@ -72,8 +78,11 @@ func newEnv(tb testing.TB) *env {
 	}
 	n := &notifier{}
 	clock := func() time.Time { return t0 }
-	svc := extensions.New(st, n, clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &env{st: st, svc: svc, n: n, ref: extensions.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := extensions.New(st, n, clock, log)
+	reg := capability.NewRegistry(log)
+	reg.Register(svc)
+	return &env{st: st, svc: svc, reg: reg, n: n, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
 }
 
 // publish registers publisher pub with a new key and publishes and lists
@@ -154,7 +163,7 @@ func TestSetSealsAndRetries(t *testing.T) {
 		t.Errorf("result %+v, notified %v", res, e.n.gens)
 	}
 	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
-	ds, err := e.svc.DesiredState(ctx, m)
+	ds, err := e.reg.DesiredState(ctx, m)
 	if err != nil || len(ds.Extensions) != 1 {
 		t.Fatalf("desired %+v: %v", ds, err)
 	}
@@ -191,24 +200,24 @@ func TestErrorsAreTyped(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	_, err := e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Nobody", Type: "X"}, "admin")
-	var ee *extensions.Error
-	if !errors.As(err, &ee) || !errors.Is(err, extensions.ErrNotFound) {
+	var ee *refusal.Error
+	if !errors.As(err, &ee) || !errors.Is(err, refusal.ErrNotFound) {
 		t.Errorf("unknown publisher: %v", err)
 	}
 	_, err = e.svc.SetExtension(ctx, e.ref, "a", wire.MachineExtensionSet{Publisher: "Contoso", Type: "X", Settings: json.RawMessage(`"s"`)}, "admin")
-	if !errors.Is(err, extensions.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
+	if !errors.Is(err, refusal.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
 		t.Errorf("settings not an object: %v", err)
 	}
-	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, extensions.ErrInvalid) {
+	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("bogus report state: %v", err)
 	}
 	// Text PostgreSQL refuses (NUL, invalid UTF-8) is malformed, not a store error.
 	for _, st := range []wire.ExtensionStatus{{Name: "a\x00", State: wire.ExtFailed}, {Name: "a", Version: "1.0\xff", State: wire.ExtFailed}} {
-		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, extensions.ErrInvalid) {
+		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, refusal.ErrInvalid) {
 			t.Errorf("report %q: %v", st.Name+st.Version, err)
 		}
 	}
-	if _, err := e.svc.ApplyRunCommandReport(ctx, "m-1", wire.RunCommandResult{Name: "r\x00", State: wire.RunRunning}, t0); !errors.Is(err, extensions.ErrInvalid) {
+	if _, err := e.svc.ApplyRunCommandReport(ctx, "m-1", wire.RunCommandResult{Name: "r\x00", State: wire.RunRunning}, t0); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("run report with NUL: %v", err)
 	}
 }
@@ -248,7 +257,7 @@ func BenchmarkDesiredState20(b *testing.B) {
 	}
 	b.Run("DesiredState", func(b *testing.B) {
 		for b.Loop() {
-			ds, err := e.svc.DesiredState(ctx, m)
+			ds, err := e.reg.DesiredState(ctx, m)
 			if err != nil || len(ds.Extensions) != 20 || len(ds.Publishers) != 2 {
 				b.Fatalf("%d extensions, %d publishers: %v", len(ds.Extensions), len(ds.Publishers), err)
 			}
@@ -256,7 +265,7 @@ func BenchmarkDesiredState20(b *testing.B) {
 	})
 	b.Run("DesiredStateJSON", func(b *testing.B) {
 		for b.Loop() {
-			ds, err := e.svc.DesiredState(ctx, m)
+			ds, err := e.reg.DesiredState(ctx, m)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -325,7 +334,7 @@ func TestDeleteRacingTheFirstReportWaitsForTheAgent(t *testing.T) {
 		t.Errorf("after a delete that raced the agent's first report: %+v %v; want it kept, Deleting, until the agent removes it", after, err)
 	}
 	m, _ := e.st.GetMachine(ctx, "default", "rg", "vm")
-	if ds, _ := e.svc.DesiredState(ctx, m); len(ds.Extensions) != 0 {
+	if ds, _ := e.reg.DesiredState(ctx, m); len(ds.Extensions) != 0 {
 		t.Errorf("the deleted extension is still desired: %+v", ds.Extensions)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -44,7 +45,7 @@ lock-down lists as any other extension.
 func (s *Service) EnsureFirstParty(ctx context.Context, key ed25519.PrivateKey) error {
 	pubKey := key.Public().(ed25519.PublicKey)
 	_, _, err := s.CreatePublisher(ctx, wire.PublisherCorral, pubKey, systemCaller)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, refusal.ErrConflict) {
 		return fmt.Errorf("the extension signing key does not match the key publisher %q was registered with; give every replica the same --extension-signing-key", wire.PublisherCorral)
 	}
 	if err != nil {
@@ -58,7 +59,7 @@ func (s *Service) EnsureFirstParty(ctx context.Context, key ed25519.PrivateKey) 
 			if err != nil {
 				return err
 			}
-			if _, _, err := s.PublishPackage(ctx, man.Publisher, archive, systemCaller); err != nil && !errors.Is(err, ErrConflict) {
+			if _, _, err := s.PublishPackage(ctx, man.Publisher, archive, systemCaller); err != nil && !errors.Is(err, refusal.ErrConflict) {
 				return fmt.Errorf("publish %s/%s %s: %w", man.Publisher, man.Type, man.Version, err)
 			}
 			p, err = s.store.GetPackage(ctx, man.Publisher, man.Type, man.Version)
@@ -101,7 +102,7 @@ func (s *Service) EnsureFirstParty(ctx context.Context, key ed25519.PrivateKey) 
 			return err
 		}
 		_, err = s.PutCatalog(ctx, wire.PublisherCorral, sc, systemCaller)
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, refusal.ErrConflict) {
 			continue // another replica signed one meanwhile; look again
 		}
 		if err != nil {

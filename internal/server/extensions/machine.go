@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -37,10 +39,6 @@ func SealingAAD(machineID, extension, publisher, typ string) []byte {
 	return sealing.ExtensionAAD(machineID, extension, publisher, typ)
 }
 
-func extensionID(m store.Machine, name string) string {
-	return machineResourceID(m) + "/extensions/" + name
-}
-
 // toWireExtension shows the version the agent last reported once an
 // operation has ended (so a failed upgrade shows the version still
 // installed), and the desired version while one is in progress.
@@ -50,7 +48,7 @@ func toWireExtension(m store.Machine, e store.MachineExtension) wire.MachineExte
 		version = e.ReportedVersion
 	}
 	return wire.MachineExtension{
-		ID: extensionID(m, e.Name), Name: e.Name, Publisher: e.Publisher, Type: e.Type, Version: version,
+		ID: m.ResourceID().Extension(e.Name).String(), Name: e.Name, Publisher: e.Publisher, Type: e.Type, Version: version,
 		Settings: json.RawMessage(e.Settings), HasProtectedSettings: len(e.ProtectedSettings) > 0,
 		State: e.State, Message: e.Message, SeqNo: e.SeqNo,
 		CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy, UpdatedAt: e.UpdatedAt, UpdatedBy: e.UpdatedBy,
@@ -86,14 +84,14 @@ func settingsDoc(target string, raw json.RawMessage) ([]byte, bool, error) {
 		return nil, len(raw) > 0, nil
 	}
 	if len(t) > MaxSettingsBytes {
-		return nil, true, invalid(target, "%s is larger than %d bytes", target, MaxSettingsBytes)
+		return nil, true, refusal.Invalid(target, "%s is larger than %d bytes", target, MaxSettingsBytes)
 	}
 	if t[0] != '{' {
-		return nil, true, invalid(target, "%s must be a JSON object", target)
+		return nil, true, refusal.Invalid(target, "%s must be a JSON object", target)
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, t); err != nil {
-		return nil, true, invalid(target, "%s is not valid JSON", target)
+		return nil, true, refusal.Invalid(target, "%s is not valid JSON", target)
 	}
 	if buf.String() == "{}" {
 		return nil, true, nil
@@ -114,13 +112,13 @@ type resolvedPackage struct {
 func (s *Service) resolve(ctx context.Context, req wire.MachineExtensionSet) (resolvedPackage, error) {
 	var r resolvedPackage
 	if !extpkg.ValidName(req.Publisher) {
-		return r, invalid("publisher", "publisher %q is not a valid name", req.Publisher)
+		return r, refusal.Invalid("publisher", "publisher %q is not a valid name", req.Publisher)
 	}
 	if !extpkg.ValidName(req.Type) {
-		return r, invalid("type", "type %q is not a valid name", req.Type)
+		return r, refusal.Invalid("type", "type %q is not a valid name", req.Type)
 	}
 	if req.Version != "" && !extpkg.ValidVersion(req.Version) {
-		return r, invalid("version", "version %q is not MAJOR.MINOR.PATCH", req.Version)
+		return r, refusal.Invalid("version", "version %q is not MAJOR.MINOR.PATCH", req.Version)
 	}
 	pub, err := s.publisher(ctx, req.Publisher)
 	if err != nil {
@@ -145,14 +143,14 @@ func (s *Service) resolve(ctx context.Context, req wire.MachineExtensionSet) (re
 	}
 	if !found {
 		if req.Version == "" {
-			return r, notFound("no version of %s/%s is listed in the publisher's signed catalog", pub.Name, req.Type)
+			return r, refusal.NotFound("no version of %s/%s is listed in the publisher's signed catalog", pub.Name, req.Type)
 		}
 		_, err := s.store.GetPackage(ctx, pub.Name, req.Type, req.Version)
 		switch {
 		case err == nil:
-			return r, invalid("version", "%s/%s %s was uploaded but is not listed in the publisher's signed catalog", pub.Name, req.Type, req.Version)
+			return r, refusal.Invalid("version", "%s/%s %s was uploaded but is not listed in the publisher's signed catalog", pub.Name, req.Type, req.Version)
 		case errors.Is(err, store.ErrNotFound):
-			return r, notFound("%s/%s version %s does not exist", pub.Name, req.Type, req.Version)
+			return r, refusal.NotFound("%s/%s version %s does not exist", pub.Name, req.Type, req.Version)
 		}
 		return r, err
 	}
@@ -175,7 +173,7 @@ const maxSetAttempts = 10
 // an update or upgrade keeps the sealed ones, an install has none; null or
 // {} removes them. The plaintext in req.ProtectedSettings is cleared before
 // SetExtension returns.
-func (s *Service) SetExtension(ctx context.Context, ref MachineRef, name string, req wire.MachineExtensionSet, by string) (SetResult, error) {
+func (s *Service) SetExtension(ctx context.Context, ref resource.MachineRef, name string, req wire.MachineExtensionSet, by string) (SetResult, error) {
 	defer clear(req.ProtectedSettings)
 	if err := validResourceName("extension", name); err != nil {
 		return SetResult{}, err
@@ -198,10 +196,10 @@ func (s *Service) SetExtension(ctx context.Context, ref MachineRef, name string,
 		return SetResult{}, err
 	}
 	if m.Status == wire.StatusExpired {
-		return SetResult{}, conflict("machine %q is Expired: onboard it again before changing its extensions", m.Name)
+		return SetResult{}, refusal.Conflict("machine %q is Expired: onboard it again before changing its extensions", m.Name)
 	}
 	if len(protected) > 0 && len(m.SealingKey) == 0 {
-		return SetResult{}, invalid("protectedSettings", "machine %q has no sealing key, so protected settings cannot be sealed to it: upgrade its agent and connect it again", m.Name)
+		return SetResult{}, refusal.Invalid("protectedSettings", "machine %q has no sealing key, so protected settings cannot be sealed to it: upgrade its agent and connect it again", m.Name)
 	}
 	for attempt := range maxSetAttempts {
 		res, err := s.trySet(ctx, m, name, pkg, settings, protected, protectedGiven, by)
@@ -215,7 +213,7 @@ func (s *Service) SetExtension(ctx context.Context, ref MachineRef, name string,
 		case <-time.After(time.Duration(1+rand.IntN(2*(attempt+1))) * time.Millisecond):
 		}
 	}
-	return SetResult{}, conflict("extension %q is being changed concurrently; try again", name)
+	return SetResult{}, refusal.Conflict("extension %q is being changed concurrently; try again", name)
 }
 
 func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg resolvedPackage, settings, protected []byte,
@@ -235,9 +233,9 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 	if exists {
 		if !strings.EqualFold(cur.Publisher, pkg.publisher) || !strings.EqualFold(cur.Type, pkg.typ) {
 			if cur.Deleting {
-				return SetResult{}, conflict("extension %q (%s/%s) is being deleted; wait until it is gone before reusing the name", cur.Name, cur.Publisher, cur.Type)
+				return SetResult{}, refusal.Conflict("extension %q (%s/%s) is being deleted; wait until it is gone before reusing the name", cur.Name, cur.Publisher, cur.Type)
 			}
-			return SetResult{}, conflict("extension %q on this machine is %s/%s; delete it before using the name for %s/%s",
+			return SetResult{}, refusal.Conflict("extension %q on this machine is %s/%s; delete it before using the name for %s/%s",
 				cur.Name, cur.Publisher, cur.Type, pkg.publisher, pkg.typ)
 		}
 		e.Name, e.SeqNo, e.ReportedVersion = cur.Name, cur.SeqNo+1, cur.ReportedVersion
@@ -259,24 +257,24 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 			return SetResult{}, err
 		}
 		if len(n) >= MaxExtensionsPerMachine {
-			return SetResult{}, conflict("machine %q already has %d extensions, the most allowed", m.Name, MaxExtensionsPerMachine)
+			return SetResult{}, refusal.Conflict("machine %q already has %d extensions, the most allowed", m.Name, MaxExtensionsPerMachine)
 		}
 	}
 	if len(protected) > 0 {
 		sealed, err := sealing.Seal(m.SealingKey, SealingAAD(m.ID, e.Name, e.Publisher, e.Type), protected)
 		if err != nil {
-			return SetResult{}, invalid("protectedSettings", "the protected settings cannot be sealed to machine %q: %v", m.Name, err)
+			return SetResult{}, refusal.Invalid("protectedSettings", "the protected settings cannot be sealed to machine %q: %v", m.Name, err)
 		}
 		e.ProtectedSettings = sealed
 	}
 	gen, err := s.store.PutMachineExtension(ctx, e, cur.SeqNo)
 	if errors.Is(err, store.ErrNotFound) {
-		return SetResult{}, notFound("machine %q was deleted", m.Name)
+		return SetResult{}, refusal.NotFound("machine %q was deleted", m.Name)
 	}
 	if err != nil {
 		return SetResult{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	res.Extension = toWireExtension(m, e)
 	s.log.InfoContext(ctx, "extension set", "machine", m.ID, "extension", e.Name, "op", res.Operation,
 		"publisher", e.Publisher, "type", e.Type, "version", e.Version, "seq", e.SeqNo, "generation", gen, "by", by)
@@ -286,7 +284,7 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 func (s *Service) extension(ctx context.Context, m store.Machine, name string) (store.MachineExtension, error) {
 	e, err := s.store.GetMachineExtension(ctx, m.ID, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return e, notFound("extension %q was not found on machine %q", name, m.Name)
+		return e, refusal.NotFound("extension %q was not found on machine %q", name, m.Name)
 	}
 	return e, err
 }
@@ -297,7 +295,7 @@ func (s *Service) extension(ctx context.Context, m store.Machine, name string) (
 // it); if the agent never reported on it, nothing of it can be on the
 // machine and it is dropped at once. Either way the result has state
 // Deleting; a later read tells which.
-func (s *Service) DeleteExtension(ctx context.Context, ref MachineRef, name, by string) (wire.MachineExtension, error) {
+func (s *Service) DeleteExtension(ctx context.Context, ref resource.MachineRef, name, by string) (wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.MachineExtension{}, err
@@ -317,12 +315,12 @@ func (s *Service) DeleteExtension(ctx context.Context, ref MachineRef, name, by 
 		gen, err = s.store.MarkMachineExtensionDeleting(ctx, m.ID, e.Name, by, s.now())
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.MachineExtension{}, notFound("extension %q was not found on machine %q", name, m.Name)
+		return wire.MachineExtension{}, refusal.NotFound("extension %q was not found on machine %q", name, m.Name)
 	}
 	if err != nil {
 		return wire.MachineExtension{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	e.Deleting, e.State, e.Message, e.UpdatedAt, e.UpdatedBy = true, wire.ExtDeleting, "", s.now(), by
 	s.log.InfoContext(ctx, "extension delete requested", "machine", m.ID, "extension", e.Name, "dropped", !e.AgentReported,
 		"generation", gen, "by", by)
@@ -335,7 +333,7 @@ func DeleteSummary(e wire.MachineExtension) string {
 }
 
 // GetExtension returns one extension of a machine.
-func (s *Service) GetExtension(ctx context.Context, ref MachineRef, name string) (wire.MachineExtension, error) {
+func (s *Service) GetExtension(ctx context.Context, ref resource.MachineRef, name string) (wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.MachineExtension{}, err
@@ -348,7 +346,7 @@ func (s *Service) GetExtension(ctx context.Context, ref MachineRef, name string)
 }
 
 // ListExtensions returns every extension of a machine, by name.
-func (s *Service) ListExtensions(ctx context.Context, ref MachineRef) ([]wire.MachineExtension, error) {
+func (s *Service) ListExtensions(ctx context.Context, ref resource.MachineRef) ([]wire.MachineExtension, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return nil, err

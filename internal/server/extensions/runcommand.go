@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -33,13 +35,9 @@ var (
 	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
 )
 
-func runCommandID(m store.Machine, name string) string {
-	return machineResourceID(m) + "/runCommands/" + name
-}
-
 func toWireRunCommand(m store.Machine, rc store.RunCommand) wire.RunCommand {
 	return wire.RunCommand{
-		ID: runCommandID(m, rc.Name), Name: rc.Name, Script: rc.Script, Command: rc.Command, Parameters: rc.Parameters,
+		ID: m.ResourceID().RunCommand(rc.Name).String(), Name: rc.Name, Script: rc.Script, Command: rc.Command, Parameters: rc.Parameters,
 		RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout), State: rc.State, ExitCode: rc.ExitCode,
 		Stdout: rc.Stdout, Stderr: rc.Stderr, Message: rc.Message, CreatedAt: rc.CreatedAt, CreatedBy: rc.CreatedBy,
 		StartedAt: rc.StartedAt, FinishedAt: rc.FinishedAt,
@@ -63,26 +61,26 @@ func RunSummary(rc wire.RunCommand) string {
 func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 	switch {
 	case strings.TrimSpace(req.Script) == "" && strings.TrimSpace(req.Command) == "":
-		return 0, invalid("script", "give a script or a command")
+		return 0, refusal.Invalid("script", "give a script or a command")
 	case req.Script != "" && req.Command != "":
-		return 0, invalid("command", "give a script or a command, not both")
+		return 0, refusal.Invalid("command", "give a script or a command, not both")
 	case len(req.Script) > MaxScriptBytes:
-		return 0, invalid("script", "the script is larger than %d bytes", MaxScriptBytes)
+		return 0, refusal.Invalid("script", "the script is larger than %d bytes", MaxScriptBytes)
 	case len(req.Command) > MaxCommandBytes:
-		return 0, invalid("command", "the command is larger than %d bytes", MaxCommandBytes)
+		return 0, refusal.Invalid("command", "the command is larger than %d bytes", MaxCommandBytes)
 	case strings.ContainsRune(req.Script, 0) || strings.ContainsRune(req.Command, 0):
-		return 0, invalid("script", "the script or command contains a NUL character")
+		return 0, refusal.Invalid("script", "the script or command contains a NUL character")
 	case len(req.Parameters) > MaxParameters:
-		return 0, invalid("parameters", "at most %d parameters are allowed", MaxParameters)
+		return 0, refusal.Invalid("parameters", "at most %d parameters are allowed", MaxParameters)
 	case req.RunAsUser != "" && !userNameRE.MatchString(req.RunAsUser):
-		return 0, invalid("runAsUser", "runAsUser %q is not a valid account name", req.RunAsUser)
+		return 0, refusal.Invalid("runAsUser", "runAsUser %q is not a valid account name", req.RunAsUser)
 	}
 	for k, v := range req.Parameters {
 		if !parameterNameRE.MatchString(k) {
-			return 0, invalid("parameters", "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
+			return 0, refusal.Invalid("parameters", "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
 		}
 		if len(v) > MaxParameterBytes || strings.ContainsRune(v, 0) {
-			return 0, invalid("parameters", "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
+			return 0, refusal.Invalid("parameters", "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
 		}
 	}
 	timeout := time.Duration(req.Timeout)
@@ -90,7 +88,7 @@ func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 	case timeout == 0:
 		timeout = wire.DefaultRunCommandTimeout
 	case timeout < MinRunCommandTimeout || timeout > wire.MaxHandlerTimeout:
-		return 0, invalid("timeout", "timeout must be between %s and %s", MinRunCommandTimeout, wire.MaxHandlerTimeout)
+		return 0, refusal.Invalid("timeout", "timeout must be between %s and %s", MinRunCommandTimeout, wire.MaxHandlerTimeout)
 	}
 	return timeout, nil
 }
@@ -98,7 +96,7 @@ func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 // CreateRunCommand records a run (state Pending) and pushes a sync: the
 // agent runs it with the Corral/RunCommand handler and reports back. Run
 // names are not reused on a machine.
-func (s *Service) CreateRunCommand(ctx context.Context, ref MachineRef, name string, req wire.RunCommandCreate, by string) (wire.RunCommand, error) {
+func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef, name string, req wire.RunCommandCreate, by string) (wire.RunCommand, error) {
 	if err := validResourceName("run command", name); err != nil {
 		return wire.RunCommand{}, err
 	}
@@ -111,14 +109,14 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref MachineRef, name str
 		return wire.RunCommand{}, err
 	}
 	if m.Status == wire.StatusExpired {
-		return wire.RunCommand{}, conflict("machine %q is Expired: onboard it again before running commands on it", m.Name)
+		return wire.RunCommand{}, refusal.Conflict("machine %q is Expired: onboard it again before running commands on it", m.Name)
 	}
 	open, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: MaxUnfinishedRuns}})
 	if err != nil {
 		return wire.RunCommand{}, err
 	}
 	if len(open) >= MaxUnfinishedRuns {
-		return wire.RunCommand{}, conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
+		return wire.RunCommand{}, refusal.Conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
 	}
 	now := s.now()
 	rc := store.RunCommand{ID: s.newID(), MachineID: m.ID, Name: name, Script: req.Script, Command: req.Command,
@@ -130,26 +128,26 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref MachineRef, name str
 	gen, err := s.store.CreateRunCommand(ctx, rc)
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		return wire.RunCommand{}, conflict("a run named %q already exists on machine %q; run names are not reused, choose another", name, m.Name)
+		return wire.RunCommand{}, refusal.Conflict("a run named %q already exists on machine %q; run names are not reused, choose another", name, m.Name)
 	case errors.Is(err, store.ErrNotFound):
-		return wire.RunCommand{}, notFound("machine %q was deleted", m.Name)
+		return wire.RunCommand{}, refusal.NotFound("machine %q was deleted", m.Name)
 	case err != nil:
 		return wire.RunCommand{}, err
 	}
-	s.notify.Notify(m.ID, gen)
+	s.notify.Notify(ctx, m.ID, gen)
 	s.log.InfoContext(ctx, "run command created", "machine", m.ID, "run", name, "generation", gen, "by", by)
 	return toWireRunCommand(m, rc), nil
 }
 
 // GetRunCommand returns one run's record.
-func (s *Service) GetRunCommand(ctx context.Context, ref MachineRef, name string) (wire.RunCommand, error) {
+func (s *Service) GetRunCommand(ctx context.Context, ref resource.MachineRef, name string) (wire.RunCommand, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return wire.RunCommand{}, err
 	}
 	rc, err := s.store.GetRunCommand(ctx, m.ID, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.RunCommand{}, notFound("run command %q was not found on machine %q", name, m.Name)
+		return wire.RunCommand{}, refusal.NotFound("run command %q was not found on machine %q", name, m.Name)
 	}
 	if err != nil {
 		return wire.RunCommand{}, err
@@ -166,7 +164,7 @@ type RunCommandPage struct {
 
 // ListRunCommands lists a machine's runs, newest first. p.Limit is the page
 // size; p.After the key from the previous page.
-func (s *Service) ListRunCommands(ctx context.Context, ref MachineRef, p store.Page) (RunCommandPage, error) {
+func (s *Service) ListRunCommands(ctx context.Context, ref resource.MachineRef, p store.Page) (RunCommandPage, error) {
 	m, err := s.machine(ctx, ref)
 	if err != nil {
 		return RunCommandPage{}, err

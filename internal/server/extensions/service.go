@@ -18,54 +18,26 @@
 // the machine's generation in the same store transaction and pushes a sync
 // to its agent through the Notifier.
 //
+// Refusals the caller can act on are *refusal.Error; any other error is
+// internal.
+//
 // The Service is safe for concurrent use; it holds no state of its own.
 package extensions
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 )
-
-// Kinds of refusal. Errors returned by the Service wrap one of them (through
-// *Error) when the caller can act on it; anything else is an internal error.
-var (
-	ErrInvalid  = errors.New("invalid request")
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
-)
-
-// Error is a refusal whose Message is safe to show the caller: it never
-// holds settings, scripts or keys.
-type Error struct {
-	Kind    error  // ErrInvalid, ErrNotFound or ErrConflict
-	Target  string // the request field at fault, if any
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-// Unwrap makes errors.Is(err, ErrInvalid) and friends work.
-func (e *Error) Unwrap() error { return e.Kind }
-
-func invalid(target, format string, args ...any) error {
-	return &Error{Kind: ErrInvalid, Target: target, Message: fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) error {
-	return &Error{Kind: ErrNotFound, Message: fmt.Sprintf(format, args...)}
-}
-
-func conflict(format string, args ...any) error {
-	return &Error{Kind: ErrConflict, Message: fmt.Sprintf(format, args...)}
-}
 
 // Store is what the context needs from persistence.
 type Store interface {
@@ -75,42 +47,22 @@ type Store interface {
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 }
 
-// Notifier pushes a sync to the agent of a machine (on whichever replica
-// holds its stream).
-type Notifier interface {
-	Notify(machineID string, gen int64)
-}
-
 // Service implements the extension context.
 type Service struct {
 	store  Store
-	notify Notifier
+	notify push.Notifier
 	clock  func() time.Time
 	log    *slog.Logger
 	newID  func() string
 }
 
 // New returns a Service. clock is the injected time source.
-func New(st Store, n Notifier, clock func() time.Time, log *slog.Logger) *Service {
+func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger) *Service {
 	return &Service{store: st, notify: n, clock: clock, log: log,
 		newID: func() string { return uuid.Must(uuid.NewV7()).String() }}
 }
 
 func (s *Service) now() time.Time { return s.clock().UTC() }
-
-// MachineRef names a machine by its resource path.
-type MachineRef struct {
-	Subscription, ResourceGroup, Name string
-}
-
-// ResourceID is the machine's resource id.
-func (r MachineRef) ResourceID() string {
-	return "/subscriptions/" + r.Subscription + "/resourceGroups/" + r.ResourceGroup + "/machines/" + r.Name
-}
-
-func machineResourceID(m store.Machine) string {
-	return MachineRef{m.Subscription, m.ResourceGroup, m.Name}.ResourceID()
-}
 
 // resourceNameRE is the rule for extension and run-command names: the
 // resource name rule of the API.
@@ -118,16 +70,16 @@ var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 func validResourceName(kind, name string) error {
 	if !resourceNameRE.MatchString(name) {
-		return invalid("name", "%s name %q is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
+		return refusal.Invalid("name", "%s name %q is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
 	}
 	return nil
 }
 
 // machine resolves a machine reference.
-func (s *Service) machine(ctx context.Context, ref MachineRef) (store.Machine, error) {
+func (s *Service) machine(ctx context.Context, ref resource.MachineRef) (store.Machine, error) {
 	m, err := s.store.GetMachine(ctx, ref.Subscription, ref.ResourceGroup, ref.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		return m, notFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)
+		return m, refusal.NotFound("machine %q was not found in resource group %q", ref.Name, ref.ResourceGroup)
 	}
 	return m, err
 }

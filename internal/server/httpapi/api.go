@@ -6,26 +6,23 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/activity"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/identity"
+	"github.com/corralhq/corral/internal/server/inventory"
+	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/roles"
 	"github.com/corralhq/corral/internal/store"
 )
 
 // Settings are the tunables of the API, filled from the server config.
 type Settings struct {
 	Version           string
-	HeartbeatInterval time.Duration
-	CertValidity      time.Duration // machine client certificates
-	ServiceTokenTTL   time.Duration // client_credentials tokens
-	UserTokenTTL      time.Duration // password grant tokens
-	DeviceCodeTTL     time.Duration
+	HeartbeatInterval time.Duration // told to agents in the stream's welcome
 	MaxBodyBytes      int64
-	// AgentSupportWindow is how long after its release an agent version is supported.
-	AgentSupportWindow time.Duration
 }
 
 // HeartbeatSink receives agent heartbeats; the server batches them into the store.
@@ -33,22 +30,23 @@ type HeartbeatSink interface {
 	Add(h store.Heartbeat)
 }
 
-// Notifier delivers push messages to the replica holding a machine's stream.
-type Notifier interface {
-	Notify(machineID string, gen int64)
-	Goodbye(machineID, reason string)
-}
-
-// Deps are what the API needs from the rest of the server. All are required.
+// Deps are what the API needs from the rest of the server. All are
+// required. The API reaches the store only through the contexts.
 type Deps struct {
-	Store      store.Store
-	CA         *pki.CA
-	Tokens     *authn.TokenIssuer
+	CA         *pki.CA   // verifies machine client certificates
 	Hub        *push.Hub // streams held by this replica
-	Notifier   Notifier  // reaches streams on any replica
 	Heartbeats HeartbeatSink
+	// Capabilities assembles desired states and dispatches agent reports
+	// to the contexts registered on it.
+	Capabilities *capability.Registry
+	// The contexts whose services the handlers call.
+	Inventory  *inventory.Service
+	Identity   *identity.Service
+	Onboarding *onboarding.Service
+	Roles      *roles.Service
+	Activity   *activity.Service
 	// Extensions is the extension context (publishers, packages, catalogs,
-	// machine extensions, run commands, desired state, reports).
+	// machine extensions, run commands).
 	Extensions *extensions.Service
 	Clock      func() time.Time
 	Logger     *slog.Logger
@@ -90,10 +88,3 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 func (a *API) Routes() []Route { return a.routes }
 
 func (a *API) now() time.Time { return a.Clock().UTC() }
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string { return uuid.NewString() }
-
-// newSortableID returns a time-ordered (version 7) UUID: activity entries
-// sort by id in the order they were written.
-func newSortableID() string { return uuid.Must(uuid.NewV7()).String() }

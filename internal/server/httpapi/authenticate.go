@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -12,11 +11,20 @@ import (
 	"github.com/corralhq/corral/internal/wire"
 )
 
-const apiTokenPrefix = "crl_pat_"
+// callerOf is the caller a credential proved.
+func callerOf(p authn.Principal) *Caller {
+	return &Caller{ID: p.ID, Name: p.Name, Type: p.Type, Restriction: p.Restriction}
+}
+
+// principal is c as the contexts know it.
+func (c *Caller) principal() authn.Principal {
+	return authn.Principal{ID: c.ID, Name: c.Name, Type: c.Type, Restriction: c.Restriction}
+}
 
 // authenticateBearer resolves the Authorization header to a principal that
-// still exists. Every failure is a 401 with a message that does not say
-// which part of the credential was wrong beyond what helps an honest caller.
+// still exists (identity.Authenticate). Every failure is a 401 with a
+// message that does not say which part of the credential was wrong beyond
+// what helps an honest caller.
 func (a *API) authenticateBearer(r *http.Request) (*Caller, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -26,75 +34,11 @@ func (a *API) authenticateBearer(r *http.Request) (*Caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return nil, errUnauthenticated("the Authorization header must be \"Bearer <token>\"")
 	}
-	if authn.LooksLikeJWT(tok) {
-		return a.callerFromJWT(r.Context(), tok)
-	}
-	if strings.HasPrefix(tok, apiTokenPrefix) {
-		return a.callerFromAPIToken(r.Context(), tok)
-	}
-	return nil, errUnauthenticated("the bearer token is not valid")
-}
-
-func (a *API) callerFromJWT(ctx context.Context, tok string) (*Caller, error) {
-	claims, err := a.Tokens.Verify(tok, a.now())
-	if errors.Is(err, authn.ErrTokenExpired) {
-		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeExpiredToken, message: "the access token has expired; request a new one"}
-	}
-	if err != nil {
-		return nil, errUnauthenticated("the bearer token is not valid")
-	}
-	c, err := a.principal(ctx, claims.Subject, claims.PrincipalType)
+	p, err := a.Identity.Authenticate(r.Context(), tok)
 	if err != nil {
 		return nil, err
 	}
-	c.Restriction = claims.Restriction
-	return c, nil
-}
-
-func (a *API) callerFromAPIToken(ctx context.Context, tok string) (*Caller, error) {
-	t, err := a.Store.GetAPITokenByHash(ctx, authn.HashSecret(tok))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errUnauthenticated("the bearer token is not valid")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !a.now().Before(t.ExpiresAt) {
-		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeExpiredToken, message: "the API token has expired"}
-	}
-	typ := wire.PrincipalUser
-	if !strings.HasPrefix(t.PrincipalID, "usr-") {
-		typ = wire.PrincipalServicePrincipal
-	}
-	return a.principal(ctx, t.PrincipalID, typ)
-}
-
-// principal loads a user or service principal and checks it may still sign in.
-func (a *API) principal(ctx context.Context, id, typ string) (*Caller, error) {
-	switch typ {
-	case wire.PrincipalUser:
-		u, err := a.Store.GetUser(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errUnauthenticated("the principal of this token no longer exists")
-		}
-		if err != nil {
-			return nil, err
-		}
-		if u.Disabled {
-			return nil, errUnauthenticated("the user is disabled")
-		}
-		return &Caller{ID: u.ID, Name: u.Name, Type: wire.PrincipalUser}, nil
-	case wire.PrincipalServicePrincipal:
-		sp, err := a.Store.GetServicePrincipal(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errUnauthenticated("the principal of this token no longer exists")
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &Caller{ID: sp.ClientID, Name: sp.DisplayName, Type: wire.PrincipalServicePrincipal}, nil
-	}
-	return nil, errUnauthenticated("the bearer token is not valid")
+	return callerOf(p), nil
 }
 
 // authenticateMachine verifies the TLS client certificate: it must chain to
@@ -109,7 +53,7 @@ func (a *API) authenticateMachine(r *http.Request) (*Caller, error) {
 		a.Metrics.certRejections.Inc()
 		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeInvalidCertificate, message: "the client certificate is not valid: " + err.Error()}
 	}
-	m, err := a.Store.GetMachineByID(r.Context(), machineID)
+	m, err := a.Inventory.MachineByID(r.Context(), machineID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeInvalidCertificate, message: "the machine of this certificate no longer exists; onboard it again"}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -40,10 +41,6 @@ func errNotFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: fmt.Sprintf(format, args...)}
 }
 
-func errConflict(format string, args ...any) *apiError {
-	return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: fmt.Sprintf(format, args...)}
-}
-
 func errUnauthenticated(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusUnauthorized, code: wire.CodeUnauthenticated, message: fmt.Sprintf(format, args...)}
 }
@@ -52,12 +49,13 @@ func errForbidden(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusForbidden, code: wire.CodeForbidden, message: fmt.Sprintf(format, args...)}
 }
 
-// toAPIError maps any error to what the caller sees. Store sentinels become
-// 404/409; anything unknown is a 500 whose detail is only logged.
+// toAPIError maps any error to what the caller sees. Refusals of the
+// contexts keep their message; store sentinels become 404/409; anything
+// unknown is a 500 whose detail is only logged.
 func toAPIError(err error) *apiError {
 	var ae *apiError
-	if ee, ok := extensionError(err); ok {
-		return ee
+	if re, ok := refusal.As(err); ok {
+		return refusalError(re)
 	}
 	switch {
 	case errors.As(err, &ae):
@@ -83,4 +81,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, ae *apiError) {
 	writeJSON(w, ae.status, wire.ErrorResponse{Error: wire.ErrorBody{Code: ae.code, Message: ae.message, Target: ae.target}})
+}
+
+// refusalStatus is the HTTP status and default wire code of each kind of
+// refusal.
+var refusalStatus = []struct {
+	kind   error
+	status int
+	code   string
+}{
+	{refusal.ErrInvalid, http.StatusBadRequest, wire.CodeValidation},
+	{refusal.ErrNotFound, http.StatusNotFound, wire.CodeNotFound},
+	{refusal.ErrConflict, http.StatusConflict, wire.CodeConflict},
+	{refusal.ErrUnauthenticated, http.StatusUnauthorized, wire.CodeUnauthenticated},
+}
+
+// refusalError maps a context's refusal to the API error the caller sees.
+func refusalError(re *refusal.Error) *apiError {
+	for _, k := range refusalStatus {
+		if errors.Is(re.Kind, k.kind) {
+			code := re.Code
+			if code == "" {
+				code = k.code
+			}
+			return &apiError{status: k.status, code: code, message: re.Message, target: re.Target}
+		}
+	}
+	return &apiError{status: http.StatusInternalServerError, code: wire.CodeInternal,
+		message: "internal error; see the server log with the correlation id", cause: re}
 }

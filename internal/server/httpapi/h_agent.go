@@ -2,18 +2,15 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
-	"github.com/corralhq/corral/internal/server/extensions"
+	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -26,91 +23,23 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	if req.ProtocolVersion < 1 || req.ProtocolVersion > wire.ProtocolVersion {
-		return errBadRequest(wire.CodeUnsupportedProtocol, "protocolVersion", "protocol version %d is not supported by this server (it speaks 1..%d)", req.ProtocolVersion, wire.ProtocolVersion)
-	}
-	for _, v := range []struct{ kind, target, val string }{
-		{"subscription", "subscriptionId", req.SubscriptionID}, {"resource group", "resourceGroup", req.ResourceGroup}, {"machine", "name", req.Name},
-	} {
-		if err := validateName(v.kind, v.target, v.val); err != nil {
-			return err
+	resp, err := a.Onboarding.Connect(r.Context(), req, c.Name, func(scope resource.ID) error {
+		setAuditScope(r, scope.Child(resource.Machines, req.Name).String())
+		if !onboarding.RestrictionAllows(c.Restriction, scope) {
+			return errForbidden("this device-code token was approved for %s, not for %s", onboarding.RestrictedScope(c.Restriction), scope)
 		}
-	}
-	if err := validateTags(req.Tags); err != nil {
-		return err
-	}
-	scope := resourceGroupID(req.SubscriptionID, req.ResourceGroup)
-	setAuditScope(r, machineResourceID(req.SubscriptionID, req.ResourceGroup, req.Name))
-	if c.Restriction != "" && !strings.EqualFold(c.Restriction, "onboard:"+scope) {
-		return errForbidden("this device-code token was approved for %s, not for %s", strings.TrimPrefix(c.Restriction, "onboard:"), scope)
-	}
-	if err := a.authorize(r.Context(), c, authz.ActMachinesOnboard, scope); err != nil {
-		return err
-	}
-	if _, err := a.Store.GetResourceGroup(r.Context(), req.SubscriptionID, req.ResourceGroup); err != nil {
-		return notFoundAs(err, "resource group %q was not found in subscription %q", req.ResourceGroup, req.SubscriptionID)
-	}
-	props, cfg, err := validatedReportBodies(req.Properties, req.AgentConfig)
+		return a.authorize(r.Context(), c, authz.ActMachinesOnboard, scope.String())
+	})
 	if err != nil {
-		return err
-	}
-	if len(req.SealingKey) != 0 && len(req.SealingKey) != 32 {
-		return errValidation("sealingKey", "sealingKey must be a 32-byte X25519 public key")
-	}
-	now := a.now()
-	id := newUUID()
-	certPEM, serial, notAfter, err := a.CA.SignMachineCSR([]byte(req.CSR), id, now, a.Settings.CertValidity)
-	if err != nil {
-		return errValidation("csr", "the certificate request is not valid: %v", err)
-	}
-	m := store.Machine{
-		ID: id, Subscription: req.SubscriptionID, ResourceGroup: req.ResourceGroup, Name: req.Name, Tags: req.Tags,
-		Status: wire.StatusConnected, LastHeartbeat: now, AgentVersion: truncate(req.AgentVersion, 64),
-		Environment: req.Properties.Environment, OSName: strings.ToLower(req.Properties.OSName), Properties: props, AgentConfig: cfg,
-		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, SealingKey: req.SealingKey,
-		CreatedAt: now, CreatedBy: c.Name, UpdatedAt: now,
-	}
-	if err := a.Store.CreateMachine(r.Context(), m, true); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return errConflict("a machine named %q already exists in resource group %q; delete it or choose another name", req.Name, req.ResourceGroup)
-		}
 		return err
 	}
 	a.Metrics.onboarded.Inc()
-	writeJSON(w, http.StatusCreated, wire.ConnectResponse{
-		ResourceID: machineResourceID(m.Subscription, m.ResourceGroup, m.Name), MachineID: id, Certificate: string(certPEM),
-		CACert: string(a.CA.CertPEM()), HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval),
-	})
-	return nil
-}
-
-// validatedReportBodies checks agent-reported inventory and encodes it for the store.
-func validatedReportBodies(p wire.MachineProperties, c wire.AgentConfig) (props, cfg []byte, err error) {
-	if err := validateProperties(p); err != nil {
-		return nil, nil, err
-	}
-	props, err = json.Marshal(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg, err = json.Marshal(c)
-	return props, cfg, err
-}
-
-func validateProperties(p wire.MachineProperties) error {
-	if p.Environment != "" {
-		if _, ok := canonical(p.Environment, wire.Environments); !ok {
-			return errValidation("properties.environment", "environment must be one of %s", strings.Join(wire.Environments, ", "))
-		}
-	}
-	if len(p.IPAddresses) > 256 {
-		return errValidation("properties.ipAddresses", "too many IP addresses")
-	}
+	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
 
 func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	ds, err := a.Extensions.DesiredState(r.Context(), *c.Machine)
+	ds, err := a.Capabilities.DesiredState(r.Context(), *c.Machine)
 	if err != nil {
 		return err
 	}
@@ -118,99 +47,16 @@ func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	return nil
 }
 
-// maxReports is the most reports one batch may carry.
-const maxReports = 100
-
 func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	var batch wire.ReportBatch
 	if err := decodeJSON(w, r, agentBodyLimit, &batch); err != nil {
 		return err
 	}
-	if len(batch.Reports) > maxReports {
-		return errValidation("reports", "at most %d reports per batch", maxReports)
-	}
-	ack := wire.ReportAck{Accepted: []string{}}
-	upd := store.MachineReport{At: a.now()}
-	// Extension and run-command reports are applied in order as they come;
-	// the rest is folded into one machine update at the end.
-	for _, rep := range batch.Reports {
-		if rep.ID == "" {
-			return errValidation("reports.id", "every report needs an id")
-		}
-		if rep.AgentVersion != "" {
-			upd.AgentVersion = truncate(rep.AgentVersion, 64)
-		}
-		switch rep.Kind {
-		case wire.ReportProperties:
-			var p wire.MachineProperties
-			if err := strictUnmarshal(rep.Body, &p); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if err := validateProperties(p); err != nil {
-				return err
-			}
-			upd.Properties, _ = json.Marshal(p)
-			upd.Environment, upd.OSName = p.Environment, strings.ToLower(p.OSName)
-		case wire.ReportAgentConfig:
-			var cfg wire.AgentConfig
-			if err := strictUnmarshal(rep.Body, &cfg); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			upd.AgentConfig, _ = json.Marshal(cfg)
-		case wire.ReportApplied:
-			var ap wire.AppliedState
-			if err := strictUnmarshal(rep.Body, &ap); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			upd.AppliedGeneration = max(upd.AppliedGeneration, ap.Generation)
-		case wire.ReportExtension:
-			var st wire.ExtensionStatus
-			if err := strictUnmarshal(rep.Body, &st); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if _, err := a.Extensions.ApplyExtensionReport(r.Context(), c.ID, st, upd.At); err != nil {
-				if !errors.Is(err, extensions.ErrInvalid) {
-					return err
-				}
-				// Acknowledged and dropped: resending it would not help.
-				a.Logger.WarnContext(r.Context(), "malformed extension report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
-			}
-		case wire.ReportRunCommand:
-			var res wire.RunCommandResult
-			if err := strictUnmarshal(rep.Body, &res); err != nil {
-				return errValidation("reports.body", "report %s: %v", rep.ID, err)
-			}
-			if _, err := a.Extensions.ApplyRunCommandReport(r.Context(), c.ID, res, upd.At); err != nil {
-				if !errors.Is(err, extensions.ErrInvalid) {
-					return err
-				}
-				a.Logger.WarnContext(r.Context(), "malformed run command report dropped", "machine", c.ID, "report", truncate(rep.ID, 64))
-			}
-		default:
-			// Reports of kinds this server does not know (a newer agent)
-			// are acknowledged and dropped rather than blocking the outbox.
-			a.Logger.WarnContext(r.Context(), "unknown report kind dropped", "machine", c.ID, "kind", truncate(rep.Kind, 32))
-		}
-		ack.Accepted = append(ack.Accepted, rep.ID)
-	}
-	if err := a.Store.UpdateMachineReport(r.Context(), c.ID, upd); err != nil {
+	ack, err := a.Capabilities.ApplyReports(r.Context(), *c.Machine, batch.Reports, a.now())
+	if err != nil {
 		return err
 	}
-	if upd.AppliedGeneration > 0 {
-		if err := a.Extensions.AppliedGeneration(r.Context(), c.ID, upd.AppliedGeneration); err != nil {
-			return err
-		}
-	}
 	writeJSON(w, http.StatusOK, ack)
-	return nil
-}
-
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed body: %w", err)
-	}
 	return nil
 }
 
@@ -219,23 +65,18 @@ func (a *API) postRenew(w http.ResponseWriter, r *http.Request, c *Caller) error
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	now := a.now()
-	certPEM, serial, notAfter, err := a.CA.SignMachineCSR([]byte(req.CSR), c.ID, now, a.Settings.CertValidity)
+	resp, err := a.Onboarding.Renew(r.Context(), c.ID, req)
 	if err != nil {
-		return errValidation("csr", "the certificate request is not valid: %v", err)
-	}
-	if err := a.Store.UpdateMachineCert(r.Context(), c.ID, serial.String(), notAfter, now); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.RenewResponse{Certificate: string(certPEM)})
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 func (a *API) deleteSelf(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	if err := a.Store.DeleteMachine(r.Context(), c.ID); err != nil {
+	if err := a.Inventory.Disconnect(r.Context(), c.ID); err != nil {
 		return err
 	}
-	a.Notifier.Goodbye(c.ID, "disconnected by the agent")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/wire"
@@ -17,35 +18,16 @@ import (
 const catalogBodyLimit = 8 << 20
 
 func scopeExtension(r *http.Request) string {
-	return scopeMachine(r) + "/extensions/" + r.PathValue("ext")
+	return machineRef(r).ID().Extension(r.PathValue("ext")).String()
 }
 
 func scopeRunCommand(r *http.Request) string {
-	return scopeMachine(r) + "/runCommands/" + r.PathValue("run")
-}
-
-func machineRef(r *http.Request) extensions.MachineRef {
-	return extensions.MachineRef{Subscription: r.PathValue("sub"), ResourceGroup: r.PathValue("rg"), Name: r.PathValue("name")}
+	return machineRef(r).ID().RunCommand(r.PathValue("run")).String()
 }
 
 // setAuditMessage names what a successful mutating call did, for the
 // activity log. It must never hold settings, scripts or secrets.
 func setAuditMessage(r *http.Request, msg string) { info(r).auditMessage = msg }
-
-// extensionError maps the extension context's refusals to API errors.
-func extensionError(err error) (*apiError, bool) {
-	var ee *extensions.Error
-	if !errors.As(err, &ee) {
-		return nil, false
-	}
-	switch {
-	case errors.Is(err, extensions.ErrNotFound):
-		return &apiError{status: http.StatusNotFound, code: wire.CodeNotFound, message: ee.Message, target: ee.Target}, true
-	case errors.Is(err, extensions.ErrConflict):
-		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: ee.Message, target: ee.Target}, true
-	}
-	return errValidation(ee.Target, "%s", ee.Message), true
-}
 
 func (a *API) listPublishers(w http.ResponseWriter, r *http.Request, _ *Caller) error {
 	ps, err := a.Extensions.ListPublishers(r.Context())
@@ -71,7 +53,7 @@ func (a *API) putPublisher(w http.ResponseWriter, r *http.Request, c *Caller) er
 		return err
 	}
 	name := r.PathValue("name")
-	setAuditScope(r, extensions.PublisherID(name))
+	setAuditScope(r, resource.Publisher(name).String())
 	p, created, err := a.Extensions.CreatePublisher(r.Context(), name, body.PublicKey, c.Name)
 	if err != nil {
 		return err
@@ -90,7 +72,7 @@ func (a *API) putPublisher(w http.ResponseWriter, r *http.Request, c *Caller) er
 // postPackage takes the raw archive as the body.
 func (a *API) postPackage(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	name := r.PathValue("name")
-	setAuditScope(r, extensions.PublisherID(name))
+	setAuditScope(r, resource.Publisher(name).String())
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/gzip" && mt != "application/x-gzip" && mt != "application/octet-stream") {
 		return &apiError{status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia,
@@ -140,7 +122,7 @@ func (a *API) putCatalog(w http.ResponseWriter, r *http.Request, c *Caller) erro
 		return err
 	}
 	name := r.PathValue("name")
-	setAuditScope(r, extensions.PublisherID(name))
+	setAuditScope(r, resource.Publisher(name).String())
 	cat, err := a.Extensions.PutCatalog(r.Context(), name, body, c.Name)
 	if err != nil {
 		return err

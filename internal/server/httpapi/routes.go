@@ -3,19 +3,25 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 func scopeRoot(*http.Request) string { return "/" }
 
-func scopeSub(r *http.Request) string { return "/subscriptions/" + r.PathValue("sub") }
+func scopeSub(r *http.Request) string { return resource.Subscription(r.PathValue("sub")).String() }
 
 func scopeRG(r *http.Request) string {
-	return scopeSub(r) + "/resourceGroups/" + r.PathValue("rg")
+	return resource.ResourceGroup(r.PathValue("sub"), r.PathValue("rg")).String()
 }
 
-func scopeMachine(r *http.Request) string { return scopeRG(r) + "/machines/" + r.PathValue("name") }
+// machineRef is the machine named by the path of r.
+func machineRef(r *http.Request) resource.MachineRef {
+	return resource.MachineRef{Subscription: r.PathValue("sub"), ResourceGroup: r.PathValue("rg"), Name: r.PathValue("name")}
+}
+
+func scopeMachine(r *http.Request) string { return machineRef(r).ID().String() }
 
 // scopeQuery is the scope given in ?scope=, "/" by default.
 func scopeQuery(r *http.Request) string {

@@ -2,12 +2,13 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/store"
@@ -187,7 +188,7 @@ func (a *API) loadCallerAssignments(ctx context.Context, c *Caller) error {
 	if c.loaded {
 		return nil
 	}
-	as, err := a.loadAssignments(ctx, c.ID)
+	as, err := a.Roles.Assignments(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -207,39 +208,6 @@ func (a *API) authorizeAnywhere(ctx context.Context, c *Caller, action string) e
 		}
 	}
 	return errForbidden("%s %q does not have authorization to perform action %q over any scope", c.Type, c.Name, action)
-}
-
-// loadAssignments resolves a principal's role assignments with their roles.
-func (a *API) loadAssignments(ctx context.Context, principalID string) ([]authz.Assignment, error) {
-	ras, err := a.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: principalID})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]authz.Assignment, 0, len(ras))
-	for _, ra := range ras {
-		role, err := a.role(ctx, ra.RoleID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // a dangling assignment grants nothing
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, authz.Assignment{Role: role, Scope: ra.Scope})
-	}
-	return out, nil
-}
-
-// role finds a built-in or custom role by id.
-func (a *API) role(ctx context.Context, id string) (authz.Role, error) {
-	if r, ok := authz.BuiltInRole(id); ok {
-		return r, nil
-	}
-	rd, err := a.Store.GetRoleDefinition(ctx, id)
-	if err != nil {
-		return authz.Role{}, err
-	}
-	return authz.Role{ID: rd.ID, Name: rd.Name, Description: rd.Description, Actions: rd.Actions,
-		NotActions: rd.NotActions, AssignableScopes: rd.AssignableScopes}, nil
 }
 
 // audit writes the activity entry for mutating and denied calls.
@@ -267,7 +235,7 @@ func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
 		result = wire.ResultFailed
 	}
 	e := store.ActivityEntry{
-		ID: newSortableID(), Time: a.now(), Action: rt.Action, Scope: scope, Result: result, Status: status,
+		Action: rt.Action, Scope: scope, Result: result, Status: status,
 		Message: ri.auditMessage, CorrelationID: ri.correlationID, SourceIP: ri.sourceIP,
 		Method: r.Method, Path: r.URL.Path, CallerID: "anonymous", Caller: "anonymous",
 	}
@@ -278,7 +246,7 @@ func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
 	}
 	// The activity log is the audit trail: write it even if the client left.
 	ctx := context.WithoutCancel(r.Context())
-	if err := a.Store.AppendActivity(ctx, e); err != nil {
+	if err := a.Activity.Record(ctx, e); err != nil {
 		a.Logger.ErrorContext(ctx, "activity log write failed", "action", rt.Action, "correlation_id", ri.correlationID, "err", err)
 	}
 	a.Metrics.activityEntries.Inc()
@@ -309,7 +277,7 @@ func truncate(s string, n int) string {
 func correlationID(r *http.Request) string {
 	id := r.Header.Get("X-Correlation-ID")
 	if id == "" || len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-		return newUUID()
+		return uuid.NewString()
 	}
 	return id
 }

@@ -26,14 +26,14 @@ type Sweeper struct {
 	// sweeps at a time; it returns false when another holder has it.
 	Lock func(ctx context.Context) (release func(), ok bool)
 	// OnChanged is called with the ids whose status changed.
-	OnChanged func(ids []string)
+	OnChanged func(ctx context.Context, ids []string)
 
 	// Runs, when set, has its overdue run commands failed on every sweep
 	// (RunGrace is the time a started run gets beyond its timeout), and
 	// OnRunsExpired is told machine id -> new desired-state generation.
 	Runs          store.RunCommands
 	RunGrace      time.Duration
-	OnRunsExpired func(generations map[string]int64)
+	OnRunsExpired func(ctx context.Context, generations map[string]int64)
 }
 
 // Run sweeps every Interval until ctx is done.
@@ -68,7 +68,7 @@ func (s *Sweeper) Sweep(ctx context.Context) {
 	if len(ids) > 0 {
 		s.Logger.InfoContext(ctx, "machine status changed", "count", len(ids))
 		if s.OnChanged != nil {
-			s.OnChanged(ids)
+			s.OnChanged(ctx, ids)
 		}
 	}
 	if s.Runs == nil {
@@ -82,7 +82,7 @@ func (s *Sweeper) Sweep(ctx context.Context) {
 	if len(gens) > 0 {
 		s.Logger.InfoContext(ctx, "overdue run commands failed", "machines", len(gens))
 		if s.OnRunsExpired != nil {
-			s.OnRunsExpired(gens)
+			s.OnRunsExpired(ctx, gens)
 		}
 	}
 }

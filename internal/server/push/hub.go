@@ -3,6 +3,9 @@
 // queue per stream. A change of desired state calls Notify and reaches the
 // agent as soon as its stream writer runs.
 //
+// Notifier is the one interface contexts push through: the Hub is the
+// notifier of a single server; package replicas fans out across replicas.
+//
 // Concurrency: all methods are safe for concurrent use. A Stream is owned by
 // the HTTP handler that registered it; the hub only enqueues to it. When a
 // stream's queue is full the hub closes it rather than block: the agent
@@ -11,10 +14,27 @@
 package push
 
 import (
+	"context"
 	"sync"
 
 	"github.com/corralhq/corral/internal/wire"
 )
+
+// Notifier delivers push messages to whichever replica holds a machine's
+// stream, as soon as the change they announce is committed. Delivery is
+// best effort: an agent that misses a message catches up from the
+// generation in its next welcome. Implementations take ctx for the I/O
+// they may do (never under a lock), finish that I/O even if ctx is
+// cancelled after the change was committed (within a bounded time), and
+// never block on one machine's stream.
+type Notifier interface {
+	// Notify tells the machine its desired state changed to generation gen.
+	Notify(ctx context.Context, machineID string, gen int64)
+	// Goodbye tells the machine its identity is gone; its stream closes.
+	Goodbye(ctx context.Context, machineID, reason string)
+}
+
+var _ Notifier = (*Hub)(nil)
 
 // QueueSize is the number of messages buffered per stream.
 const QueueSize = 16
@@ -88,14 +108,14 @@ func (h *Hub) Send(machineID string, msg wire.StreamMessage) bool {
 	return true
 }
 
-// Notify tells the machine its desired state changed to generation gen.
-func (h *Hub) Notify(machineID string, gen int64) bool {
-	return h.Send(machineID, wire.StreamMessage{Type: wire.MsgSync, Generation: gen})
+// Notify implements Notifier for the streams of this server.
+func (h *Hub) Notify(_ context.Context, machineID string, gen int64) {
+	h.Send(machineID, wire.StreamMessage{Type: wire.MsgSync, Generation: gen})
 }
 
-// Goodbye tells the machine its identity is gone and drops its stream after
-// the message is written.
-func (h *Hub) Goodbye(machineID, reason string) {
+// Goodbye implements Notifier for the streams of this server: the stream
+// is dropped after the message is written.
+func (h *Hub) Goodbye(_ context.Context, machineID, reason string) {
 	h.Send(machineID, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: reason})
 }
 

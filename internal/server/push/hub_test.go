@@ -1,6 +1,7 @@
 package push
 
 import (
+	"context"
 	"testing"
 
 	"github.com/corralhq/corral/internal/wire"
@@ -12,7 +13,8 @@ func TestHubRegisterReplaceAndOverflow(t *testing.T) {
 	h := NewHub()
 	h.OnCount = func(n int) { counts = append(counts, n) }
 	a := h.Register("m1")
-	if !h.Notify("m1", 2) || h.Notify("m2", 2) {
+	ctx := context.Background()
+	if !h.Send("m1", wire.StreamMessage{Type: wire.MsgSync, Generation: 2}) || h.Send("m2", wire.StreamMessage{Type: wire.MsgSync, Generation: 2}) {
 		t.Fatal("notify routing")
 	}
 	if msg := <-a.Out; msg.Type != wire.MsgSync || msg.Generation != 2 {
@@ -29,7 +31,7 @@ func TestHubRegisterReplaceAndOverflow(t *testing.T) {
 		t.Fatal("new stream lost")
 	}
 	for range QueueSize + 1 {
-		h.Notify("m1", 3)
+		h.Notify(ctx, "m1", 3)
 	}
 	select {
 	case <-b.Closed:

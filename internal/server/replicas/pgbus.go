@@ -4,7 +4,12 @@
 // at a time. Both use PostgreSQL itself — LISTEN/NOTIFY and advisory locks —
 // so there is no home-made consensus.
 //
-// With SQLite there is one server; the local hub is the whole bus.
+// With SQLite there is one server; its push.Hub is the whole bus.
+//
+// Concurrency: PGBus holds no lock of its own. NOTIFYs and the sweeper's
+// advisory lock go through a small connection pool (pgxpool), so a slow
+// NOTIFY delays only its own caller; the listener has its own connection,
+// owned by Run.
 package replicas
 
 import (
@@ -14,10 +19,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/wire"
@@ -29,70 +34,60 @@ const Channel = "corral_push"
 // sweeperLockKey is the advisory lock id of the status sweeper.
 const sweeperLockKey = 0x636f7272616c01 // "corral" + 1
 
-// Notifier delivers push messages to whichever replica holds the stream.
-type Notifier interface {
-	Notify(machineID string, gen int64)
-	Goodbye(machineID, reason string)
-}
+// senderConns bounds the connections PGBus opens for NOTIFY and the
+// sweeper lock (the listener has one more of its own).
+const senderConns = 4
 
-// Local is the single-server notifier: the local hub.
-type Local struct{ Hub *push.Hub }
-
-// Notify implements Notifier.
-func (l Local) Notify(id string, gen int64) { l.Hub.Notify(id, gen) }
-
-// Goodbye implements Notifier.
-func (l Local) Goodbye(id, reason string) { l.Hub.Goodbye(id, reason) }
+// publishTimeout bounds one NOTIFY. It runs even when the caller's context
+// was cancelled after its change was committed: the change must be announced.
+const publishTimeout = 5 * time.Second
 
 // PGBus fans push messages out through LISTEN/NOTIFY. Every replica,
 // including the sender, receives each message and delivers it to its own
 // hub if it holds the machine's stream.
 type PGBus struct {
-	DSN string
-	Hub *push.Hub
-	Log *slog.Logger
-
-	mu     sync.Mutex
-	sender *pgx.Conn // NOTIFY and advisory locks
+	dsn  string
+	hub  *push.Hub
+	log  *slog.Logger
+	pool *pgxpool.Pool
 }
 
-// Notify implements Notifier.
-func (b *PGBus) Notify(id string, gen int64) {
-	b.publish("sync " + id + " " + strconv.FormatInt(gen, 10))
-}
+var _ push.Notifier = (*PGBus)(nil)
 
-// Goodbye implements Notifier.
-func (b *PGBus) Goodbye(id, reason string) { b.publish("bye " + id + " " + reason) }
-
-func (b *PGBus) publish(payload string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := b.withSender(ctx, func(c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload)
-		return err
-	})
+// NewPGBus returns a bus over the PostgreSQL database of dsn, delivering to
+// hub. It connects lazily; Close releases its connections.
+func NewPGBus(dsn string, hub *push.Hub, log *slog.Logger) (*PGBus, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// Deliver locally at least; remote agents catch up on reconnect.
-		b.Log.Error("push notify failed; delivering locally only", "err", err)
-		b.deliver(payload)
+		return nil, fmt.Errorf("push bus: %w", err)
 	}
+	cfg.MaxConns = senderConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("push bus: %w", err)
+	}
+	return &PGBus{dsn: dsn, hub: hub, log: log, pool: pool}, nil
 }
 
-func (b *PGBus) withSender(ctx context.Context, f func(*pgx.Conn) error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sender == nil || b.sender.IsClosed() {
-		c, err := pgx.Connect(ctx, b.DSN)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		b.sender = c
+// Close releases the sender connections. Call it after Run has returned.
+func (b *PGBus) Close() { b.pool.Close() }
+
+// Notify implements push.Notifier.
+func (b *PGBus) Notify(ctx context.Context, id string, gen int64) {
+	b.publish(ctx, "sync "+id+" "+strconv.FormatInt(gen, 10))
+}
+
+// Goodbye implements push.Notifier.
+func (b *PGBus) Goodbye(ctx context.Context, id, reason string) { b.publish(ctx, "bye "+id+" "+reason) }
+
+func (b *PGBus) publish(ctx context.Context, payload string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
+		// Deliver locally at least; remote agents catch up on reconnect.
+		b.log.ErrorContext(ctx, "push notify failed; delivering locally only", "err", err)
+		b.deliver(ctx, payload)
 	}
-	err := f(b.sender)
-	if err != nil && b.sender.PgConn().IsClosed() {
-		b.sender = nil
-	}
-	return err
 }
 
 // Run listens until ctx is done, reconnecting on failure.
@@ -102,21 +97,16 @@ func (b *PGBus) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			break
 		}
-		b.Log.Warn("push listener lost its connection; reconnecting", "err", err)
+		b.log.WarnContext(ctx, "push listener lost its connection; reconnecting", "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
 	}
-	b.mu.Lock()
-	if b.sender != nil {
-		_ = b.sender.Close(context.Background())
-	}
-	b.mu.Unlock()
 }
 
 func (b *PGBus) listen(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, b.DSN)
+	conn, err := pgx.Connect(ctx, b.dsn)
 	if err != nil {
 		return err
 	}
@@ -129,48 +119,52 @@ func (b *PGBus) listen(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.deliver(n.Payload)
+		b.deliver(ctx, n.Payload)
 	}
 }
 
-func (b *PGBus) deliver(payload string) {
+func (b *PGBus) deliver(ctx context.Context, payload string) {
 	kind, rest, _ := strings.Cut(payload, " ")
 	id, arg, _ := strings.Cut(rest, " ")
 	switch kind {
 	case "sync":
 		gen, err := strconv.ParseInt(arg, 10, 64)
 		if err == nil {
-			b.Hub.Notify(id, gen)
+			b.hub.Notify(ctx, id, gen)
 		}
 	case "bye":
-		b.Hub.Send(id, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: arg})
+		b.hub.Send(id, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: arg})
 	}
 }
 
 // SweeperLock takes the sweeper's advisory lock if no other replica holds
-// it. The lock lives on the sender connection's session and is released
-// after the sweep.
+// it. The lock lives on one pooled connection's session, kept out of the
+// pool until release unlocks it.
 func (b *PGBus) SweeperLock(ctx context.Context) (release func(), ok bool) {
-	var got bool
-	err := b.withSender(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", sweeperLockKey).Scan(&got)
-	})
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
-		b.Log.Error("sweeper lock failed", "err", err)
+		b.log.ErrorContext(ctx, "sweeper lock failed", "err", err)
 		return nil, false
 	}
-	if !got {
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", sweeperLockKey).Scan(&got); err != nil || !got {
+		if err != nil {
+			b.log.ErrorContext(ctx, "sweeper lock failed", "err", err)
+		}
+		conn.Release()
 		return nil, false
 	}
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 		defer cancel()
-		err := b.withSender(ctx, func(c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1)", sweeperLockKey)
-			return err
-		})
-		if err != nil && !errors.Is(err, context.Canceled) {
-			b.Log.Error("sweeper unlock failed", "err", err)
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", sweeperLockKey); err != nil {
+			if !errors.Is(err, context.Canceled) {
+				b.log.ErrorContext(ctx, "sweeper unlock failed", "err", err)
+			}
+			// The session may still hold the lock: close it rather than
+			// return it to the pool.
+			_ = conn.Conn().Close(ctx)
 		}
+		conn.Release()
 	}, true
 }

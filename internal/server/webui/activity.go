@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -122,7 +123,7 @@ func (h *Handler) activity(u *uiRequest) {
 	p := &page{Title: "Activity log", Nav: "activity", Me: &u.me, Data: d}
 	if err == nil {
 		var list wire.List[wire.ActivityEntry]
-		if err = u.api.get(u.ctx(), apiPath("activityLogs"), f.apiQuery(), &list); err == nil {
+		if err = u.api.Do(u.ctx(), http.MethodGet, withQuery(client.APIBase+"/activityLogs", f.apiQuery()), nil, &list); err == nil {
 			d.Entries = list.Value
 			if next := skipTokenOf(list.NextLink); next != "" {
 				d.NextURL = f.uiURL(next)

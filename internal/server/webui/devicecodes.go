@@ -49,14 +49,14 @@ func (h *Handler) deviceCodes(u *uiRequest) {
 func (h *Handler) showDeviceCodes(u *uiRequest, status int, p *page, code string) {
 	d := &deviceCodesData{Code: code}
 	p.Data = d
-	var list wire.List[wire.PendingDeviceCode]
-	if err := u.api.get(u.ctx(), apiPath("deviceCodes"), nil, &list); err != nil {
+	pending, err := u.api.ListDeviceCodes(u.ctx())
+	if err != nil {
 		if p.Error == nil {
 			p.Error = h.toUIError(u.r, err)
 			status = p.Error.Status
 		}
 	} else {
-		d.Pending = list.Value
+		d.Pending = pending
 	}
 	h.render(u.w, u.r, status, "devicecodes", p)
 }
@@ -72,8 +72,8 @@ func (h *Handler) approveDeviceCode(u *uiRequest) {
 		h.showDeviceCodes(u, http.StatusBadRequest, p, u.r.PostForm.Get("code"))
 		return
 	}
-	var ap wire.DeviceCodeApproval
-	if err := u.api.do(u.ctx(), http.MethodPost, apiPath("deviceCodes", code, "approve"), nil, nil, "", &ap); err != nil {
+	ap, err := u.api.ApproveDeviceCode(u.ctx(), code)
+	if err != nil {
 		p.Error = h.toUIError(u.r, err)
 		p.Error.Message = "Code " + code + " was not approved: " + p.Error.Message
 		h.showDeviceCodes(u, p.Error.Status, p, code)

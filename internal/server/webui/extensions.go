@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -73,11 +75,12 @@ func (h *Handler) loadExtensions(u *uiRequest, m wire.Machine, d *machineData, v
 		d.ExtForm = *v.extForm
 	}
 	var since time.Time
-	var list wire.List[wire.MachineExtension]
-	if err := u.api.get(u.ctx(), machinePath(u.r)+"/extensions", nil, &list); err != nil {
+	ref := machineRef(u.r)
+	exts, err := u.api.ListMachineExtensions(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name)
+	if err != nil {
 		d.ExtensionsErr = h.toUIError(u.r, err)
 	}
-	for _, e := range list.Value {
+	for _, e := range exts {
 		row := extensionRow{MachineExtension: e, Highlight: e.Name == v.highlight, Busy: extensionBusy(e.State), Deleting: e.State == wire.ExtDeleting,
 			ChangeURL: base + "?" + url.Values{"edit": {e.Name}}.Encode() + "#extension-form",
 			RemoveURL: base + "/extensions/" + url.PathEscape(e.Name) + "/delete"}
@@ -108,13 +111,13 @@ func (h *Handler) loadExtensions(u *uiRequest, m wire.Machine, d *machineData, v
 // role can read it; when refused, the caller types Publisher/Type instead
 // and the API checks what they submit either way.
 func (h *Handler) loadPackages(u *uiRequest, d *machineData) {
-	var list wire.List[wire.ExtensionPackage]
-	if err := u.api.get(u.ctx(), apiPath("extensionPackages"), url.Values{"$top": {"1000"}}, &list); err != nil {
+	pkgs, err := u.api.ListExtensionPackages(u.ctx(), "", "")
+	if err != nil {
 		d.PackagesNote = "The list of published packages could not be read (" + h.toUIError(u.r, err).Message +
 			"). Enter the package as Publisher/Type."
 		return
 	}
-	d.Packages = packageChoices(list.Value)
+	d.Packages = packageChoices(pkgs)
 	if len(d.Packages) == 0 {
 		d.PackagesNote = "No package is listed in a publisher's signed catalog. Enter the package as Publisher/Type."
 	}
@@ -179,9 +182,10 @@ func (h *Handler) setExtension(u *uiRequest) {
 		Version: strings.TrimSpace(pf.Get("version")), Settings: pf.Get("settings")}
 	body, err := extensionSetBody(&form, pf.Get("protectedSettings"), pf.Get("clearProtectedSettings") != "")
 	if err == nil {
-		var ext wire.MachineExtension
-		err = u.api.do(u.ctx(), http.MethodPut, machinePath(u.r)+"/extensions/"+url.PathEscape(form.Name), nil, body, "application/json", &ext)
-		clear(body) // it may hold protected settings in the clear
+		// Sent as is (json.RawMessage) and cleared: it may hold protected
+		// settings in the clear.
+		err = u.api.Do(u.ctx(), http.MethodPut, client.ResourcePath(machineRef(u.r).ID().Extension(form.Name)), json.RawMessage(body), nil)
+		clear(body)
 	}
 	if err != nil {
 		ue := h.toUIError(u.r, err)
@@ -205,7 +209,7 @@ func extensionSetBody(f *extensionForm, protected string, clearProtected bool) (
 	if f.Name == "" {
 		f.Name = typ
 	}
-	if !nameRE.MatchString(f.Name) {
+	if !resource.ValidName(f.Name) {
 		return nil, formError("Name must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit.")
 	}
 	req := wire.MachineExtensionSet{Publisher: publisher, Type: typ, Version: f.Version}
@@ -234,7 +238,8 @@ func extensionSetBody(f *extensionForm, protected string, clearProtected bool) (
 // state Deleting until the agent reports it gone).
 func (h *Handler) deleteExtension(u *uiRequest) {
 	name := u.r.PathValue("ext")
-	err := u.api.do(u.ctx(), http.MethodDelete, machinePath(u.r)+"/extensions/"+url.PathEscape(name), nil, nil, "", nil)
+	ref := machineRef(u.r)
+	_, err := u.api.DeleteMachineExtension(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name, name)
 	if err != nil {
 		ue := h.toUIError(u.r, err)
 		ue.Message = "The extension was not removed: " + ue.Message

@@ -4,23 +4,20 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 const defaultSubscription = "default"
 
 var (
-	// nameRE and tagFilterRE mirror the API's rules so that bad input gets
-	// a message naming the form field before any call is made.
-	nameRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	tagFilterRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}(=.*)?$`)
-	statuses    = []string{wire.StatusConnected, wire.StatusDisconnected, wire.StatusExpired}
+	statuses = []string{wire.StatusConnected, wire.StatusDisconnected, wire.StatusExpired}
 )
 
 // machineFilter is the inventory's query: the same filters as the API and
@@ -40,10 +37,12 @@ func parseMachineFilter(q url.Values) (machineFilter, error) {
 	if f.Sub == "" {
 		f.Sub = defaultSubscription
 	}
-	if !nameRE.MatchString(f.Sub) {
+	// The API's own name and tag rules (package resource), so that bad
+	// input gets a message naming the form field before any call is made.
+	if !resource.ValidName(f.Sub) {
 		return f, formError("Subscription must be a name of 1-63 letters, digits, '.', '_' or '-'.")
 	}
-	if f.RG != "" && !nameRE.MatchString(f.RG) {
+	if f.RG != "" && !resource.ValidName(f.RG) {
 		return f, formError("Resource group must be a name of 1-63 letters, digits, '.', '_' or '-'.")
 	}
 	var ok bool
@@ -53,7 +52,7 @@ func parseMachineFilter(q url.Values) (machineFilter, error) {
 	if f.Status, ok = canonical(q.Get("status"), statuses); !ok {
 		return f, formError("Status must be Connected, Disconnected or Expired.")
 	}
-	if f.Tag != "" && !tagFilterRE.MatchString(f.Tag) {
+	if key, _, _ := strings.Cut(f.Tag, "="); f.Tag != "" && !resource.ValidTagKey(key) {
 		return f, formError("Tag must be KEY or KEY=VALUE, for example env=prod.")
 	}
 	if len(f.Name) > 63 || len(f.OS) > 64 {
@@ -84,10 +83,11 @@ func canonical(v string, allowed []string) (string, bool) {
 }
 
 func (f machineFilter) apiPath() string {
+	scope := resource.Subscription(f.Sub)
 	if f.RG != "" {
-		return apiPath("subscriptions", f.Sub, "resourceGroups", f.RG, "machines")
+		scope = resource.ResourceGroup(f.Sub, f.RG)
 	}
-	return apiPath("subscriptions", f.Sub, "machines")
+	return client.ResourcePath(scope) + "/" + resource.Machines
 }
 
 func (f machineFilter) apiQuery() url.Values {
@@ -139,12 +139,11 @@ func (h *Handler) inventory(u *uiRequest) {
 	d := &inventoryData{Filter: f, Environments: wire.Environments, Statuses: statuses, PageSizes: []int{25, 50, 100, 250, 500, 1000},
 		Filtered: f.RG != "" || f.Environment != "" || f.Status != "" || f.OS != "" || f.Tag != "" || f.Name != ""}
 	p := &page{Title: "Machines", Nav: "machines", Me: &u.me, Data: d}
-	if name := u.r.URL.Query().Get("deleted"); nameRE.MatchString(name) {
+	if name := u.r.URL.Query().Get("deleted"); resource.ValidName(name) {
 		p.Notice = "Machine " + strconv.Quote(name) + " was deleted. Its agent has been told to stop."
 	}
-	var subs wire.List[wire.Subscription]
-	if u.api.get(u.ctx(), apiPath("subscriptions"), nil, &subs) == nil {
-		for _, s := range subs.Value {
+	if subs, err := u.api.ListSubscriptions(u.ctx()); err == nil {
+		for _, s := range subs {
 			d.Subscriptions = append(d.Subscriptions, s.Name)
 		}
 	}
@@ -154,7 +153,7 @@ func (h *Handler) inventory(u *uiRequest) {
 		return
 	}
 	var list wire.List[wire.Machine]
-	if err := u.api.get(u.ctx(), f.apiPath(), f.apiQuery(), &list); err != nil {
+	if err := u.api.Do(u.ctx(), http.MethodGet, withQuery(f.apiPath(), f.apiQuery()), nil, &list); err != nil {
 		p.Error = h.toUIError(u.r, err)
 		if p.Error.Status == http.StatusForbidden && f.RG == "" {
 			p.Error.Message += ". If you were given access to a resource group, enter it in the filter above."
@@ -254,10 +253,13 @@ func agentConfigRows(c *wire.AgentConfig) []configRow {
 	}
 }
 
-// machinePath is the API path of the machine named in the UI URL.
-func machinePath(r *http.Request) string {
-	return apiPath("subscriptions", r.PathValue("sub"), "resourceGroups", r.PathValue("rg"), "machines", r.PathValue("name"))
+// machineRef is the machine named in the UI URL.
+func machineRef(r *http.Request) resource.MachineRef {
+	return resource.MachineRef{Subscription: r.PathValue("sub"), ResourceGroup: r.PathValue("rg"), Name: r.PathValue("name")}
 }
+
+// machinePath is the API path of the machine named in the UI URL.
+func machinePath(r *http.Request) string { return client.ResourcePath(machineRef(r).ID()) }
 
 // machinePageURL is the UI page of the machine named in the UI URL.
 func machinePageURL(r *http.Request) string {
@@ -267,10 +269,10 @@ func machinePageURL(r *http.Request) string {
 func (h *Handler) machineDetail(u *uiRequest) {
 	q := u.r.URL.Query()
 	v := machineView{status: http.StatusOK, get: true, edit: q.Get("edit"), runsSkip: q.Get("runs")}
-	if name := q.Get("extension"); nameRE.MatchString(name) {
+	if name := q.Get("extension"); resource.ValidName(name) {
 		v.notice, v.highlight = "Extension "+strconv.Quote(name)+" was submitted to the machine; its state is shown below.", name
 	}
-	if name := q.Get("removed"); nameRE.MatchString(name) {
+	if name := q.Get("removed"); resource.ValidName(name) {
 		v.notice, v.highlight = "Removal of extension "+strconv.Quote(name)+" was requested.", name
 	}
 	h.showMachine(u, v)
@@ -308,8 +310,9 @@ func (v machineView) actionErr() *uiError {
 // Each section that the API refuses to read says why; the rest of the page
 // is still shown.
 func (h *Handler) showMachine(u *uiRequest, v machineView) {
-	var m wire.Machine
-	if err := u.api.get(u.ctx(), machinePath(u.r), nil, &m); err != nil {
+	ref := machineRef(u.r)
+	m, err := u.api.GetMachine(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name)
+	if err != nil {
 		if ae := v.actionErr(); ae != nil {
 			h.render(u.w, u.r, ae.Status, "error", &page{Title: "Machine", Nav: "machines", Me: &u.me, Error: ae})
 			return
@@ -366,7 +369,8 @@ func refreshAfter(now, since time.Time) int {
 // machines/delete at the machine's scope succeeds and the attempt is in the
 // activity log either way.
 func (h *Handler) deleteMachine(u *uiRequest) {
-	err := u.api.do(u.ctx(), http.MethodDelete, machinePath(u.r), nil, nil, "", nil)
+	ref := machineRef(u.r)
+	err := u.api.DeleteMachine(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name)
 	if err != nil {
 		ue := h.toUIError(u.r, err)
 		ue.Message = "The machine was not deleted: " + ue.Message

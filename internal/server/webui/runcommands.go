@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -90,7 +92,7 @@ func (h *Handler) loadRuns(u *uiRequest, m wire.Machine, d *machineData, v machi
 		d.NewestRunsURL = base + "#runs"
 	}
 	var list wire.List[wire.RunCommand]
-	if err := u.api.get(u.ctx(), machinePath(u.r)+"/runCommands", q, &list); err != nil {
+	if err := u.api.Do(u.ctx(), http.MethodGet, withQuery(machinePath(u.r)+"/"+resource.RunCommands, q), nil, &list); err != nil {
 		d.RunsErr = h.toUIError(u.r, err)
 		return time.Time{}
 	}
@@ -117,7 +119,7 @@ func (h *Handler) createRunCommand(u *uiRequest) {
 	name := newRunName(h.cfg.Clock())
 	body, err := form.request()
 	if err == nil {
-		err = u.api.do(u.ctx(), http.MethodPut, machinePath(u.r)+"/runCommands/"+name, nil, body, "application/json", nil)
+		err = u.api.Do(u.ctx(), http.MethodPut, client.ResourcePath(machineRef(u.r).ID().RunCommand(name)), json.RawMessage(body), nil)
 	}
 	if err != nil {
 		ue := h.toUIError(u.r, err)
@@ -221,13 +223,14 @@ func outputCapped(s string) bool {
 // Output is rendered as text by html/template, so whatever the machine
 // printed is shown, never interpreted.
 func (h *Handler) runCommandDetail(u *uiRequest) {
-	var m wire.Machine
-	if err := u.api.get(u.ctx(), machinePath(u.r), nil, &m); err != nil {
+	ref := machineRef(u.r)
+	m, err := u.api.GetMachine(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name)
+	if err != nil {
 		h.renderError(u.w, u.r, &u.me, err)
 		return
 	}
-	var rc wire.RunCommand
-	if err := u.api.get(u.ctx(), machinePath(u.r)+"/runCommands/"+url.PathEscape(u.r.PathValue("run")), nil, &rc); err != nil {
+	rc, err := u.api.GetRunCommand(u.ctx(), ref.Subscription, ref.ResourceGroup, ref.Name, u.r.PathValue("run"))
+	if err != nil {
 		h.renderError(u.w, u.r, &u.me, err)
 		return
 	}

@@ -3,7 +3,6 @@ package webui
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -62,10 +61,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, wire.CodeValidation, "Enter your user name and password.")
 		return
 	}
-	form := url.Values{"grant_type": {wire.GrantPassword}, "username": {d.Username}, "password": {password}}
-	var tr wire.TokenResponse
-	err := h.apiFor(r, "").do(r.Context(), http.MethodPost, wire.PathToken, nil, []byte(form.Encode()),
-		"application/x-www-form-urlencoded", &tr)
+	tr, err := h.apiFor(r, "").PasswordToken(r.Context(), d.Username, password)
 	var ae *wire.APIError
 	switch {
 	case errors.As(err, &ae):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -130,15 +131,11 @@ func correlationID(r *http.Request) string {
 type uiRequest struct {
 	w   http.ResponseWriter
 	r   *http.Request
-	api *apiCall
+	api *client.Client // acts with the session's token
 	me  wire.Me
 }
 
 func (u *uiRequest) ctx() context.Context { return u.r.Context() }
-
-func (h *Handler) apiFor(r *http.Request, token string) *apiCall {
-	return &apiCall{api: h.cfg.API, browser: r, token: token, correlationID: correlationID(r)}
-}
 
 // authed runs fn for a signed-in user. Without a session, or when the API
 // no longer accepts its token (expired, user deleted or disabled), the
@@ -151,7 +148,8 @@ func (h *Handler) authed(fn func(*uiRequest)) http.Handler {
 			return
 		}
 		u := &uiRequest{w: w, r: r, api: h.apiFor(r, tok)}
-		if err := u.api.get(r.Context(), apiPath("me"), nil, &u.me); err != nil {
+		me, err := u.api.Me(r.Context())
+		if err != nil {
 			if isUnauthenticated(err) {
 				setCookie(w, sessionCookie, "", 0)
 				redirectToSignIn(w, r, "expired")
@@ -160,6 +158,7 @@ func (h *Handler) authed(fn func(*uiRequest)) http.Handler {
 			h.renderError(w, r, nil, err)
 			return
 		}
+		u.me = me
 		fn(u)
 	})
 }

@@ -118,13 +118,17 @@ func (s *Store) DeleteRoleDefinition(ctx context.Context, id string) error {
 
 // CreateRoleAssignment treats scopes that differ only in case as the same.
 func (s *Store) CreateRoleAssignment(ctx context.Context, a store.RoleAssignment) error {
-	_, err := s.exec(ctx, s.write, `INSERT INTO role_assignments (id, principal_id, principal_type, role_id, scope,
-		created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.PrincipalID, a.PrincipalType, a.RoleID, a.Scope, micros(a.CreatedAt), a.CreatedBy)
-	if err != nil {
+	if err := s.insertRoleAssignment(ctx, s.write, a); err != nil {
 		return fmt.Errorf("create role assignment %s: %w", a.ID, err)
 	}
 	return nil
+}
+
+func (s *Store) insertRoleAssignment(ctx context.Context, db querier, a store.RoleAssignment) error {
+	_, err := s.exec(ctx, db, `INSERT INTO role_assignments (id, principal_id, principal_type, role_id, scope,
+		created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.PrincipalID, a.PrincipalType, a.RoleID, a.Scope, micros(a.CreatedAt), a.CreatedBy)
+	return err
 }
 
 const roleAssignmentCols = `id, principal_id, principal_type, role_id, scope, created_at, created_by`
@@ -173,14 +177,6 @@ func (s *Store) ListRoleAssignments(ctx context.Context, f store.RoleAssignmentF
 func (s *Store) DeleteRoleAssignment(ctx context.Context, id string) error {
 	if err := affected1(s.exec(ctx, s.write, `DELETE FROM role_assignments WHERE id = ?`, id)); err != nil {
 		return fmt.Errorf("delete role assignment %s: %w", id, err)
-	}
-	return nil
-}
-
-// DeletePrincipalAssignments succeeds when the principal has none.
-func (s *Store) DeletePrincipalAssignments(ctx context.Context, principalID string) error {
-	if _, err := s.exec(ctx, s.write, `DELETE FROM role_assignments WHERE principal_id = ?`, principalID); err != nil {
-		return fmt.Errorf("delete role assignments of %s: %w", principalID, err)
 	}
 	return nil
 }

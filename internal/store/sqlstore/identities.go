@@ -12,9 +12,20 @@ import (
 
 // Users.
 
-func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.exec(ctx, s.write, `INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt))
+func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.RoleAssignment) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)`,
+			u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt))
+		if err != nil {
+			return err
+		}
+		for _, a := range grants {
+			if err := s.insertRoleAssignment(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("create user %q: %w", u.Name, err)
 	}
@@ -66,13 +77,27 @@ func (s *Store) UpdateUserPassword(ctx context.Context, id, hash string) error {
 	return nil
 }
 
-// DeleteUser removes only the user; its tokens and role assignments are
-// removed by the caller (DeletePrincipalTokens, DeletePrincipalAssignments).
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	if err := affected1(s.exec(ctx, s.write, `DELETE FROM users WHERE id = ?`, id)); err != nil {
+	if err := s.deletePrincipal(ctx, `DELETE FROM users WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete user %s: %w", id, err)
 	}
 	return nil
+}
+
+// deletePrincipal runs del (which deletes the principal row of id) and
+// removes the principal's API tokens and role assignments, in one
+// transaction that changes nothing when del matched no row.
+func (s *Store) deletePrincipal(ctx context.Context, del, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := affected1(s.exec(ctx, tx, del, id)); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM api_tokens WHERE principal_id = ?`, id); err != nil {
+			return err
+		}
+		_, err := s.exec(ctx, tx, `DELETE FROM role_assignments WHERE principal_id = ?`, id)
+		return err
+	})
 }
 
 // Service principals.
@@ -120,7 +145,7 @@ func (s *Store) ListServicePrincipals(ctx context.Context) ([]store.ServicePrinc
 }
 
 func (s *Store) DeleteServicePrincipal(ctx context.Context, clientID string) error {
-	if err := affected1(s.exec(ctx, s.write, `DELETE FROM service_principals WHERE client_id = ?`, clientID)); err != nil {
+	if err := s.deletePrincipal(ctx, `DELETE FROM service_principals WHERE client_id = ?`, clientID); err != nil {
 		return fmt.Errorf("delete service principal %s: %w", clientID, err)
 	}
 	return nil
@@ -173,14 +198,6 @@ func (s *Store) ListAPITokens(ctx context.Context, principalID string) ([]store.
 func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 	if err := affected1(s.exec(ctx, s.write, `DELETE FROM api_tokens WHERE id = ?`, id)); err != nil {
 		return fmt.Errorf("delete API token %s: %w", id, err)
-	}
-	return nil
-}
-
-// DeletePrincipalTokens succeeds when the principal has no tokens.
-func (s *Store) DeletePrincipalTokens(ctx context.Context, principalID string) error {
-	if _, err := s.exec(ctx, s.write, `DELETE FROM api_tokens WHERE principal_id = ?`, principalID); err != nil {
-		return fmt.Errorf("delete API tokens of %s: %w", principalID, err)
 	}
 	return nil
 }

@@ -171,6 +171,52 @@ func (s *Store) UpdateMachineTags(ctx context.Context, id string, tags map[strin
 	return gen, nil
 }
 
+// generationChunk bounds the ids per statement of BumpGenerations.
+const generationChunk = 500
+
+// BumpGenerations updates the machines in sorted chunks, so concurrent
+// calls take row locks in the same order.
+func (s *Store) BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	gens := make(map[string]int64, len(ids))
+	if len(ids) == 0 {
+		return gens, nil
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for chunk := range slices.Chunk(ids, generationChunk) {
+			args := make([]any, 0, len(chunk)+1)
+			args = append(args, micros(at))
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			marks := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+			rows, err := tx.QueryContext(ctx, s.q(`UPDATE machines SET generation = generation + 1, updated_at = ?
+				WHERE id IN (`+marks+`) RETURNING id, generation`), args...)
+			type bumped struct {
+				id  string
+				gen int64
+			}
+			bs, err := collect(rows, err, func(r scanner) (bumped, error) {
+				var b bumped
+				return b, r.Scan(&b.id, &b.gen)
+			})
+			if err != nil {
+				return s.mapErr(err)
+			}
+			for _, b := range bs {
+				gens[b.id] = b.gen
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bump the generation of %d machines: %w", len(ids), err)
+	}
+	return gens, nil
+}
+
 // UpdateMachineReport sets UpdatedAt to r.At along with the reported fields.
 func (s *Store) UpdateMachineReport(ctx context.Context, id string, r store.MachineReport) error {
 	set := []string{`updated_at = ?`}

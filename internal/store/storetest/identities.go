@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,30 @@ func testUsers(t *testing.T, s store.Store) {
 	isErr(t, err, store.ErrNotFound, "get deleted user")
 	isErr(t, s.DeleteUser(ctx, "usr-1"), store.ErrNotFound, "delete user twice")
 	ok(t, s.CreateUser(ctx, store.User{ID: "usr-4", Name: "alice", CreatedAt: t0}), "the name is free again")
+}
+
+// testCreateUserWithGrants: a user and its first role assignments are
+// stored together or not at all.
+func testCreateUserWithGrants(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	grant := func(id, principal, scope string) store.RoleAssignment {
+		return store.RoleAssignment{ID: id, PrincipalID: principal, PrincipalType: "User", RoleID: "owner", Scope: scope, CreatedAt: t0}
+	}
+	ok(t, s.CreateUser(ctx, store.User{ID: "usr-1", Name: "admin", CreatedAt: t0}, grant("ra-1", "usr-1", "/")), "create user with a grant")
+	ras, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: "usr-1"})
+	ok(t, err, "list assignments")
+	if len(ras) != 1 || ras[0].Scope != "/" {
+		t.Errorf("grants of the new user: %+v", ras)
+	}
+	// The second grant clashes with the first (same id): neither the user
+	// nor its first grant may remain.
+	err = s.CreateUser(ctx, store.User{ID: "usr-2", Name: "bob", CreatedAt: t0}, grant("ra-2", "usr-2", "/"), grant("ra-1", "usr-2", "/subscriptions/a"))
+	isErr(t, err, store.ErrConflict, "a clashing grant")
+	_, err = s.GetUser(ctx, "usr-2")
+	isErr(t, err, store.ErrNotFound, "the user of a failed create")
+	if ras, _ := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: "usr-2"}); len(ras) != 0 {
+		t.Errorf("grants of a failed create remain: %+v", ras)
+	}
 }
 
 func testServicePrincipals(t *testing.T, s store.Store) {
@@ -108,14 +133,55 @@ func testAPITokens(t *testing.T, s store.Store) {
 	isErr(t, s.DeleteAPIToken(ctx, "t1"), store.ErrNotFound, "delete token twice")
 	_, err = s.GetAPITokenByHash(ctx, "h1")
 	isErr(t, err, store.ErrNotFound, "get deleted token")
-
-	ok(t, s.DeletePrincipalTokens(ctx, "usr-1"), "delete the principal's tokens")
-	ok(t, s.DeletePrincipalTokens(ctx, "nobody"), "delete tokens of a principal without any")
-	list, err = s.ListAPITokens(ctx, "usr-1")
-	ok(t, err, "list tokens")
-	diff(t, list, []store.APIToken{}, "after DeletePrincipalTokens")
 	_, err = s.GetAPITokenByHash(ctx, "h3")
-	ok(t, err, "another principal's token survives")
+	ok(t, err, "another token survives")
+}
+
+// testDeletePrincipalTakesItsGrants: deleting a user or a service principal
+// removes its API tokens and role assignments with it, in one transaction
+// that changes nothing when the principal does not exist.
+func testDeletePrincipalTakesItsGrants(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const spID = "0b6c4b44-0000-4000-8000-0000000000aa"
+	ok(t, s.CreateUser(ctx, store.User{ID: "usr-1", Name: "alice", CreatedAt: t0}), "create user")
+	ok(t, s.CreateUser(ctx, store.User{ID: "usr-2", Name: "bob", CreatedAt: t0}), "create user")
+	ok(t, s.CreateServicePrincipal(ctx, store.ServicePrincipal{ClientID: spID, DisplayName: "deployer", SecretHash: "sh",
+		ExpiresAt: t0.Add(time.Hour), CreatedAt: t0}), "create service principal")
+	// usr-ghost holds grants but has no user row (a principal deleted before
+	// deletes took its grants).
+	for i, p := range []string{"usr-1", "usr-2", spID, "usr-ghost"} {
+		ok(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-" + p, Name: "t", PrincipalID: p, Hash: fmt.Sprint("hash-", i),
+			CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}), "create token of %s", p)
+		for j, scope := range []string{"/", "/subscriptions/a"} {
+			ok(t, s.CreateRoleAssignment(ctx, store.RoleAssignment{ID: fmt.Sprint("ra-", p, "-", j), PrincipalID: p,
+				PrincipalType: "User", RoleID: "reader", Scope: scope, CreatedAt: t0}), "assign a role to %s", p)
+		}
+	}
+	grants := func(p string) (tokens, assignments int) {
+		t.Helper()
+		ts, err := s.ListAPITokens(ctx, p)
+		ok(t, err, "list tokens of %s", p)
+		ras, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{PrincipalID: p})
+		ok(t, err, "list assignments of %s", p)
+		return len(ts), len(ras)
+	}
+
+	ok(t, s.DeleteUser(ctx, "usr-1"), "delete user")
+	ok(t, s.DeleteServicePrincipal(ctx, spID), "delete service principal")
+	for _, p := range []string{"usr-1", spID} {
+		if tk, ra := grants(p); tk != 0 || ra != 0 {
+			t.Errorf("%s: %d tokens and %d role assignments outlive the principal", p, tk, ra)
+		}
+	}
+	isErr(t, s.DeleteUser(ctx, "usr-ghost"), store.ErrNotFound, "delete a user that does not exist")
+	isErr(t, s.DeleteServicePrincipal(ctx, "usr-ghost"), store.ErrNotFound, "delete a service principal that does not exist")
+	for _, p := range []string{"usr-2", "usr-ghost"} {
+		if tk, ra := grants(p); tk != 1 || ra != 2 {
+			t.Errorf("%s: %d tokens and %d role assignments, want 1 and 2 (untouched)", p, tk, ra)
+		}
+	}
+	_, err := s.GetUser(ctx, "usr-2")
+	ok(t, err, "the other user is still there")
 }
 
 func deviceCode(user, hash string, expires time.Time) store.DeviceCode {

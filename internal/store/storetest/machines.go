@@ -235,6 +235,52 @@ func testUpdateMachineTags(t *testing.T, s store.Store) {
 	isErr(t, err, store.ErrNotFound, "update tags of a missing machine")
 }
 
+func testBumpGenerations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seedGroups(t, s, "s1/rg")
+	createMachines(t, s, machine("m1", "s1/rg/a"), machine("m2", "s1/rg/b"), machine("m3", "s1/rg/c"))
+	_, err := s.UpdateMachineTags(ctx, "m2", map[string]string{"x": "y"}, t0)
+	ok(t, err, "update tags")
+	want1, want3 := getByID(t, s, "m1"), getByID(t, s, "m3")
+
+	at := t0.Add(time.Hour)
+	gens, err := s.BumpGenerations(ctx, []string{"m2", "m1", "missing", "m2"}, at)
+	ok(t, err, "bump generations")
+	diff(t, gens, map[string]int64{"m1": 2, "m2": 3}, "new generations (unknown ids left out, duplicates bumped once)")
+	want1.Generation, want1.UpdatedAt = 2, at
+	diff(t, getByID(t, s, "m1"), want1, "a bumped machine changes only generation and UpdatedAt")
+	diff(t, getByID(t, s, "m3"), want3, "a machine not named is untouched")
+
+	gens, err = s.BumpGenerations(ctx, nil, at)
+	ok(t, err, "bump no machines")
+	diff(t, gens, map[string]int64{}, "nothing bumped")
+	gens, err = s.BumpGenerations(ctx, []string{"missing"}, at)
+	ok(t, err, "bump only unknown machines")
+	diff(t, gens, map[string]int64{}, "nothing bumped")
+}
+
+// testBumpGenerationsLargeBatch crosses the statement chunking of the
+// backends.
+func testBumpGenerationsLargeBatch(t *testing.T, s store.Store) {
+	seedGroups(t, s, "s1/rg")
+	ids := []string{}
+	for i := range 1201 {
+		m := machine(fmt.Sprintf("m-%05d", i), fmt.Sprintf("s1/rg/vm-%05d", i))
+		createMachines(t, s, m)
+		ids = append(ids, m.ID)
+	}
+	gens, err := s.BumpGenerations(t.Context(), ids, t0.Add(time.Hour))
+	ok(t, err, "bump 1201 machines")
+	if len(gens) != len(ids) {
+		t.Fatalf("bumped %d machines, want %d", len(gens), len(ids))
+	}
+	for _, id := range []string{ids[0], ids[600], ids[1200]} {
+		if gens[id] != 2 || getByID(t, s, id).Generation != 2 {
+			t.Errorf("%s: generation %d (stored %d), want 2", id, gens[id], getByID(t, s, id).Generation)
+		}
+	}
+}
+
 func testUpdateMachineReport(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	seedGroups(t, s, "s1/rg")

@@ -1,0 +1,2 @@
+// Package identity is fixture code: a context.
+package identity

@@ -1,0 +1,2 @@
+// Package refusal is fixture code.
+package refusal

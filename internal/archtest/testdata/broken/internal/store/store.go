@@ -1,0 +1,2 @@
+// Package store is fixture code: the contract.
+package store

@@ -1,0 +1,2 @@
+// Package wire is fixture code.
+package wire

@@ -1,0 +1,70 @@
+package activity_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/server/activity"
+	"github.com/corralhq/corral/internal/server/refusal"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func TestRecordAndList(t *testing.T) {
+	t.Parallel()
+	clock := &testutil.Clock{}
+	svc := activity.New(testutil.Store(t), clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := t.Context()
+	for i := range 5 {
+		scope := "/subscriptions/default/resourceGroups/web"
+		if i%2 == 1 {
+			scope = "/subscriptions/other"
+		}
+		result := wire.ResultSucceeded
+		if i == 4 {
+			result = wire.ResultDenied
+		}
+		if err := svc.Record(ctx, store.ActivityEntry{ID: "ignored", Action: fmt.Sprintf("Corral.Test/%d/write", i), Scope: scope,
+			Result: result, Caller: "alice", CallerID: "usr-1"}); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+	}
+	var actions []string
+	q := activity.Query{Scope: "/subscriptions/default", Page: store.Page{Limit: 1}}
+	for {
+		page, err := svc.List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Items {
+			if e.ID == "ignored" || e.Time.IsZero() {
+				t.Errorf("entry without its own id and time: %+v", e)
+			}
+			actions = append(actions, e.Action)
+		}
+		if page.After == "" {
+			break
+		}
+		q.Page.After = page.After
+	}
+	if fmt.Sprint(actions) != "[Corral.Test/4/write Corral.Test/2/write Corral.Test/0/write]" {
+		t.Errorf("newest first, in scope: %v", actions)
+	}
+	page, err := svc.List(ctx, activity.Query{Result: "denied", Action: "Corral.Test/*"})
+	if err != nil || len(page.Items) != 1 || page.Items[0].Result != wire.ResultDenied {
+		t.Errorf("denied: %+v %v", page.Items, err)
+	}
+	for _, bad := range []activity.Query{
+		{Scope: "/subscriptions/"}, {Result: "Maybe"}, {From: "yesterday"}, {To: "2026-13-01T00:00:00Z"}, {Action: "Corral.*/write"},
+	} {
+		if _, err := svc.List(ctx, bad); !errors.Is(err, refusal.ErrInvalid) {
+			t.Errorf("%+v: %v, want refused", bad, err)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+// Package capability is the server side of the feature seam: the one place
+// where a machine's desired state is assembled and an agent's reports are
+// dispatched, so that a new capability plugs in by registering, not by
+// editing the shared handlers.
+//
+// A server context (inventory, extensions, and later policy, updates,
+// endpoint protection, access) takes part by implementing Registrant: at
+// assembly it adds
+//
+//   - DesiredContributors, each writing its part of a machine's desired
+//     state. Core fields (resource id, tags) come from inventory; extensions
+//     writes Extensions, Publishers and RunCommands; later capabilities
+//     write their slice to ds.Features[featureName] with SetFeature. The
+//     generation stays one number per machine (store.Machine.Generation):
+//     a context that changes its slice for some machines calls
+//     Syncer.DesiredChanged, which bumps their generations and pushes a sync.
+//   - ReportHandlers, each for the report kinds it owns. Several handlers
+//     may take one kind (every context that cares when the agent applied a
+//     generation handles wire.ReportApplied); they run in registration
+//     order.
+//
+// Failure: a contributor's error fails the whole desired state (the agent
+// retries; it must never apply a partial one). A report handler's error
+// that wraps refusal.ErrInvalid means "acknowledged and dropped" — a
+// malformed report is never retried forever — and so does a kind no
+// handler took (a newer agent); any other error fails the batch, which the
+// agent delivers again, so handlers must tolerate a report applied twice.
+//
+// Concurrency: register everything before the server serves; afterwards
+// the Registry is only read and is safe for concurrent use.
+package capability
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/refusal"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// DesiredContributor adds a context's part of a machine's desired state.
+// m is the machine as read when its agent authenticated; contributors must
+// not write fields another context owns.
+type DesiredContributor interface {
+	ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error
+}
+
+// ReportHandler applies one agent report of a kind it registered for. at is
+// when the server received the batch.
+type ReportHandler interface {
+	HandleReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error
+}
+
+// ReportHandlerFunc adapts a function to ReportHandler.
+type ReportHandlerFunc func(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error
+
+// HandleReport implements ReportHandler.
+func (f ReportHandlerFunc) HandleReport(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	return f(ctx, m, r, at)
+}
+
+// Registrant is a server context that takes part in the seam.
+type Registrant interface {
+	Register(r *Registry)
+}
+
+// MaxReportsPerBatch is the most reports one batch may carry.
+const MaxReportsPerBatch = 100
+
+type contributor struct {
+	name string
+	c    DesiredContributor
+}
+
+// Registry maps the seam to the contexts: who contributes to the desired
+// state, and which handlers take each report kind.
+type Registry struct {
+	log          *slog.Logger
+	contributors []contributor
+	handlers     map[string][]ReportHandler
+}
+
+// NewRegistry returns an empty registry logging dropped reports to log.
+func NewRegistry(log *slog.Logger) *Registry {
+	return &Registry{log: log, handlers: map[string][]ReportHandler{}}
+}
+
+// Register lets each registrant add its contributors and handlers, in order.
+func (r *Registry) Register(rs ...Registrant) {
+	for _, x := range rs {
+		x.Register(r)
+	}
+}
+
+// AddContributor adds c; name says whose part it is (in errors).
+// Contributors run in the order added.
+func (r *Registry) AddContributor(name string, c DesiredContributor) {
+	r.contributors = append(r.contributors, contributor{name: name, c: c})
+}
+
+// AddReportHandler makes h take reports of kind, after the handlers
+// already added for it.
+func (r *Registry) AddReportHandler(kind string, h ReportHandler) {
+	r.handlers[kind] = append(r.handlers[kind], h)
+}
+
+// Handles reports whether some handler takes reports of kind.
+func (r *Registry) Handles(kind string) bool { return len(r.handlers[kind]) > 0 }
+
+// DesiredState assembles what the agent of m should reconcile toward: the
+// generation of m, then every contributor's part.
+func (r *Registry) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
+	ds := wire.DesiredState{Generation: m.Generation}
+	for _, c := range r.contributors {
+		if err := c.c.ContributeDesired(ctx, m, &ds); err != nil {
+			return wire.DesiredState{}, fmt.Errorf("%s part of the desired state of machine %s: %w", c.name, m.ID, err)
+		}
+	}
+	return ds, nil
+}
+
+// ApplyReports applies a batch in order and returns the ids the agent may
+// drop from its outbox: every report applied, refused as malformed or of a
+// kind nobody handles. A batch that is itself malformed (too many reports,
+// a report without an id) is refused whole, before anything is applied.
+func (r *Registry) ApplyReports(ctx context.Context, m store.Machine, reports []wire.Report, at time.Time) (wire.ReportAck, error) {
+	if len(reports) > MaxReportsPerBatch {
+		return wire.ReportAck{}, refusal.Invalid("reports", "at most %d reports per batch", MaxReportsPerBatch)
+	}
+	for _, rep := range reports {
+		if rep.ID == "" {
+			return wire.ReportAck{}, refusal.Invalid("reports.id", "every report needs an id")
+		}
+	}
+	ack := wire.ReportAck{Accepted: make([]string, 0, len(reports))}
+	for _, rep := range reports {
+		hs := r.handlers[rep.Kind]
+		if len(hs) == 0 {
+			// A newer agent's kind: acknowledged and dropped rather than
+			// blocking its outbox.
+			r.log.WarnContext(ctx, "unknown report kind dropped", "machine", m.ID, "kind", truncate(rep.Kind, 32))
+		}
+		for _, h := range hs {
+			err := h.HandleReport(ctx, m, rep, at)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, refusal.ErrInvalid) {
+				return wire.ReportAck{}, fmt.Errorf("apply %s report %s: %w", truncate(rep.Kind, 32), truncate(rep.ID, 64), err)
+			}
+			// Resending it would not help: acknowledged and dropped.
+			r.log.WarnContext(ctx, "malformed report dropped", "machine", m.ID, "kind", rep.Kind,
+				"report", truncate(rep.ID, 64), "err", err)
+			break
+		}
+		ack.Accepted = append(ack.Accepted, rep.ID)
+	}
+	return ack, nil
+}
+
+// DecodeReport decodes a report's body into v strictly (unknown fields and
+// trailing data refused); a malformed body is a refusal.ErrInvalid, so the
+// report is dropped.
+func DecodeReport(rep wire.Report, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(rep.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return refusal.Invalid("reports.body", "report %s: malformed body: %v", truncate(rep.ID, 64), err)
+	}
+	if dec.More() {
+		return refusal.Invalid("reports.body", "report %s: malformed body: data after the JSON value", truncate(rep.ID, 64))
+	}
+	return nil
+}
+
+// SetFeature writes a capability's slice of the desired state under the
+// agent feature's name. Two contributors writing one name is a programming
+// error, reported as such.
+func SetFeature(ds *wire.DesiredState, name string, v any) error {
+	if _, taken := ds.Features[name]; taken {
+		return fmt.Errorf("desired state feature %q written twice", name)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode desired state feature %q: %w", name, err)
+	}
+	if ds.Features == nil {
+		ds.Features = map[string]json.RawMessage{}
+	}
+	ds.Features[name] = b
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// GenerationStore bumps machines' desired-state generation (store.Machines).
+type GenerationStore interface {
+	BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error)
+}
+
+// Syncer tells agents that their desired state changed: the one way a
+// context moves machines to a new generation and pushes the sync.
+type Syncer struct {
+	store  GenerationStore
+	notify push.Notifier
+}
+
+// NewSyncer returns a Syncer over st and n.
+func NewSyncer(st GenerationStore, n push.Notifier) *Syncer { return &Syncer{store: st, notify: n} }
+
+// DesiredChanged bumps the generation of the machines ids, after the
+// caller committed a change to their slice of the desired state, and pushes
+// a sync to each. It returns machine id -> new generation (unknown ids are
+// left out).
+func (s *Syncer) DesiredChanged(ctx context.Context, ids []string, at time.Time) (map[string]int64, error) {
+	gens, err := s.store.BumpGenerations(ctx, ids, at)
+	if err != nil {
+		return nil, err
+	}
+	s.Announce(ctx, gens)
+	return gens, nil
+}
+
+// Announce pushes a sync for generations a store method already bumped in
+// its own transaction (the extension tables do).
+func (s *Syncer) Announce(ctx context.Context, gens map[string]int64) {
+	for id, gen := range gens {
+		s.notify.Notify(ctx, id, gen)
+	}
+}

@@ -1,0 +1,199 @@
+package inventory_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/capability"
+	"github.com/corralhq/corral/internal/server/inventory"
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/refusal"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+
+type env struct {
+	st  store.Store
+	hub *push.Hub
+	svc *inventory.Service
+	reg *capability.Registry
+	ref resource.MachineRef
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st := testutil.Store(t, "default/web")
+	hub := push.NewHub()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := inventory.New(st, hub, func() time.Time { return t0 }, log, 365*24*time.Hour)
+	reg := capability.NewRegistry(log)
+	reg.Register(svc)
+	m := store.Machine{ID: "m-1", Subscription: "default", ResourceGroup: "web", Name: "vm1", Status: wire.StatusConnected,
+		Generation: 1, AgentVersion: "2026.11.0", Tags: map[string]string{"env": "prod"}, CreatedAt: t0, UpdatedAt: t0}
+	if err := st.CreateMachine(t.Context(), m, false); err != nil {
+		t.Fatal(err)
+	}
+	return &env{st: st, hub: hub, svc: svc, reg: reg, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "web", Name: "vm1"}}
+}
+
+func (e *env) machine(t *testing.T) store.Machine {
+	t.Helper()
+	m, err := e.st.GetMachineByID(t.Context(), "m-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func report(kind string, body any) wire.Report {
+	b, _ := json.Marshal(body)
+	if s, ok := body.(string); ok {
+		b = []byte(s)
+	}
+	return wire.Report{ID: fmt.Sprint(kind, "-", time.Now().UnixNano()), Kind: kind, AgentVersion: "2026.12.1", Body: b}
+}
+
+func TestCoreReports(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	at := t0.Add(time.Minute)
+	props := wire.MachineProperties{OSName: "Debian", OSVersion: "12", Environment: wire.EnvAWS, Hostname: "vm1"}
+	batch := []wire.Report{
+		report(wire.ReportProperties, props),
+		report(wire.ReportAgentConfig, wire.AgentConfig{Mode: "full", ExtensionsEnabled: true}),
+		report(wire.ReportApplied, wire.AppliedState{Generation: 1}),
+	}
+	ack, err := e.reg.ApplyReports(ctx, e.machine(t), batch, at)
+	if err != nil || len(ack.Accepted) != 3 {
+		t.Fatalf("ack %+v, %v", ack, err)
+	}
+	m := e.machine(t)
+	if m.OSName != "debian" || m.Environment != wire.EnvAWS || m.AppliedGeneration != 1 || m.AgentVersion != "2026.12.1" || !m.UpdatedAt.Equal(at) {
+		t.Errorf("after the reports: %+v", m)
+	}
+	got := e.svc.ToWireMachine(m)
+	if got.Properties.Hostname != "vm1" || got.AgentConfig == nil || got.AgentConfig.Mode != "full" || !got.AgentSupported {
+		t.Errorf("API view: %+v", got)
+	}
+
+	// Malformed reports are acknowledged and dropped, and change nothing.
+	bad := []wire.Report{
+		report(wire.ReportProperties, wire.MachineProperties{Environment: "Mars"}),
+		report(wire.ReportProperties, `{"osName":"x","unknown":1}`),
+		report(wire.ReportAgentConfig, `not json`),
+		report(wire.ReportApplied, wire.AppliedState{Generation: -4}),
+	}
+	ack, err = e.reg.ApplyReports(ctx, e.machine(t), bad, at.Add(time.Hour))
+	if err != nil || len(ack.Accepted) != len(bad) {
+		t.Fatalf("malformed: ack %+v, %v", ack, err)
+	}
+	if d := cmp.Diff(m, e.machine(t)); d != "" {
+		t.Errorf("a malformed report changed the machine (-before +after):\n%s", d)
+	}
+}
+
+func TestDesiredStateCore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ds, err := e.reg.DesiredState(t.Context(), e.machine(t))
+	want := wire.DesiredState{Generation: 1, ResourceID: "/subscriptions/default/resourceGroups/web/machines/vm1", Tags: map[string]string{"env": "prod"}}
+	if d := cmp.Diff(want, ds); err != nil || d != "" {
+		t.Errorf("desired state (-want +got):\n%s %v", d, err)
+	}
+}
+
+func TestSetMachineTagsPushesTheNewGeneration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	stream := e.hub.Register("m-1")
+	if _, err := e.svc.SetMachineTags(ctx, e.ref, nil); !errors.Is(err, refusal.ErrInvalid) {
+		t.Errorf("nil tags: %v, want refused", err)
+	}
+	if _, err := e.svc.SetMachineTags(ctx, e.ref, map[string]string{"bad key": "v"}); !errors.Is(err, refusal.ErrInvalid) {
+		t.Errorf("bad key: %v, want refused", err)
+	}
+	m, err := e.svc.SetMachineTags(ctx, e.ref, map[string]string{"tier": "web"})
+	if err != nil || m.Tags["tier"] != "web" {
+		t.Fatalf("%+v %v", m, err)
+	}
+	select {
+	case msg := <-stream.Out:
+		if msg.Type != wire.MsgSync || msg.Generation != 2 || e.machine(t).Generation != 2 {
+			t.Errorf("got %+v, stored generation %d; want a sync of 2", msg, e.machine(t).Generation)
+		}
+	default:
+		t.Error("no sync pushed")
+	}
+	if _, err := e.svc.SetMachineTags(ctx, resource.MachineRef{Subscription: "default", ResourceGroup: "web", Name: "gone"}, map[string]string{}); !errors.Is(err, refusal.ErrNotFound) {
+		t.Errorf("missing machine: %v", err)
+	}
+}
+
+func TestDeleteMachineSaysGoodbye(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	stream := e.hub.Register("m-1")
+	if err := e.svc.DeleteMachine(t.Context(), e.ref); err != nil {
+		t.Fatal(err)
+	}
+	if msg := <-stream.Out; msg.Type != wire.MsgGoodbye {
+		t.Errorf("got %+v, want goodbye", msg)
+	}
+	if _, err := e.svc.GetMachine(t.Context(), e.ref); !errors.Is(err, refusal.ErrNotFound) {
+		t.Errorf("deleted machine: %v", err)
+	}
+}
+
+func TestListMachines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	for i := range 5 {
+		m := store.Machine{ID: fmt.Sprint("x-", i), Subscription: "default", ResourceGroup: "web", Name: fmt.Sprint("vm-x", i),
+			Status: wire.StatusDisconnected, Generation: 1, CreatedAt: t0, UpdatedAt: t0}
+		if err := e.st.CreateMachine(ctx, m, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	q := inventory.MachineQuery{Subscription: "default", Status: "disconnected", Page: store.Page{Limit: 2}}
+	for {
+		page, err := e.svc.ListMachines(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range page.Items {
+			names = append(names, m.Name)
+		}
+		if page.After == "" {
+			break
+		}
+		q.Page.After = page.After
+	}
+	if d := cmp.Diff([]string{"vm-x0", "vm-x1", "vm-x2", "vm-x3", "vm-x4"}, names); d != "" {
+		t.Errorf("pages (-want +got):\n%s", d)
+	}
+	for _, bad := range []inventory.MachineQuery{
+		{Subscription: "default", Environment: "Mars"}, {Subscription: "default", Status: "Asleep"}, {Subscription: "default", Tag: "=v"},
+	} {
+		if _, err := e.svc.ListMachines(ctx, bad); !errors.Is(err, refusal.ErrInvalid) {
+			t.Errorf("%+v: %v, want refused", bad, err)
+		}
+	}
+	if _, err := e.svc.ListMachines(ctx, inventory.MachineQuery{Subscription: "default", ResourceGroup: "nope"}); !errors.Is(err, refusal.ErrNotFound) {
+		t.Errorf("missing group: %v", err)
+	}
+}

@@ -1,0 +1,120 @@
+package replicas_test
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/replicas"
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+func startBus(t *testing.T, dsn string, hub *push.Hub) *replicas.PGBus {
+	t.Helper()
+	b, err := replicas.NewPGBus(dsn, hub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; b.Close() })
+	return b
+}
+
+// TestNotifyReachesTheReplicaHoldingTheStream sends from one bus and
+// receives on another's hub: concurrent notifies all arrive (no sender lock
+// serialises them into a lost queue), and a notify whose caller's context
+// is already cancelled still goes out, since its change was committed.
+func TestNotifyReachesTheReplicaHoldingTheStream(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	sender := startBus(t, dsn, push.NewHub())
+	hub := push.NewHub()
+	startBus(t, dsn, hub)
+
+	machine := "m-" + rand.Text()
+	stream := hub.Register(machine)
+	ctx := t.Context()
+	// The listener connects in the background: notify until it hears.
+	testutil.Eventually(t, 10*time.Second, func() string {
+		sender.Notify(ctx, machine, 1)
+		select {
+		case <-stream.Out:
+			return ""
+		case <-time.After(100 * time.Millisecond):
+			return "no sync reached the other replica's hub"
+		}
+	})
+	for len(stream.Out) > 0 {
+		<-stream.Out
+	}
+
+	const n = push.QueueSize - 1
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { sender.Notify(ctx, machine, int64(100+i)) })
+	}
+	wg.Wait()
+	got := map[int64]bool{}
+	for len(got) < n {
+		select {
+		case msg := <-stream.Out:
+			if msg.Type == wire.MsgSync && msg.Generation >= 100 {
+				got[msg.Generation] = true
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d concurrent notifies arrived", len(got), n)
+		}
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	sender.Goodbye(cancelled, machine, "deleted")
+	select {
+	case msg := <-stream.Out:
+		if msg.Type != wire.MsgGoodbye || msg.Reason != "deleted" {
+			t.Fatalf("got %+v, want the goodbye", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a goodbye sent with a cancelled context was lost")
+	}
+}
+
+// TestSweeperLockIsExclusive: while one replica sweeps, another cannot.
+func TestSweeperLockIsExclusive(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	a, b := startBus(t, dsn, push.NewHub()), startBus(t, dsn, push.NewHub())
+	ctx := t.Context()
+	// The lock is database-wide: another test's server may hold it for a
+	// moment, so wait for it rather than fail.
+	var release func()
+	testutil.Eventually(t, 10*time.Second, func() string {
+		r, ok := a.SweeperLock(ctx)
+		if !ok {
+			return "the sweeper lock stayed taken"
+		}
+		release = r
+		return ""
+	})
+	if r, ok := b.SweeperLock(ctx); ok {
+		r()
+		t.Fatal("a second replica took the sweeper lock while the first held it")
+	}
+	release()
+	testutil.Eventually(t, 10*time.Second, func() string {
+		r, ok := b.SweeperLock(ctx)
+		if !ok {
+			return "the released lock could not be taken by the other replica"
+		}
+		r()
+		return ""
+	})
+}
