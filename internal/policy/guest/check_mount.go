@@ -14,8 +14,10 @@ import (
 // point's .mount unit in /etc/systemd/system) in a tree, from the kernel's
 // mount table on the live system.
 type MountCheck struct {
-	MountPoint string   `json:"mountPoint"`
-	Options    []string `json:"options"`
+	MountPoint string `json:"mountPoint"`
+	// Options that must be set; empty: the point must only be a separate
+	// mount.
+	Options []string `json:"options"`
 	// ImplicitOptions are in force when fstab has no entry because the
 	// system mounts the point itself (systemd mounts /dev/shm nosuid,nodev).
 	ImplicitOptions []string `json:"implicitOptions,omitempty"`
@@ -28,8 +30,8 @@ func (c *MountCheck) validate(p string) error {
 	if err := checkAbs(p+".mountPoint", c.MountPoint); err != nil {
 		return err
 	}
-	if len(c.Options) == 0 {
-		return cfgErr(p+".options", "needs at least one option")
+	if len(c.Options) == 0 && c.WhenNotMounted == Compliant {
+		return cfgErr(p, "a check without options only checks the point is a separate mount, so whenNotMounted cannot be Compliant")
 	}
 	return checkWhenMissing(p+".whenNotMounted", c.WhenNotMounted)
 }
@@ -161,7 +163,10 @@ func (c *MountCheck) notMounted(ev string) (State, string) {
 		st = NonCompliant
 	}
 	if st == NonCompliant {
-		ev += ", want a separate mount with " + strings.Join(c.Options, ",")
+		ev += ", want a separate mount"
+		if len(c.Options) > 0 {
+			ev += " with " + strings.Join(c.Options, ",")
+		}
 	}
 	return st, ev
 }

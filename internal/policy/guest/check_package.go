@@ -23,6 +23,10 @@ type PackageCheck struct {
 	// Version constrains an installed package: "OP VERSION" with OP one of
 	// >=, >, <=, <, =, e.g. ">= 1:7.4". Debian or RPM version ordering.
 	Version string `json:"version,omitempty"`
+	// WhenAbsent is the state of an "installed" rule when the package is
+	// not installed (default NonCompliant; Compliant for a version floor
+	// that only matters when the package is there).
+	WhenAbsent State `json:"whenAbsent,omitempty"`
 
 	op, ver string
 }
@@ -51,7 +55,10 @@ func (c *PackageCheck) validate(p string) error {
 		}
 		c.op, c.ver = f[0], f[1]
 	}
-	return nil
+	if c.WhenAbsent != "" && c.State != "installed" {
+		return cfgErr(p+".whenAbsent", "applies to state installed")
+	}
+	return checkWhenMissing(p+".whenAbsent", c.WhenAbsent)
 }
 
 const dpkgStatus = "/var/lib/dpkg/status"
@@ -203,10 +210,20 @@ func (c *PackageCheck) evaluate(s *snapshot) (State, string) {
 		return Compliant, c.Name + " is not installed"
 	}
 	if !p.installed {
-		if p.status != "" {
-			return NonCompliant, fmt.Sprintf("%s is not installed (dpkg status %q), want installed", c.Name, p.status)
+		st := c.WhenAbsent
+		if st == "" {
+			st = NonCompliant
 		}
-		return NonCompliant, c.Name + " is not installed, want installed"
+		ev := c.Name + " is not installed"
+		if p.status != "" {
+			ev += fmt.Sprintf(" (dpkg status %q)", p.status)
+		}
+		if st == NonCompliant {
+			ev += ", want installed"
+		} else {
+			ev += ": the rule does not apply"
+		}
+		return st, ev
 	}
 	if c.op == "" {
 		return Compliant, fmt.Sprintf("%s %s is installed", c.Name, p.version)

@@ -296,7 +296,7 @@ func (c *SSHDCheck) remediate(s *snapshot, tx *changeTx) error {
 	if cfg.err != nil || !cfg.exists {
 		return fmt.Errorf("cannot read the sshd configuration")
 	}
-	type fix struct{ kw, line string }
+	type fix struct{ kw, name, value string }
 	var fixes []fix
 	for i := range c.Settings {
 		st := &c.Settings[i]
@@ -312,7 +312,7 @@ func (c *SSHDCheck) remediate(s *snapshot, tx *changeTx) error {
 		if err != nil {
 			return err
 		}
-		fixes = append(fixes, fix{lkw, st.kw.name + " " + val})
+		fixes = append(fixes, fix{lkw, st.kw.name, val})
 	}
 	dropIn := false
 	for _, f := range cfg.files {
@@ -350,16 +350,19 @@ func (c *SSHDCheck) remediate(s *snapshot, tx *changeTx) error {
 	}
 	content := b
 	for _, f := range fixes {
+		line := f.name + " " + f.value
 		if dropIn {
-			content = setKeyLine(content, f.kw, f.line, " ", "# Managed by Corral guest configuration remediation.\n")
+			content = setKeyLine(content, f.kw, line, " ", "# Managed by Corral guest configuration remediation.\n")
 		} else {
-			content = append([]byte(f.line+" # set by Corral remediation\n"), content...)
+			content = append([]byte(line+" # set by Corral remediation\n"), content...)
 		}
 	}
 	if err := tx.writeFile(target, content, 0o644); err != nil {
 		return err
 	}
-	// Earlier global values of the keywords would still win: comment them out.
+	// Other global values of the keywords (earlier ones would still win,
+	// later ones are dead duplicates that confuse readers and scanners):
+	// comment them out, keeping the line just written.
 	s.forget()
 	cfg = s.sshdConfig(c.Config)
 	if cfg.err != nil {
@@ -367,9 +370,11 @@ func (c *SSHDCheck) remediate(s *snapshot, tx *changeTx) error {
 	}
 	lines := map[string][]int{}
 	for _, f := range fixes {
+		kept := false
 		for _, v := range cfg.all[f.kw] {
-			if v.file == target {
-				break
+			if !kept && v.file == target && strings.Join(v.args, " ") == f.value {
+				kept = true
+				continue
 			}
 			lines[v.file] = append(lines[v.file], v.line)
 		}

@@ -58,6 +58,10 @@ type Rule struct {
 	// SSGRuleID is the SCAP Security Guide rule with the same verdict, e.g.
 	// xccdf_org.ssgproject.content_rule_file_permissions_etc_passwd.
 	SSGRuleID string `json:"ssgRuleId,omitempty"`
+	// OnlyIfInstalled names a package the rule applies to: when it is not
+	// installed the rule is Compliant ("does not apply"), as SCAP content
+	// marks it not applicable (auditd settings without auditd).
+	OnlyIfInstalled string `json:"onlyIfInstalled,omitempty"`
 
 	File         *FileCheck         `json:"file,omitempty"`
 	FileContent  *FileContentCheck  `json:"fileContent,omitempty"`
@@ -149,6 +153,9 @@ func (r *Rule) init(p string) error {
 	case "low", "medium", "high":
 	default:
 		return cfgErr(p+".severity", "severity must be low, medium or high, got %q", r.Severity)
+	}
+	if r.OnlyIfInstalled != "" && !pkgNamePattern.MatchString(r.OnlyIfInstalled) {
+		return cfgErr(p+".onlyIfInstalled", "%q is not a package name", r.OnlyIfInstalled)
 	}
 	if r.SSGRuleID != "" && !strings.HasPrefix(r.SSGRuleID, "xccdf_org.ssgproject.content_rule_") {
 		return cfgErr(p+".ssgRuleId", "an SSG rule id starts with xccdf_org.ssgproject.content_rule_")

@@ -81,7 +81,7 @@ func (r *Rule) Apply(ctx context.Context, env Env) (*Change, error) {
 		return nil, err
 	}
 	s := newSnapshot(env)
-	st, before := r.check.evaluate(s)
+	st, before := r.evaluate(s)
 	switch st {
 	case Compliant:
 		return nil, nil
@@ -96,7 +96,7 @@ func (r *Rule) Apply(ctx context.Context, env Env) (*Change, error) {
 		return nil, fmt.Errorf("remediate %s: %w", r.ID, err)
 	}
 	s.forget()
-	st, after := r.check.evaluate(s)
+	st, after := r.evaluate(s)
 	if st != Compliant {
 		if uerr := tx.undo(); uerr != nil {
 			return nil, fmt.Errorf("remediation of %s left it %s (%s) and undoing it failed: %v", r.ID, st, after, uerr)

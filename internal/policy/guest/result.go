@@ -49,8 +49,22 @@ func (r *Rule) evaluateIn(ctx context.Context, s *snapshot) Result {
 		res.State, res.Evidence = Unknown, "not evaluated: "+err.Error()
 		return res
 	}
-	res.State, res.Evidence = r.check.evaluate(s)
+	res.State, res.Evidence = r.evaluate(s)
 	return res
+}
+
+// evaluate applies the rule's applicability, then its check.
+func (r *Rule) evaluate(s *snapshot) (State, string) {
+	if r.OnlyIfInstalled != "" {
+		installed, err := s.packageInstalled(r.OnlyIfInstalled)
+		if err != nil {
+			return Unknown, err.Error()
+		}
+		if !installed {
+			return Compliant, r.OnlyIfInstalled + " is not installed: the rule does not apply"
+		}
+	}
+	return r.check.evaluate(s)
 }
 
 // WatchPaths lists the paths inside the root that the rule reads: files and
@@ -58,7 +72,15 @@ func (r *Rule) evaluateIn(ctx context.Context, s *snapshot) Result {
 // watches. Paths that do not exist yet are included (their parent is what
 // to watch).
 func (r *Rule) WatchPaths(env Env) []string {
-	return r.check.watch(newSnapshot(env))
+	return r.watch(newSnapshot(env))
+}
+
+func (r *Rule) watch(s *snapshot) []string {
+	w := r.check.watch(s)
+	if r.OnlyIfInstalled != "" {
+		w = append(w, dpkgStatus)
+	}
+	return w
 }
 
 // WatchPaths is the union of the rules' watch paths, sorted.
@@ -67,7 +89,7 @@ func (c *Configuration) WatchPaths(env Env) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range c.Rules {
-		for _, p := range r.check.watch(s) {
+		for _, p := range r.watch(s) {
 			if !seen[p] {
 				seen[p] = true
 				out = append(out, p)
