@@ -175,7 +175,11 @@ func Aliases() []AliasDoc {
 			}
 			parts = append(parts, p)
 		}
-		out = append(out, AliasDoc{Name: a.name, ResourceType: a.resType, Path: "properties." + strings.Join(parts, "."), Doc: a.doc})
+		d := AliasDoc{Name: a.name, ResourceType: a.resType, Path: "properties." + strings.Join(parts, "."), Doc: a.doc}
+		if a.resType == foreignType {
+			d.Path, d.Doc = "", "Azure VM alias: accepted so exported definitions parse; never exists on a Corral resource"
+		}
+		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -162,11 +162,14 @@ func (c *MountCheck) notMounted(ev string) (State, string) {
 	if st == "" {
 		st = NonCompliant
 	}
-	if st == NonCompliant {
+	switch st {
+	case NonCompliant:
 		ev += ", want a separate mount"
 		if len(c.Options) > 0 {
 			ev += " with " + strings.Join(c.Options, ",")
 		}
+	case Compliant:
+		ev += ": the options rule does not apply"
 	}
 	return st, ev
 }

@@ -47,46 +47,93 @@ var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/loca
 func (c *SystemdUnitCheck) watch(*snapshot) []string { return append([]string(nil), unitDirs...) }
 
 type unitState struct {
-	state string // enabled, disabled, masked, static, not-found
+	state string // enabled, disabled, masked, not-found
 	where string
 }
 
-func (s *snapshot) unitState(unit string) (unitState, error) {
-	for _, d := range unitConfigDirs {
+// unitIndex is what the unit directories say, read once per snapshot.
+type unitIndex struct {
+	masked  map[string]string // unit -> link
+	enabled map[string]string // unit -> .wants/.requires link
+	files   map[string]string // unit -> unit file
+	err     error
+}
+
+func (s *snapshot) units() *unitIndex {
+	if s.unitIdx != nil {
+		return s.unitIdx
+	}
+	idx := &unitIndex{masked: map[string]string{}, enabled: map[string]string{}, files: map[string]string{}}
+	s.unitIdx = idx
+	list := func(d string) ([]os.DirEntry, string, bool) {
 		hp, err := s.env.HostPath(d)
 		if err != nil {
-			return unitState{}, err
+			idx.err = err
+			return nil, "", false
 		}
-		target, err := os.Readlink(path.Join(hp, unit))
-		if err == nil && (target == "/dev/null" || strings.HasSuffix(target, "/dev/null")) {
-			return unitState{"masked", path.Join(d, unit) + " -> /dev/null"}, nil
+		ents, err := os.ReadDir(hp)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
+				idx.err = errors.New(describeErr(d, err))
+			}
+			return nil, hp, false
 		}
+		return ents, hp, true
 	}
 	for _, d := range unitConfigDirs {
-		names, err := s.env.readDirNames(d)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
-				continue
-			}
-			return unitState{}, errors.New(describeErr(d, err))
+		ents, hp, ok := list(d)
+		if !ok {
+			continue
 		}
-		for _, n := range names {
-			if !strings.HasSuffix(n, ".wants") && !strings.HasSuffix(n, ".requires") {
-				continue
-			}
-			if _, err := s.env.stat(path.Join(d, n, unit)); err == nil {
-				return unitState{"enabled", path.Join(d, n, unit)}, nil
-			} else if hp, _ := s.env.HostPath(path.Join(d, n)); hp != "" {
-				if _, lerr := os.Lstat(path.Join(hp, unit)); lerr == nil {
-					return unitState{"enabled", path.Join(d, n, unit)}, nil
+		for _, e := range ents {
+			n := e.Name()
+			switch {
+			case e.Type()&fs.ModeSymlink != 0:
+				if target, err := os.Readlink(path.Join(hp, n)); err == nil && (target == "/dev/null" || strings.HasSuffix(target, "/dev/null")) {
+					if _, seen := idx.masked[n]; !seen {
+						idx.masked[n] = path.Join(d, n) + " -> /dev/null"
+					}
+				}
+			case e.IsDir() && (strings.HasSuffix(n, ".wants") || strings.HasSuffix(n, ".requires")):
+				sub, _, ok := list(path.Join(d, n))
+				if !ok {
+					continue
+				}
+				for _, u := range sub {
+					if _, seen := idx.enabled[u.Name()]; !seen {
+						idx.enabled[u.Name()] = path.Join(d, n, u.Name())
+					}
 				}
 			}
 		}
 	}
 	for _, d := range unitDirs {
-		if _, err := s.env.stat(path.Join(d, unit)); err == nil {
-			return unitState{"disabled", path.Join(d, unit)}, nil
+		ents, _, ok := list(d)
+		if !ok {
+			continue
 		}
+		for _, e := range ents {
+			if _, seen := idx.files[e.Name()]; !seen {
+				idx.files[e.Name()] = path.Join(d, e.Name())
+			}
+		}
+	}
+	return idx
+}
+
+func (s *snapshot) unitState(unit string) (unitState, error) {
+	idx := s.units()
+	if idx.err != nil {
+		return unitState{}, idx.err
+	}
+	if w, ok := idx.masked[unit]; ok {
+		return unitState{"masked", w}, nil
+	}
+	if w, ok := idx.enabled[unit]; ok {
+		return unitState{"enabled", w}, nil
+	}
+	if w, ok := idx.files[unit]; ok {
+		return unitState{"disabled", w}, nil
 	}
 	return unitState{"not-found", ""}, nil
 }

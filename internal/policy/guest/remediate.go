@@ -33,6 +33,7 @@ const maxBackupBytes = 4 << 20
 // /etc/shadow must not copy password hashes into the change record).
 type FileState struct {
 	Exists  bool   `json:"exists"`
+	Dir     bool   `json:"dir,omitempty"` // a directory: mode and owner only
 	Mode    uint32 `json:"mode,omitempty"`
 	UID     int    `json:"uid"`
 	GID     int    `json:"gid"`
@@ -179,6 +180,8 @@ func stateDiff(cur, want FileState) string {
 		return "created"
 	case !cur.Exists:
 		return ""
+	case cur.Dir != want.Dir:
+		return "replaced"
 	case cur.SHA256 != want.SHA256:
 		return "content changed"
 	case cur.Mode != want.Mode:
@@ -202,11 +205,15 @@ func (e Env) fileState(p string, keep bool) (FileState, error) {
 	if err != nil {
 		return FileState{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		return FileState{}, fmt.Errorf("%s is not a regular file", p)
-	}
 	st := fi.Sys().(*syscall.Stat_t)
 	out := FileState{Exists: true, Mode: uint32(st.Mode) & 07777, UID: int(st.Uid), GID: int(st.Gid)}
+	if fi.IsDir() {
+		out.Dir = true
+		return out, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return FileState{}, fmt.Errorf("%s is neither a regular file nor a directory", p)
+	}
 	if fi.Size() > maxBackupBytes {
 		return FileState{}, fmt.Errorf("%s is larger than %d bytes", p, maxBackupBytes)
 	}
@@ -237,7 +244,7 @@ func (e Env) restoreFile(fc FileChange) error {
 	if err != nil {
 		return err
 	}
-	if !cur.Exists || cur.SHA256 != fc.Before.SHA256 {
+	if !fc.Before.Dir && (!cur.Exists || cur.SHA256 != fc.Before.SHA256) {
 		if fc.Before.Content == nil && fc.Before.SHA256 != "" {
 			return fmt.Errorf("the change record has no copy of its content (only mode and owner were changed) and the content differs")
 		}

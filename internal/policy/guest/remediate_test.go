@@ -191,6 +191,24 @@ func TestApplyKernelModuleAndConfigValue(t *testing.T) {
 	}
 }
 
+func TestApplyAndRollbackDirectoryMode(t *testing.T) {
+	ctx := context.Background()
+	root := tree(t, map[string]string{"/etc/passwd": basePasswd, "/etc/group": baseGroup, "/etc/cron.d/job": "x"})
+	env := treeEnv(root)
+	chmod(t, root, "/etc/cron.d", 0o755)
+	r := rule(t, `"file":{"path":"/etc/cron.d","maxMode":"0700","owner":"root"}`)
+	ch := apply(t, r, env)
+	if got := fileMode(t, root, "/etc/cron.d"); got != 0o700 {
+		t.Fatalf("mode after apply %o", got)
+	}
+	if err := Rollback(ctx, env, ch, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileMode(t, root, "/etc/cron.d"); got != 0o755 {
+		t.Fatalf("mode after rollback %o", got)
+	}
+}
+
 func TestApplyRefusals(t *testing.T) {
 	ctx := context.Background()
 	root := tree(t, map[string]string{"/etc/passwd": basePasswd + "toor:x:0:0::/:/bin/sh\n"})

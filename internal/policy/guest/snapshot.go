@@ -20,6 +20,7 @@ type snapshot struct {
 	sshd     *sshdConfig
 	sysctl   *sysctlConfig
 	modprobe *modprobeConfig
+	unitIdx  *unitIndex
 }
 
 type fileRead struct {
@@ -47,7 +48,7 @@ func (s *snapshot) read(p string) ([]byte, error) {
 // forget drops cached state after a remediation wrote files.
 func (s *snapshot) forget() {
 	s.files = map[string]fileRead{}
-	s.users, s.groups, s.packages, s.sshd, s.sysctl, s.modprobe = nil, nil, nil, nil, nil, nil
+	s.users, s.groups, s.packages, s.sshd, s.sysctl, s.modprobe, s.unitIdx = nil, nil, nil, nil, nil, nil, nil
 }
 
 // ---- /etc/passwd, /etc/group, /etc/shadow ----
