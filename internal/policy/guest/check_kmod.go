@@ -134,6 +134,7 @@ func (c *KernelModuleCheck) evaluate(s *snapshot) (State, string) {
 	}
 	mod := modKey(c.Name)
 	var bad, good []string
+	unknown := ""
 	if c.Disabled {
 		var install *modprobeLine
 		for i := range cfg.lines {
@@ -170,7 +171,7 @@ func (c *KernelModuleCheck) evaluate(s *snapshot) (State, string) {
 		} else {
 			b, err := os.ReadFile(s.env.procPath("modules"))
 			if err != nil {
-				return Unknown, describeErr(s.env.procPath("modules"), err)
+				unknown = "loaded state unknown: " + describeErr(s.env.procPath("modules"), err)
 			}
 			loaded := false
 			for _, line := range strings.Split(string(b), "\n") {
@@ -178,15 +179,24 @@ func (c *KernelModuleCheck) evaluate(s *snapshot) (State, string) {
 					loaded = true
 				}
 			}
-			if loaded {
+			switch {
+			case err != nil:
+			case loaded:
 				bad = append(bad, c.Name+" is loaded, want not loaded")
-			} else {
+			default:
 				good = append(good, c.Name+" is not loaded")
 			}
 		}
 	}
+	// A definite failure outweighs a part that could not be read.
 	if len(bad) > 0 {
+		if unknown != "" {
+			bad = append(bad, unknown)
+		}
 		return NonCompliant, strings.Join(bad, "; ")
+	}
+	if unknown != "" {
+		return Unknown, strings.Join(append(good, unknown), "; ")
 	}
 	return Compliant, strings.Join(good, "; ")
 }

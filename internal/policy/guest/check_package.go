@@ -156,11 +156,13 @@ func (s *snapshot) packageDB() *packageDB {
 			return db
 		}
 		db.kind, db.pkgs = "rpm", map[string]pkgInfo{}
-		root := s.env.Root
+		root, dbpath := s.env.Root, d
 		db.rpm = func(name string) (pkgInfo, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, "--root", root, "-q", "--qf", "%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n", name).Output()
+			// --dbpath: rpm's compiled-in database path differs between
+			// builds (Debian's rpm uses ~/.rpmdb); use the tree's own.
+			out, err := exec.CommandContext(ctx, bin, "--root", root, "--dbpath", dbpath, "-q", "--qf", "%{EPOCHNUM}:%{VERSION}-%{RELEASE}\n", name).Output()
 			if err != nil {
 				var ee *exec.ExitError
 				if errors.As(err, &ee) && strings.Contains(string(out), "is not installed") {

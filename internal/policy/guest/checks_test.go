@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/corralhq/corral/internal/testutil"
 )
 
 func TestParseConfigurationErrors(t *testing.T) {
@@ -265,6 +267,11 @@ func TestKernelModuleCheck(t *testing.T) {
 	live := env
 	live.Live, live.Proc = true, proc
 	expect(t, eval(t, rule(t, `"kernelModule":{"name":"cramfs","disabled":true,"notLoaded":true}`), live), NonCompliant, "cramfs is loaded")
+	// Without /proc/modules: Unknown, unless the configuration already fails.
+	noProc := env
+	noProc.Live, noProc.Proc = true, t.TempDir()
+	expect(t, eval(t, rule(t, `"kernelModule":{"name":"cramfs","disabled":true,"notLoaded":true}`), noProc), Unknown, "loaded state unknown")
+	expect(t, eval(t, rule(t, `"kernelModule":{"name":"dccp","disabled":true,"notLoaded":true}`), noProc), NonCompliant, "no \"install dccp")
 }
 
 func TestMountCheck(t *testing.T) {
@@ -356,4 +363,31 @@ func TestWatchPaths(t *testing.T) {
 			t.Errorf("watch paths %q lack %s", got, want)
 		}
 	}
+}
+
+// TestPackageCheckRPM reads a real RPM database in a tree through rpm --root.
+func TestPackageCheckRPM(t *testing.T) {
+	rpm := testutil.NeedTool(t, "rpm")
+	rpmbuild := testutil.NeedTool(t, "rpmbuild")
+	root := t.TempDir()
+	if out, err := exec.Command(rpm, "--root", root, "--dbpath", "/var/lib/rpm", "--initdb").CombinedOutput(); err != nil {
+		t.Fatalf("rpm --initdb: %v\n%s", err, out)
+	}
+	top := t.TempDir()
+	spec := filepath.Join(top, "t.spec")
+	os.WriteFile(spec, []byte("Name: corral-test-pkg\nVersion: 1.2\nRelease: 3\nEpoch: 1\nSummary: test\nLicense: MIT\nBuildArch: noarch\n%description\ntest\n%files\n"), 0o644)
+	if out, err := exec.Command(rpmbuild, "-bb", "--define", "_topdir "+top, spec).CombinedOutput(); err != nil {
+		t.Fatalf("rpmbuild: %v\n%s", err, out)
+	}
+	pkgs, _ := filepath.Glob(filepath.Join(top, "RPMS/noarch/*.rpm"))
+	if len(pkgs) != 1 {
+		t.Fatalf("built %v", pkgs)
+	}
+	if out, err := exec.Command(rpm, "--root", root, "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", pkgs[0]).CombinedOutput(); err != nil {
+		t.Fatalf("rpm -i --justdb: %v\n%s", err, out)
+	}
+	env := treeEnv(root)
+	expect(t, eval(t, rule(t, `"package":{"name":"corral-test-pkg","state":"installed","version":">= 1:1.2-1"}`), env), Compliant, "corral-test-pkg 1:1.2-3 is installed")
+	expect(t, eval(t, rule(t, `"package":{"name":"corral-test-pkg","state":"installed","version":">= 1:1.10"}`), env), NonCompliant, "want >= 1:1.10")
+	expect(t, eval(t, rule(t, `"package":{"name":"telnet-server","state":"absent"}`), env), Compliant, "telnet-server is not installed")
 }
