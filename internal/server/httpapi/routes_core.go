@@ -42,6 +42,30 @@ type Route struct {
 	AllowRestricted bool
 	Summary         string
 	Handle          func(w http.ResponseWriter, r *http.Request, c *Caller) error
+
+	// The API description (OpenAPI) of the route, read from the same table:
+	// Request is a zero value of the JSON body type (nil: no body), Response
+	// a zero value of the success body type (nil: none; wire.List[T]{} for a
+	// paged list), Status the success status (0: 200), Query the query
+	// parameters it takes, and Errors the error statuses it can answer
+	// besides those every route of its kind can (401, 403, 500...).
+	Request  any
+	Response any
+	Status   int
+	Query    []QueryParam
+	Errors   []int
+}
+
+// QueryParam describes one query parameter of a route.
+type QueryParam struct {
+	Name        string
+	Description string
+	// Type is an OpenAPI type: string, integer, boolean.
+	Type string
+	// Enum lists the allowed values, if any.
+	Enum []string
+	// Min and Max bound an integer (0: no bound).
+	Min, Max int
 }
 
 // Caller is the authenticated principal of a request.
