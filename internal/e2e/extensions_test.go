@@ -191,6 +191,21 @@ func TestExtensionJourneyWithTheCLI(t *testing.T) {
 		!strings.Contains(out, "Acme/Monitor") {
 		t.Errorf("activity log lacks the extension operations:\n%.2000s", out)
 	}
+	// The machine's refusals are in the activity log as the operations'
+	// outcomes, Failed with the reason, linked to their requests.
+	var failed []wire.ActivityEntry
+	if err := json.Unmarshal([]byte(mustCorral("", "activity", "list", "--result", "Failed", "-o", "json")), &failed); err != nil {
+		t.Fatal(err)
+	}
+	var installRefused, runRefused bool
+	for _, e := range failed {
+		blocked := strings.Contains(e.Message, "extensions.blocklist") && e.Caller == "admin" && e.CorrelationID != ""
+		installRefused = installRefused || blocked && strings.Contains(e.Message, "install Corral/RunCommand") && strings.HasSuffix(e.Scope, "/extensions/runner")
+		runRefused = runRefused || blocked && strings.Contains(e.Message, "run command") && strings.Contains(e.Scope, "/runCommands/")
+	}
+	if !installRefused || !runRefused {
+		t.Errorf("Failed outcomes in the activity log (install refused %v, run refused %v):\n%+v", installRefused, runRefused, failed)
+	}
 
 	// Removal is always allowed.
 	mustCorral("", "machine", "extension", "delete", "--machine", "web-01", "--resource-group", "web", "--name", "monitor")

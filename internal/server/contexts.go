@@ -60,6 +60,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.roles = roles.New(st, c.identity, cfg.Clock, log("roles"))
 	c.activity = activity.New(st, cfg.Clock, log("activity"))
 	c.extensions = extensions.New(st, n, cfg.Clock, log("extensions"))
+	c.extensions.LogOutcomes(c.activity)
 	if err := c.extensions.EnsureFirstParty(ctx, k.extension); err != nil {
 		return nil, fmt.Errorf("first-party extensions: %w", err)
 	}

@@ -112,6 +112,9 @@ type MachineExtension struct {
 	CreatedBy       string
 	UpdatedAt       time.Time
 	UpdatedBy       string
+	// Origin is who asked for the current operation (JSON the caller
+	// encodes; nil for none), so its outcome is logged in their name.
+	Origin []byte
 }
 
 // ExtensionReport is an agent's observation applied to a machine extension.
@@ -138,7 +141,7 @@ type MachineExtensions interface {
 	// MarkMachineExtensionDeleting sets Deleting, State Deleting, clears
 	// Message, records DeleteGeneration = the new machine generation, and
 	// returns it. ErrNotFound if there is no such extension.
-	MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, at time.Time) (int64, error)
+	MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, origin []byte, at time.Time) (int64, error)
 	// DeleteMachineExtension removes the row of an extension the agent never
 	// reported on and bumps the generation. ErrConflict (and nothing
 	// changes) if the agent has reported on it: it may be on the machine,
@@ -183,6 +186,8 @@ type RunCommand struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	UpdatedAt  time.Time
+	// Origin is who asked for the run (JSON; nil for none).
+	Origin []byte
 }
 
 // RunCommandFilter selects a machine's runs. Page.After is the ID of the

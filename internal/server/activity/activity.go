@@ -13,10 +13,12 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -45,6 +47,44 @@ func (s *Service) Record(ctx context.Context, e store.ActivityEntry) error {
 	e.ID = uuid.Must(uuid.NewV7()).String()
 	e.Time = s.clock().UTC()
 	return s.store.AppendActivity(ctx, e)
+}
+
+// RecordOutcome logs the outcome of an operation a machine carried out, in
+// the name of whoever asked for it and under the request's correlation id,
+// so `corral activity list --result Failed` finds a refused install or a
+// failed run next to the request that started it.
+func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error {
+	action := o.Action
+	if action == "" {
+		action = o.Origin.Action
+	}
+	status := 200
+	if o.Result != wire.ResultSucceeded {
+		status = 0
+	}
+	caller, callerType := o.Origin.Caller, o.Origin.CallerType
+	if caller == "" {
+		caller, callerType = "corral", "System"
+	}
+	e := store.ActivityEntry{ID: uuid.Must(uuid.NewV7()).String(), Time: o.At.UTC(), CallerID: o.Origin.CallerID, Caller: caller,
+		CallerType: callerType, Action: action, Scope: o.Scope, Result: o.Result, Status: status, Message: truncateUTF8(o.Message, 2048),
+		CorrelationID: o.Origin.CorrelationID, SourceIP: o.Origin.SourceIP, Method: "AGENT", Path: "outcome"}
+	if e.Time.IsZero() {
+		e.Time = s.clock().UTC()
+	}
+	return s.store.AppendActivity(ctx, e)
+}
+
+var _ capability.Outcomes = (*Service)(nil)
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Query selects entries, newest first. Scope, result, times and the action

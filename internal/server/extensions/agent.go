@@ -3,6 +3,7 @@ package extensions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -117,6 +118,12 @@ func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st
 		len(st.Version) > 32 || !cleanText(st.Name, st.Version, st.Operation) {
 		return false, refusal.Invalid("reports.body", "malformed extension report")
 	}
+	// What the resource was before this report: its outcome is logged once,
+	// when it moves to a final state (a report delivered twice is not).
+	before, berr := s.store.GetMachineExtension(ctx, machineID, st.Name)
+	if berr != nil && !errors.Is(berr, store.ErrNotFound) {
+		return false, berr
+	}
 	var applied bool
 	var err error
 	if st.Removed {
@@ -130,7 +137,40 @@ func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st
 	}
 	s.log.DebugContext(ctx, "extension report", "machine", machineID, "extension", st.Name, "op", st.Operation, "state", st.State,
 		"seq", st.SeqNo, "removed", st.Removed, "applied", applied)
+	final := st.State == wire.ExtSucceeded || st.State == wire.ExtFailed
+	wasFinal := before.State == wire.ExtSucceeded || before.State == wire.ExtFailed
+	if applied && berr == nil && final && (!wasFinal || st.Removed) {
+		s.extensionOutcome(ctx, machineID, before, st, at)
+	}
 	return applied, nil
+}
+
+// extensionOutcome logs what the machine did with the operation requested
+// on extension e: "install Acme/Monitor 1.1.0: blocked by the local agent
+// configuration: ...".
+func (s *Service) extensionOutcome(ctx context.Context, machineID string, e store.MachineExtension, st wire.ExtensionStatus, at time.Time) {
+	m, err := s.store.GetMachineByID(ctx, machineID)
+	if err != nil {
+		return
+	}
+	op := st.Operation
+	if st.Removed {
+		op = OpRemove
+	}
+	version := st.Version
+	if version == "" {
+		version = e.Version
+	}
+	msg := fmt.Sprintf("%s %s/%s %s on %s: %s", op, e.Publisher, e.Type, version, m.Name, st.State)
+	if st.Message != "" {
+		msg += ": " + st.Message
+	}
+	result := wire.ResultSucceeded
+	if st.State == wire.ExtFailed {
+		result = wire.ResultFailed
+	}
+	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(e.Origin), Scope: m.ResourceID().Extension(e.Name).String(),
+		Result: result, Message: msg, At: at})
 }
 
 // cleanText reports whether every string is valid UTF-8 without NUL bytes,
@@ -176,7 +216,33 @@ func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r
 		return false, err
 	}
 	s.log.DebugContext(ctx, "run command report", "machine", machineID, "run", r.Name, "state", r.State, "applied", applied)
+	if applied && slices.Contains(finalRunStates, r.State) {
+		if rc, err := s.store.GetRunCommand(ctx, machineID, r.Name); err == nil {
+			s.runOutcome(ctx, rc, at)
+		}
+	}
 	return applied, nil
+}
+
+// runOutcome logs how a run ended, in the name of whoever started it.
+func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.Time) {
+	m, err := s.store.GetMachineByID(ctx, rc.MachineID)
+	if err != nil {
+		return
+	}
+	msg := fmt.Sprintf("run command %s on %s: %s", rc.Name, m.Name, rc.State)
+	if rc.ExitCode != nil {
+		msg += fmt.Sprintf(" (exit code %d)", *rc.ExitCode)
+	}
+	if rc.Message != "" {
+		msg += ": " + rc.Message
+	}
+	result := wire.ResultSucceeded
+	if rc.State != wire.RunSucceeded {
+		result = wire.ResultFailed
+	}
+	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(rc.Origin), Scope: m.ResourceID().RunCommand(rc.Name).String(),
+		Result: result, Message: msg, At: at})
 }
 
 // AppliedGeneration is called when the agent reports it applied desired

@@ -12,6 +12,7 @@ import (
 	"github.com/corralhq/corral/internal/extpkg"
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -224,7 +225,7 @@ func (s *Service) trySet(ctx context.Context, m store.Machine, name string, pkg 
 		return SetResult{}, err
 	}
 	now := s.now()
-	e := store.MachineExtension{MachineID: m.ID, Name: name, Publisher: pkg.publisher, Type: pkg.typ, Version: pkg.version,
+	e := store.MachineExtension{Origin: capability.OriginFrom(ctx).Encode(), MachineID: m.ID, Name: name, Publisher: pkg.publisher, Type: pkg.typ, Version: pkg.version,
 		Digest: pkg.digest, Settings: settings, SeqNo: m.Generation + 1, State: wire.ExtCreating, CreatedAt: now, CreatedBy: by, UpdatedAt: now, UpdatedBy: by}
 	// A new extension's first seqNo comes from the machine's generation,
 	// which only grows: a name dropped and set again never reuses a seqNo an
@@ -312,7 +313,7 @@ func (s *Service) DeleteExtension(ctx context.Context, ref resource.MachineRef, 
 		e.AgentReported = errors.Is(err, store.ErrConflict)
 	}
 	if e.AgentReported {
-		gen, err = s.store.MarkMachineExtensionDeleting(ctx, m.ID, e.Name, by, s.now())
+		gen, err = s.store.MarkMachineExtensionDeleting(ctx, m.ID, e.Name, by, capability.OriginFrom(ctx).Encode(), s.now())
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return wire.MachineExtension{}, refusal.NotFound("extension %q was not found on machine %q", name, m.Name)

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -119,7 +120,7 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef,
 		return wire.RunCommand{}, refusal.Conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
 	}
 	now := s.now()
-	rc := store.RunCommand{ID: s.newID(), MachineID: m.ID, Name: name, Script: req.Script, Command: req.Command,
+	rc := store.RunCommand{Origin: capability.OriginFrom(ctx).Encode(), ID: s.newID(), MachineID: m.ID, Name: name, Script: req.Script, Command: req.Command,
 		Parameters: req.Parameters, RunAsUser: req.RunAsUser, Timeout: timeout, State: wire.RunPending,
 		CreatedAt: now, CreatedBy: by, UpdatedAt: now}
 	if rc.Parameters == nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
@@ -45,15 +46,36 @@ type Store interface {
 	store.MachineExtensions
 	store.RunCommands
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
+	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
 }
 
 // Service implements the extension context.
 type Service struct {
-	store  Store
-	notify push.Notifier
-	clock  func() time.Time
-	log    *slog.Logger
-	newID  func() string
+	store    Store
+	notify   push.Notifier
+	clock    func() time.Time
+	log      *slog.Logger
+	newID    func() string
+	outcomes capability.Outcomes
+}
+
+// LogOutcomes makes the Service log the outcome of every operation a
+// machine reports finished (an install refused locally, a run that failed)
+// in the activity log, in the requester's name. Call it at assembly.
+func (s *Service) LogOutcomes(o capability.Outcomes) { s.outcomes = o }
+
+// outcome logs one outcome; failing to log it is logged, never fatal to the
+// agent's report (which must not be retried forever for it).
+func (s *Service) outcome(ctx context.Context, o capability.Outcome) {
+	if s.outcomes == nil {
+		return
+	}
+	if o.At.IsZero() {
+		o.At = s.now()
+	}
+	if err := s.outcomes.RecordOutcome(ctx, o); err != nil {
+		s.log.ErrorContext(ctx, "record an operation outcome in the activity log", "scope", o.Scope, "err", err)
+	}
 }
 
 // New returns a Service. clock is the injected time source.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/corralhq/corral/internal/server/authz"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -182,6 +183,12 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt Route, ri *reques
 			return err
 		}
 		ri.caller = c
+	}
+	if c := ri.caller; c != nil {
+		// Operations a machine carries out later are logged, when it reports
+		// their outcome, in this caller's name and under this correlation id.
+		r = r.WithContext(capability.WithOrigin(r.Context(), capability.Origin{CorrelationID: ri.correlationID,
+			CallerID: c.ID, Caller: c.Name, CallerType: c.Type, SourceIP: ri.sourceIP, Action: rt.Action}))
 	}
 	return rt.Handle(w, r, ri.caller)
 }

@@ -75,6 +75,27 @@ var funcs = template.FuncMap{
 	"tagURL":      tagURL,
 	"osLabel":     osLabel,
 	"expiry":      expiry,
+	"pathBreaks":  pathBreaks,
+	"shortID":     shortID,
+}
+
+// pathBreaks escapes a resource path or action and lets the browser wrap it
+// only after a "/", never in the middle of a name.
+func pathBreaks(s string) template.HTML {
+	parts := strings.Split(s, "/")
+	for i, p := range parts {
+		parts[i] = template.HTMLEscapeString(p)
+	}
+	return template.HTML(strings.Join(parts, "/<wbr>"))
+}
+
+// shortID is the first 8 characters of a long id (the page shows the whole
+// id on hover).
+func shortID(s string) string {
+	if len(s) <= 12 {
+		return s
+	}
+	return s[:8] + "…"
 }
 
 // render executes a page into a buffer first, so a template failure becomes

@@ -12,14 +12,14 @@ import (
 )
 
 const machineExtensionCols = `machine_id, name, publisher, type, version, digest, settings, protected_settings, seq_no,
-	deleting, delete_generation, state, message, reported_version, agent_reported, created_at, created_by, updated_at, updated_by`
+	deleting, delete_generation, state, message, reported_version, agent_reported, created_at, created_by, updated_at, updated_by, origin`
 
 func scanMachineExtension(r scanner) (store.MachineExtension, error) {
 	var e store.MachineExtension
 	var created, updated int64
 	err := r.Scan(&e.MachineID, &e.Name, &e.Publisher, &e.Type, &e.Version, &e.Digest, &e.Settings, &e.ProtectedSettings, &e.SeqNo,
 		&e.Deleting, &e.DeleteGeneration, &e.State, &e.Message, &e.ReportedVersion, &e.AgentReported, &created, &e.CreatedBy,
-		&updated, &e.UpdatedBy)
+		&updated, &e.UpdatedBy, &e.Origin)
 	e.CreatedAt, e.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return e, err
 }
@@ -53,10 +53,10 @@ func (s *Store) PutMachineExtension(ctx context.Context, e store.MachineExtensio
 				return fmt.Errorf("%w: extension %q no longer exists", store.ErrConflict, e.Name)
 			}
 			_, err = s.exec(ctx, tx, `INSERT INTO machine_extensions (`+machineExtensionCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				e.MachineID, e.Name, e.Publisher, e.Type, e.Version, e.Digest, nilIfEmpty(e.Settings), nilIfEmpty(e.ProtectedSettings),
 				e.SeqNo, e.Deleting, e.DeleteGeneration, e.State, e.Message, e.ReportedVersion, e.AgentReported,
-				micros(e.CreatedAt), e.CreatedBy, micros(e.UpdatedAt), e.UpdatedBy)
+				micros(e.CreatedAt), e.CreatedBy, micros(e.UpdatedAt), e.UpdatedBy, nilIfEmpty(e.Origin))
 			return err
 		case err != nil:
 			return s.mapErr(err)
@@ -65,10 +65,10 @@ func (s *Store) PutMachineExtension(ctx context.Context, e store.MachineExtensio
 		}
 		_, err = s.exec(ctx, tx, `UPDATE machine_extensions SET publisher = ?, type = ?, version = ?, digest = ?, settings = ?,
 			protected_settings = ?, seq_no = ?, deleting = ?, delete_generation = ?, state = ?, message = ?, reported_version = ?,
-			updated_at = ?, updated_by = ?
+			updated_at = ?, updated_by = ?, origin = ?
 			WHERE machine_id = ? AND name = ?`,
 			e.Publisher, e.Type, e.Version, e.Digest, nilIfEmpty(e.Settings), nilIfEmpty(e.ProtectedSettings), e.SeqNo, e.Deleting,
-			e.DeleteGeneration, e.State, e.Message, e.ReportedVersion, micros(e.UpdatedAt), e.UpdatedBy, cur.MachineID, cur.Name)
+			e.DeleteGeneration, e.State, e.Message, e.ReportedVersion, micros(e.UpdatedAt), e.UpdatedBy, nilIfEmpty(e.Origin), cur.MachineID, cur.Name)
 		return err
 	})
 	if err != nil {
@@ -96,7 +96,7 @@ func (s *Store) ListMachineExtensions(ctx context.Context, machineID string) ([]
 	return es, nil
 }
 
-func (s *Store) MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, at time.Time) (int64, error) {
+func (s *Store) MarkMachineExtensionDeleting(ctx context.Context, machineID, name, by string, origin []byte, at time.Time) (int64, error) {
 	var gen int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -104,8 +104,8 @@ func (s *Store) MarkMachineExtensionDeleting(ctx context.Context, machineID, nam
 			return err
 		}
 		return affected1(s.exec(ctx, tx, `UPDATE machine_extensions SET deleting = ?, delete_generation = ?, state = ?, message = '',
-			updated_at = ?, updated_by = ? WHERE machine_id = ? AND lower(name) = lower(?)`,
-			true, gen, wire.ExtDeleting, micros(at), by, machineID, name))
+			updated_at = ?, updated_by = ?, origin = ? WHERE machine_id = ? AND lower(name) = lower(?)`,
+			true, gen, wire.ExtDeleting, micros(at), by, nilIfEmpty(origin), machineID, name))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("delete extension %q of machine %s: %w", name, machineID, err)

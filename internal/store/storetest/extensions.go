@@ -240,14 +240,15 @@ func testMachineExtensions(t *testing.T, s store.Store) {
 	ok(t, err, "list extensions of a missing machine")
 	diff(t, len(list), 0, "extensions of a missing machine")
 
-	gen, err = s.MarkMachineExtensionDeleting(ctx, "m1", "MONITOR", "carol", t0.Add(2*time.Hour))
+	gen, err = s.MarkMachineExtensionDeleting(ctx, "m1", "MONITOR", "carol", []byte(`{"correlationId":"c-1"}`), t0.Add(2*time.Hour))
 	ok(t, err, "mark deleting")
 	got = getExtension(t, s, "m1", "monitor")
 	if !got.Deleting || got.State != wire.ExtDeleting || got.DeleteGeneration != gen || got.SeqNo != 2 ||
-		got.UpdatedBy != "carol" || !got.UpdatedAt.Equal(t0.Add(2*time.Hour)) || getByID(t, s, "m1").Generation != gen {
+		got.UpdatedBy != "carol" || !got.UpdatedAt.Equal(t0.Add(2*time.Hour)) || getByID(t, s, "m1").Generation != gen ||
+		string(got.Origin) != `{"correlationId":"c-1"}` {
 		t.Errorf("after mark deleting (generation %d): %+v", gen, got)
 	}
-	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "nope", "carol", t0)
+	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "nope", "carol", nil, t0)
 	isErr(t, err, store.ErrNotFound, "mark a missing extension deleting")
 
 	before := getByID(t, s, "m1").Generation
@@ -329,7 +330,7 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	}
 
 	// Deleting: only remove reports apply, with any seqNo up to the row's.
-	delGen, err := s.MarkMachineExtensionDeleting(ctx, "m1", "mon", "bob", at)
+	delGen, err := s.MarkMachineExtensionDeleting(ctx, "m1", "mon", "bob", nil, at)
 	ok(t, err, "mark deleting")
 	if report("mon", 3, false, wire.ExtSucceeded) {
 		t.Error("a late install report overwrote Deleting")
@@ -374,9 +375,9 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 		_, err = s.PutMachineExtension(ctx, extension("m1", n), 0)
 		ok(t, err, "put %s", n)
 	}
-	genA, err := s.MarkMachineExtensionDeleting(ctx, "m1", "a", "bob", at)
+	genA, err := s.MarkMachineExtensionDeleting(ctx, "m1", "a", "bob", nil, at)
 	ok(t, err, "delete a")
-	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "b", "bob", at)
+	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "b", "bob", nil, at)
 	ok(t, err, "delete b")
 	names, err = s.DropDeletedExtensions(ctx, "m1", genA-1)
 	ok(t, err, "drop before a")
@@ -430,6 +431,7 @@ func testRunCommands(t *testing.T, s store.Store) {
 	isErr(t, err, store.ErrNotFound, "run on a missing machine")
 
 	rc := runCommand("m1", "Hello", "01")
+	rc.Origin = []byte(`{"correlationId":"c-9","caller":"alice"}`)
 	gen, err := s.CreateRunCommand(ctx, rc)
 	ok(t, err, "create run")
 	if gen != 2 || getByID(t, s, "m1").Generation != 2 {
