@@ -43,7 +43,7 @@ func (d *Daemon) hostFeatures(fs []feature.Feature, limiter *cpulimit.Limiter) [
 	for _, f := range fs {
 		log := d.log.With("component", f.Name())
 		out = append(out, &hosted{f: f, env: feature.Env{
-			Logger: log, StateDir: d.dir, Dir: d.dir.Path(statedir.FeaturesDir, f.Name()), Clock: d.cfg.Clock,
+			Logger: log, StateDir: d.dir, Dir: d.dir.Path(statedir.FeaturesDir, f.Name()), HostRoot: hostRoot(d.cfg.Host.Root), Clock: d.cfg.Clock,
 			Report: d.addReport, Config: d.currentConfig, ControlPlane: d.api,
 			Machine: feature.Machine{ID: d.id.State.MachineID, ResourceID: d.id.State.ResourceID, SealingKey: d.id.SealingKey},
 			Limiter: limiter, Supervisor: d.sup, HostChangesOff: d.cfg.HostChangesOff, Builtins: builtins,
@@ -168,4 +168,11 @@ func (d *Daemon) closeFeatures() {
 			}
 		}()
 	}
+}
+
+func hostRoot(root string) string {
+	if root == "" {
+		return "/"
+	}
+	return root
 }

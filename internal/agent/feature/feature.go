@@ -127,6 +127,10 @@ type Env struct {
 	// in it (created root-only).
 	StateDir statedir.Dir
 	Dir      string
+	// HostRoot is the root of the host the agent manages: "/" in production,
+	// a tree in tests and corral dev's read-only view (--root). Features read
+	// and change the host only under it.
+	HostRoot string
 	Clock    func() time.Time
 	// Report queues an observation for the control plane in the on-disk
 	// outbox; a later report with the same supersedeKey replaces an
