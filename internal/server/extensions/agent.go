@@ -157,9 +157,11 @@ func (s *Service) extensionOutcome(ctx context.Context, machineID string, e stor
 	if st.Removed {
 		op = OpRemove
 	}
-	version := st.Version
-	if version == "" {
-		version = e.Version
+	// The version the operation was about: the one asked for, except for a
+	// removal (of what the machine had).
+	version := e.Version
+	if op == OpRemove && st.Version != "" {
+		version = st.Version
 	}
 	msg := fmt.Sprintf("%s %s/%s %s on %s: %s", op, e.Publisher, e.Type, version, m.Name, st.State)
 	if st.Message != "" {

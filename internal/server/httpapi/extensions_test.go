@@ -440,11 +440,17 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	if _, got := e.get(t, "agent"); got.State != wire.ExtFailed || got.Version != "1.0.0" || got.Message != "boom" {
 		t.Errorf("after a failed upgrade: %+v", got)
 	}
+	// Each request, and the outcome of each the machine finished, in the
+	// requester's name and under the request's correlation id.
 	var msgs []string
 	for _, a := range activity(t, s, url.Values{"action": {"Corral.HybridCompute/machines/extensions/write"}}) {
-		msgs = append(msgs, a.Message)
+		msgs = append(msgs, a.Result+" "+a.Message)
+		if a.Caller != "admin" || a.CorrelationID == "" {
+			t.Errorf("activity entry %+v", a)
+		}
 	}
-	want := []string{"upgrade Contoso/Agent 1.0.0 -> 2.0.0", "update Contoso/Agent 1.0.0", "install Contoso/Agent 1.0.0"}
+	want := []string{"Failed upgrade Contoso/Agent 2.0.0 on m1: Failed: boom", "Succeeded upgrade Contoso/Agent 1.0.0 -> 2.0.0",
+		"Succeeded update Contoso/Agent 1.0.0", "Succeeded install Contoso/Agent 1.0.0 on m1: Succeeded: installed", "Succeeded install Contoso/Agent 1.0.0"}
 	if strings.Join(msgs, "|") != strings.Join(want, "|") {
 		t.Errorf("activity messages = %q, want %q", msgs, want)
 	}
@@ -472,8 +478,9 @@ func TestMachineExtensionLifecycle(t *testing.T) {
 	if st, _ := e.get(t, "agent"); st != http.StatusNotFound {
 		t.Errorf("after Removed: status %d, want 404", st)
 	}
-	if es := activity(t, s, url.Values{"action": {"Corral.HybridCompute/machines/extensions/delete"}}); len(es) != 1 ||
-		es[0].Message != "remove Contoso/Agent" || es[0].Caller != "admin" || es[0].Status != http.StatusAccepted {
+	if es := activity(t, s, url.Values{"action": {"Corral.HybridCompute/machines/extensions/delete"}}); len(es) != 2 ||
+		es[1].Message != "remove Contoso/Agent" || es[1].Caller != "admin" || es[1].Status != http.StatusAccepted ||
+		es[0].Message != "remove Contoso/Agent 2.0.0 on m1: Succeeded" || es[0].CorrelationID != es[1].CorrelationID {
 		t.Errorf("delete activity = %+v", es)
 	}
 }
