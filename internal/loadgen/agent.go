@@ -10,9 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
-
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
@@ -56,7 +53,9 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	tc := g.tls.Clone()
 	tc.Certificates = []tls.Certificate{cert}
 	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}
+	// One connection per agent, HTTP/2 like corral-agent: the push channel
+	// and every request share it.
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true}}
 	api, err := g.apiClient(hc, "")
 	if err != nil {
 		return nil, err
@@ -87,17 +86,22 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 }
 
 func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
-	u := "wss" + g.opts.Server[len("https"):] + wire.PathStream
-	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: a.hc})
+	var ch client.Channel
+	var err error
+	if g.opts.Transport == "websocket" {
+		ch, err = a.api.DialWebSocket(ctx)
+	} else {
+		ch, err = a.api.DialChannel(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("dial stream: %w", err)
 	}
-	defer conn.CloseNow()
-	if err := wsjson.Write(ctx, conn, wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: "2026.11.0"}); err != nil {
+	defer ch.Close()
+	if err := ch.Write(ctx, wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: "2026.11.0"}); err != nil {
 		return err
 	}
-	var welcome wire.StreamMessage
-	if err := wsjson.Read(ctx, conn, &welcome); err != nil || welcome.Type != wire.MsgWelcome {
+	welcome, err := ch.Read(ctx)
+	if err != nil || welcome.Type != wire.MsgWelcome {
 		return fmt.Errorf("welcome: %v", err)
 	}
 	g.stats.connected.Add(1)
@@ -116,7 +120,7 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 		t := time.NewTicker(g.opts.HeartbeatInterval)
 		defer t.Stop()
 		for {
-			if err := wsjson.Write(hbCtx, conn, wire.StreamMessage{Type: wire.MsgHeartbeat}); err != nil {
+			if err := ch.Write(hbCtx, wire.StreamMessage{Type: wire.MsgHeartbeat}); err != nil {
 				return
 			}
 			g.stats.heartbeats.Add(1)
@@ -128,14 +132,16 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 		}
 	}()
 	for {
-		var msg wire.StreamMessage
-		if err := wsjson.Read(ctx, conn, &msg); err != nil {
+		msg, err := ch.Read(ctx)
+		if err != nil {
 			return err
 		}
 		switch msg.Type {
 		case wire.MsgSync:
 			g.pushReceived(a.machineID, time.Now())
 			g.onSync(ctx, a)
+		case wire.MsgClose:
+			return fmt.Errorf("closed: %s", msg.Reason)
 		case wire.MsgGoodbye:
 			return fmt.Errorf("goodbye: %s", msg.Reason)
 		}

@@ -46,6 +46,11 @@ type Options struct {
 	// once in the extension phase (0 = skip it).
 	ExtensionFanout int
 
+	// Transport carries the simulated agents' push channels: "http2" (the
+	// channel on each agent's one connection, as corral-agent does) or
+	// "websocket" (the HTTP/1.1 fallback, a second connection per agent).
+	Transport string
+
 	// ServerPID, when set, is read from /proc for RSS figures.
 	ServerPID int
 	Log       io.Writer
@@ -74,9 +79,13 @@ type Result struct {
 	ExtAllDone     time.Duration // until the last Succeeded
 	ServerRSSBytes int64         // at the end
 	ServerPeakRSS  int64         // VmHWM
-	Reconnects     int64
-	Errors         int64
-	FirstError     string
+	// ServerRSSIdle is the server's RSS before the agents onboarded and
+	// ServerRSSConnected once all were connected and settled: the
+	// difference per connected agent is what one agent costs the server.
+	ServerRSSIdle, ServerRSSConnected int64
+	Reconnects                        int64
+	Errors                            int64
+	FirstError                        string
 }
 
 type run struct {
@@ -111,6 +120,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.ResourceGroup == "" {
 		o.ResourceGroup = "loadgen"
 	}
+	switch o.Transport {
+	case "":
+		o.Transport = "http2"
+	case "http2", "websocket":
+	default:
+		return Result{}, fmt.Errorf("--transport must be http2 or websocket, not %q", o.Transport)
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -124,12 +140,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("%s holds no certificate", o.CAFile)
 	}
 	g.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	g.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64}}
+	g.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}}
 	if err := g.setup(ctx); err != nil {
 		return Result{}, err
 	}
 
 	res := Result{Agents: o.Agents}
+	if o.ServerPID > 0 {
+		res.ServerRSSIdle, _ = procRSS(o.ServerPID)
+	}
 	streamCtx, stopStreams := context.WithCancel(ctx)
 	defer stopStreams()
 	agents := make([]*simAgent, o.Agents)
@@ -177,6 +196,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case <-time.After(o.Steady):
 	}
 	res.HeartbeatsPerSec = float64(g.stats.heartbeats.Load()-hb0) / time.Since(t0).Seconds()
+	if o.ServerPID > 0 {
+		res.ServerRSSConnected, _ = procRSS(o.ServerPID)
+	}
 
 	fmt.Fprintf(o.Log, "timing %d pushes...\n", o.Pushes)
 	g.measurePushes(ctx, agents)

@@ -51,6 +51,11 @@ func (r Result) Format(w io.Writer) {
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
 	}
+	if r.ServerRSSConnected > 0 && r.Connected > 0 {
+		fmt.Fprintf(w, "RSS per agent     %.1f KiB (%.0f MiB idle, %.0f MiB with %d connected)\n",
+			float64(r.ServerRSSConnected-r.ServerRSSIdle)/1024/float64(r.Connected), float64(r.ServerRSSIdle)/(1<<20),
+			float64(r.ServerRSSConnected)/(1<<20), r.Connected)
+	}
 	fmt.Fprintf(w, "reconnects        %d\nerrors            %d\n", r.Reconnects, r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error       %s\n", r.FirstError)

@@ -9,7 +9,13 @@ import (
 // PathConnect requires the machine's client certificate (mTLS).
 const (
 	PathConnect      = "/agent/v1/connect"     // POST ConnectRequest, bearer token of the onboarding principal
-	PathStream       = "/agent/v1/stream"      // GET, WebSocket upgrade: push channel + heartbeats
+	PathStream       = "/agent/v1/stream"      // GET, WebSocket upgrade: push channel + heartbeats (HTTP/1.1 fallback)
+	// PathChannel is the push channel over HTTP/2: POST with a request body
+	// and a response body that both stay open, each a sequence of
+	// StreamMessage JSON lines. It shares the agent's one connection with
+	// every other request; the server refuses it over HTTP/1.1 (426), and
+	// the agent then uses PathStream.
+	PathChannel = "/agent/v1/channel"
 	PathReports      = "/agent/v1/reports"     // POST ReportBatch
 	PathDesiredState = "/agent/v1/desired"     // GET DesiredState
 	PathCertificate  = "/agent/v1/certificate" // POST RenewRequest -> RenewResponse
@@ -78,6 +84,7 @@ const (
 	MsgPong      = "pong"      // agent -> server
 	MsgWelcome   = "welcome"   // server -> agent, answer to hello
 	MsgGoodbye   = "goodbye"   // server -> agent: identity revoked (machine deleted/expired); stop
+	MsgClose     = "close"     // server -> agent: this channel ends (server shutting down, replaced); reconnect
 )
 
 // StreamMessage is one frame on the push channel.

@@ -128,6 +128,9 @@ type Daemon struct {
 	fetch, recheck chan struct{}
 	// heartbeatInterval is the interval the server asked for.
 	heartbeatInterval atomic.Int64
+	// wsUntil (unix nanoseconds) is until when the push channel uses the
+	// WebSocket fallback after HTTP/2 was refused on the way.
+	wsUntil atomic.Int64
 	// lastInventory is the last inventory reported (watchLoop and run only).
 	lastInventory []byte
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/features"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/agenttest"
+	"github.com/corralhq/corral/internal/testutil/evilcp"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -192,5 +193,34 @@ func TestFailingFeaturesAreContained(t *testing.T) {
 		if !strings.Contains(agent.Logs.String(), want) {
 			t.Errorf("the log does not tell %q", want)
 		}
+	}
+}
+
+// The push channel rides HTTP/2 on the agent's one connection; where the
+// way to the server speaks only HTTP/1.1 it falls back to a WebSocket, and
+// pushes still arrive.
+func TestPushChannelTransports(t *testing.T) {
+	t.Parallel()
+	for name, start := range map[string]func(testing.TB) *evilcp.Server{"http2": evilcp.Start, "websocket": evilcp.StartHTTP1} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cp := start(t)
+			state := filepath.Join(t.TempDir(), "state")
+			cp.Enroll(t, state)
+			a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+			testutil.Eventually(t, 10*time.Second, func() string {
+				if !strings.Contains(a.Logs.String(), `"transport":"`+name+`"`) {
+					return "not connected over " + name
+				}
+				return ""
+			})
+			cp.SetDesired(wire.DesiredState{RunCommands: []wire.DesiredRunCommand{{Name: "pushed", Command: "true"}}})
+			testutil.Eventually(t, 10*time.Second, func() string {
+				if _, ok := cp.RunResult("pushed"); !ok {
+					return "the pushed run did not run"
+				}
+				return ""
+			})
+		})
 	}
 }

@@ -2,18 +2,12 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
-
+	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -66,24 +60,18 @@ func backoff(attempt int, maxDelay time.Duration) time.Duration {
 
 // streamOnce runs one connection; welcomed says whether the server accepted it.
 func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
-	u := "wss" + strings.TrimPrefix(strings.TrimPrefix(d.id.State.Server, "https"), "http") + wire.PathStream
-	dialCtx, cancelDial := context.WithTimeout(ctx, 30*time.Second)
-	conn, resp, err := websocket.Dial(dialCtx, u, &websocket.DialOptions{HTTPClient: d.hc,
-		HTTPHeader: http.Header{"User-Agent": {"corral-agent/" + d.cfg.Version}}})
-	cancelDial()
+	ch, err := d.dialChannel(ctx)
 	if err != nil {
-		return false, dialError(resp, err)
+		return false, err
 	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(1 << 20)
+	defer ch.Close()
 
 	hello := wire.StreamMessage{Type: wire.MsgHello, ProtocolVersion: wire.ProtocolVersion, AgentVersion: d.cfg.Version}
-	if err := write(ctx, conn, hello); err != nil {
+	if err := ch.Write(ctx, hello); err != nil {
 		return false, err
 	}
 	readCtx, cancelRead := context.WithTimeout(ctx, 30*time.Second)
-	var welcome wire.StreamMessage
-	err = wsjson.Read(readCtx, conn, &welcome)
+	welcome, err := ch.Read(readCtx)
 	cancelRead()
 	if err != nil {
 		return false, fmt.Errorf("waiting for welcome: %w", closeReason(err))
@@ -92,7 +80,7 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 		return false, fmt.Errorf("%w: %s", ErrRevoked, welcome.Reason)
 	}
 	if welcome.Type != wire.MsgWelcome {
-		return false, fmt.Errorf("expected welcome, got %q", welcome.Type)
+		return false, fmt.Errorf("expected welcome, got %q (%s)", welcome.Type, welcome.Reason)
 	}
 	if welcome.HeartbeatInterval > 0 {
 		// Clamped: a control plane asking for a beat every microsecond
@@ -101,7 +89,7 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 	}
 	now := d.cfg.Clock()
 	d.status.update(func(s *Status) { s.Connected, s.ConnectedSince, s.LastHeartbeat, s.LastError = true, now, now, "" })
-	d.log.InfoContext(ctx, "push channel connected", "generation", welcome.Generation)
+	d.log.InfoContext(ctx, "push channel connected", "generation", welcome.Generation, "transport", ch.Transport())
 	// Catch up: whatever changed while we were away, and reports waiting.
 	if welcome.Generation != d.status.get().AppliedGeneration {
 		kick(d.fetch)
@@ -111,12 +99,12 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 	streamCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	hbErr := make(chan error, 1)
-	go func() { hbErr <- d.heartbeats(streamCtx, conn) }()
+	go func() { hbErr <- d.heartbeats(streamCtx, ch) }()
 	msgs, readErr := make(chan wire.StreamMessage), make(chan error, 1)
 	go func() {
 		for {
-			var msg wire.StreamMessage
-			if err := wsjson.Read(streamCtx, conn, &msg); err != nil {
+			msg, err := ch.Read(streamCtx)
+			if err != nil {
 				readErr <- err
 				return
 			}
@@ -131,7 +119,7 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 		var msg wire.StreamMessage
 		select {
 		case <-ctx.Done():
-			conn.Close(websocket.StatusNormalClosure, "agent stopping")
+			ch.End("agent stopping")
 			return true, nil
 		case err := <-hbErr:
 			return true, err
@@ -144,20 +132,22 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 			d.log.DebugContext(ctx, "sync", "generation", msg.Generation)
 			kick(d.fetch)
 		case wire.MsgPing:
-			_ = write(streamCtx, conn, wire.StreamMessage{Type: wire.MsgPong, Seq: msg.Seq})
+			_ = ch.Write(streamCtx, wire.StreamMessage{Type: wire.MsgPong, Seq: msg.Seq})
+		case wire.MsgClose:
+			return true, fmt.Errorf("the server closed the push channel: %s", msg.Reason)
 		case wire.MsgGoodbye:
-			conn.Close(websocket.StatusNormalClosure, "goodbye")
+			ch.End("goodbye")
 			return true, fmt.Errorf("%w: %s", ErrRevoked, msg.Reason)
 		}
 	}
 }
 
-func (d *Daemon) heartbeats(ctx context.Context, conn *websocket.Conn) error {
+func (d *Daemon) heartbeats(ctx context.Context, ch client.Channel) error {
 	for {
 		if !sleep(ctx, time.Duration(d.heartbeatInterval.Load())) {
 			return nil
 		}
-		if err := write(ctx, conn, wire.StreamMessage{Type: wire.MsgHeartbeat, AgentVersion: d.cfg.Version}); err != nil {
+		if err := ch.Write(ctx, wire.StreamMessage{Type: wire.MsgHeartbeat, AgentVersion: d.cfg.Version}); err != nil {
 			return fmt.Errorf("send heartbeat: %w", err)
 		}
 		now := d.cfg.Clock()
@@ -165,30 +155,4 @@ func (d *Daemon) heartbeats(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-func write(ctx context.Context, conn *websocket.Conn, msg wire.StreamMessage) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	return wsjson.Write(ctx, conn, msg)
-}
-
-// closeReason turns a WebSocket close into a readable error.
-func closeReason(err error) error {
-	var ce websocket.CloseError
-	if errors.As(err, &ce) {
-		return fmt.Errorf("the server closed the push channel (%d %s)", ce.Code, ce.Reason)
-	}
-	return err
-}
-
-// dialError explains a refused upgrade with the server's JSON error.
-func dialError(resp *http.Response, err error) error {
-	if resp == nil || resp.Body == nil {
-		return fmt.Errorf("connect push channel: %w", err)
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var er wire.ErrorResponse
-	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
-		return fmt.Errorf("the control plane refused the push channel: %w", &wire.APIError{Status: resp.StatusCode, ErrorBody: er.Error})
-	}
-	return fmt.Errorf("connect push channel: HTTP %d: %w", resp.StatusCode, err)
-}
+func closeReason(err error) error { return client.CloseReason(err) }

@@ -42,7 +42,7 @@ func (cfg *Effective) Proxy(r *http.Request) (*url.URL, error) {
 // compromised one aim the agent's requests (and their error text, reported
 // back) at services only this machine can reach.
 func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: refuseRedirect, Transport: &http.Transport{
+	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: RefuseRedirect, Transport: &http.Transport{
 		TLSClientConfig: tlsCfg, Proxy: proxy, ForceAttemptHTTP2: true,
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
 	}}
@@ -51,4 +51,5 @@ func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, erro
 // ErrRedirect is returned for any redirect the control plane answers with.
 var ErrRedirect = errors.New("the control plane answered with a redirect, which the agent never follows")
 
-func refuseRedirect(*http.Request, []*http.Request) error { return ErrRedirect }
+// RefuseRedirect is an http.Client CheckRedirect that follows no redirect.
+func RefuseRedirect(*http.Request, []*http.Request) error { return ErrRedirect }

@@ -1,17 +1,11 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
-	"time"
-
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/onboarding"
-	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -79,93 +73,4 @@ func (a *API) deleteSelf(w http.ResponseWriter, r *http.Request, c *Caller) erro
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// getStream upgrades to the WebSocket push channel. The handler owns the
-// connection: a reader loop takes heartbeats and pongs; the writer sends
-// what the hub queues. Either side failing ends both.
-func (a *API) getStream(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
-	if err != nil {
-		return nil // Accept already wrote the HTTP error
-	}
-	conn.SetReadLimit(64 << 10)
-	defer conn.CloseNow()
-	ctx := r.Context()
-
-	helloCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	var hello wire.StreamMessage
-	err = wsjson.Read(helloCtx, conn, &hello)
-	cancel()
-	if err != nil || hello.Type != wire.MsgHello {
-		conn.Close(websocket.StatusPolicyViolation, "first message must be hello")
-		return nil
-	}
-	if hello.ProtocolVersion < 1 || hello.ProtocolVersion > wire.ProtocolVersion {
-		conn.Close(websocket.StatusPolicyViolation, "unsupported protocol version")
-		return nil
-	}
-	m := c.Machine
-	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: truncate(hello.AgentVersion, 64)})
-	stream := a.Hub.Register(m.ID)
-	defer a.Hub.Unregister(stream)
-	welcome := wire.StreamMessage{Type: wire.MsgWelcome, ProtocolVersion: wire.ProtocolVersion, Generation: m.Generation,
-		HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval), SentAt: a.now()}
-	if err := writeMsg(ctx, conn, welcome); err != nil {
-		return nil
-	}
-
-	readErr := make(chan error, 1)
-	// The reader must not watch ctx: the library closes the connection
-	// abruptly when a read's context ends, which would race the "going
-	// away" close below at shutdown. It ends when the connection closes
-	// (CloseNow is deferred above).
-	go func() { readErr <- a.readStream(context.WithoutCancel(ctx), conn, m.ID, hello.AgentVersion) }()
-	for {
-		select {
-		case <-ctx.Done():
-			conn.Close(websocket.StatusGoingAway, "server shutting down")
-			return nil
-		case <-readErr:
-			return nil
-		case <-stream.Closed:
-			conn.Close(websocket.StatusNormalClosure, "stream replaced")
-			return nil
-		case msg := <-stream.Out:
-			msg.SentAt = a.now()
-			if err := writeMsg(ctx, conn, msg); err != nil {
-				return nil
-			}
-			if msg.Type == wire.MsgGoodbye {
-				conn.Close(websocket.StatusNormalClosure, "goodbye")
-				return nil
-			}
-		}
-	}
-}
-
-func writeMsg(ctx context.Context, conn *websocket.Conn, msg wire.StreamMessage) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return wsjson.Write(ctx, conn, msg)
-}
-
-func (a *API) readStream(ctx context.Context, conn *websocket.Conn, machineID, agentVersion string) error {
-	for {
-		var msg wire.StreamMessage
-		if err := wsjson.Read(ctx, conn, &msg); err != nil {
-			return err
-		}
-		switch msg.Type {
-		case wire.MsgHeartbeat:
-			v := agentVersion
-			if msg.AgentVersion != "" {
-				v = msg.AgentVersion
-			}
-			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: truncate(v, 64)})
-			a.Metrics.heartbeats.Inc()
-		case wire.MsgPong:
-			// Latency probes are measured by the sender of the ping.
-		}
-	}
 }

@@ -137,7 +137,8 @@ func (a *API) buildRoutes() []Route {
 
 		{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
 			AllowRestricted: true, Scope: scopeRoot, Summary: "Onboard a machine: sign its CSR and create the resource.", Handle: a.postConnect},
-		agent("GET", wire.PathStream, actAgentStream, "The agent's push channel (WebSocket).", a.getStream),
+		agent("POST", wire.PathChannel, actAgentStream, "The agent's push channel over HTTP/2 (both bodies stay open; JSON lines).", a.postChannel),
+		agent("GET", wire.PathStream, actAgentStream, "The agent's push channel over a WebSocket (HTTP/1.1 fallback).", a.getStream),
 		agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired),
 		agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
 		agent("POST", wire.PathCertificate, actAgentRenew, "Renew the machine's client certificate.", a.postRenew),

@@ -251,7 +251,7 @@ func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
 	if !mutating && !denied && !ri.auditAlways {
 		return
 	}
-	if rt.Pattern == "/agent/v1/stream" && !denied {
+	if (rt.Pattern == wire.PathStream || rt.Pattern == wire.PathChannel) && !denied {
 		return
 	}
 	scope := ri.auditScope

@@ -7,15 +7,19 @@
 // notifier of a single server; package replicas fans out across replicas.
 //
 // Concurrency: all methods are safe for concurrent use. A Stream is owned by
-// the HTTP handler that registered it; the hub only enqueues to it. When a
-// stream's queue is full the hub closes it rather than block: the agent
-// reconnects and its welcome carries the current generation, so nothing is
-// lost.
+// the HTTP handler that registered it. For a stream attached with a Writer
+// the hub writes itself, from a short-lived goroutine per burst of messages
+// (so an idle agent costs no goroutine of the hub's, and the handler's own
+// goroutine only reads); a stream registered without one is drained by its
+// handler from Out. When a stream's queue is full the hub ends it rather
+// than block: the agent reconnects and its welcome carries the current
+// generation, so nothing is lost.
 package push
 
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -39,18 +43,80 @@ var _ Notifier = (*Hub)(nil)
 // QueueSize is the number of messages buffered per stream.
 const QueueSize = 16
 
+// Writer is what the hub writes an attached stream's messages with.
+type Writer interface {
+	// Deliver writes msg to the agent within a bounded time.
+	Deliver(msg wire.StreamMessage) error
+	// End ends the channel, telling the agent why; the handler's read then
+	// fails and it returns. goingAway says the agent should reconnect.
+	End(reason string, goingAway bool)
+}
+
 // Stream is one agent's live push channel on this server.
 type Stream struct {
 	MachineID string
-	// Out carries messages for the handler's writer loop.
+	// Out carries the messages not yet written.
 	Out chan wire.StreamMessage
 	// Closed is closed when the hub drops the stream (replaced by a newer
 	// stream of the same machine, queue overflow, or goodbye).
 	Closed chan struct{}
 	once   sync.Once
+
+	w Writer
+	// draining is set while a goroutine writes Out (and until Start).
+	draining atomic.Bool
 }
 
 func (s *Stream) close() { s.once.Do(func() { close(s.Closed) }) }
+
+// end ends an attached stream's channel (once) and closes the stream.
+func (s *Stream) end(reason string, goingAway bool) {
+	s.once.Do(func() {
+		close(s.Closed)
+		if s.w != nil {
+			s.w.End(reason, goingAway)
+		}
+	})
+}
+
+// Start lets the hub write an attached stream's queued messages: call it
+// once the handler has written its own first message (the welcome).
+func (s *Stream) Start() {
+	s.draining.Store(false)
+	s.kick()
+}
+
+// kick starts a drain if messages wait and none runs.
+func (s *Stream) kick() {
+	if len(s.Out) > 0 && s.draining.CompareAndSwap(false, true) {
+		go s.drain()
+	}
+}
+
+// drain writes the queued messages, then stops.
+func (s *Stream) drain() {
+	for {
+		select {
+		case <-s.Closed:
+			return
+		case msg := <-s.Out:
+			if err := s.w.Deliver(msg); err != nil {
+				s.end("", false)
+				return
+			}
+			if msg.Type == wire.MsgGoodbye {
+				s.end("goodbye", false)
+				return
+			}
+			continue
+		default:
+		}
+		s.draining.Store(false)
+		if len(s.Out) == 0 || !s.draining.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
 
 // Hub indexes live streams by machine id.
 type Hub struct {
@@ -64,13 +130,20 @@ type Hub struct {
 // NewHub returns an empty hub.
 func NewHub() *Hub { return &Hub{streams: make(map[string]*Stream)} }
 
-// Register adds a stream for machineID, closing any older stream of the same
-// machine (an agent has at most one).
-func (h *Hub) Register(machineID string) *Stream {
-	s := &Stream{MachineID: machineID, Out: make(chan wire.StreamMessage, QueueSize), Closed: make(chan struct{})}
+// Register adds a stream for machineID whose handler drains Out itself,
+// closing any older stream of the same machine (an agent has at most one).
+func (h *Hub) Register(machineID string) *Stream { return h.add(machineID, nil) }
+
+// Attach adds a stream the hub writes with w (after Start), closing any
+// older stream of the same machine.
+func (h *Hub) Attach(machineID string, w Writer) *Stream { return h.add(machineID, w) }
+
+func (h *Hub) add(machineID string, w Writer) *Stream {
+	s := &Stream{MachineID: machineID, Out: make(chan wire.StreamMessage, QueueSize), Closed: make(chan struct{}), w: w}
+	s.draining.Store(w != nil) // held until Start
 	h.mu.Lock()
 	if old := h.streams[machineID]; old != nil {
-		old.close()
+		old.end("stream replaced", false)
 	}
 	h.streams[machineID] = s
 	n := len(h.streams)
@@ -87,7 +160,7 @@ func (h *Hub) Unregister(s *Stream) {
 	}
 	n := len(h.streams)
 	h.mu.Unlock()
-	s.close()
+	s.end("", false)
 	h.count(n)
 }
 
@@ -102,6 +175,9 @@ func (h *Hub) Send(machineID string, msg wire.StreamMessage) bool {
 	}
 	select {
 	case s.Out <- msg:
+		if s.w != nil {
+			s.kick()
+		}
 	default:
 		h.Unregister(s)
 	}

@@ -62,8 +62,14 @@ type redirect struct {
 	status   int
 }
 
-// Start starts a malicious control plane on loopback.
-func Start(t testing.TB) *Server {
+// Start starts a malicious control plane on loopback, speaking HTTP/2.
+func Start(t testing.TB) *Server { return start(t, false) }
+
+// StartHTTP1 starts one that speaks only HTTP/1.1 (as behind an HTTP/1.1
+// proxy): the agent must fall back to the WebSocket push channel.
+func StartHTTP1(t testing.TB) *Server { return start(t, true) }
+
+func start(t testing.TB, http1 bool) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := pki.LoadOrCreateCA(dir, time.Now())
@@ -79,6 +85,7 @@ func Start(t testing.TB) *Server {
 		desired: wire.DesiredState{Generation: 1, ResourceID: "/subscriptions/evil/resourceGroups/evil/machines/m1"}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	s.srv.EnableHTTP2 = !http1
 	s.srv.StartTLS()
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
@@ -213,6 +220,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == wire.PathStream:
 		s.stream(w, r)
+	case r.URL.Path == wire.PathChannel:
+		s.channel(w, r)
 	case r.URL.Path == wire.PathDesiredState:
 		s.mu.Lock()
 		ds := s.desired
@@ -303,6 +312,69 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			gen := s.desired.Generation
 			s.mu.Unlock()
 			if err := wsjson.Write(ctx, conn, wire.StreamMessage{Type: wire.MsgSync, Generation: gen}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// channel serves the HTTP/2 push channel: JSON lines both ways.
+func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 2 {
+		writeJSON(w, http.StatusUpgradeRequired, wire.ErrorResponse{Error: wire.ErrorBody{Code: "HTTP2Required", Message: "HTTP/2 only"}})
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+	dec := json.NewDecoder(r.Body)
+	var hello wire.StreamMessage
+	if err := dec.Decode(&hello); err != nil {
+		return
+	}
+	sync := make(chan struct{}, 1)
+	s.mu.Lock()
+	welcome := wire.StreamMessage{Type: wire.MsgWelcome, ProtocolVersion: wire.ProtocolVersion, Generation: s.desired.Generation,
+		HeartbeatInterval: wire.Duration(s.heartbeatInterval)}
+	s.streams[sync] = true
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); delete(s.streams, sync); s.mu.Unlock() }()
+	write := func(m wire.StreamMessage) error {
+		b, _ := json.Marshal(m)
+		if _, err := w.Write(append(b, '\n')); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if write(welcome) != nil {
+		return
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			var m wire.StreamMessage
+			if err := dec.Decode(&m); err != nil {
+				readErr <- err
+				return
+			}
+			if m.Type == wire.MsgHeartbeat {
+				s.mu.Lock()
+				s.heartbeats++
+				s.mu.Unlock()
+			}
+		}
+	}()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-readErr:
+			return
+		case <-sync:
+			s.mu.Lock()
+			gen := s.desired.Generation
+			s.mu.Unlock()
+			if write(wire.StreamMessage{Type: wire.MsgSync, Generation: gen}) != nil {
 				return
 			}
 		}

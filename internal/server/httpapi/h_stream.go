@@ -1,0 +1,253 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// streamConn is one agent push channel, whatever carries it: an HTTP/2
+// stream of JSON lines (the agent's one connection) or a WebSocket (the
+// HTTP/1.1 fallback).
+type streamConn interface {
+	// Read returns the next message from the agent.
+	Read() (wire.StreamMessage, error)
+	// Write sends msg, within a bounded time.
+	Write(ctx context.Context, msg wire.StreamMessage) error
+	// End closes the channel telling the agent why.
+	End(reason string, how endKind)
+}
+
+// endKind is how a channel ends.
+type endKind int
+
+const (
+	endNormal    endKind = iota // done (goodbye sent, or the agent left)
+	endGoingAway                // the server stops or the stream was replaced: reconnect
+	endRefused                  // the agent broke the protocol
+)
+
+// maxStreamMessage bounds one message from an agent.
+const maxStreamMessage = 64 << 10
+
+// serveStream runs one agent's push channel: hello, welcome, then the hub
+// writes what is pushed while this goroutine — the only one the channel
+// keeps — reads heartbeats, until either side ends it.
+func (a *API) serveStream(ctx context.Context, m *store.Machine, conn streamConn) {
+	noHello := time.AfterFunc(10*time.Second, func() { conn.End("no hello within 10s", endRefused) })
+	hello, err := conn.Read()
+	if !noHello.Stop() {
+		return
+	}
+	if err != nil || hello.Type != wire.MsgHello {
+		conn.End("first message must be hello", endRefused)
+		return
+	}
+	if hello.ProtocolVersion < 1 || hello.ProtocolVersion > wire.ProtocolVersion {
+		conn.End("unsupported protocol version", endRefused)
+		return
+	}
+	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: truncate(hello.AgentVersion, 64)})
+	stream := a.Hub.Attach(m.ID, hubWriter{a, conn})
+	defer a.Hub.Unregister(stream)
+	// Registered first, so nothing pushed after the machine was read is
+	// lost; the hub writes it after the welcome (Start).
+	welcome := wire.StreamMessage{Type: wire.MsgWelcome, ProtocolVersion: wire.ProtocolVersion, Generation: m.Generation,
+		HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval), SentAt: a.now()}
+	if err := conn.Write(ctx, welcome); err != nil {
+		return
+	}
+	stream.Start()
+	stop := context.AfterFunc(ctx, func() { conn.End("server shutting down", endGoingAway) })
+	defer stop()
+	_ = a.readHeartbeats(conn, m.ID, hello.AgentVersion)
+}
+
+// hubWriter lets the hub write to a channel.
+type hubWriter struct {
+	a    *API
+	conn streamConn
+}
+
+func (w hubWriter) Deliver(msg wire.StreamMessage) error {
+	msg.SentAt = w.a.now()
+	return w.conn.Write(context.Background(), msg)
+}
+
+func (w hubWriter) End(reason string, goingAway bool) {
+	how := endNormal
+	if goingAway {
+		how = endGoingAway
+	}
+	w.conn.End(reason, how)
+}
+
+func (a *API) readHeartbeats(conn streamConn, machineID, agentVersion string) error {
+	for {
+		msg, err := conn.Read()
+		if err != nil {
+			return err
+		}
+		switch msg.Type {
+		case wire.MsgHeartbeat:
+			v := agentVersion
+			if msg.AgentVersion != "" {
+				v = msg.AgentVersion
+			}
+			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: truncate(v, 64)})
+			a.Metrics.heartbeats.Inc()
+		case wire.MsgPong:
+			// Latency probes are measured by the sender of the ping.
+		}
+	}
+}
+
+// postChannel is the push channel over HTTP/2: the request and response
+// bodies stay open, one JSON message per line each way. It refuses
+// HTTP/1.1, where a full-duplex body is not dependable; the agent then uses
+// the WebSocket stream.
+func (a *API) postChannel(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	if r.ProtoMajor < 2 {
+		return &apiError{status: http.StatusUpgradeRequired, code: "HTTP2Required",
+			message: "the agent channel needs HTTP/2; use the WebSocket stream " + wire.PathStream}
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	conn := &h2Conn{rc: rc, w: w, body: r.Body, r: bufio.NewReaderSize(r.Body, 512)}
+	a.serveStream(r.Context(), c.Machine, conn)
+	return nil
+}
+
+// h2Conn carries the channel over an HTTP/2 stream.
+type h2Conn struct {
+	rc   *http.ResponseController
+	w    http.ResponseWriter
+	body io.Closer
+	r    *bufio.Reader
+
+	mu    sync.Mutex // serializes writes
+	ended atomic.Bool
+}
+
+func (c *h2Conn) Read() (wire.StreamMessage, error) {
+	var msg wire.StreamMessage
+	line, err := readLine(c.r, maxStreamMessage)
+	if err != nil {
+		return msg, err
+	}
+	if err := json.Unmarshal(line, &msg); err != nil {
+		return msg, fmt.Errorf("malformed message: %w", err)
+	}
+	return msg, nil
+}
+
+// readLine reads one line of at most max bytes.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		part, isPrefix, err := r.ReadLine()
+		if err != nil {
+			return nil, err
+		}
+		line = append(line, part...)
+		if len(line) > max {
+			return nil, errors.New("message too large")
+		}
+		if !isPrefix {
+			return line, nil
+		}
+	}
+}
+
+func (c *h2Conn) Write(_ context.Context, msg wire.StreamMessage) error {
+	if c.ended.Load() && msg.Type != wire.MsgClose {
+		return errors.New("channel ended")
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A write the agent does not take within 10 s ends the channel; the
+	// deadline is lifted afterwards, since on HTTP/2 a deadline that passes
+	// resets the stream even while it is idle.
+	_ = c.rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	defer c.rc.SetWriteDeadline(time.Time{})
+	if _, err := c.w.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+func (c *h2Conn) End(reason string, _ endKind) {
+	if !c.ended.CompareAndSwap(false, true) {
+		return
+	}
+	if reason != "" {
+		_ = c.Write(context.Background(), wire.StreamMessage{Type: wire.MsgClose, Reason: reason})
+	}
+	// Closing the request body ends the handler's read, and the handler's
+	// return ends the stream; the connection and the agent's other
+	// requests on it go on.
+	c.body.Close()
+}
+
+// getStream upgrades to the WebSocket push channel (agents that cannot
+// speak HTTP/2 to the server, e.g. through an HTTP/1.1-only proxy).
+func (a *API) getStream(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	if err != nil {
+		return nil // Accept already wrote the HTTP error
+	}
+	conn.SetReadLimit(maxStreamMessage)
+	defer conn.CloseNow()
+	a.serveStream(r.Context(), c.Machine, &wsConn{c: conn})
+	return nil
+}
+
+// wsConn carries the channel over a WebSocket.
+type wsConn struct{ c *websocket.Conn }
+
+func (c *wsConn) Read() (wire.StreamMessage, error) {
+	var msg wire.StreamMessage
+	// The read must not watch the request's context: the library closes
+	// the connection abruptly when a read's context ends, which would race
+	// the "going away" close at shutdown. It ends when the connection does.
+	err := wsjson.Read(context.Background(), c.c, &msg)
+	return msg, err
+}
+
+func (c *wsConn) Write(ctx context.Context, msg wire.StreamMessage) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return wsjson.Write(ctx, c.c, msg)
+}
+
+func (c *wsConn) End(reason string, how endKind) {
+	code := websocket.StatusNormalClosure
+	switch how {
+	case endGoingAway:
+		code = websocket.StatusGoingAway
+	case endRefused:
+		code = websocket.StatusPolicyViolation
+	}
+	c.c.Close(code, reason)
+}
