@@ -8,14 +8,14 @@ import (
 // Agent protocol paths, all under the server's TLS listener. Every path but
 // PathConnect requires the machine's client certificate (mTLS).
 const (
-	PathConnect      = "/agent/v1/connect"     // POST ConnectRequest, bearer token of the onboarding principal
-	PathStream       = "/agent/v1/stream"      // GET, WebSocket upgrade: push channel + heartbeats (HTTP/1.1 fallback)
+	PathConnect = "/agent/v1/connect" // POST ConnectRequest, bearer token of the onboarding principal
+	PathStream  = "/agent/v1/stream"  // GET, WebSocket upgrade: push channel + heartbeats (HTTP/1.1 fallback)
 	// PathChannel is the push channel over HTTP/2: POST with a request body
 	// and a response body that both stay open, each a sequence of
 	// StreamMessage JSON lines. It shares the agent's one connection with
 	// every other request; the server refuses it over HTTP/1.1 (426), and
 	// the agent then uses PathStream.
-	PathChannel = "/agent/v1/channel"
+	PathChannel      = "/agent/v1/channel"
 	PathReports      = "/agent/v1/reports"     // POST ReportBatch
 	PathDesiredState = "/agent/v1/desired"     // GET DesiredState
 	PathCertificate  = "/agent/v1/certificate" // POST RenewRequest -> RenewResponse
