@@ -67,82 +67,170 @@ func (a *API) buildRoutes() []Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthMachine, Summary: summary, Handle: h,
 			Scope: func(r *http.Request) string { return machineScopeOf(r) }}
 	}
+	// described sets a route's API description (see Route).
+	type desc struct {
+		req, resp any
+		status    int
+		also      []int
+		query     []QueryParam
+		errs      []int
+	}
+	d := func(rt Route, x desc) Route {
+		rt.Request, rt.Response, rt.Status, rt.AlsoStatus, rt.Query, rt.Errors = x.req, x.resp, x.status, x.also, x.query, x.errs
+		return rt
+	}
+	const (
+		ok      = http.StatusOK
+		created = http.StatusCreated
+		none    = http.StatusNoContent
+		e400    = http.StatusBadRequest
+		e404    = http.StatusNotFound
+		e409    = http.StatusConflict
+	)
+	machineFilters := pageQuery(
+		QueryParam{Name: "environment", Type: "string", Enum: wire.Environments, Description: "Only machines in this environment (any letter case)."},
+		QueryParam{Name: "status", Type: "string", Enum: []string{wire.StatusConnected, wire.StatusDisconnected, wire.StatusExpired},
+			Description: "Only machines in this status (any letter case)."},
+		QueryParam{Name: "os", Type: "string", Description: "Only machines whose OS name is this (e.g. debian)."},
+		QueryParam{Name: "name", Type: "string", Description: "Only machines whose name contains this."},
+		QueryParam{Name: "tag", Type: "string", Description: "Only machines with this tag: KEY (any value) or KEY=VALUE."},
+	)
+	scopeParam := QueryParam{Name: "scope", Type: "string", Default: "/", Description: "The scope: / or a resource id; the list holds what is at or below it."}
 	return []Route{
-		pub("GET", "/api/v1/openapi.json", "The OpenAPI document of this API.", a.getOpenAPI),
-		{Method: "POST", Pattern: wire.PathToken, Action: actIssueToken, Auth: AuthPublic, Scope: scopeRoot,
+		d(pub("GET", "/api/v1/openapi.json", "The OpenAPI document of this API.", a.getOpenAPI), desc{resp: map[string]any{}}),
+		d(Route{Method: "POST", Pattern: wire.PathToken, Action: actIssueToken, Auth: AuthPublic, Scope: scopeRoot,
 			Summary: "OAuth2 token endpoint: client_credentials, password and device_code grants.", Handle: a.postToken},
-		{Method: "POST", Pattern: wire.PathDeviceCode, Action: actDeviceCode, Auth: AuthPublic,
+			desc{req: Form{tokenRequest{}}, resp: wire.TokenResponse{}, errs: []int{http.StatusUnauthorized, http.StatusTooManyRequests}}),
+		d(Route{Method: "POST", Pattern: wire.PathDeviceCode, Action: actDeviceCode, Auth: AuthPublic,
 			Summary: "OAuth2 device authorization (RFC 8628) for machine onboarding.", Handle: a.postDeviceCode},
+			desc{req: Form{deviceCodeRequest{}}, resp: wire.DeviceCodeResponse{}}),
 
-		api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe),
+		d(api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe), desc{resp: wire.Me{}}),
 
-		inHandler(api("GET", "/api/v1/subscriptions", authz.ActSubscriptionsRead, scopeRoot, "List the subscriptions the caller can read.", a.listSubscriptions)),
-		api("GET", subPath, authz.ActSubscriptionsRead, scopeSub, "Get a subscription.", a.getSubscription),
-		api("PUT", subPath, authz.ActSubscriptionsWrite, scopeSub, "Create a subscription.", a.putSubscription),
+		d(inHandler(api("GET", "/api/v1/subscriptions", authz.ActSubscriptionsRead, scopeRoot, "List the subscriptions the caller can read.", a.listSubscriptions)),
+			desc{resp: wire.List[wire.Subscription]{}}),
+		d(api("GET", subPath, authz.ActSubscriptionsRead, scopeSub, "Get a subscription.", a.getSubscription), desc{resp: wire.Subscription{}}),
+		d(api("PUT", subPath, authz.ActSubscriptionsWrite, scopeSub, "Create a subscription.", a.putSubscription),
+			desc{req: wire.SubscriptionCreate{}, resp: wire.Subscription{}, status: created, errs: []int{e409}}),
 
-		api("GET", subPath+"/resourceGroups", authz.ActResourceGroupsRead, scopeSub, "List resource groups.", a.listResourceGroups),
-		api("GET", rgPath, authz.ActResourceGroupsRead, scopeRG, "Get a resource group.", a.getResourceGroup),
-		api("PUT", rgPath, authz.ActResourceGroupsWrite, scopeRG, "Create a resource group.", a.putResourceGroup),
-		api("DELETE", rgPath, authz.ActResourceGroupsDelete, scopeRG, "Delete an empty resource group.", a.deleteResourceGroup),
+		d(api("GET", subPath+"/resourceGroups", authz.ActResourceGroupsRead, scopeSub, "List resource groups.", a.listResourceGroups),
+			desc{resp: wire.List[wire.ResourceGroup]{}, query: pageQuery()}),
+		d(api("GET", rgPath, authz.ActResourceGroupsRead, scopeRG, "Get a resource group.", a.getResourceGroup), desc{resp: wire.ResourceGroup{}}),
+		d(api("PUT", rgPath, authz.ActResourceGroupsWrite, scopeRG, "Create a resource group.", a.putResourceGroup),
+			desc{req: wire.ResourceGroupCreate{}, resp: wire.ResourceGroup{}, status: created, errs: []int{e409}}),
+		d(api("DELETE", rgPath, authz.ActResourceGroupsDelete, scopeRG, "Delete an empty resource group.", a.deleteResourceGroup),
+			desc{status: none, errs: []int{e409}}),
 
-		api("GET", subPath+"/machines", authz.ActMachinesRead, scopeSub, "List machines in a subscription, with filters.", a.listMachines),
-		api("GET", rgPath+"/machines", authz.ActMachinesRead, scopeRG, "List machines in a resource group, with filters.", a.listMachines),
-		api("GET", machinePath, authz.ActMachinesRead, scopeMachine, "Get a machine.", a.getMachine),
-		api("PATCH", machinePath, authz.ActMachinesWrite, scopeMachine, "Update a machine's tags.", a.patchMachine),
-		api("DELETE", machinePath, authz.ActMachinesDelete, scopeMachine, "Delete a machine (its agent is told to stop).", a.deleteMachine),
+		d(api("GET", subPath+"/machines", authz.ActMachinesRead, scopeSub, "List machines in a subscription, with filters.", a.listMachines),
+			desc{resp: wire.List[wire.Machine]{}, query: machineFilters}),
+		d(api("GET", rgPath+"/machines", authz.ActMachinesRead, scopeRG, "List machines in a resource group, with filters.", a.listMachines),
+			desc{resp: wire.List[wire.Machine]{}, query: machineFilters}),
+		d(api("GET", machinePath, authz.ActMachinesRead, scopeMachine, "Get a machine.", a.getMachine), desc{resp: wire.Machine{}}),
+		d(api("PATCH", machinePath, authz.ActMachinesWrite, scopeMachine, "Update a machine's tags.", a.patchMachine),
+			desc{req: wire.MachineUpdate{}, resp: wire.Machine{}}),
+		d(api("DELETE", machinePath, authz.ActMachinesDelete, scopeMachine, "Delete a machine (its agent is told to stop).", a.deleteMachine),
+			desc{status: none}),
 
-		inHandler(api("GET", "/api/v1/deviceCodes", authz.ActMachinesOnboard, scopeRoot, "List pending device-code onboardings the caller may approve.", a.listDeviceCodes)),
-		inHandler(api("POST", "/api/v1/deviceCodes/{code}/approve", authz.ActMachinesOnboard, scopeRoot, "Approve a device-code onboarding.", a.approveDeviceCode)),
+		d(inHandler(api("GET", "/api/v1/deviceCodes", authz.ActMachinesOnboard, scopeRoot, "List pending device-code onboardings the caller may approve.", a.listDeviceCodes)),
+			desc{resp: wire.List[wire.PendingDeviceCode]{}}),
+		d(inHandler(api("POST", "/api/v1/deviceCodes/{code}/approve", authz.ActMachinesOnboard, scopeRoot, "Approve a device-code onboarding.", a.approveDeviceCode)),
+			desc{req: NoBody{}, resp: wire.DeviceCodeApproval{}, errs: []int{e409}}),
 
-		api("GET", "/api/v1/roleDefinitions", authz.ActRoleDefinitionsRead, scopeRoot, "List built-in and custom roles.", a.listRoleDefinitions),
-		api("GET", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsRead, scopeRoot, "Get a role.", a.getRoleDefinition),
-		api("PUT", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsWrite, scopeRoot, "Create or update a custom role.", a.putRoleDefinition),
-		api("DELETE", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsDelete, scopeRoot, "Delete an unassigned custom role.", a.deleteRoleDefinition),
+		d(api("GET", "/api/v1/roleDefinitions", authz.ActRoleDefinitionsRead, scopeRoot, "List built-in and custom roles.", a.listRoleDefinitions),
+			desc{resp: wire.List[wire.RoleDefinition]{}}),
+		d(api("GET", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsRead, scopeRoot, "Get a role.", a.getRoleDefinition),
+			desc{resp: wire.RoleDefinition{}}),
+		d(api("PUT", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsWrite, scopeRoot, "Create or update a custom role.", a.putRoleDefinition),
+			desc{req: wire.RoleDefinition{}, resp: wire.RoleDefinition{}, status: created, also: []int{ok}, errs: []int{e409}}),
+		d(api("DELETE", "/api/v1/roleDefinitions/{id}", authz.ActRoleDefinitionsDelete, scopeRoot, "Delete an unassigned custom role.", a.deleteRoleDefinition),
+			desc{status: none, errs: []int{e400, e409}}),
 
-		api("GET", "/api/v1/roleAssignments", authz.ActRoleAssignmentsRead, scopeQuery, "List role assignments at or below a scope.", a.listRoleAssignments),
-		inHandler(api("POST", "/api/v1/roleAssignments", authz.ActRoleAssignmentsWrite, scopeRoot, "Assign a role to a principal at a scope.", a.createRoleAssignment)),
-		inHandler(api("GET", "/api/v1/roleAssignments/{id}", authz.ActRoleAssignmentsRead, scopeRoot, "Get a role assignment.", a.getRoleAssignment)),
-		inHandler(api("DELETE", "/api/v1/roleAssignments/{id}", authz.ActRoleAssignmentsDelete, scopeRoot, "Delete a role assignment.", a.deleteRoleAssignment)),
+		d(api("GET", "/api/v1/roleAssignments", authz.ActRoleAssignmentsRead, scopeQuery, "List role assignments at or below a scope.", a.listRoleAssignments),
+			desc{resp: wire.List[wire.RoleAssignment]{}, query: []QueryParam{scopeParam,
+				{Name: "principal", Type: "string", Description: "Only the assignments of this principal (id, user name or client id)."}}}),
+		d(inHandler(api("POST", "/api/v1/roleAssignments", authz.ActRoleAssignmentsWrite, scopeRoot, "Assign a role to a principal at a scope.", a.createRoleAssignment)),
+			desc{req: wire.RoleAssignmentCreate{}, resp: wire.RoleAssignment{}, status: created, errs: []int{e404, e409}}),
+		d(inHandler(api("GET", "/api/v1/roleAssignments/{id}", authz.ActRoleAssignmentsRead, scopeRoot, "Get a role assignment.", a.getRoleAssignment)),
+			desc{resp: wire.RoleAssignment{}}),
+		d(inHandler(api("DELETE", "/api/v1/roleAssignments/{id}", authz.ActRoleAssignmentsDelete, scopeRoot, "Delete a role assignment.", a.deleteRoleAssignment)),
+			desc{status: none}),
 
-		api("GET", "/api/v1/users", authz.ActUsersRead, scopeRoot, "List users.", a.listUsers),
-		api("POST", "/api/v1/users", authz.ActUsersWrite, scopeRoot, "Create a user.", a.createUser),
-		api("DELETE", "/api/v1/users/{name}", authz.ActUsersDelete, scopeRoot, "Delete a user, their tokens and role assignments.", a.deleteUser),
+		d(api("GET", "/api/v1/users", authz.ActUsersRead, scopeRoot, "List users.", a.listUsers), desc{resp: wire.List[wire.User]{}}),
+		d(api("POST", "/api/v1/users", authz.ActUsersWrite, scopeRoot, "Create a user.", a.createUser),
+			desc{req: wire.UserCreate{}, resp: wire.User{}, status: created, errs: []int{e409}}),
+		d(api("DELETE", "/api/v1/users/{name}", authz.ActUsersDelete, scopeRoot, "Delete a user, their tokens and role assignments.", a.deleteUser),
+			desc{status: none, errs: []int{e400}}),
 
-		api("GET", "/api/v1/servicePrincipals", authz.ActServicePrincipalsRead, scopeRoot, "List service principals.", a.listServicePrincipals),
-		api("POST", "/api/v1/servicePrincipals", authz.ActServicePrincipalsWrite, scopeRoot, "Create a service principal; the secret is returned once.", a.createServicePrincipal),
-		api("GET", "/api/v1/servicePrincipals/{id}", authz.ActServicePrincipalsRead, scopeRoot, "Get a service principal.", a.getServicePrincipal),
-		api("DELETE", "/api/v1/servicePrincipals/{id}", authz.ActServicePrincipalsDelete, scopeRoot, "Delete a service principal, its tokens and role assignments.", a.deleteServicePrincipal),
+		d(api("GET", "/api/v1/servicePrincipals", authz.ActServicePrincipalsRead, scopeRoot, "List service principals.", a.listServicePrincipals),
+			desc{resp: wire.List[wire.ServicePrincipal]{}}),
+		d(api("POST", "/api/v1/servicePrincipals", authz.ActServicePrincipalsWrite, scopeRoot, "Create a service principal; the secret is returned once.", a.createServicePrincipal),
+			desc{req: wire.ServicePrincipalCreate{}, resp: wire.ServicePrincipalCreated{}, status: created}),
+		d(api("GET", "/api/v1/servicePrincipals/{id}", authz.ActServicePrincipalsRead, scopeRoot, "Get a service principal.", a.getServicePrincipal),
+			desc{resp: wire.ServicePrincipal{}}),
+		d(api("DELETE", "/api/v1/servicePrincipals/{id}", authz.ActServicePrincipalsDelete, scopeRoot, "Delete a service principal, its tokens and role assignments.", a.deleteServicePrincipal),
+			desc{status: none}),
 
-		api("GET", "/api/v1/tokens", authz.ActSelfRead, scopeRoot, "List the caller's API tokens.", a.listTokens),
-		api("POST", "/api/v1/tokens", authz.ActSelfWrite, scopeRoot, "Create an API token for the caller; the token is returned once.", a.createToken),
-		api("DELETE", "/api/v1/tokens/{id}", authz.ActSelfWrite, scopeRoot, "Delete one of the caller's API tokens.", a.deleteToken),
+		d(api("GET", "/api/v1/tokens", authz.ActSelfRead, scopeRoot, "List the caller's API tokens.", a.listTokens), desc{resp: wire.List[wire.APIToken]{}}),
+		d(api("POST", "/api/v1/tokens", authz.ActSelfWrite, scopeRoot, "Create an API token for the caller; the token is returned once.", a.createToken),
+			desc{req: wire.APITokenCreate{}, resp: wire.APITokenCreated{}, status: created}),
+		d(api("DELETE", "/api/v1/tokens/{id}", authz.ActSelfWrite, scopeRoot, "Delete one of the caller's API tokens.", a.deleteToken), desc{status: none}),
 
-		api("GET", "/api/v1/activityLogs", authz.ActActivityLogsRead, scopeQuery, "Query the activity log.", a.listActivity),
+		d(api("GET", "/api/v1/activityLogs", authz.ActActivityLogsRead, scopeQuery, "Query the activity log.", a.listActivity),
+			desc{resp: wire.List[wire.ActivityEntry]{}, query: pageQuery(scopeParam,
+				QueryParam{Name: "caller", Type: "string", Description: "Only entries of this caller id."},
+				QueryParam{Name: "action", Type: "string", Description: "Only entries of this action; a trailing * matches any suffix."},
+				QueryParam{Name: "result", Type: "string", Enum: []string{wire.ResultSucceeded, wire.ResultFailed, wire.ResultDenied}, Description: "Only entries with this result (any letter case)."},
+				QueryParam{Name: "from", Type: "string", Format: "date-time", Description: "Only entries at or after this time (RFC 3339)."},
+				QueryParam{Name: "to", Type: "string", Format: "date-time", Description: "Only entries before this time (RFC 3339)."})}),
 
-		api("GET", "/api/v1/publishers", authz.ActPublishersRead, scopeRoot, "List extension publishers.", a.listPublishers),
-		api("GET", pubPath, authz.ActPublishersRead, scopeRoot, "Get an extension publisher.", a.getPublisher),
-		api("PUT", pubPath, authz.ActPublishersWrite, scopeRoot, "Register a publisher's ed25519 public key (PublisherCreate).", a.putPublisher),
-		api("POST", pubPath+"/packages", authz.ActPackagesWrite, scopeRoot, "Upload an extension package: the raw tar.gz archive as the body.", a.postPackage),
-		api("GET", pubPath+"/catalog", authz.ActCatalogsRead, scopeRoot, "Get the publisher's current signed catalog.", a.getCatalog),
-		api("PUT", pubPath+"/catalog", authz.ActCatalogsWrite, scopeRoot, "Upload the publisher's signed catalog (SignedCatalog).", a.putCatalog),
-		inHandler(api("GET", "/api/v1/extensionPackages", authz.ActExtensionPackagesRead, scopeRoot, "List uploaded extension packages, with filters (allowed to whoever holds the action at any scope: the list is global).", a.listExtensionPackages)),
+		d(api("GET", "/api/v1/publishers", authz.ActPublishersRead, scopeRoot, "List extension publishers.", a.listPublishers),
+			desc{resp: wire.List[wire.Publisher]{}}),
+		d(api("GET", pubPath, authz.ActPublishersRead, scopeRoot, "Get an extension publisher.", a.getPublisher), desc{resp: wire.Publisher{}}),
+		d(api("PUT", pubPath, authz.ActPublishersWrite, scopeRoot, "Register a publisher's ed25519 public key (PublisherCreate).", a.putPublisher),
+			desc{req: wire.PublisherCreate{}, resp: wire.Publisher{}, status: created, also: []int{ok}, errs: []int{e409}}),
+		d(api("POST", pubPath+"/packages", authz.ActPackagesWrite, scopeRoot, "Upload an extension package: the raw tar.gz archive as the body.", a.postPackage),
+			desc{req: Raw{ContentTypes: []string{"application/gzip", "application/octet-stream"}, Description: "The package archive (tar.gz with manifest.json), at most 64 MiB."},
+				resp: wire.ExtensionPackage{}, status: created, also: []int{ok}, errs: []int{e409}}),
+		d(api("GET", pubPath+"/catalog", authz.ActCatalogsRead, scopeRoot, "Get the publisher's current signed catalog.", a.getCatalog),
+			desc{resp: wire.SignedCatalog{}}),
+		d(api("PUT", pubPath+"/catalog", authz.ActCatalogsWrite, scopeRoot, "Upload the publisher's signed catalog (SignedCatalog).", a.putCatalog),
+			desc{req: wire.SignedCatalog{}, resp: wire.SignedCatalog{}, errs: []int{e409}}),
+		d(inHandler(api("GET", "/api/v1/extensionPackages", authz.ActExtensionPackagesRead, scopeRoot, "List uploaded extension packages, with filters (allowed to whoever holds the action at any scope: the list is global).", a.listExtensionPackages)),
+			desc{resp: wire.List[wire.ExtensionPackage]{}, query: pageQuery(
+				QueryParam{Name: "publisher", Type: "string", Description: "Only packages of this publisher."},
+				QueryParam{Name: "type", Type: "string", Description: "Only packages of this extension type."})}),
 
-		api("GET", machinePath+"/extensions", authz.ActExtensionsRead, scopeMachine, "List a machine's extensions.", a.listMachineExtensions),
-		api("GET", extPath, authz.ActExtensionsRead, scopeExtension, "Get an extension of a machine.", a.getMachineExtension),
-		api("PUT", extPath, authz.ActExtensionsWrite, scopeExtension, "Install, reconfigure or upgrade an extension (MachineExtensionSet).", a.putMachineExtension),
-		api("DELETE", extPath, authz.ActExtensionsDelete, scopeExtension, "Remove an extension from a machine (202, state Deleting).", a.deleteMachineExtension),
-		api("GET", machinePath+"/runCommands", authz.ActRunCommandsRead, scopeMachine, "List a machine's run commands, newest first.", a.listRunCommands),
-		api("GET", runPath, authz.ActRunCommandsRead, scopeRunCommand, "Get a run command with its result.", a.getRunCommand),
-		api("PUT", runPath, authz.ActRunCommandsWrite, scopeRunCommand, "Run a script or command on a machine (RunCommandCreate).", a.putRunCommand),
+		d(api("GET", machinePath+"/extensions", authz.ActExtensionsRead, scopeMachine, "List a machine's extensions.", a.listMachineExtensions),
+			desc{resp: wire.List[wire.MachineExtension]{}}),
+		d(api("GET", extPath, authz.ActExtensionsRead, scopeExtension, "Get an extension of a machine.", a.getMachineExtension),
+			desc{resp: wire.MachineExtension{}}),
+		d(api("PUT", extPath, authz.ActExtensionsWrite, scopeExtension, "Install, reconfigure or upgrade an extension (MachineExtensionSet).", a.putMachineExtension),
+			desc{req: wire.MachineExtensionSet{}, resp: wire.MachineExtension{}, status: created, also: []int{ok}, errs: []int{e409}}),
+		d(api("DELETE", extPath, authz.ActExtensionsDelete, scopeExtension, "Remove an extension from a machine (202, state Deleting).", a.deleteMachineExtension),
+			desc{resp: wire.MachineExtension{}, status: http.StatusAccepted}),
+		d(api("GET", machinePath+"/runCommands", authz.ActRunCommandsRead, scopeMachine, "List a machine's run commands, newest first.", a.listRunCommands),
+			desc{resp: wire.List[wire.RunCommand]{}, query: pageQuery()}),
+		d(api("GET", runPath, authz.ActRunCommandsRead, scopeRunCommand, "Get a run command with its result.", a.getRunCommand),
+			desc{resp: wire.RunCommand{}}),
+		d(api("PUT", runPath, authz.ActRunCommandsWrite, scopeRunCommand, "Run a script or command on a machine (RunCommandCreate).", a.putRunCommand),
+			desc{req: wire.RunCommandCreate{}, resp: wire.RunCommand{}, status: created, errs: []int{e409}}),
 
-		{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
+		d(Route{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
 			AllowRestricted: true, Scope: scopeRoot, Summary: "Onboard a machine: sign its CSR and create the resource.", Handle: a.postConnect},
-		agent("GET", wire.PathStream, actAgentStream, "The agent's push channel (WebSocket).", a.getStream),
-		agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired),
-		agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
-		agent("POST", wire.PathCertificate, actAgentRenew, "Renew the machine's client certificate.", a.postRenew),
-		agent("DELETE", wire.PathMachine, actAgentDisconnect, "Disconnect: delete the machine resource.", a.deleteSelf),
-		agent("GET", wire.PathCatalogs+"{publisher}", actAgentCatalog, "A publisher's signed catalog.", a.getAgentCatalog),
-		agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
+			desc{req: wire.ConnectRequest{}, resp: wire.ConnectResponse{}, status: created, errs: []int{e404, e409}}),
+		d(agent("GET", wire.PathStream, actAgentStream, "The agent's push channel (WebSocket).", a.getStream),
+			desc{resp: WebSocket{Message: wire.StreamMessage{}, Description: "The agent sends hello first (within 10 s) and heartbeats; " +
+				"the server answers welcome (with the heartbeat interval), then pushes sync when the desired state changes, ping, and goodbye " +
+				"when the machine's identity is revoked."}, status: http.StatusSwitchingProtocols}),
+		d(agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired), desc{resp: wire.DesiredState{}}),
+		d(agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
+			desc{req: wire.ReportBatch{}, resp: wire.ReportAck{}}),
+		d(agent("POST", wire.PathCertificate, actAgentRenew, "Renew the machine's client certificate.", a.postRenew),
+			desc{req: wire.RenewRequest{}, resp: wire.RenewResponse{}}),
+		d(agent("DELETE", wire.PathMachine, actAgentDisconnect, "Disconnect: delete the machine resource.", a.deleteSelf), desc{status: none}),
+		d(agent("GET", wire.PathCatalogs+"{publisher}", actAgentCatalog, "A publisher's signed catalog.", a.getAgentCatalog),
+			desc{resp: wire.SignedCatalog{}}),
+		d(agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
+			desc{resp: Raw{ContentTypes: []string{"application/gzip"}, Description: "The package archive, byte for byte as published."}}),
 	}
 }
