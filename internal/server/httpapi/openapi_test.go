@@ -45,7 +45,7 @@ func TestEveryRouteIsDescribed(t *testing.T) {
 	}
 	var doc struct {
 		Paths      map[string]map[string]operation `json:"paths"`
-		Components map[string]map[string]any      `json:"components"`
+		Components map[string]map[string]any       `json:"components"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
