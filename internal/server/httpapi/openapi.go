@@ -528,14 +528,25 @@ var durationSchema = map[string]any{
 	"examples":    []any{"30s", "10m0s", "1h30m0s"},
 }
 
+// typeSchemas describe the types that marshal themselves (or whose Go
+// kind says too little), inline where used. A wire type that implements
+// json.Marshaler or encoding.TextMarshaler needs a line here.
+var typeSchemas = map[reflect.Type]map[string]any{
+	timeType:    {"type": "string", "format": "date-time"},
+	rawJSONType: {"description": "Any JSON value, passed through as is."},
+}
+
 // schema returns the schema of t where it is used: a $ref for a named
 // struct (described once in components.schemas), inline otherwise.
 func (b *docBuilder) schema(t reflect.Type) map[string]any {
+	if s, ok := typeSchemas[t]; ok {
+		out := make(map[string]any, len(s))
+		for k, v := range s {
+			out[k] = v
+		}
+		return out
+	}
 	switch {
-	case t == timeType:
-		return map[string]any{"type": "string", "format": "date-time"}
-	case t == rawJSONType:
-		return map[string]any{"description": "Any JSON value, passed through as is."}
 	case t == durationType:
 		return b.component(t, "Duration", func() map[string]any { return durationSchema })
 	case isWireList(t):
@@ -557,7 +568,7 @@ func (b *docBuilder) schema(t reflect.Type) map[string]any {
 		return b.schema(t.Elem())
 	case t.Implements(marshalerT) || reflect.PointerTo(t).Implements(marshalerT) ||
 		t.Implements(textMarshalT) || reflect.PointerTo(t).Implements(textMarshalT):
-		b.fail("type %s marshals itself: describe its JSON form in openapi.go", t)
+		b.fail("type %s marshals itself: describe its JSON form in typeSchemas (openapi.go)", t)
 		return map[string]any{}
 	}
 	switch t.Kind() {
