@@ -31,6 +31,11 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("application/gzip", openapi3filter.FileBodyDecoder)
 }
 
+// uncoveredOps are operations ("METHOD /path") the happy calls of
+// TestResponsesMatchTheDocument do not make yet, each with why. Their
+// refusals (401, 400, 415, 404) are still checked.
+var uncoveredOps = map[string]string{}
+
 // apiCall is one request of the sweep.
 type apiCall struct {
 	method, pattern string
@@ -419,14 +424,14 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 			for _, st := range k.seen[method+" "+path] {
 				ok = ok || (st >= 200 && st < 300) || st == http.StatusSwitchingProtocols
 			}
-			if !ok {
+			if _, excused := uncoveredOps[method+" "+path]; !ok && !excused {
 				missed = append(missed, method+" "+path)
 			}
 		}
 	}
 	if len(missed) > 0 {
 		sort.Strings(missed)
-		t.Errorf("operations never called with success here (add them to the happy calls): %v", missed)
+		t.Errorf("operations never called with success here (add them to the happy calls, or to uncoveredOps with why): %v", missed)
 	}
 	// The check can fail: once the document forgets a field, or says an
 	// error status is not possible, a real answer no longer validates.
