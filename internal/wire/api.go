@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Machine status values, exactly as in DESIGN.md §2.
 const (
@@ -29,6 +32,18 @@ type List[T any] struct {
 	NextLink string `json:"nextLink,omitempty"`
 }
 
+// MarshalJSON writes an empty list as "value":[], never null, as the API
+// document promises.
+func (l List[T]) MarshalJSON() ([]byte, error) {
+	if l.Value == nil {
+		l.Value = []T{}
+	}
+	return json.Marshal(struct {
+		Value    []T    `json:"value"`
+		NextLink string `json:"nextLink,omitempty"`
+	}{l.Value, l.NextLink})
+}
+
 // Subscription is the top-level scope: /subscriptions/{name}.
 type Subscription struct {
 	ID          string    `json:"id"` // resource id: /subscriptions/{name}
@@ -36,6 +51,11 @@ type Subscription struct {
 	DisplayName string    `json:"displayName,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	CreatedBy   string    `json:"createdBy,omitempty"`
+}
+
+// SubscriptionCreate is the body of PUT /api/v1/subscriptions/{name}.
+type SubscriptionCreate struct {
+	DisplayName string `json:"displayName,omitempty"`
 }
 
 // ResourceGroup is /subscriptions/{sub}/resourceGroups/{name}.

@@ -39,9 +39,7 @@ func (a *API) getSubscription(w http.ResponseWriter, r *http.Request, _ *Caller)
 }
 
 func (a *API) putSubscription(w http.ResponseWriter, r *http.Request, c *Caller) error {
-	var body struct {
-		DisplayName string `json:"displayName"`
-	}
+	var body wire.SubscriptionCreate
 	if err := decodeJSON(w, r, a.Settings.MaxBodyBytes, &body); err != nil {
 		return err
 	}

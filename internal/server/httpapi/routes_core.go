@@ -44,17 +44,24 @@ type Route struct {
 	Summary         string
 	Handle          func(w http.ResponseWriter, r *http.Request, c *Caller) error
 
-	// The API description (OpenAPI) of the route, read from the same table:
-	// Request is a zero value of the JSON body type (nil: no body), Response
-	// a zero value of the success body type (nil: none; wire.List[T]{} for a
-	// paged list), Status the success status (0: 200), Query the query
-	// parameters it takes, and Errors the error statuses it can answer
-	// besides those every route of its kind can (401, 403, 500...).
-	Request  any
-	Response any
-	Status   int
-	Query    []QueryParam
-	Errors   []int
+	// The API description (OpenAPI) of the route, read from the same table
+	// (see openapi.go; a test refuses a route that leaves them out):
+	// Request is a zero value of the JSON body type (NoBody{} for a
+	// POST/PUT/PATCH that takes none; Form, Raw for other bodies),
+	// Response a zero value of the success body type (wire.List[T]{} for a
+	// list; Raw, WebSocket for others; nil only with Status 204), Status
+	// the success status (0: 200), AlsoStatus other success statuses
+	// answered with the same body (e.g. 200 when a PUT finds it already as
+	// asked), Query the query parameters it takes, and Errors the error
+	// statuses it can answer besides those every route of its kind can
+	// (401 and 403 with credentials, 400/413/415 with a body, 404 with a
+	// path parameter, 500 always).
+	Request    any
+	Response   any
+	Status     int
+	AlsoStatus []int
+	Query      []QueryParam
+	Errors     []int
 }
 
 // QueryParam describes one query parameter of a route.
@@ -67,6 +74,10 @@ type QueryParam struct {
 	Enum []string
 	// Min and Max bound an integer (0: no bound).
 	Min, Max int
+	// Format is an OpenAPI format (date-time, uuid...), if any.
+	Format string
+	// Default is the value the server uses when the parameter is absent.
+	Default any
 }
 
 // Caller is the authenticated principal of a request.
@@ -321,6 +332,16 @@ func sourceIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// pageQuery describes the query parameters pageFromQuery reads, for the
+// Query of paged list routes.
+func pageQuery(extra ...QueryParam) []QueryParam {
+	return append(extra,
+		QueryParam{Name: "$top", Type: "integer", Min: 1, Max: 1000, Default: 100,
+			Description: "The most items to return in one page."},
+		QueryParam{Name: "$skipToken", Type: "string",
+			Description: "Where the page starts: the opaque token of the previous page's nextLink."})
 }
 
 // pageFromQuery reads $top and $skipToken.
