@@ -30,6 +30,9 @@ type Config struct {
 	ExtensionKeyFile string
 	// Hosts are extra DNS names / IPs for the generated server certificate.
 	Hosts []string
+	// AdvertiseURL is this replica's URL as the other replicas reach it
+	// (tunnels are handed between replicas); default its listen address.
+	AdvertiseURL string
 	// AdminPassword is the first admin's password; empty = generate one and
 	// print it once.
 	AdminPassword string

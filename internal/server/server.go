@@ -27,6 +27,7 @@ import (
 	"github.com/corralhq/corral/internal/server/lifecycle"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/replicas"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/storeopen"
@@ -59,6 +60,7 @@ type Server struct {
 	sweeper  *lifecycle.Sweeper
 	registry *prometheus.Registry
 	bus      *replicas.PGBus // nil with SQLite
+	relay    *relay.Relay
 	notifier push.Notifier
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
@@ -135,6 +137,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
 	}
 
+	// Bound now: the relay needs this replica's address.
+	s.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
 	metrics := httpapi.NewMetrics(s.registry)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registry.MustRegister(newMachineCollector(st, cfg.Logger))
@@ -149,13 +156,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		notifier, sweepLock = s.bus, s.bus.SweeperLock
 	}
 	s.notifier = notifier
+	self := cfg.AdvertiseURL
+	if self == "" {
+		self = s.URL()
+	}
+	var bus relay.Bus // nil: one server, tunnels announced here directly
+	if s.bus != nil {
+		bus = s.bus
+	}
+	s.relay = relay.New(relay.Config{Self: self, Bus: bus, Hub: s.Hub, Tokens: authn.NewTokenIssuer(key, "corral"),
+		PeerTLS: &tls.Config{RootCAs: s.CA.Pool(), MinVersion: tls.VersionTLS12}, Clock: cfg.Clock,
+		Logger: cfg.Logger.With("component", "relay")})
+	if s.bus != nil {
+		s.bus.OnTunnel = s.relay.Announce
+	}
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
 	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey}, notifier)
 	if err != nil {
 		return nil, err
 	}
 	s.API = httpapi.New(httpapi.Deps{
-		CA: s.CA, Hub: s.Hub, Heartbeats: s.batcher, Capabilities: cs.seam,
+		CA: s.CA, Hub: s.Hub, Relay: s.relay, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
 		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
@@ -168,10 +189,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		OnRunsExpired: cs.syncer.Announce,
 	}
 
-	s.ln, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
 	s.connCtx, s.cancelConn = context.WithCancel(context.Background())
 	s.http = &http.Server{
 		Handler:           s.routes(),
@@ -224,6 +241,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/", s.API)
 	mux.Handle("/agent/", s.API)
 	mux.Handle("/oauth2/", s.API)
+	mux.Handle("POST "+relay.PathInternal+"{id}", s.relay.PeerHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, http.StatusOK, wire.Health{Status: "ok", Version: version.Version})

@@ -290,6 +290,17 @@ func (s *API) OnboardingPrincipal(t testing.TB, rg string) (clientID, secret str
 	return sp.ClientID, sp.ClientSecret
 }
 
+// RolePrincipal creates a service principal holding role at scope and
+// returns an access token of it.
+func (s *API) RolePrincipal(t testing.TB, role, scope string) string {
+	t.Helper()
+	tok := s.AdminToken(t)
+	var sp wire.ServicePrincipalCreated
+	s.MustDo(t, http.StatusCreated, "POST", "/api/v1/servicePrincipals", tok, wire.ServicePrincipalCreate{DisplayName: "test-" + strings.ReplaceAll(role, " ", "-")}, &sp)
+	s.MustDo(t, http.StatusCreated, "POST", "/api/v1/roleAssignments", tok, wire.RoleAssignmentCreate{Principal: sp.ClientID, Role: role, Scope: scope}, nil)
+	return s.ClientToken(t, sp.ClientID, sp.ClientSecret)
+}
+
 // WriteSecretFile writes secret to a 0600 file in a temp dir and returns its path.
 func WriteSecretFile(t testing.TB, secret string) string {
 	t.Helper()

@@ -15,7 +15,11 @@ const (
 	// StreamMessage JSON lines. It shares the agent's one connection with
 	// every other request; the server refuses it over HTTP/1.1 (426), and
 	// the agent then uses PathStream.
-	PathChannel      = "/agent/v1/channel"
+	PathChannel = "/agent/v1/channel"
+	// PathTunnels + tunnel id: POST, the agent's side of a tunnel the server
+	// asked for (MsgTunnel), over HTTP/2 with both bodies open: the agent's
+	// first line is a TunnelVerdict, then raw bytes flow both ways.
+	PathTunnels      = "/agent/v1/tunnels/"
 	PathReports      = "/agent/v1/reports"     // POST ReportBatch
 	PathDesiredState = "/agent/v1/desired"     // GET DesiredState
 	PathCertificate  = "/agent/v1/certificate" // POST RenewRequest -> RenewResponse
@@ -85,7 +89,22 @@ const (
 	MsgWelcome   = "welcome"   // server -> agent, answer to hello
 	MsgGoodbye   = "goodbye"   // server -> agent: identity revoked (machine deleted/expired); stop
 	MsgClose     = "close"     // server -> agent: this channel ends (server shutting down, replaced); reconnect
+	MsgTunnel    = "tunnel"    // server -> agent: open a tunnel to a local port (Tunnel)
 )
+
+// TunnelRequest asks the agent to connect a local TCP port to a byte stream
+// of the control plane (SSH without an inbound port). The agent connects
+// only to 127.0.0.1 and only if the local configuration allows the port.
+type TunnelRequest struct {
+	ID   string `json:"id"`
+	Port int    `json:"port"`
+}
+
+// TunnelVerdict is the agent's first line on a tunnel: empty Error means the
+// local port is connected and bytes follow.
+type TunnelVerdict struct {
+	Error string `json:"error,omitempty"`
+}
 
 // StreamMessage is one frame on the push channel.
 type StreamMessage struct {
@@ -98,6 +117,8 @@ type StreamMessage struct {
 	Reason          string    `json:"reason,omitempty"`
 	// HeartbeatInterval (in MsgWelcome) overrides the agent's interval.
 	HeartbeatInterval Duration `json:"heartbeatInterval,omitempty"`
+	// Tunnel is set in MsgTunnel.
+	Tunnel *TunnelRequest `json:"tunnel,omitempty"`
 }
 
 // DesiredState is what the control plane wants on the machine. The agent

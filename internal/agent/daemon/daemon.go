@@ -128,6 +128,8 @@ type Daemon struct {
 	fetch, recheck chan struct{}
 	// heartbeatInterval is the interval the server asked for.
 	heartbeatInterval atomic.Int64
+	// tun are the open tunnels.
+	tun tunnels
 	// wsUntil (unix nanoseconds) is until when the push channel uses the
 	// WebSocket fallback after HTTP/2 was refused on the way.
 	wsUntil atomic.Int64
@@ -227,6 +229,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.tickLoops(ctx, &wg)
 	<-ctx.Done()
 	wg.Wait()
+	d.tun.wg.Wait()
 	d.closeFeatures()
 	d.sup.Close()
 	d.status.update(func(s *Status) { s.Connected = false; s.PID = 0 })

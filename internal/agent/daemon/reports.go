@@ -238,6 +238,7 @@ func (d *Daemon) watchLoop(ctx context.Context) {
 		d.localCfg.Store(&c)
 		d.log.InfoContext(ctx, "local configuration changed")
 		d.reportConfig(c)
+		d.closeForbiddenTunnels(c)
 		d.configChanged(ctx)
 		kick(d.recheck)
 	}

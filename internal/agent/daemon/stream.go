@@ -133,6 +133,11 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 			kick(d.fetch)
 		case wire.MsgPing:
 			_ = ch.Write(streamCtx, wire.StreamMessage{Type: wire.MsgPong, Seq: msg.Seq})
+		case wire.MsgTunnel:
+			if msg.Tunnel != nil {
+				t := *msg.Tunnel
+				d.tun.wg.Go(func() { d.openTunnel(ctx, t) })
+			}
 		case wire.MsgClose:
 			return true, fmt.Errorf("the server closed the push channel: %s", msg.Reason)
 		case wire.MsgGoodbye:

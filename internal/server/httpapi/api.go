@@ -13,6 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
+	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/roles"
 	"github.com/corralhq/corral/internal/store"
 )
@@ -32,8 +33,10 @@ type HeartbeatSink interface {
 // Deps are what the API needs from the rest of the server. All are
 // required. The API reaches the store only through the contexts.
 type Deps struct {
-	CA         *pki.CA   // verifies machine client certificates
-	Hub        *push.Hub // streams held by this replica
+	CA  *pki.CA   // verifies machine client certificates
+	Hub *push.Hub // streams held by this replica
+	// Relay connects users' streams to tunnels the agents open.
+	Relay      *relay.Relay
 	Heartbeats HeartbeatSink
 	// Capabilities assembles desired states and dispatches agent reports
 	// to the contexts registered on it.

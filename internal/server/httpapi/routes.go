@@ -50,6 +50,7 @@ const (
 	actAgentReport     = "Corral.HybridCompute/machines/reports/action"
 	actAgentRenew      = "Corral.HybridCompute/machines/certificate/action"
 	actAgentDisconnect = "Corral.HybridCompute/machines/disconnect/action"
+	actAgentTunnel     = "Corral.HybridCompute/machines/tunnels/action"
 	actAgentCatalog    = "Corral.HybridCompute/machines/extensionCatalogs/read"
 	actAgentPackage    = "Corral.HybridCompute/machines/extensionPackages/read"
 	actPublicRead      = "Corral.Server/read"
@@ -130,6 +131,12 @@ func (a *API) buildRoutes() []Route {
 			desc{req: wire.MachineUpdate{}, resp: wire.Machine{}}),
 		d(api("DELETE", machinePath, authz.ActMachinesDelete, scopeMachine, "Delete a machine (its agent is told to stop).", a.deleteMachine),
 			desc{status: none}),
+		d(api("POST", machinePath+"/tunnel", authz.ActMachinesLogin, scopeMachine,
+			"Connect to a local port of the machine through its agent's outbound connection (HTTP/2, both bodies stay open): what corral ssh-proxy uses.", a.postMachineTunnel),
+			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's port (e.g. an SSH client's)."},
+				resp:  Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes from the machine's port, until either side ends."},
+				query: []QueryParam{{Name: "port", Description: "the machine's local port; the machine must allow it in incomingconnections.ports", Type: "integer", Min: 1, Max: 65535}},
+				errs:  []int{http.StatusConflict, http.StatusUpgradeRequired, http.StatusServiceUnavailable}}),
 
 		d(inHandler(api("GET", "/api/v1/deviceCodes", authz.ActMachinesOnboard, scopeRoot, "List pending device-code onboardings the caller may approve.", a.listDeviceCodes)),
 			desc{resp: wire.List[wire.PendingDeviceCode]{}}),
@@ -226,6 +233,10 @@ func (a *API) buildRoutes() []Route {
 			desc{resp: WebSocket{Message: wire.StreamMessage{}, Description: "The agent sends hello first (within 10 s) and heartbeats; " +
 				"the server answers welcome (with the heartbeat interval), then pushes sync when the desired state changes, ping, and goodbye " +
 				"when the machine's identity is revoked."}, status: http.StatusSwitchingProtocols}),
+		d(agent("POST", wire.PathTunnels+"{id}", actAgentTunnel, "The agent's side of a tunnel the server asked for (HTTP/2, both bodies open).", a.postAgentTunnel),
+			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "A TunnelVerdict JSON line, then the bytes from the machine's local port."},
+				resp: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's local port, until either side ends."},
+				errs: []int{http.StatusUpgradeRequired}}),
 		d(agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired), desc{resp: wire.DesiredState{}}),
 		d(agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
 			desc{req: wire.ReportBatch{}, resp: wire.ReportAck{}}),

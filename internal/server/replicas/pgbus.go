@@ -50,6 +50,10 @@ type PGBus struct {
 	hub  *push.Hub
 	log  *slog.Logger
 	pool *pgxpool.Pool
+	// OnTunnel receives every tunnel announced by any replica (set it
+	// before Run): the relay asks the agent if this replica holds its
+	// channel.
+	OnTunnel func(machineID string, t wire.TunnelRequest, origin string)
 }
 
 var _ push.Notifier = (*PGBus)(nil)
@@ -79,6 +83,12 @@ func (b *PGBus) Notify(ctx context.Context, id string, gen int64) {
 
 // Goodbye implements push.Notifier.
 func (b *PGBus) Goodbye(ctx context.Context, id, reason string) { b.publish(ctx, "bye "+id+" "+reason) }
+
+// AnnounceTunnel tells every replica about a tunnel a user waits for on
+// origin; the one holding the machine's channel asks its agent.
+func (b *PGBus) AnnounceTunnel(ctx context.Context, machineID string, t wire.TunnelRequest, origin string) {
+	b.publish(ctx, "tunnel "+machineID+" "+t.ID+" "+strconv.Itoa(t.Port)+" "+origin)
+}
 
 func (b *PGBus) publish(ctx context.Context, payload string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
@@ -134,6 +144,15 @@ func (b *PGBus) deliver(ctx context.Context, payload string) {
 		}
 	case "bye":
 		b.hub.Send(id, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: arg})
+	case "tunnel":
+		f := strings.Fields(arg)
+		if len(f) != 3 || b.OnTunnel == nil {
+			return
+		}
+		port, err := strconv.Atoi(f[1])
+		if err == nil {
+			b.OnTunnel(id, wire.TunnelRequest{ID: f[0], Port: port}, f[2])
+		}
 	}
 }
 
