@@ -146,6 +146,17 @@ func TestExtensionsEndToEnd(t *testing.T) {
 	if !strings.Contains(show, "sealed to the machine") || strings.Contains(show, secret) {
 		t.Errorf("extension show:\n%s", show)
 	}
+	// A change without --settings keeps them; --clear-settings removes them.
+	again := decodeOut[wire.MachineExtension](t, mustRun(t, "", append([]string{"machine", "extension", "set", "--name", "agent", "--publisher", "Contoso",
+		"--type", "Agent", "--timeout", "1m", "-o", "json"}, on...)...))
+	if strings.Join(strings.Fields(string(again.Settings)), "") != `{"level":2}` {
+		t.Errorf("a change without --settings dropped them: %s", again.Settings)
+	}
+	kept := decodeOut[wire.MachineExtension](t, mustRun(t, "", append([]string{"machine", "extension", "set", "--name", "agent", "--publisher", "Contoso",
+		"--type", "Agent", "--clear-settings", "--timeout", "1m", "-o", "json"}, on...)...))
+	if len(kept.Settings) != 0 {
+		t.Errorf("--clear-settings kept %s", kept.Settings)
+	}
 
 	// A failing handler: set exits non-zero with the handler's message.
 	_, _, err = run(t, "", append([]string{"machine", "extension", "set", "--name", "broken", "--publisher", "Contoso", "--type", "Broken", "--timeout", "1m"}, on...)...)

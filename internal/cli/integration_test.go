@@ -101,8 +101,13 @@ func TestIntegration(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "was deleted") || !strings.Contains(err.Error(), wire.CodeNotFound) {
 		t.Fatalf("sp create with a bad role: %v", err)
 	}
+	// A scope that does not exist is refused before anything is created.
+	_, _, err = run(t, "", "sp", "create", "--name", "ghost", "--role", "Reader", "--scope", "/subscriptions/default/resourceGroups/nowhere")
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("sp create with a missing resource group: %v", err)
+	}
 	for _, p := range decodeOut[[]wire.ServicePrincipal](t, mustRun(t, "", "sp", "list", "-o", "json")) {
-		if p.DisplayName == "doomed" {
+		if p.DisplayName == "doomed" || p.DisplayName == "ghost" {
 			t.Errorf("service principal %s survived a failed role assignment", p.ClientID)
 		}
 	}
@@ -132,6 +137,28 @@ func TestIntegration(t *testing.T) {
 	}
 	if _, _, err := run(t, "", "machine", "show", "nope", "-g", "web"); err == nil || !strings.Contains(err.Error(), "NotFound: ") {
 		t.Errorf("missing machine: %v", err)
+	}
+	// Every machine command finds the machine by a unique name; show is a
+	// readable detail view, not the list row.
+	detail := mustRun(t, "", "machine", "show", "web-1")
+	for _, want := range []string{"Resource ID:", "/resourceGroups/web/machines/web-1", "Status:", "Tags:", "owner=ops", "OS:"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("machine show lacks %q:\n%s", want, detail)
+		}
+	}
+	mustRun(t, "", "machine", "tag", "set", "web-1", "team=blue")
+	// Shell completion offers machine names and resource groups.
+	if out := mustRun(t, "", "__complete", "machine", "show", "web"); !strings.Contains(out, "web-1") {
+		t.Errorf("completion of machine names:\n%s", out)
+	}
+	if out := mustRun(t, "", "__complete", "machine", "list", "--resource-group", ""); !strings.Contains(out, "web") {
+		t.Errorf("completion of resource groups:\n%s", out)
+	}
+	if out := mustRun(t, "", "__complete", "machine", "list", "--environment", ""); !strings.Contains(out, "OnPrem") {
+		t.Errorf("completion of environments:\n%s", out)
+	}
+	if _, _, err := run(t, "", "machine", "show", "nope"); err == nil || !strings.Contains(err.Error(), `no machine named "nope"`) {
+		t.Errorf("missing machine by name: %v", err)
 	}
 
 	// Device code onboarding approved from the CLI.

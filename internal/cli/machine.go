@@ -1,10 +1,11 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -85,50 +86,119 @@ func (a *app) machineListCommand() *cobra.Command {
 	return cmd
 }
 
-func machineTarget(sub, rg string) error {
-	if err := requireFlag("subscription", sub); err != nil {
-		return err
-	}
-	return requireFlag("resource-group", rg)
+// machineByName is the positional NAME of a machine command, with the
+// optional --resource-group (found from the name when it is unique in the
+// subscription, as for every machine command).
+type machineByName struct{ ref machineRef }
+
+func (m *machineByName) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&m.ref.sub, "subscription", defaultSubscription, "subscription")
+	cmd.Flags().StringVarP(&m.ref.rg, "resource-group", "g", "", "resource group of the machine (default: found by the machine's name)")
+}
+
+// open resolves NAME and returns a client.
+func (a *app) openNamedMachine(cmd *cobra.Command, m *machineByName, name, output string) (*client.Client, error) {
+	m.ref.machine = name
+	return a.openMachine(cmd, &m.ref, output)
 }
 
 func (a *app) machineShowCommand() *cobra.Command {
-	var sub, rg string
-	cmd := showCommand(a, "show NAME --resource-group RG", "Show a machine",
-		func(c *client.Client, ctx context.Context, name string) (wire.Machine, error) {
-			return c.GetMachine(ctx, sub, rg, name)
+	var m machineByName
+	var output string
+	cmd := &cobra.Command{
+		Use: "show NAME [--resource-group RG]", Short: "Show a machine: status, agent, OS, environment, local configuration, tags",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.openNamedMachine(cmd, &m, args[0], output)
+			if err != nil {
+				return err
+			}
+			mc, err := c.GetMachine(ctxOf(cmd), m.ref.sub, m.ref.rg, args[0])
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(cmd.OutOrStdout(), mc)
+			}
+			return renderMachineDetail(cmd.OutOrStdout(), mc)
 		},
-		renderMachines)
-	cmd.PreRunE = func(*cobra.Command, []string) error { return machineTarget(sub, rg) }
-	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
-	cmd.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (required)")
+	}
+	m.flags(cmd)
+	addOutputFlag(cmd, &output)
 	return cmd
 }
 
+// renderMachineDetail is the readable view of one machine.
+func renderMachineDetail(w io.Writer, m wire.Machine) error {
+	p := m.Properties
+	osName := strings.TrimSpace(p.OSPrettyName)
+	if osName == "" {
+		osName = strings.TrimSpace(p.OSName + " " + p.OSVersion)
+	}
+	agent := m.AgentVersion
+	if agent != "" && !m.AgentSupported {
+		agent += " (out of support: upgrade the agent)"
+	}
+	env := p.Environment
+	if c := p.Cloud; c != nil {
+		env = strings.TrimSpace(fmt.Sprintf("%s %s %s %s", env, c.InstanceID, c.Region, c.AccountID))
+	}
+	rows := [][]string{
+		{"Name:", m.Name}, {"Resource ID:", m.ID}, {"Machine ID:", m.MachineID}, {"Status:", m.Status},
+		{"Last heartbeat:", formatTime(m.LastHeartbeat)}, {"Agent:", agent}, {"OS:", osName}, {"Kernel:", p.Kernel},
+		{"Hostname:", strings.TrimSpace(p.Hostname + " " + p.FQDN)}, {"IP addresses:", strings.Join(p.IPAddresses, ", ")},
+		{"CPU / memory:", fmt.Sprintf("%d × %s, %s", p.CPUCount, dash(p.CPUModel), formatBytes(p.MemoryBytes))},
+		{"Environment:", env}, {"Tags:", formatTags(m.Tags)},
+		{"Created:", formatTime(m.CreatedAt) + " by " + dash(m.CreatedBy)}, {"Certificate until:", formatTime(m.CertificateNotAfter)},
+	}
+	if c := m.AgentConfig; c != nil {
+		rows = append(rows,
+			[]string{"Config mode:", c.Mode},
+			[]string{"Extensions:", fmt.Sprintf("enabled %v; allowlist %s; blocklist %s", c.ExtensionsEnabled, dash(strings.Join(c.ExtensionsAllowlist, ",")), dash(strings.Join(c.ExtensionsBlocklist, ",")))},
+			[]string{"Guest configuration:", fmt.Sprint(c.GuestConfigurationEnabled)},
+			[]string{"Host changes:", fmt.Sprint(c.HostChangesEnabled)},
+			[]string{"Incoming connections:", fmt.Sprintf("%v, ports %s", c.IncomingConnectionsEnabled, dash(strings.Join(c.IncomingConnectionsPorts, ",")))},
+		)
+	}
+	return keyValues(w, rows)
+}
+
+func formatBytes(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
 func (a *app) machineDeleteCommand() *cobra.Command {
-	var sub, rg string
-	cmd := deleteCommand(a, "delete NAME --resource-group RG", "Delete a machine (its agent is told to stop)",
-		func(c *client.Client, ctx context.Context, name string) error {
-			return c.DeleteMachine(ctx, sub, rg, name)
+	var m machineByName
+	cmd := &cobra.Command{
+		Use: "delete NAME [--resource-group RG]", Short: "Delete a machine (its agent is told to stop)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.openNamedMachine(cmd, &m, args[0], outTable)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteMachine(ctxOf(cmd), m.ref.sub, m.ref.rg, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted machine %s from resource group %s.\n", args[0], m.ref.rg)
+			return nil
 		},
-		func(name string) string { return fmt.Sprintf("Deleted machine %s from resource group %s.", name, rg) })
-	cmd.PreRunE = func(*cobra.Command, []string) error { return machineTarget(sub, rg) }
-	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
-	cmd.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (required)")
+	}
+	m.flags(cmd)
 	return cmd
 }
 
 func (a *app) machineTagSetCommand() *cobra.Command {
-	var sub, rg, output string
+	var m machineByName
+	var output string
 	var replace bool
 	cmd := &cobra.Command{
-		Use:   "set NAME --resource-group RG KEY=VALUE...",
+		Use:   "set NAME [--resource-group RG] KEY=VALUE...",
 		Short: "Set tags on a machine (other tags are kept unless --replace)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := machineTarget(sub, rg); err != nil {
-				return err
-			}
 			if len(args) < 2 && !replace {
 				return errors.New("give at least one KEY=VALUE")
 			}
@@ -136,21 +206,19 @@ func (a *app) machineTagSetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, err := a.openNamedMachine(cmd, &m, args[0], output)
 			if err != nil {
 				return err
 			}
 			ctx := ctxOf(cmd)
+			sub, rg := m.ref.sub, m.ref.rg
 			if !replace {
-				m, err := c.GetMachine(ctx, sub, rg, args[0])
+				cur, err := c.GetMachine(ctx, sub, rg, args[0])
 				if err != nil {
 					return err
 				}
 				merged := map[string]string{}
-				for k, v := range m.Tags {
+				for k, v := range cur.Tags {
 					merged[k] = v
 				}
 				for k, v := range tags {
@@ -158,19 +226,18 @@ func (a *app) machineTagSetCommand() *cobra.Command {
 				}
 				tags = merged
 			}
-			m, err := c.SetMachineTags(ctx, sub, rg, args[0], tags)
+			mc, err := c.SetMachineTags(ctx, sub, rg, args[0], tags)
 			if err != nil {
 				return err
 			}
 			if output == outJSON {
-				return writeJSON(cmd.OutOrStdout(), m)
+				return writeJSON(cmd.OutOrStdout(), mc)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Tags of %s: %s\n", m.Name, formatTags(m.Tags))
+			fmt.Fprintf(cmd.OutOrStdout(), "Tags of %s: %s\n", mc.Name, formatTags(mc.Tags))
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
-	cmd.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (required)")
+	m.flags(cmd)
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace all tags with the given ones")
 	addOutputFlag(cmd, &output)
 	return cmd

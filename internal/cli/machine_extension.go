@@ -140,7 +140,7 @@ func poll(ctx context.Context, timeout time.Duration, check func() (bool, error)
 func (a *app) machineExtensionSetCommand() *cobra.Command {
 	var m machineRef
 	var name, publisher, typ, version, settings, protected, output string
-	var noWait bool
+	var noWait, clearSettings bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "set --machine M [--resource-group RG] --name N --publisher P --type T [--version V] [--settings @FILE|JSON] [--protected-settings @FILE|@-]",
@@ -152,8 +152,9 @@ publisher's signed catalog is used.
 Settings are a JSON object, given inline or as @FILE. Protected settings are sealed
 to the machine by the control plane as soon as it receives them and are only ever
 decrypted on the machine, for the handler; give them as @FILE or @- (standard input)
-so they never appear in the process list. Omitting them on an update keeps the
-current ones; {} removes them.
+so they never appear in the process list. Omitting either on a change (an upgrade
+with --version) keeps the current ones; --clear-settings removes the public settings
+and {} as protected settings removes those.
 
 By default the command waits until the agent reports Succeeded or Failed and exits
 1 on Failed; --no-wait returns once the request is accepted.`,
@@ -175,8 +176,8 @@ By default the command waits until the agent reports Succeeded or Failed and exi
 			if body.Settings, err = readSettings(cmd, "settings", settings); err != nil {
 				return err
 			}
-			if protected != "" && !strings.HasPrefix(protected, "@") {
-				fmt.Fprintln(cmd.ErrOrStderr(), "Warning: protected settings on the command line are visible to other users of this computer; prefer @FILE or @-.")
+			if clearSettings && settings != "" {
+				return errors.New("--settings and --clear-settings cannot be used together")
 			}
 			if body.ProtectedSettings, err = readSettings(cmd, "protected-settings", protected); err != nil {
 				return err
@@ -186,6 +187,18 @@ By default the command waits until the agent reports Succeeded or Failed and exi
 				return err
 			}
 			ctx := ctxOf(cmd)
+			if settings == "" && !clearSettings {
+				// A change without --settings (an upgrade, new protected
+				// settings) keeps the public settings, as it keeps the
+				// protected ones.
+				cur, err := c.GetMachineExtension(ctx, m.sub, m.rg, m.machine, name)
+				switch {
+				case err == nil:
+					body.Settings = cur.Settings
+				case !client.IsNotFound(err):
+					return err
+				}
+			}
 			ext, err := c.SetMachineExtension(ctx, m.sub, m.rg, m.machine, name, body)
 			clear(body.ProtectedSettings)
 			if err != nil {
@@ -219,6 +232,7 @@ By default the command waits until the agent reports Succeeded or Failed and exi
 	f.StringVar(&version, "version", "", "version MAJOR.MINOR.PATCH (default: the latest listed)")
 	f.StringVar(&settings, "settings", "", "public settings: a JSON object or @FILE")
 	f.StringVar(&protected, "protected-settings", "", "protected settings: @FILE or @- (a JSON object, sealed to the machine)")
+	f.BoolVar(&clearSettings, "clear-settings", false, "remove the public settings (without --settings they are kept)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the request is accepted")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the agent")
 	addOutputFlag(cmd, &output)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/flagenv"
+
 	"github.com/spf13/cobra"
 
 	"github.com/corralhq/corral/internal/capped"
@@ -34,6 +36,9 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 		SilenceErrors: false,
 	}
 	root.SetVersionTemplate("corral {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return flagenv.Suggest(err, c.Flags(), c.InheritedFlags())
+	})
 	a := &app{version: version, now: time.Now}
 	root.AddCommand(
 		a.loginCommand(), a.logoutCommand(),
@@ -46,6 +51,7 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 			root.AddCommand(c)
 		}
 	}
+	a.registerCompletions(root)
 	return root
 }
 

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -49,6 +52,9 @@ fails, the new principal is deleted again.
 				return err
 			}
 			ctx := ctxOf(cmd)
+			if err := scopeExists(ctx, c, scope); err != nil {
+				return err
+			}
 			sp, err := c.CreateServicePrincipal(ctx, wire.ServicePrincipalCreate{DisplayName: name, ExpiresIn: expiresIn})
 			if err != nil {
 				return err
@@ -94,4 +100,23 @@ func (a *app) spShowCommand() *cobra.Command {
 func (a *app) spDeleteCommand() *cobra.Command {
 	return deleteCommand(a, "delete CLIENT_ID", "Delete a service principal, its tokens and role assignments",
 		(*client.Client).DeleteServicePrincipal, deleted("service principal"))
+}
+
+// scopeExists refuses a --scope naming a subscription, resource group or
+// machine that does not exist, before anything is created.
+func scopeExists(ctx context.Context, c *client.Client, scope string) error {
+	if scope == "" || scope == "/" {
+		return nil
+	}
+	id, err := resource.ParseScope(scope)
+	if err != nil {
+		return fmt.Errorf("invalid --scope %q: %w", scope, err)
+	}
+	if err := c.Do(ctx, http.MethodGet, "/api/v1"+id.Path(), nil, nil); err != nil {
+		if client.IsNotFound(err) {
+			return fmt.Errorf("--scope %s does not exist (create it first, e.g. corral group create NAME)", scope)
+		}
+		return err
+	}
+	return nil
 }

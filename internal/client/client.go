@@ -132,7 +132,10 @@ func ParseServerURL(server string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid server URL %q", server)
 	}
-	if u.Scheme != "https" && u.Scheme != "http" {
+	if u.Scheme == "http" {
+		return nil, fmt.Errorf("invalid server URL %q: Corral speaks only HTTPS; use https://%s", server, u.Host)
+	}
+	if u.Scheme != "https" {
 		return nil, fmt.Errorf("invalid server URL %q: scheme must be https", server)
 	}
 	if u.Host == "" {
@@ -241,6 +244,15 @@ func transportError(req *http.Request, err error) error {
 	var uaErr x509.UnknownAuthorityError
 	if errors.As(err, &uaErr) {
 		return fmt.Errorf("%s %s: the server certificate is not trusted: pass the server CA with --ca-file (or CORRAL_CA_FILE)", req.Method, req.URL.Redacted())
+	}
+	var hostErr x509.HostnameError
+	if errors.As(err, &hostErr) && hostErr.Certificate != nil {
+		names := append([]string{}, hostErr.Certificate.DNSNames...)
+		for _, ip := range hostErr.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+		return fmt.Errorf("%s %s: the server certificate is for %s, not %s: start the server with --host %s (its certificate then covers that name) or connect with one of those names",
+			req.Method, req.URL.Redacted(), strings.Join(names, ", "), hostErr.Host, hostErr.Host)
 	}
 	return fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,5 +185,31 @@ func TestAgainstRealServer(t *testing.T) {
 	}
 	if err := c.DeleteResourceGroup(ctx, "default", "rg1"); !client.IsConflict(err) {
 		t.Errorf("delete non-empty group: %v", err)
+	}
+}
+
+// A server reached by a name its certificate does not cover explains
+// itself, naming the names it covers and how to fix it.
+func TestCertificateNameMismatchExplainsItself(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := "https://corral-test.invalid:" + u.Port()
+	c, err := client.New(wrong, client.WithCAFile(s.CAFile), client.WithHTTPClient(&http.Client{Transport: &http.Transport{
+		TLSClientConfig: s.TLSConfig(t),
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, u.Host) // the name resolves to the test server
+		},
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Me(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "the server certificate is for") || !strings.Contains(err.Error(), "127.0.0.1") ||
+		!strings.Contains(err.Error(), "--host corral-test.invalid") {
+		t.Errorf("name mismatch: %v", err)
 	}
 }

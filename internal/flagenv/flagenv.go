@@ -37,3 +37,47 @@ func Apply(fs *pflag.FlagSet, prefix string) error {
 	})
 	return firstErr
 }
+
+// Suggest turns pflag's "unknown flag: --colour" into the same error with
+// the closest flag the command has ("did you mean --color?") when one is
+// within two edits. Use it as a cobra FlagErrorFunc's body.
+func Suggest(err error, flags ...*pflag.FlagSet) error {
+	msg := err.Error()
+	name, ok := strings.CutPrefix(msg, "unknown flag: --")
+	if !ok {
+		return err
+	}
+	best, bestDist := "", 3
+	for _, fs := range flags {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if d := editDistance(name, f.Name); d < bestDist {
+				best, bestDist = f.Name, d
+			}
+		})
+	}
+	if best == "" {
+		return err
+	}
+	return fmt.Errorf("%s (did you mean --%s?)", msg, best)
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

@@ -101,6 +101,14 @@ removed automatically.`,
 			return changeConfig(g, cmd, func(c *localconfig.Config) error { return c.Clear(args[0]) }, args[0])
 		},
 	}
+	// Shell completion of the keys.
+	keyArg := func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return localconfig.Keys(), cobra.ShellCompDirectiveNoFileComp
+	}
+	get.ValidArgsFunction, set.ValidArgsFunction, clear.ValidArgsFunction = keyArg, keyArg, keyArg
 	cmd.AddCommand(get, list, set, clear)
 	return cmd
 }

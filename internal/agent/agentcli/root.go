@@ -69,6 +69,9 @@ Every flag can also be set with an environment variable: --state-dir is CORRAL_S
 		},
 	}
 	root.SetVersionTemplate("corral-agent {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return flagenv.Suggest(err, c.Flags(), c.InheritedFlags())
+	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.stateDir, "state-dir", DefaultStateDir, "directory of the agent's identity, configuration, outbox and logs (root-only)")
 	pf.StringVar(&g.root, "root", "/", "root directory of the host to inspect (inventory and detection read under it)")
