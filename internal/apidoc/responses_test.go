@@ -35,7 +35,7 @@ func init() {
 // TestResponsesMatchTheDocument do not make yet, each with why. Their
 // refusals (401, 400, 415, 404) are still checked.
 var uncoveredOps = map[string]string{
-	"POST /agent/v1/channel": "a stream that stays open both ways; the agent daemon's tests (TestPushChannelTransports and every agent test) drive it",
+	"POST /agent/v1/channel":      "a stream that stays open both ways; the agent daemon's tests (TestPushChannelTransports and every agent test) drive it",
 	"POST /agent/v1/tunnels/{id}": "a byte stream both ways, opened by the agent when asked; internal/server/relay's tests drive it",
 	"POST /api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/tunnel": "a byte stream both ways; internal/server/relay's tests drive it (single server and two replicas)",
 }
