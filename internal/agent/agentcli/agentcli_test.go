@@ -125,6 +125,11 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 	if strings.Contains(out, secret) {
 		t.Error("connect printed the secret")
 	}
+	// The follow-up hint repeats the flags the daemon needs, and says how
+	// to lock the machine down.
+	if !strings.Contains(out, "corral-agent --state-dir "+state+" --root "+root+" run") || !strings.Contains(out, "config.mode monitor") {
+		t.Errorf("connect's hint:\n%s", out)
+	}
 	out, err = agent(t, "", append(g, "show", "-o", "json")...)
 	var show agentcli.Show
 	if err != nil || json.Unmarshal([]byte(out), &show) != nil {

@@ -88,8 +88,26 @@ Trust the control plane with --ca-file or --ca-fingerprint (as "corral server" p
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Connected %s\n  machine id %s\n  server     %s\nStart the agent with \"systemctl enable --now corral-agent\" (or \"corral-agent run\").\n",
-				st.ResourceID, st.MachineID, st.Server)
+			fmt.Fprintf(cmd.OutOrStdout(), "Connected %s\n  machine id %s\n  server     %s\n", st.ResourceID, st.MachineID, st.Server)
+			// The flags that matter to the daemon are repeated, so the hint
+			// works as printed.
+			var flags []string
+			if g.stateDir != DefaultStateDir {
+				flags = append(flags, "--state-dir "+shellQuote(g.stateDir))
+			}
+			if g.root != "/" {
+				flags = append(flags, "--root "+shellQuote(g.root))
+			}
+			if g.imds != "" {
+				flags = append(flags, "--imds-endpoint "+shellQuote(g.imds))
+			}
+			if len(flags) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), `Start the agent with "systemctl enable --now corral-agent" (or "corral-agent run").`)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "Start the agent with \"corral-agent %s run\".\n", strings.Join(flags, " "))
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "With no lists configured, whoever may run commands on this machine from the control plane is root here.\n"+
+				"To lock it down: corral-agent config set config.mode monitor (or an extensions.allowlist / blocklist).")
 			return nil
 		},
 	}
@@ -167,4 +185,12 @@ func removeLocalState(stateDir string) error {
 	}
 	errs = append(errs, os.RemoveAll(stateDir+"/outbox"))
 	return errors.Join(errs...)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

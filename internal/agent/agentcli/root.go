@@ -75,7 +75,7 @@ Every flag can also be set with an environment variable: --state-dir is CORRAL_S
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.stateDir, "state-dir", DefaultStateDir, "directory of the agent's identity, configuration, outbox and logs (root-only)")
 	pf.StringVar(&g.root, "root", "/", "root directory of the host to inspect (inventory and detection read under it)")
-	pf.StringVar(&g.imds, "imds-endpoint", "", "cloud instance metadata service base URL (default http://169.254.169.254)")
+	pf.StringVar(&g.imds, "imds-endpoint", "", `cloud instance metadata service base URL (default http://169.254.169.254, asked only when DMI names a cloud; "none": never ask)`)
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(
 		connectCommand(g), disconnectCommand(g), runCommand(g), showCommand(g), checkCommand(g),

@@ -25,6 +25,10 @@ import (
 // DefaultIMDS is the link-local address every supported cloud uses.
 const DefaultIMDS = "http://169.254.169.254"
 
+// NoIMDS as the IMDS base turns the metadata lookup off: the environment
+// comes from DMI alone, with no instance id, region or account.
+const NoIMDS = "none"
+
 // azureAssetTag is the chassis asset tag of every Azure VM.
 const azureAssetTag = "7783-7084-3265-9085-8269-3286-77"
 
@@ -66,6 +70,9 @@ func FromDMI(h hostinfo.Host) string {
 func (d Detector) Detect(ctx context.Context) (string, *wire.CloudMetadata) {
 	env := FromDMI(d.Host)
 	base := strings.TrimRight(d.IMDS, "/")
+	if base == NoIMDS {
+		return env, nil // the metadata service is not to be asked (--imds-endpoint none)
+	}
 	if base == "" {
 		base = DefaultIMDS
 	}

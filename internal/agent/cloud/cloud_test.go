@@ -137,3 +137,16 @@ func TestDetectKeepsTheEnvironmentWhenIMDSIsUnreachable(t *testing.T) {
 		t.Errorf("detection waited %s for a silent IMDS", time.Since(start))
 	}
 }
+
+// --imds-endpoint none: the metadata service is never asked; DMI alone
+// decides the environment.
+func TestNoIMDS(t *testing.T) {
+	t.Parallel()
+	asked := false
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { asked = true }))
+	t.Cleanup(srv.Close)
+	env, md := Detector{Host: dmiRoot(t, map[string]string{"sys_vendor": "Amazon EC2"}), IMDS: NoIMDS}.Detect(context.Background())
+	if env != wire.EnvAWS || md != nil || asked {
+		t.Errorf("with IMDS none: %s %+v (asked %v)", env, md, asked)
+	}
+}
