@@ -48,36 +48,47 @@ type Extra struct {
 	Body string
 }
 
-// Write writes the bundle of stateDir to w.
+// Write writes the bundle of stateDir to w. Files copied from the state
+// directory keep their own modification time (when a log last grew is a
+// diagnostic fact); generated entries carry now. Times are whole seconds,
+// owners are "root", so the archive lists sanely with any tar.
 func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
+	now = now.UTC().Truncate(time.Second)
 	gz := gzip.NewWriter(w)
+	gz.ModTime = now
 	tw := tar.NewWriter(gz)
-	add := func(name, body string) error {
+	add := func(name, body string, mod time.Time) error {
 		body = Redact(body)
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(body)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+		h := &tar.Header{Name: name, Mode: 0o600, Size: int64(len(body)), ModTime: mod.UTC().Truncate(time.Second),
+			Typeflag: tar.TypeReg, Uname: "root", Gname: "root"}
+		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
 		_, err := io.WriteString(tw, body)
 		return err
 	}
-	readCapped := func(p string) (string, error) {
+	readCapped := func(p string) (string, time.Time, error) {
 		f, err := os.Open(p)
 		if err != nil {
-			return "", err
+			return "", time.Time{}, err
 		}
 		defer f.Close()
+		mod := now
+		if fi, err := f.Stat(); err == nil && fi.ModTime().Unix() > 0 && !fi.ModTime().After(now.Add(time.Hour)) {
+			mod = fi.ModTime()
+		}
 		b, err := io.ReadAll(io.LimitReader(f, maxFile))
-		return string(b), err
+		return string(b), mod, err
 	}
 	for _, f := range statedir.BundleFiles {
-		body, err := readCapped(filepath.Join(stateDir, f))
+		body, mod, err := readCapped(filepath.Join(stateDir, f))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", f, err)
 		}
-		if err := add("state/"+f, body); err != nil {
+		if err := add("state/"+f, body, mod); err != nil {
 			return err
 		}
 	}
@@ -92,12 +103,12 @@ func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
 		if d.IsDir() || !d.Type().IsRegular() {
 			return nil
 		}
-		body, err := readCapped(p)
+		body, mod, err := readCapped(p)
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(stateDir, p)
-		return add(filepath.ToSlash(rel), body)
+		return add(filepath.ToSlash(rel), body, mod)
 	})
 	if err != nil {
 		return fmt.Errorf("collect logs: %w", err)
@@ -107,12 +118,12 @@ func Write(w io.Writer, stateDir string, now time.Time, extras ...Extra) error {
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		if err := add("state/outbox.txt", fmt.Sprintf("%d pending reports\n%s\n", len(names), strings.Join(names, "\n"))); err != nil {
+		if err := add("state/outbox.txt", fmt.Sprintf("%d pending reports\n%s\n", len(names), strings.Join(names, "\n")), now); err != nil {
 			return err
 		}
 	}
 	for _, e := range extras {
-		if err := add(e.Name, e.Body); err != nil {
+		if err := add(e.Name, e.Body, now); err != nil {
 			return err
 		}
 	}

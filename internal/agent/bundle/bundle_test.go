@@ -44,16 +44,25 @@ func TestWriteIncludesStateAndLogsButNoKey(t *testing.T) {
 	write("config.json", `{"config.mode":"monitor"}`)
 	write("logs/agent.log", `{"msg":"hello","token":"crl_pat_abcdefghijklmnopqrstuvwxyz"}`+"\n")
 	write("outbox/0001_x_y.json", `{"body":"private"}`)
+	logTime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := os.Chtimes(filepath.Join(dir, "logs/agent.log"), logTime, logTime); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 10, 0, 0, 123456789, time.Local)
 	var buf bytes.Buffer
-	if err := Write(&buf, dir, time.Now(), Extra{Name: "show.txt", Body: "machine m1"}); err != nil {
+	if err := Write(&buf, dir, now, Extra{Name: "show.txt", Body: "machine m1"}); err != nil {
 		t.Fatal(err)
 	}
 	gz, err := gzip.NewReader(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !gz.ModTime.Equal(now.Truncate(time.Second)) {
+		t.Errorf("gzip header time %v, want %v", gz.ModTime, now.Truncate(time.Second))
+	}
 	tr := tar.NewReader(gz)
 	files := map[string]string{}
+	times := map[string]time.Time{}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -64,6 +73,16 @@ func TestWriteIncludesStateAndLogsButNoKey(t *testing.T) {
 		}
 		b, _ := io.ReadAll(tr)
 		files[h.Name] = string(b)
+		times[h.Name] = h.ModTime
+		if h.Uname != "root" || h.ModTime.Nanosecond() != 0 {
+			t.Errorf("%s: owner %q time %v, want root and whole seconds", h.Name, h.Uname, h.ModTime)
+		}
+	}
+	if !times["logs/agent.log"].Equal(logTime) {
+		t.Errorf("log entry time %v, want the file's own %v", times["logs/agent.log"], logTime)
+	}
+	if !times["show.txt"].Equal(now.Truncate(time.Second)) {
+		t.Errorf("generated entry time %v, want %v", times["show.txt"], now)
 	}
 	for _, want := range []string{"state/state.json", "state/config.json", "logs/agent.log", "state/outbox.txt", "show.txt"} {
 		if _, ok := files[want]; !ok {
