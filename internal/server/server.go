@@ -185,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
 		OnChanged: s.onStatusChanged, Lock: sweepLock,
-		Runs: st, RunGrace: 2 * time.Minute,
+		Runs: cs.extensions, RunGrace: 2 * time.Minute,
 		OnRunsExpired: cs.syncer.Announce,
 	}
 

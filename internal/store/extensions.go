@@ -228,8 +228,16 @@ type RunCommands interface {
 	// report them finished within their timeout plus grace (Running,
 	// counted from StartedAt): a run must never start long after it was
 	// asked for. It bumps the generation of each machine concerned and
-	// returns machine id -> new generation.
-	ExpireRunCommands(ctx context.Context, now time.Time, grace time.Duration) (map[string]int64, error)
+	// returns the runs it failed with those new generations.
+	ExpireRunCommands(ctx context.Context, now time.Time, grace time.Duration) (ExpiredRuns, error)
+}
+
+// ExpiredRuns is what one ExpireRunCommands failed.
+type ExpiredRuns struct {
+	// Generations is machine id -> new desired-state generation.
+	Generations map[string]int64
+	// Runs names each run failed, as [machine id, run name].
+	Runs [][2]string
 }
 
 // Messages of runs failed by ExpireRunCommands.

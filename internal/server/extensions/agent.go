@@ -226,6 +226,22 @@ func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r
 	return applied, nil
 }
 
+// ExpireRuns fails the runs their machine did not start or finish in time
+// (store.ExpireRunCommands), logs each one's Failed outcome in the name of
+// whoever started it, and returns machine id -> new generation.
+func (s *Service) ExpireRuns(ctx context.Context, now time.Time, grace time.Duration) (map[string]int64, error) {
+	exp, err := s.store.ExpireRunCommands(ctx, now, grace)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range exp.Runs {
+		if rc, err := s.store.GetRunCommand(ctx, k[0], k[1]); err == nil {
+			s.runOutcome(ctx, rc, now)
+		}
+	}
+	return exp.Generations, nil
+}
+
 // runOutcome logs how a run ended, in the name of whoever started it.
 func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.Time) {
 	m, err := s.store.GetMachineByID(ctx, rc.MachineID)

@@ -338,3 +338,48 @@ func TestDeleteRacingTheFirstReportWaitsForTheAgent(t *testing.T) {
 		t.Errorf("the deleted extension is still desired: %+v", ds.Extensions)
 	}
 }
+
+type outcomes struct {
+	mu  sync.Mutex
+	got []capability.Outcome
+}
+
+func (o *outcomes) RecordOutcome(_ context.Context, oc capability.Outcome) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, oc)
+	return nil
+}
+
+// A run the machine never started is failed by the sweep, and that end is
+// in the activity log as a Failed outcome, in the requester's name and
+// linked to the request, like any run the machine reported.
+func TestExpiredRunIsAFailedOutcome(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rec := &outcomes{}
+	e.svc.LogOutcomes(rec)
+	origin := capability.Origin{CorrelationID: "corr-1", Caller: "alice", CallerType: "User", Action: "machines/runCommands/write"}
+	ctx := capability.WithOrigin(t.Context(), origin)
+	if _, err := e.svc.CreateRunCommand(ctx, e.ref, "late", wire.RunCommandCreate{Command: "true", Timeout: wire.Duration(time.Minute)}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	gens, err := e.svc.ExpireRuns(t.Context(), t0.Add(time.Hour), 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gens) != 1 || gens["m-1"] == 0 {
+		t.Errorf("generations %v, want m-1's new one", gens)
+	}
+	if len(rec.got) != 1 {
+		t.Fatalf("outcomes %+v, want one", rec.got)
+	}
+	o := rec.got[0]
+	if o.Result != wire.ResultFailed || o.Origin != origin || !strings.Contains(o.Message, store.RunNotStartedMessage) || !strings.HasSuffix(o.Scope, "/runCommands/late") {
+		t.Errorf("outcome %+v", o)
+	}
+	// A second sweep finds nothing and logs nothing more.
+	if _, err := e.svc.ExpireRuns(t.Context(), t0.Add(2*time.Hour), 2*time.Minute); err != nil || len(rec.got) != 1 {
+		t.Errorf("second sweep: %v, outcomes %d", err, len(rec.got))
+	}
+}

@@ -31,9 +31,16 @@ type Sweeper struct {
 	// Runs, when set, has its overdue run commands failed on every sweep
 	// (RunGrace is the time a started run gets beyond its timeout), and
 	// OnRunsExpired is told machine id -> new desired-state generation.
-	Runs          store.RunCommands
+	Runs          RunExpirer
 	RunGrace      time.Duration
 	OnRunsExpired func(ctx context.Context, generations map[string]int64)
+}
+
+// RunExpirer fails the run commands a machine did not start or finish in
+// time (the extensions context, which logs each one's outcome) and returns
+// machine id -> new desired-state generation.
+type RunExpirer interface {
+	ExpireRuns(ctx context.Context, now time.Time, grace time.Duration) (map[string]int64, error)
 }
 
 // Run sweeps every Interval until ctx is done.
@@ -74,7 +81,7 @@ func (s *Sweeper) Sweep(ctx context.Context) {
 	if s.Runs == nil {
 		return
 	}
-	gens, err := s.Runs.ExpireRunCommands(ctx, now, s.RunGrace)
+	gens, err := s.Runs.ExpireRuns(ctx, now, s.RunGrace)
 	if err != nil {
 		s.Logger.ErrorContext(ctx, "run command sweep failed", "err", err)
 		return

@@ -134,38 +134,40 @@ func (s *Store) UpdateRunCommand(ctx context.Context, machineID, name string, u 
 	return false, nil
 }
 
-func (s *Store) ExpireRunCommands(ctx context.Context, now time.Time, grace time.Duration) (map[string]int64, error) {
-	out := map[string]int64{}
+func (s *Store) ExpireRunCommands(ctx context.Context, now time.Time, grace time.Duration) (store.ExpiredRuns, error) {
+	out := store.ExpiredRuns{Generations: map[string]int64{}}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		out = store.ExpiredRuns{Generations: map[string]int64{}}
 		nowUS := micros(now)
 		rows, err := tx.QueryContext(ctx, s.q(`UPDATE run_commands SET
 			message = CASE WHEN state = ? THEN ? ELSE ? END, state = ?, finished_at = ?, updated_at = ?
 			WHERE (state = ? AND created_at + timeout_ms * 1000 <= ?)
 			   OR (state = ? AND (CASE WHEN started_at > 0 THEN started_at ELSE created_at END) + timeout_ms * 1000 + ? <= ?)
-			RETURNING machine_id`),
+			RETURNING machine_id, name`),
 			wire.RunPending, store.RunNotStartedMessage, store.RunNoResultMessage, wire.RunFailed, nowUS, nowUS,
 			wire.RunPending, nowUS, wire.RunRunning, grace.Microseconds(), nowUS)
-		ids, err := collect(rows, err, func(r scanner) (string, error) {
-			var id string
-			return id, r.Scan(&id)
+		runs, err := collect(rows, err, func(r scanner) ([2]string, error) {
+			var k [2]string
+			return k, r.Scan(&k[0], &k[1])
 		})
 		if err != nil {
 			return s.mapErr(err)
 		}
-		for _, id := range ids {
-			if _, done := out[id]; done {
+		out.Runs = runs
+		for _, k := range runs {
+			if _, done := out.Generations[k[0]]; done {
 				continue
 			}
-			gen, err := s.bumpGeneration(ctx, tx, id)
+			gen, err := s.bumpGeneration(ctx, tx, k[0])
 			if err != nil {
 				return err
 			}
-			out[id] = gen
+			out.Generations[k[0]] = gen
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("expire run commands: %w", err)
+		return store.ExpiredRuns{}, fmt.Errorf("expire run commands: %w", err)
 	}
 	return out, nil
 }

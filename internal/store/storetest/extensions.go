@@ -3,6 +3,8 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -569,7 +571,9 @@ func testRunCommandExpiry(t *testing.T, s store.Store) {
 	// "finishing" has until +3m; "fresh" until +2m30s.
 	got, err := s.ExpireRunCommands(ctx, t0.Add(2*time.Minute), 30*time.Second)
 	ok(t, err, "expire")
-	diff(t, got, map[string]int64{"m1": gen1 + 1, "m2": gen2 + 1}, "machines whose generation moved")
+	diff(t, got.Generations, map[string]int64{"m1": gen1 + 1, "m2": gen2 + 1}, "machines whose generation moved")
+	slices.SortFunc(got.Runs, func(a, b [2]string) int { return strings.Compare(a[0]+"/"+a[1], b[0]+"/"+b[1]) })
+	diff(t, got.Runs, [][2]string{{"m1", "stale"}, {"m2", "running"}}, "runs failed")
 	state := func(machineID, name string) store.RunCommand {
 		t.Helper()
 		rc, err := s.GetRunCommand(ctx, machineID, name)
@@ -590,5 +594,8 @@ func testRunCommandExpiry(t *testing.T, s store.Store) {
 	// Nothing left to expire: no generation moves.
 	got, err = s.ExpireRunCommands(ctx, t0.Add(2*time.Minute), 30*time.Second)
 	ok(t, err, "expire again")
-	diff(t, got, map[string]int64{}, "second sweep")
+	diff(t, got.Generations, map[string]int64{}, "second sweep")
+	if len(got.Runs) != 0 {
+		t.Errorf("second sweep failed %v again", got.Runs)
+	}
 }
