@@ -131,6 +131,7 @@ func (a *API) postChannel(w http.ResponseWriter, r *http.Request, c *Caller) err
 		return nil
 	}
 	conn := &h2Conn{rc: rc, w: w, body: r.Body, r: bufio.NewReaderSize(r.Body, 512)}
+	defer conn.finish()
 	a.serveStream(r.Context(), c.Machine, conn)
 	return nil
 }
@@ -142,8 +143,18 @@ type h2Conn struct {
 	body io.Closer
 	r    *bufio.Reader
 
-	mu    sync.Mutex // serializes writes
-	ended atomic.Bool
+	mu       sync.Mutex // serializes writes
+	finished bool       // the handler returned: w must not be touched (under mu)
+	ended    atomic.Bool
+}
+
+// finish marks the handler returned. The hub may still be delivering a
+// message from its own goroutine; that write is refused instead of reaching
+// a ResponseWriter net/http has already recycled.
+func (c *h2Conn) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finished = true
 }
 
 func (c *h2Conn) Read() (wire.StreamMessage, error) {
@@ -186,6 +197,9 @@ func (c *h2Conn) Write(_ context.Context, msg wire.StreamMessage) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.finished {
+		return errors.New("channel ended")
+	}
 	// A write the agent does not take within 10 s ends the channel; the
 	// deadline is lifted afterwards, since on HTTP/2 a deadline that passes
 	// resets the stream even while it is idle.

@@ -19,7 +19,6 @@ package push
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -40,8 +39,14 @@ type Notifier interface {
 
 var _ Notifier = (*Hub)(nil)
 
-// QueueSize is the number of messages buffered per stream.
+// QueueSize is the number of messages buffered per stream, not counting
+// tunnel requests (MaxPendingTunnels). Syncs are coalesced (a queued sync
+// takes the newer generation), so a burst of changes queues one.
 const QueueSize = 16
+
+// MaxPendingTunnels bounds the tunnel requests queued for one stream; more
+// are refused as Busy, the stream stays.
+const MaxPendingTunnels = 256
 
 // Writer is what the hub writes an attached stream's messages with.
 type Writer interface {
@@ -55,7 +60,8 @@ type Writer interface {
 // Stream is one agent's live push channel on this server.
 type Stream struct {
 	MachineID string
-	// Out carries the messages not yet written.
+	// Out carries the messages not yet read, for a stream whose handler
+	// drains it itself (Register); nil for an attached stream.
 	Out chan wire.StreamMessage
 	// Closed is closed when the hub drops the stream (replaced by a newer
 	// stream of the same machine, queue overflow, or goodbye).
@@ -63,8 +69,13 @@ type Stream struct {
 	once   sync.Once
 
 	w Writer
-	// draining is set while a goroutine writes Out (and until Start).
-	draining atomic.Bool
+	// An attached stream's queue: nil while idle, so an idle agent costs
+	// no buffer. draining is set while a goroutine writes it (and until
+	// Start).
+	mu       sync.Mutex
+	q        []wire.StreamMessage
+	tunnels  int
+	draining bool
 }
 
 func (s *Stream) close() { s.once.Do(func() { close(s.Closed) }) }
@@ -82,37 +93,92 @@ func (s *Stream) end(reason string, goingAway bool) {
 // Start lets the hub write an attached stream's queued messages: call it
 // once the handler has written its own first message (the welcome).
 func (s *Stream) Start() {
-	s.draining.Store(false)
-	s.kick()
-}
-
-// kick starts a drain if messages wait and none runs.
-func (s *Stream) kick() {
-	if len(s.Out) > 0 && s.draining.CompareAndSwap(false, true) {
+	s.mu.Lock()
+	s.draining = len(s.q) > 0
+	run := s.draining
+	s.mu.Unlock()
+	if run {
 		go s.drain()
 	}
+}
+
+// Delivery is what became of a message offered to a machine's stream.
+type Delivery int
+
+const (
+	// NoStream: this server holds no stream of the machine.
+	NoStream Delivery = iota
+	// Queued: the message will be written.
+	Queued
+	// Busy: too many tunnel requests wait; this one is dropped, the
+	// stream stays.
+	Busy
+	// Overflowed: the queue was full; the stream was ended (the agent
+	// reconnects and its welcome carries the current generation).
+	Overflowed
+)
+
+// enqueue adds msg to an attached stream's queue.
+func (s *Stream) enqueue(msg wire.StreamMessage) Delivery {
+	s.mu.Lock()
+	if msg.Type == wire.MsgSync {
+		for i := range s.q {
+			if s.q[i].Type == wire.MsgSync {
+				s.q[i].Generation = max(s.q[i].Generation, msg.Generation)
+				s.mu.Unlock()
+				return Queued
+			}
+		}
+	}
+	switch {
+	case msg.Type == wire.MsgTunnel && s.tunnels >= MaxPendingTunnels:
+		s.mu.Unlock()
+		return Busy
+	case msg.Type != wire.MsgTunnel && len(s.q)-s.tunnels >= QueueSize:
+		s.mu.Unlock()
+		return Overflowed
+	}
+	if msg.Type == wire.MsgTunnel {
+		s.tunnels++
+	}
+	s.q = append(s.q, msg)
+	run := !s.draining
+	s.draining = true
+	s.mu.Unlock()
+	if run {
+		go s.drain()
+	}
+	return Queued
 }
 
 // drain writes the queued messages, then stops.
 func (s *Stream) drain() {
 	for {
+		s.mu.Lock()
+		if len(s.q) == 0 {
+			s.q = nil
+			s.draining = false
+			s.mu.Unlock()
+			return
+		}
+		msg := s.q[0]
+		s.q[0] = wire.StreamMessage{}
+		s.q = s.q[1:]
+		if msg.Type == wire.MsgTunnel {
+			s.tunnels--
+		}
+		s.mu.Unlock()
 		select {
 		case <-s.Closed:
 			return
-		case msg := <-s.Out:
-			if err := s.w.Deliver(msg); err != nil {
-				s.end("", false)
-				return
-			}
-			if msg.Type == wire.MsgGoodbye {
-				s.end("goodbye", false)
-				return
-			}
-			continue
 		default:
 		}
-		s.draining.Store(false)
-		if len(s.Out) == 0 || !s.draining.CompareAndSwap(false, true) {
+		if err := s.w.Deliver(msg); err != nil {
+			s.end("", false)
+			return
+		}
+		if msg.Type == wire.MsgGoodbye {
+			s.end("goodbye", false)
 			return
 		}
 	}
@@ -139,8 +205,11 @@ func (h *Hub) Register(machineID string) *Stream { return h.add(machineID, nil) 
 func (h *Hub) Attach(machineID string, w Writer) *Stream { return h.add(machineID, w) }
 
 func (h *Hub) add(machineID string, w Writer) *Stream {
-	s := &Stream{MachineID: machineID, Out: make(chan wire.StreamMessage, QueueSize), Closed: make(chan struct{}), w: w}
-	s.draining.Store(w != nil) // held until Start
+	s := &Stream{MachineID: machineID, Closed: make(chan struct{}), w: w}
+	if w == nil {
+		s.Out = make(chan wire.StreamMessage, QueueSize)
+	}
+	s.draining = w != nil // held until Start
 	h.mu.Lock()
 	if old := h.streams[machineID]; old != nil {
 		old.end("stream replaced", false)
@@ -167,21 +236,31 @@ func (h *Hub) Unregister(s *Stream) {
 // Send queues msg for the machine's stream. It reports whether the machine
 // has a stream here; a full queue closes the stream.
 func (h *Hub) Send(machineID string, msg wire.StreamMessage) bool {
+	return h.Offer(machineID, msg) != NoStream
+}
+
+// Offer queues msg for the machine's stream and says what became of it.
+func (h *Hub) Offer(machineID string, msg wire.StreamMessage) Delivery {
 	h.mu.Lock()
 	s := h.streams[machineID]
 	h.mu.Unlock()
 	if s == nil {
-		return false
+		return NoStream
+	}
+	if s.w != nil {
+		d := s.enqueue(msg)
+		if d == Overflowed {
+			h.Unregister(s)
+		}
+		return d
 	}
 	select {
 	case s.Out <- msg:
-		if s.w != nil {
-			s.kick()
-		}
+		return Queued
 	default:
 		h.Unregister(s)
+		return Overflowed
 	}
-	return true
 }
 
 // Notify implements Notifier for the streams of this server.

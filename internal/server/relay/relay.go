@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/server/authn"
+	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -61,9 +62,9 @@ type Bus interface {
 }
 
 // Sender delivers a message on a machine's push channel if this replica
-// holds it (push.Hub.Send).
+// holds it (push.Hub).
 type Sender interface {
-	Send(machineID string, msg wire.StreamMessage) bool
+	Offer(machineID string, msg wire.StreamMessage) push.Delivery
 }
 
 // OpenTimeout bounds how long Open waits for the agent.
@@ -185,11 +186,27 @@ func (r *Relay) Announce(machineID string, t wire.TunnelRequest, origin string) 
 	}
 	r.routes[t.ID] = route{machineID: machineID, origin: origin, expires: now.Add(OpenTimeout + 5*time.Second)}
 	r.mu.Unlock()
-	sent := r.hub.Send(machineID, wire.StreamMessage{Type: wire.MsgTunnel, Tunnel: &t})
-	if !sent {
-		r.mu.Lock()
-		delete(r.routes, t.ID)
-		r.mu.Unlock()
+	d := r.hub.Offer(machineID, wire.StreamMessage{Type: wire.MsgTunnel, Tunnel: &t})
+	if d == push.Queued {
+		return
+	}
+	r.mu.Lock()
+	delete(r.routes, t.ID)
+	r.mu.Unlock()
+	if d == push.Busy {
+		// The user learns now rather than after OpenTimeout.
+		verdict := wire.TunnelVerdict{Error: fmt.Sprintf("the machine's channel has %d tunnels waiting to open; try again in a moment", push.MaxPendingTunnels)}
+		if origin == r.self {
+			_ = r.deliver(context.Background(), t.ID, nil, verdict)
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), OpenTimeout)
+			defer cancel()
+			if err := r.forward(ctx, origin, t.ID, nil, verdict); err != nil {
+				r.log.Warn("tell the origin replica a tunnel was refused", "tunnel", t.ID, "err", err)
+			}
+		}()
 	}
 }
 

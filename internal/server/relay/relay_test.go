@@ -16,6 +16,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/daemon"
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/agenttest"
 	"github.com/corralhq/corral/internal/wire"
@@ -91,6 +92,16 @@ func roundTrip(t *testing.T, c *client.Client, path string, payload []byte) erro
 	return nil
 }
 
+// steady is FastLifecycle for a test that needs its agent Connected
+// throughout: the agent heartbeats at most every daemon.MinHeartbeatInterval
+// whatever the server asks, so the disconnect threshold must be above it.
+func steady() testutil.Option {
+	return func(c *server.Config) {
+		testutil.FastLifecycle()(c)
+		c.DisconnectAfter = 3 * daemon.MinHeartbeatInterval
+	}
+}
+
 // waitChannel waits until the agent's push channel is up.
 func waitChannel(t *testing.T, state string) {
 	t.Helper()
@@ -107,11 +118,16 @@ func waitChannel(t *testing.T, state string) {
 // decides which ports, and a caller without a login role gets nothing.
 func TestTunnelThroughTheAgent(t *testing.T) {
 	t.Parallel()
-	s := testutil.StartServer(t, testutil.FastLifecycle())
+	s := testutil.StartServer(t, steady())
 	state := agenttest.ConnectAgent(t, s.API, "rg1", "web-01", "")
 	port := echoServer(t)
 	allowPorts(t, state, localconfig.KeyIncomingPorts, strconv.Itoa(port))
-	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	agent := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s\nserver log:\n%s", agent.Logs, s.Logs)
+		}
+	})
 	waitChannel(t, state)
 	admin := userClient(t, s.API, s.AdminToken(t))
 
@@ -164,8 +180,8 @@ func TestTunnelThroughTheAgent(t *testing.T) {
 func TestTunnelAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	dsn := testutil.PostgresDSN(t)
-	a := testutil.StartServer(t, testutil.FastLifecycle(), testutil.WithStore(dsn))
-	b := testutil.StartServer(t, testutil.FastLifecycle(), testutil.WithStore(dsn), testutil.WithCAFrom(a))
+	a := testutil.StartServer(t, steady(), testutil.WithStore(dsn))
+	b := testutil.StartServer(t, steady(), testutil.WithStore(dsn), testutil.WithCAFrom(a))
 	state := agenttest.ConnectAgent(t, b.API, "rg1", "db-01", "")
 	port := echoServer(t)
 	allowPorts(t, state, localconfig.KeyIncomingPorts, strconv.Itoa(port))
