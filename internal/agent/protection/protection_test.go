@@ -269,13 +269,13 @@ func TestEnableQuarantinesAndDisableStops(t *testing.T) {
 func TestBadSettingsRefused(t *testing.T) {
 	h := newHarness(t, t.TempDir())
 	for settings, want := range map[string]string{
-		`{"action":"shred"}`:                                   `action "shred"`,
-		`{"realtime":{"enabled":true,"paths":["watched"]}}`:    "not absolute",
-		`{"realtime":{"enabled":true,"paths":["/a/../etc"]}}`:  "not clean",
-		`{"exclusions":{"extensions":["a/b"]}}`:                "exclusions.extensions[0]",
-		`{"realtime":{"enabled":true},"colour":"red"}`:         `unknown field "colour"`,
-		`{"realtime":{"enabled":true,"paths":[]}}`:             "realtime.paths is empty",
-		`[1,2]`:                                                "settings",
+		`{"action":"shred"}`: `action "shred"`,
+		`{"realtime":{"enabled":true,"paths":["watched"]}}`:   "not absolute",
+		`{"realtime":{"enabled":true,"paths":["/a/../etc"]}}`: "not clean",
+		`{"exclusions":{"extensions":["a/b"]}}`:               "exclusions.extensions[0]",
+		`{"realtime":{"enabled":true},"colour":"red"}`:        `unknown field "colour"`,
+		`{"realtime":{"enabled":true,"paths":[]}}`:            "realtime.paths is empty",
+		`[1,2]`: "settings",
 		`{"exclusions":{"paths":["/ok","/x\u0000y"]}}`:         "control characters",
 		`{"realtime":{"enabled":true,"paths":["/"]}} trailing`: "settings",
 	} {
