@@ -134,6 +134,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
 	}
+	sigKeyFile := cfg.SignatureKeyFile
+	if sigKeyFile == "" {
+		sigKeyFile = filepath.Join(cfg.DataDir, "signature-signing.key")
+	}
+	sigKey, err := authn.LoadOrCreateSigningKey(sigKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load signature set signing key %s: %w", sigKeyFile, err)
+	}
 
 	metrics := httpapi.NewMetrics(s.registry)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -150,14 +158,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.notifier = notifier
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
-	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey}, notifier)
+	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey, signatures: sigKey}, notifier)
 	if err != nil {
 		return nil, err
 	}
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
-		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Extensions: cs.extensions, Protection: cs.protection, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
 	})
 	s.sweeper = &lifecycle.Sweeper{

@@ -212,6 +212,6 @@ type Protection interface {
 	// GetMachineProtection: ErrNotFound if the machine never reported.
 	GetMachineProtection(ctx context.Context, machineID string) (MachineProtection, error)
 	// ListMachineProtection returns what is stored for ids (missing ones
-	// are left out).
+	// are left out); nil ids means every machine that ever reported.
 	ListMachineProtection(ctx context.Context, machineIDs []string) (map[string]MachineProtection, error)
 }

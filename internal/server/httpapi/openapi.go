@@ -23,6 +23,10 @@ var schemaTypes = []any{
 	wire.Publisher{}, wire.PublisherCreate{}, wire.ExtensionPackage{}, wire.SignedCatalog{}, wire.Catalog{},
 	wire.MachineExtension{}, wire.MachineExtensionSet{}, wire.RunCommand{}, wire.RunCommandCreate{},
 	wire.ExtensionStatus{}, wire.RunCommandResult{},
+	wire.ProtectionEnable{}, wire.ProtectionAssignment{}, wire.MachineProtection{}, wire.ProtectionStatus{}, wire.Alert{},
+	wire.ScanCreate{}, wire.Scan{}, wire.RestoreCreate{}, wire.Restore{}, wire.QuarantineEntry{}, wire.SignatureSet{},
+	wire.ProtectionDesired{}, wire.ProtectionDetection{}, wire.ProtectionScanResult{}, wire.ProtectionQuarantineReport{},
+	wire.ProtectionRestoreResult{},
 }
 
 var pathParamRE = regexp.MustCompile(`\{([A-Za-z]+)\}`)

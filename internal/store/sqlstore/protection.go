@@ -478,6 +478,17 @@ func (s *Store) GetMachineProtection(ctx context.Context, machineID string) (sto
 
 func (s *Store) ListMachineProtection(ctx context.Context, machineIDs []string) (map[string]store.MachineProtection, error) {
 	out := map[string]store.MachineProtection{}
+	if machineIDs == nil {
+		rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection`))
+		ps, err := collect(rows, err, scanMachineProtection)
+		if err != nil {
+			return nil, fmt.Errorf("list machine protection: %w", s.mapErr(err))
+		}
+		for _, p := range ps {
+			out[p.MachineID] = p
+		}
+		return out, nil
+	}
 	for len(machineIDs) > 0 {
 		batch := machineIDs[:min(len(machineIDs), 500)]
 		machineIDs = machineIDs[len(batch):]

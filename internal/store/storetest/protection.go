@@ -362,6 +362,17 @@ func testMachineProtection(t *testing.T, s store.Store) {
 	if len(all) != 1 || string(all["m1"].Status) != `{"state":"Stopped"}` {
 		t.Errorf("list: %+v", all)
 	}
+	ok(t, s.PutMachineProtection(ctx, store.MachineProtection{MachineID: "m2", Status: []byte(`{}`)}), "status of m2")
+	all, err = s.ListMachineProtection(ctx, nil)
+	ok(t, err, "list every machine")
+	if len(all) != 2 {
+		t.Errorf("list of every machine: %+v", all)
+	}
+	all, err = s.ListMachineProtection(ctx, []string{})
+	ok(t, err, "list none")
+	if len(all) != 0 {
+		t.Errorf("an empty list of ids listed %d", len(all))
+	}
 }
 
 func testProtectionGoesWithMachine(t *testing.T, s store.Store) {
