@@ -348,7 +348,9 @@ func TestEndpointProtectionEndToEnd(t *testing.T) {
 
 	// Protection off: the extension goes, the daemon stops, files stay.
 	mustCorral("protection", "disable", "--scope", "protected")
-	waitStatus(prot, "stopped", func(p wire.MachineProtection) bool { return p.ExtensionState == "" && p.Status != nil && p.Status.State == wire.ProtectionStopped })
+	waitStatus(prot, "stopped", func(p wire.MachineProtection) bool {
+		return p.ExtensionState == "" && p.Status != nil && p.Status.State == wire.ProtectionStopped
+	})
 	after := filepath.Join(prot.root, "watched", "after.txt")
 	os.WriteFile(after, []byte("vv "+marker1+" vv"), 0o644)
 	time.Sleep(time.Second)
