@@ -329,10 +329,10 @@ func protectionFlow(t *testing.T, opts ...testutil.Option) {
 	// stored; a good import is signed, named in the desired state and
 	// downloadable by machines, verifying with the key the slice presents.
 	for files, want := range map[string]map[string]string{
-		"bad.ndb line 2":               {"bad.ndb": "Good:0:*:41424344\nBroken:0:*:4G\n"},
-		"no signature":                 {"x.ndb": "Other:1:*:41424344\n"},
-		"not a signature file name":    {"x.exe": "x"},
-		"hashes.hdb line 1":            {"hashes.hdb": "nothex:12:Name\n"},
+		"bad.ndb line 2":            {"bad.ndb": "Good:0:*:41424344\nBroken:0:*:4G\n"},
+		"no signature":              {"x.ndb": "Other:1:*:41424344\n"},
+		"not a signature file name": {"x.exe": "x"},
+		"hashes.hdb line 1":         {"hashes.hdb": "nothex:12:Name\n"},
 		// The part's path is dropped: only the base name is used.
 		"passwd.ndb line 1": {"../../etc/passwd.ndb": "x"},
 	} {
