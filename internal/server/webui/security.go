@@ -16,11 +16,11 @@ var alertStates = []string{wire.AlertActive, wire.AlertAcknowledged}
 // securityFilter is the security view's query: which machines' protection
 // to show (subscription, resource group) and which alerts.
 type securityFilter struct {
-	Sub, RG                string
-	Scope, Machine, State  string
-	Skip                   string
-	Top                    int
-	stateGiven             bool
+	Sub, RG               string
+	Scope, Machine, State string
+	Skip                  string
+	Top                   int
+	stateGiven            bool
 }
 
 func parseSecurityFilter(q url.Values) (securityFilter, error) {
