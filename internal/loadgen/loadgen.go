@@ -77,8 +77,8 @@ type Result struct {
 	ExtSetDuration time.Duration // issuing every PUT
 	ExtAllDone     time.Duration // until the last Succeeded
 	Protection     ProtectionResult
-	ServerRSSBytes int64         // at the end
-	ServerPeakRSS  int64         // VmHWM
+	ServerRSSBytes int64 // at the end
+	ServerPeakRSS  int64 // VmHWM
 	Reconnects     int64
 	Errors         int64
 	FirstError     string
