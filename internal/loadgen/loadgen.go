@@ -76,12 +76,13 @@ type Result struct {
 	ExtMax         time.Duration
 	ExtSetDuration time.Duration // issuing every PUT
 	ExtAllDone     time.Duration // until the last Succeeded
-	Protection     ProtectionResult
-	ServerRSSBytes int64 // at the end
-	ServerPeakRSS  int64 // VmHWM
+	ServerRSSBytes int64         // at the end
+	ServerPeakRSS  int64         // VmHWM
 	Reconnects     int64
 	Errors         int64
 	FirstError     string
+
+	Protection ProtectionResult
 }
 
 type run struct {
