@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CORRAL_TEST_PROTECTION_DAEMON") == "1" {
 		os.Exit(DaemonMain(os.Args[1:]))
 	}
+	if spec := os.Getenv("CORRAL_TEST_WRITER"); spec != "" {
+		writeFiles(spec)
+	}
 	os.Exit(m.Run())
 }
 
@@ -44,7 +47,7 @@ type report struct {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	state string
 	root  string
 	f     *Feature
@@ -59,14 +62,14 @@ type harness struct {
 // sandbox re-runs the test in a private mount namespace with a tmpfs as
 // the agent's host root, so that fanotify marks only that tmpfs. It
 // returns the root in the child and "" in the parent (which returns).
-func sandbox(t *testing.T) string {
+func sandbox(t testing.TB) string {
 	t.Helper()
 	testutil.NeedRoot(t)
 	if !testutil.InChild(t, &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}) {
 		return ""
 	}
 	root := t.TempDir()
-	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=256m,mode=0755"); err != nil {
 		t.Fatalf("mount tmpfs in the private namespace: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
@@ -78,7 +81,7 @@ func sandbox(t *testing.T) string {
 	return root
 }
 
-func newHarness(t *testing.T, root string) *harness {
+func newHarness(t testing.TB, root string) *harness {
 	h := &harness{t: t, state: t.TempDir(), root: root}
 	h.sup = supervise.New(nil, slog.New(slog.DiscardHandler))
 	h.sup.MinBackoff, h.sup.MaxBackoff, h.sup.StopGrace = 50*time.Millisecond, time.Second, 5*time.Second
