@@ -51,12 +51,26 @@ func BenchmarkDaemon(b *testing.B) {
 	if root == "" {
 		return
 	}
-	h := newHarness(b, root)
+	// The quarantine lives in the agent's state directory: on the disk
+	// (another filesystem than the tmpfs written to: copy, fsync, verify)
+	// and, for comparison, on the same tmpfs (a rename).
+	onTmpfs := filepath.Join(root, "state")
+	if err := os.Mkdir(onTmpfs, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, state string }{{"state-on-disk", b.TempDir()}, {"state-on-tmpfs", onTmpfs}} {
+		fmt.Printf("daemon, %s:\n", c.name)
+		daemonBench(b, root, c.state)
+	}
+}
+
+func daemonBench(b *testing.B, root, state string) {
+	h := newHarnessIn(b, root, state)
 	h.enable(realtimeOn)
 	h.waitStatus("running", func(s wire.ProtectionStatus) bool { return running(s) && s.RealtimeEnabled })
 	var gone, reported []time.Duration
 	for i := range 100 {
-		p := filepath.Join(root, "watched", fmt.Sprintf("eicar-%d.com", i))
+		p := filepath.Join(root, "watched", fmt.Sprintf("eicar-%d-%d.com", len(state), i))
 		before := len(h.detections())
 		if err := os.WriteFile(p, scan.EICAR(), 0o644); err != nil {
 			b.Fatal(err)
@@ -86,7 +100,7 @@ func BenchmarkDaemon(b *testing.B) {
 	if len(reported) != 100 {
 		b.Fatalf("%d detections reported", len(reported))
 	}
-	fmt.Printf("daemon: EICAR written -> quarantined (100 writes): p50 %v  p99 %v;  -> detection in the agent's outbox: p50 %v  p99 %v\n",
+	fmt.Printf("  EICAR written -> quarantined (100 writes): p50 %v  p99 %v;  -> detection in the agent's outbox: p50 %v  p99 %v\n",
 		pct(gone, .5).Round(time.Microsecond), pct(gone, .99).Round(time.Microsecond),
 		pct(reported, .5).Round(time.Microsecond), pct(reported, .99).Round(time.Microsecond))
 	b.ReportMetric(float64(pct(gone, .99).Microseconds()), "quarantined-p99-µs")
@@ -94,6 +108,7 @@ func BenchmarkDaemon(b *testing.B) {
 	const n = 10_000
 	writer := func(sub string) time.Duration {
 		d := filepath.Join(root, sub)
+		os.RemoveAll(d)
 		os.MkdirAll(d, 0o755)
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "CORRAL_TEST_WRITER="+d+":"+strconv.Itoa(n))
@@ -109,6 +124,6 @@ func BenchmarkDaemon(b *testing.B) {
 		b.Fatal(err)
 	}
 	base := writer("unwatched")
-	fmt.Printf("daemon: 10,000 files of 4 KB written by another process: protection off %v, real time on (scan after write, quarantine) %v (+%.0f%%)\n",
+	fmt.Printf("  10,000 files of 4 KB written by another process: protection off %v, real time on (scan after write, quarantine) %v (+%.0f%%)\n",
 		base.Round(time.Millisecond), watched.Round(time.Millisecond), 100*(watched.Seconds()/base.Seconds()-1))
 }

@@ -81,8 +81,11 @@ func sandbox(t testing.TB) string {
 	return root
 }
 
-func newHarness(t testing.TB, root string) *harness {
-	h := &harness{t: t, state: t.TempDir(), root: root}
+func newHarness(t testing.TB, root string) *harness { return newHarnessIn(t, root, t.TempDir()) }
+
+// newHarnessIn is newHarness with the agent's state directory at state.
+func newHarnessIn(t testing.TB, root, state string) *harness {
+	h := &harness{t: t, state: state, root: root}
 	h.sup = supervise.New(nil, slog.New(slog.DiscardHandler))
 	h.sup.MinBackoff, h.sup.MaxBackoff, h.sup.StopGrace = 50*time.Millisecond, time.Second, 5*time.Second
 	t.Cleanup(h.sup.Close)
@@ -524,4 +527,66 @@ func TestScanRequestsRefusedWithReason(t *testing.T) {
 
 func sha256sum(b []byte) string {
 	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+// The scope's schedule runs a scan every period, counted from when the
+// machine first saw it; the scan is reported as scheduled.
+func TestScheduledScan(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "tmp-eicar.com"), scan.EICAR(), 0o644)
+	h := &harness{t: t, state: t.TempDir(), root: root}
+	h.sup = supervise.New(nil, slog.New(slog.DiscardHandler))
+	t.Cleanup(h.sup.Close)
+	h.open()
+	now := time.Date(2026, 11, 29, 2, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	h.f.env.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h.enable(`{"realtime":{"enabled":false}}`)
+	h.waitStatus("running", running)
+	sched := &wire.ProtectionSchedule{Type: wire.ScanFull, Every: wire.Duration(6 * time.Hour)}
+	h.apply(false, wire.ProtectionDesired{Schedule: sched})
+	scheduled := func() []wire.ProtectionScanResult {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var out []wire.ProtectionScanResult
+		for _, r := range h.reports {
+			if res, ok := r.body.(wire.ProtectionScanResult); ok && res.Scheduled && res.State != wire.ScanRunning {
+				out = append(out, res)
+			}
+		}
+		return out
+	}
+	tick := func() {
+		t.Helper()
+		if err := h.f.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick()
+	advance(5 * time.Hour)
+	tick()
+	time.Sleep(300 * time.Millisecond)
+	if n := len(scheduled()); n != 0 {
+		t.Fatalf("%d scheduled scans before the period passed", n)
+	}
+	advance(time.Hour)
+	tick()
+	testutil.Eventually(t, 15*time.Second, func() string {
+		if s := scheduled(); len(s) != 1 || s[0].State != wire.ScanSucceeded || s[0].Infected != 1 || s[0].Type != wire.ScanFull {
+			return fmt.Sprintf("scheduled scans %+v", s)
+		}
+		return ""
+	})
+	if d := h.detections(); len(d) != 1 || d[0].Path != "/tmp-eicar.com" || d[0].Source != "scan" {
+		t.Errorf("detections of the scheduled scan %+v", d)
+	}
+	// Not again until another period passed.
+	tick()
+	advance(time.Hour)
+	tick()
+	time.Sleep(300 * time.Millisecond)
+	if n := len(scheduled()); n != 1 {
+		t.Errorf("%d scheduled scans within one period", n)
+	}
 }
