@@ -291,6 +291,10 @@ func (f *Feature) spec(digest string, cpu int) (supervise.Spec, error) {
 		if err != nil {
 			return supervise.Spec{}, err
 		}
+		if strings.HasSuffix(exe, ".test") {
+			// A test binary would run its tests again as "the daemon".
+			return supervise.Spec{}, errors.New("this is a Go test binary, not corral-agent: give the feature Options.Command")
+		}
 		cmd = []string{exe}
 	}
 	args := append(append([]string{}, cmd[1:]...), DaemonCommand, "--state-dir", string(f.env.StateDir), "--dir", f.dir, "--config-digest", digest)
@@ -299,9 +303,10 @@ func (f *Feature) spec(digest string, cpu int) (supervise.Spec, error) {
 }
 
 // reportOwn reports a status the feature knows itself (the daemon is not
-// running), once per change. Caller holds f.mu.
+// running), once per change. A machine where protection was never enabled
+// reports nothing. Caller holds f.mu.
 func (f *Feature) reportOwn(state, why string) {
-	if f.own == state+why {
+	if f.own == state+why || !f.ext.Enabled && f.ext.UpdatedAt.IsZero() {
 		return
 	}
 	f.own = state + why
