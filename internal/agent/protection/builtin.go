@@ -109,13 +109,17 @@ func (f *Feature) fetchSignatures(ctx context.Context) {
 	}
 	f.fetching = true
 	r := *ref
+	parent := f.ctx
+	if parent == nil {
+		parent = context.WithoutCancel(ctx)
+	}
 	f.wg.Go(func() {
 		defer func() {
 			f.mu.Lock()
 			f.fetching = false
 			f.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		ctx, cancel := context.WithTimeout(parent, 10*time.Minute)
 		defer cancel()
 		set, err := f.env.ControlPlane.Download(ctx, wire.PathProtectionSignatures+strconv.FormatUint(r.Version, 10), r.Size)
 		if err != nil {

@@ -130,6 +130,8 @@ type Feature struct {
 	quarantineDue bool
 
 	fetching bool
+	// ctx ends at Close: downloads and the drainer stop with it.
+	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	kick     chan struct{}
@@ -184,7 +186,7 @@ func (f *Feature) Start(ctx context.Context, env feature.Env) error {
 		return fmt.Errorf("endpoint protection state: %w", err)
 	}
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f.cancel = cancel
+	f.ctx, f.cancel = dctx, cancel
 	f.wg.Go(func() { watchDirs(dctx, []string{filepath.Join(f.dir, spoolDir)}, time.Second, f.kick) })
 	f.wg.Go(func() { f.drainLoop(dctx) })
 	f.mu.Lock()

@@ -119,8 +119,14 @@ func (h *Handler) security(u *uiRequest) {
 	if ps, err := u.api.ListProtection(u.ctx(), scope.String()); err == nil {
 		d.Scopes = ps
 	}
+	// Alerts of the machines shown unless another scope is asked for: a
+	// reader of one resource group reads its alerts without typing it.
+	alertScope := f.Scope
+	if alertScope == "" {
+		alertScope = scope.String()
+	}
 	aq := url.Values{"$top": {strconv.Itoa(f.Top)}}
-	for k, v := range map[string]string{"scope": f.Scope, "machine": f.Machine, "state": f.State, "$skipToken": f.Skip} {
+	for k, v := range map[string]string{"scope": alertScope, "machine": f.Machine, "state": f.State, "$skipToken": f.Skip} {
 		if v != "" {
 			aq.Set(k, v)
 		}
