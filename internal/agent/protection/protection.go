@@ -131,10 +131,10 @@ type Feature struct {
 
 	fetching bool
 	// ctx ends at Close: downloads and the drainer stop with it.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	kick     chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{}
 }
 
 var (
