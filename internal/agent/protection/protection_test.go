@@ -590,3 +590,54 @@ func TestScheduledScan(t *testing.T) {
 		t.Errorf("%d scheduled scans within one period", n)
 	}
 }
+
+// A daemon that dies is restarted by the supervisor with backoff, the
+// feature reports it, and protection comes back without the control plane.
+func TestDaemonCrashRestarts(t *testing.T) {
+	root := sandbox(t)
+	if root == "" {
+		return
+	}
+	h := newHarness(t, root)
+	h.enable(realtimeOn)
+	h.waitStatus("running", func(s wire.ProtectionStatus) bool { return running(s) && s.RealtimeEnabled })
+	first, _ := h.sup.Status(daemonName)
+	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() string {
+		if st, _ := h.sup.Status(daemonName); st.LastExit == "" {
+			return "exit not seen"
+		}
+		return ""
+	})
+	if err := h.f.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	failed := false
+	for _, r := range h.reports {
+		if s, ok := r.body.(wire.ProtectionStatus); ok && s.State == wire.ProtectionFailed && strings.Contains(s.Message, "killed by signal") {
+			failed = true
+		}
+	}
+	h.mu.Unlock()
+	if !failed {
+		t.Error("the crash was not reported")
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if st, _ := h.sup.Status(daemonName); !st.Running || st.PID == first.PID || st.Restarts < 1 {
+			return fmt.Sprintf("daemon %+v", st)
+		}
+		return ""
+	})
+	st := h.waitStatus("running again", func(s wire.ProtectionStatus) bool { return running(s) && s.RealtimeEnabled && s.Restarts >= 1 })
+	if st.RealtimeMode != "fanotify" {
+		t.Errorf("status after the restart %+v", st)
+	}
+	p := filepath.Join(root, "watched", "after-crash.com")
+	if err := os.WriteFile(p, scan.EICAR(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, gone(p))
+}
