@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/refusal"
@@ -118,6 +119,7 @@ func (s *Service) Enable(ctx context.Context, ref ScopeRef, req wire.ProtectionE
 		return res, err
 	}
 	var ids []string
+	var mine []store.Machine
 	for _, m := range ms {
 		eff, ok := effective(scopes, m)
 		if !ok || !strings.EqualFold(eff.Scope, row.Scope) || m.Status == wire.StatusExpired {
@@ -125,14 +127,20 @@ func (s *Service) Enable(ctx context.Context, ref ScopeRef, req wire.ProtectionE
 		}
 		row.Machines++
 		ids = append(ids, m.ID)
+		mine = append(mine, m)
+	}
+	var mu sync.Mutex
+	forEach(mine, func(m store.Machine) {
 		changed, err := s.ext.EnsureProtection(ctx, refOf(m), settings, by)
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case err != nil:
 			res.Failed = append(res.Failed, m.Name+": "+err.Error())
 		case changed:
 			res.Changed++
 		}
-	}
+	})
 	// The schedule is in the protection slice: machines whose extension
 	// did not change still need the new generation.
 	if _, err := s.syncer.DesiredChanged(ctx, ids, now); err != nil {
@@ -177,18 +185,25 @@ func (s *Service) Disable(ctx context.Context, ref ScopeRef, by string) (int, er
 	var errs []error
 	for _, m := range ms {
 		ids = append(ids, m.ID)
-		if eff, ok := effective(scopes, m); ok {
-			if _, err := s.ext.EnsureProtection(ctx, refOf(m), eff.Settings, by); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
-			}
-			continue
-		}
-		if err := s.ext.RemoveProtection(ctx, refOf(m), by); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
-			continue
-		}
-		removed++
 	}
+	var mu sync.Mutex
+	forEach(ms, func(m store.Machine) {
+		var err error
+		eff, ok := effective(scopes, m)
+		if ok {
+			_, err = s.ext.EnsureProtection(ctx, refOf(m), eff.Settings, by)
+		} else {
+			err = s.ext.RemoveProtection(ctx, refOf(m), by)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
+		case !ok:
+			removed++
+		}
+	})
 	if _, err := s.syncer.DesiredChanged(ctx, ids, s.now()); err != nil {
 		return removed, err
 	}
@@ -251,6 +266,23 @@ func (s *Service) EnsureMachine(ctx context.Context, m store.Machine) error {
 		s.log.InfoContext(ctx, "endpoint protection installed on a machine of a protected scope", "machine", m.ID, "scope", eff.Scope)
 	}
 	return nil
+}
+
+// fanout is how many machines Enable and Disable change at once.
+const fanout = 8
+
+// forEach calls fn for every machine, fanout at a time.
+func forEach(ms []store.Machine, fn func(store.Machine)) {
+	sem := make(chan struct{}, fanout)
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(m)
+		})
+	}
+	wg.Wait()
 }
 
 // effective is the most specific protected scope covering m.
