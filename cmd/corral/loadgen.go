@@ -31,7 +31,9 @@ func newLoadgenCommand() *cobra.Command {
 control plane and print the onboarding rate, heartbeats per second, push latency p50/p99 (a tag change
 through the API until the agent's stream receives it), the extension fan-out (Corral/RunCommand set on
 --extension-fanout machines at once, each timed until its agent's Succeeded is recorded; the simulated
-agents verify the signed catalog and package digest like the real one) and the server's RSS.
+agents verify the signed catalog and package digest like the real one), endpoint protection (a signature
+set imported and protection enabled on the whole group: each machine timed until its status is recorded
+after it downloaded and verified the set; one in 20 reports an alert) and the server's RSS.
 
 Without --server it starts "corral server" as a child process on 127.0.0.1 with a fresh data dir
 (SQLite by default, or --store), so its RSS is measured apart from the simulator's.
@@ -82,6 +84,7 @@ With --server, the admin password is read from stdin.`,
 	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
 	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")
+	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
 	return cmd
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	root := cli.NewRootCommand(version.Version, newServerCommand(), newLoadgenCommand(), newDevCommand())
+	root := cli.NewRootCommand(version.Version, newServerCommand(), newLoadgenCommand(), newDevCommand(), newProtectionDaemonCommand())
 	if err := root.Execute(); err != nil {
 		// A remote command's exit code (corral machine run-command) passes through.
 		os.Exit(cli.ExitCode(err))

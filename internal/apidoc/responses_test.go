@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"sort"
@@ -372,6 +374,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		t.Errorf("put catalog: %d %s", st, b)
 	}
 	k.checkStream(at())
+	k.protectionCalls(onM1)
 
 	// Every operation refused: no credentials, a malformed or mistyped
 	// body, resources that do not exist.
@@ -536,4 +539,90 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// protectionCalls makes the endpoint protection operations succeed, in the
+// order they depend on each other: enable a scope, import a signature set
+// the machine downloads, a detection and a quarantined file reported by
+// the machine, then the alert, scan and restore operations on them.
+func (k *docChecker) protectionCalls(onM1 map[string]string) {
+	t := k.t
+	const (
+		js      = "application/json"
+		sub     = "/api/v1/subscriptions/{sub}"
+		rg      = sub + "/resourceGroups/{rg}"
+		machine = rg + "/machines/{name}"
+	)
+	must := func(c apiCall) []byte {
+		t.Helper()
+		st, b := k.do(c)
+		if st < 200 || st > 299 {
+			t.Fatalf("%s %s (as %s): %d, want success: %s", c.method, c.pattern, c.as, st, b)
+		}
+		return b
+	}
+	inRG := map[string]string{"sub": "default", "rg": "rg1"}
+	onSub2 := map[string]string{"sub": "sub2"}
+	with := func(p map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for k, v := range p {
+			out[k] = v
+		}
+		return out
+	}
+	must(apiCall{method: "PUT", pattern: rg + "/protection", params: inRG, as: "admin", contentType: js, body: []byte(`{}`)})
+	must(apiCall{method: "GET", pattern: rg + "/protection", params: inRG, as: "admin"})
+	must(apiCall{method: "PUT", pattern: sub + "/protection", params: onSub2, as: "admin", contentType: js, body: []byte(`{}`)})
+	must(apiCall{method: "GET", pattern: sub + "/protection", params: onSub2, as: "admin"})
+	must(apiCall{method: "DELETE", pattern: sub + "/protection", params: onSub2, as: "admin"})
+	must(apiCall{method: "GET", pattern: machine + "/protection", params: onM1, as: "admin"})
+
+	// A signature set (one MD5 signature), downloaded by the machine.
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, _ := mw.CreateFormFile("files", "corral.hdb")
+	io.WriteString(part, "44d88612fea8a8f36de82e1278abb02f:68:Corral.Test.Sig\n")
+	mw.Close()
+	var set wire.SignatureSet
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: "/api/v1/protection/signatureSets", as: "admin",
+		contentType: mw.FormDataContentType(), body: body.Bytes()}), &set); err != nil {
+		t.Fatal(err)
+	}
+	must(apiCall{method: "GET", pattern: wire.PathProtectionSignatures + "{version}", params: map[string]string{"version": fmt.Sprint(set.Version)}, as: "m1"})
+
+	// The machine reports a detection and the file it quarantined.
+	now := time.Now().UTC()
+	qid := "00112233445566aa"
+	must(apiCall{method: "POST", pattern: wire.PathReports, as: "m1", contentType: js, body: jsonBody(t, wire.ReportBatch{Reports: []wire.Report{
+		{ID: "p-1", Kind: wire.ReportProtectionDetection, TakenAt: now, Body: jsonBody(t, wire.ProtectionDetection{ID: "d-1", Time: now,
+			Path: "/tmp/eicar.com", SHA256: strings.Repeat("ab", 32), Signature: "Eicar-Signature", Kind: "signature", Source: "realtime",
+			Event: "close-write", Action: "quarantined", QuarantineID: qid})},
+		{ID: "p-2", Kind: wire.ReportProtectionQuarantine, TakenAt: now, Body: jsonBody(t, wire.ProtectionQuarantineReport{Entries: []wire.QuarantineEntry{
+			{ID: qid, Path: "/tmp/eicar.com", SHA256: strings.Repeat("ab", 32), Signature: "Eicar-Signature", Size: 68, Mode: 0o644, Time: now}}})},
+	}})})
+
+	var alerts wire.List[wire.Alert]
+	if err := json.Unmarshal(must(apiCall{method: "GET", pattern: "/api/v1/protection/alerts", query: "machine=m1", as: "admin"}), &alerts); err != nil || len(alerts.Value) == 0 {
+		t.Fatalf("alerts after a detection: %+v %v", alerts, err)
+	}
+	alert := map[string]string{"id": alerts.Value[0].ID}
+	must(apiCall{method: "GET", pattern: "/api/v1/protection/alerts/{id}", params: alert, as: "admin"})
+	must(apiCall{method: "POST", pattern: "/api/v1/protection/alerts/{id}/acknowledge", params: alert, as: "admin"})
+
+	var scan wire.Scan
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: machine + "/scans", params: onM1, as: "admin", contentType: js,
+		body: []byte(`{"type":"custom","paths":["/srv"]}`)}), &scan); err != nil {
+		t.Fatal(err)
+	}
+	must(apiCall{method: "GET", pattern: machine + "/scans", params: onM1, query: "$top=5", as: "admin"})
+	must(apiCall{method: "GET", pattern: machine + "/scans/{id}", params: with(onM1, "id", scan.ID), as: "admin"})
+
+	must(apiCall{method: "GET", pattern: machine + "/quarantine", params: onM1, as: "admin"})
+	var restore wire.Restore
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: machine + "/quarantine/{qid}/restore", params: with(onM1, "qid", qid), as: "admin",
+		contentType: js, body: []byte(`{"noExclusion":true}`)}), &restore); err != nil {
+		t.Fatal(err)
+	}
+	must(apiCall{method: "GET", pattern: machine + "/restores/{id}", params: with(onM1, "id", restore.ID), as: "admin"})
+	must(apiCall{method: "DELETE", pattern: rg + "/protection", params: inRG, as: "admin"})
 }

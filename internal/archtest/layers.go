@@ -10,6 +10,7 @@ var contexts = []string{
 	"internal/server/identity",
 	"internal/server/inventory",
 	"internal/server/onboarding",
+	"internal/server/protection",
 	"internal/server/roles",
 }
 
@@ -34,8 +35,9 @@ var Rules = []Rule{
 	{
 		Name: "a server context imports only the kernel (never httpapi, webui or another context)",
 		From: contexts,
-		// The extension context also needs the package format and sealing.
-		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing"),
+		// The extension context also needs the package format and sealing;
+		// endpoint protection builds signed signature sets.
+		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/scan", "internal/scan/sigset"),
 	},
 	{
 		Name:  "the seam and the shared refusal type import no context",

@@ -27,6 +27,11 @@ var (
 // binaries builds corral and corral-agent once per test run.
 func binaries(t *testing.T) (corral, agent string) {
 	t.Helper()
+	if dir := os.Getenv(binDirEnv); dir != "" {
+		// A test re-run in a child process (testutil.InChild) uses the
+		// binaries its parent built.
+		return filepath.Join(dir, "corral"), filepath.Join(dir, "corral-agent")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "corral-e2e-bin-")
 		if buildErr != nil {
@@ -46,6 +51,9 @@ func binaries(t *testing.T) (corral, agent string) {
 	}
 	return filepath.Join(binDir, "corral"), filepath.Join(binDir, "corral-agent")
 }
+
+// binDirEnv names the parent's binary directory in a child test process.
+const binDirEnv = "CORRAL_E2E_BIN_DIR"
 
 func TestMain(m *testing.M) {
 	code := m.Run()

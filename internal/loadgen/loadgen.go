@@ -1,7 +1,8 @@
 // Package loadgen simulates many agents against a real control plane and
 // measures what matters at scale: onboarding rate, heartbeat throughput,
 // push latency (a change made through the API until the agent's stream
-// receives it) and the server's memory.
+// receives it), extension fan-out, endpoint protection enabled on every
+// machine at once, and the server's memory.
 //
 // The simulated agents speak the real protocol (connect with a CSR, mTLS
 // WebSocket stream, heartbeats) over real TLS; only the host inventory is
@@ -45,6 +46,9 @@ type Options struct {
 	// ExtensionFanout is how many machines get Corral/RunCommand set at
 	// once in the extension phase (0 = skip it).
 	ExtensionFanout int
+	// Protection runs the endpoint protection phase: a signature set of
+	// 10,000 hashes imported, protection enabled on the whole group.
+	Protection bool
 
 	// Transport carries the simulated agents' push channels: "http2" (the
 	// channel on each agent's one connection, as corral-agent does) or
@@ -86,6 +90,8 @@ type Result struct {
 	Reconnects                        int64
 	Errors                            int64
 	FirstError                        string
+
+	Protection ProtectionResult
 }
 
 type run struct {
@@ -105,6 +111,8 @@ type run struct {
 	extSamples     []time.Duration
 	extSetDuration time.Duration
 	extAllDone     time.Duration
+
+	prot protState
 
 	stats struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
@@ -216,6 +224,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ExtP50, res.ExtP99, res.ExtMax = percentiles(g.extSamples)
 		res.ExtSetDuration, res.ExtAllDone = g.extSetDuration, g.extAllDone
 		g.mu.Unlock()
+	}
+	if o.Protection && res.Onboarded > 0 {
+		fmt.Fprintf(o.Log, "enabling endpoint protection on %d machines...\n", res.Onboarded)
+		res.Protection = g.measureProtection(ctx, agents, 10_000)
 	}
 	if o.ServerPID > 0 {
 		res.ServerRSSBytes, res.ServerPeakRSS = procRSS(o.ServerPID)

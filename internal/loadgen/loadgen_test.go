@@ -18,7 +18,7 @@ func TestSmallRun(t *testing.T) {
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		Server: s.URL, CAFile: s.CAFile, Username: "admin", Password: testutil.AdminPassword,
 		Agents: 50, Concurrency: 8, HeartbeatInterval: 200 * time.Millisecond, Steady: time.Second,
-		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 20,
+		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 20, Protection: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +28,9 @@ func TestSmallRun(t *testing.T) {
 	}
 	if res.ExtMachines != 20 || res.ExtSamples != 20 || res.ExtLost != 0 || res.ExtP99 <= 0 {
 		t.Fatalf("extension fan-out %+v (first error %s)", res, res.FirstError)
+	}
+	if p := res.Protection; p.Machines != 50 || p.Samples != 50 || p.Lost != 0 || p.SetDownloads != 50 || p.StatusListMachines != 50 || p.P99 <= 0 {
+		t.Fatalf("protection phase %+v (first error %s)", p, res.FirstError)
 	}
 	if res.HeartbeatsPerSec < 50 || res.ServerRSSBytes == 0 {
 		t.Fatalf("heartbeats %.0f/s, rss %d", res.HeartbeatsPerSec, res.ServerRSSBytes)

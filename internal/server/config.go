@@ -28,6 +28,10 @@ type Config struct {
 	// first-party publisher "Corral"; replicas must share it. Empty =
 	// DataDir/extension-signing.key (created if missing).
 	ExtensionKeyFile string
+	// SignatureKeyFile is the Ed25519 key that signs endpoint protection's
+	// signature sets; replicas must share it, and agents pin its public
+	// half. Empty = DataDir/signature-signing.key (created if missing).
+	SignatureKeyFile string
 	// Hosts are extra DNS names / IPs for the generated server certificate.
 	Hosts []string
 	// AdvertiseURL is this replica's URL as the other replicas reach it

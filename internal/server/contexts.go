@@ -15,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
 	"github.com/corralhq/corral/internal/store"
@@ -35,6 +36,7 @@ type contexts struct {
 	roles      *roles.Service
 	activity   *activity.Service
 	extensions *extensions.Service
+	protection *protection.Service
 
 	// seam assembles desired states and dispatches agent reports to the
 	// contexts registered on it.
@@ -47,6 +49,8 @@ type contexts struct {
 type keys struct {
 	token     ed25519.PrivateKey // access tokens
 	extension ed25519.PrivateKey // the first-party extension publisher
+	// signatures signs endpoint protection's signature sets.
+	signatures ed25519.PrivateKey
 }
 
 func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k keys, n push.Notifier) (*contexts, error) {
@@ -65,6 +69,8 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 		return nil, fmt.Errorf("first-party extensions: %w", err)
 	}
 	c.syncer = capability.NewSyncer(st, n)
+	c.protection = protection.New(st, protectionExtensions{c.extensions}, c.syncer, k.signatures, cfg.Clock, log("protection"))
+	c.protection.LogOutcomes(c.activity)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and
@@ -74,6 +80,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.seam.Register(
 		c.inventory,  // resource id, tags; properties, agentConfig and applied reports
 		c.extensions, // extensions, publishers, run commands; extension and runCommand reports; applied
+		c.protection, // signature key and set, scans, restores, schedule; protection reports; properties (joins protected scopes)
 	)
 	return c, nil
 }

@@ -136,6 +136,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
 	}
+	sigKeyFile := cfg.SignatureKeyFile
+	if sigKeyFile == "" {
+		sigKeyFile = filepath.Join(cfg.DataDir, "signature-signing.key")
+	}
+	sigKey, err := authn.LoadOrCreateSigningKey(sigKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load signature set signing key %s: %w", sigKeyFile, err)
+	}
 
 	// Bound now: the relay needs this replica's address.
 	s.ln, err = net.Listen("tcp", cfg.Listen)
@@ -171,14 +179,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.bus.OnTunnel = s.relay.Announce
 	}
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
-	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey}, notifier)
+	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey, signatures: sigKey}, notifier)
 	if err != nil {
 		return nil, err
 	}
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Relay: s.relay, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
-		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Extensions: cs.extensions, Protection: cs.protection, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
 	})
 	s.sweeper = &lifecycle.Sweeper{

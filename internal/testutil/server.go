@@ -43,14 +43,15 @@ type Server struct {
 // Stop shuts the server down gracefully now (it is also stopped at cleanup).
 func (s *Server) Stop(t testing.TB) { s.stop(t) }
 
-// WithCAFrom makes a second replica: the same CA, token signing key and
-// extension signing key as other.
+// WithCAFrom makes a second replica: the same CA, token signing key,
+// extension signing key and signature set signing key as other.
 func WithCAFrom(other *Server) Option {
 	return func(c *server.Config) {
 		c.CACertFile = filepath.Join(other.DataDir, "ca.crt")
 		c.CAKeyFile = filepath.Join(other.DataDir, "ca.key")
 		c.TokenKeyFile = filepath.Join(other.DataDir, "token-signing.key")
 		c.ExtensionKeyFile = filepath.Join(other.DataDir, "extension-signing.key")
+		c.SignatureKeyFile = filepath.Join(other.DataDir, "signature-signing.key")
 	}
 }
 

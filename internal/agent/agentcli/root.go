@@ -82,6 +82,7 @@ Every flag can also be set with an environment variable: --state-dir is CORRAL_S
 		configCommand(g), publisherCommand(g), logsCommand(g), versionCommand(g),
 	)
 	root.AddCommand(scanCommand(g), quarantineCommand(g))
+	root.AddCommand(protectionDaemonCommand())
 	return root
 }
 

@@ -12,8 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corralhq/corral/internal/agent/localconfig"
+	"github.com/corralhq/corral/internal/agent/protection"
 	"github.com/corralhq/corral/internal/scan"
 	"github.com/corralhq/corral/internal/scan/quarantine"
+	"github.com/corralhq/corral/internal/scan/sigset"
 )
 
 // ScanReport is `corral-agent scan -o json`.
@@ -25,6 +28,9 @@ type ScanReport struct {
 	Excluded   []string          `json:"excluded"`
 	Summary    scan.Summary      `json:"summary"`
 	Signatures scan.LoadStats    `json:"signatures"`
+	// SignatureSet is the version of the installed signature set used (0:
+	// none).
+	SignatureSet uint64 `json:"signatureSet"`
 }
 
 // usageError exits 2, as clamscan does on bad usage.
@@ -33,7 +39,7 @@ func usageError(err error) error { return &ExitError{Code: 2, Err: err} }
 func scanCommand(g *globals) *cobra.Command {
 	var output string
 	var sigs []string
-	var noBuiltin bool
+	var noBuiltin, noSet bool
 	cmd := &cobra.Command{
 		Use:   "scan PATH... [--signatures FILE...] [--no-builtin] [-o json]",
 		Short: "Scan files and directories for malware, offline, like clamscan",
@@ -42,6 +48,11 @@ signature files (.hdb, .hsb, .ndb; --signatures takes files or directories, repe
 zip, tar, gzip and bzip2 archives are scanned inside, within limits; a decompression
 bomb is reported, not followed. Symbolic links inside a directory are never followed;
 special files are skipped; unreadable files are reported and the scan goes on.
+
+When endpoint protection installed a signature set on this machine (STATE-DIR/features/
+protection/signatures), it is used too, after verifying it with the trusted key
+(protection.signaturekey or the key pinned when protection was enabled); --no-signature-set
+leaves it out.
 
 Files whose SHA-256 is on the quarantine's exclusion list (STATE-DIR/quarantine/
 exclusions.json, added by "corral-agent quarantine restore") are not reported.
@@ -62,14 +73,17 @@ Exit codes are clamscan's: 0 nothing found, 1 something found, 2 an error occurr
 			if err != nil {
 				return usageError(err)
 			}
-			db, err := scan.LoadFiles(noBuiltin, files...)
+			errw := cmd.ErrOrStderr()
+			db, set, err := loadScanSignatures(g, noBuiltin, noSet, files)
 			if err != nil {
 				return usageError(err)
+			}
+			if set.warning != "" {
+				fmt.Fprintf(errw, "warning: %s\n", set.warning)
 			}
 			if db.Stats().Total() == 0 {
 				return usageError(errors.New("no signatures loaded (--no-builtin without --signatures)"))
 			}
-			errw := cmd.ErrOrStderr()
 			if st := db.Stats(); st.Unsupported > 0 {
 				u := st.UnsupportedLines[0]
 				fmt.Fprintf(errw, "warning: %d signature lines use features this scanner does not support and were not loaded (first: %s:%d: %s)\n",
@@ -82,7 +96,7 @@ Exit codes are clamscan's: 0 nothing found, 1 something found, 2 an error occurr
 			}
 			eng := scan.New(db, scan.Options{ExcludeSHA256: excl.Contains, ExcludePaths: []string{qdir}})
 			rep := ScanReport{Findings: []scan.Finding{}, Errors: []scan.FileResult{}, Skipped: []scan.FileResult{},
-				Notes: []scan.FileResult{}, Excluded: []string{}, Signatures: db.Stats()}
+				Notes: []scan.FileResult{}, Excluded: []string{}, Signatures: db.Stats(), SignatureSet: set.version}
 			var mu sync.Mutex
 			out := cmd.OutOrStdout()
 			sum, err := eng.Scan(cmd.Context(), args, func(r scan.FileResult) {
@@ -139,6 +153,7 @@ Exit codes are clamscan's: 0 nothing found, 1 something found, 2 an error occurr
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	cmd.Flags().StringSliceVar(&sigs, "signatures", nil, "ClamAV signature files (.hdb, .hsb, .ndb) or directories of them")
 	cmd.Flags().BoolVar(&noBuiltin, "no-builtin", false, "do not use the built-in EICAR test signature")
+	cmd.Flags().BoolVar(&noSet, "no-signature-set", false, "do not use the signature set endpoint protection installed")
 	outputFlag(cmd, &output)
 	return cmd
 }
@@ -166,4 +181,55 @@ func signatureFiles(args []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// installedSet says which installed signature set a scan used.
+type installedSet struct {
+	version uint64
+	warning string
+}
+
+// loadScanSignatures builds the scan's signatures: the built-in one
+// (unless noBuiltin), the installed signature set (unless noSet; verified
+// with the trusted key, left out with a warning when it does not verify)
+// and the ClamAV files given.
+func loadScanSignatures(g *globals, noBuiltin, noSet bool, files []string) (*scan.DB, installedSet, error) {
+	var set installedSet
+	build := func(withSet []byte) (*scan.DB, error) {
+		b := scan.NewBuilder(noBuiltin)
+		if withSet != nil {
+			cfg, _ := localconfig.Current(g.stateDir)
+			key, _ := protection.TrustedKey(g.stateDir, cfg)
+			h, err := sigset.AddVerified(b, key, withSet)
+			if err != nil {
+				return nil, err
+			}
+			set.version = h.Version
+		}
+		for _, f := range files {
+			if err := b.AddFile(f); err != nil {
+				return nil, &ExitError{Code: 2, Err: err}
+			}
+		}
+		return b.Build(), nil
+	}
+	var data []byte
+	if !noSet {
+		path := filepath.Join(protection.FeatureDir(g.stateDir), "signatures", "current.sigset")
+		if b, err := os.ReadFile(path); err == nil {
+			data = b
+		} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+			set.warning = fmt.Sprintf("the installed signature set was not used: %v", err)
+		}
+	}
+	db, err := build(data)
+	var ee *ExitError
+	if err != nil && data != nil && !errors.As(err, &ee) {
+		set = installedSet{warning: fmt.Sprintf("the installed signature set was not used: %v", err)}
+		db, err = build(nil)
+	}
+	if errors.As(err, &ee) {
+		return nil, set, ee.Err
+	}
+	return db, set, err
 }

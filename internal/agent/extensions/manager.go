@@ -263,12 +263,23 @@ func (m *Manager) allowed(op localconfig.Operation, name string) error {
 			return err
 		}
 	}
-	if op != localconfig.OpRemove {
+	if op != localconfig.OpRemove && !m.reportOnly(name) {
 		if err := m.env.HostChangesRefused(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reportOnly reports whether name is a first-party extension whose handlers
+// run while host changes are off (feature.ReportOnlyBuiltin).
+func (m *Manager) reportOnly(name string) bool {
+	publisher, _, _ := strings.Cut(name, "/")
+	if !isFirstParty(publisher) {
+		return false
+	}
+	b, ok := m.env.Builtins[strings.ToLower(name)].(feature.ReportOnlyBuiltin)
+	return ok && b.RunsWithoutHostChanges()
 }
 
 // decide returns the operation a desired extension needs, or "" if none.

@@ -95,6 +95,17 @@ type Builtin interface {
 	RunHandler(ctx context.Context, handler string, in wire.HandlerInput) (string, error)
 }
 
+// ReportOnlyBuiltin is a Builtin whose handlers change nothing on the host
+// themselves: the feature behind it checks Env.HostChangesRefused before
+// each change it makes and otherwise only observes (endpoint protection
+// reports detections instead of quarantining them). The extension manager
+// runs its handlers while host changes are off (corral dev, trial mode),
+// after the same lock-down checks as any extension.
+type ReportOnlyBuiltin interface {
+	Builtin
+	RunsWithoutHostChanges() bool
+}
+
 // BuiltinProvider is a feature that provides first-party extensions.
 type BuiltinProvider interface {
 	Builtins() []Builtin

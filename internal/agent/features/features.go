@@ -7,6 +7,7 @@ package features
 import (
 	"github.com/corralhq/corral/internal/agent/extensions"
 	"github.com/corralhq/corral/internal/agent/feature"
+	"github.com/corralhq/corral/internal/agent/protection"
 	"github.com/corralhq/corral/internal/agent/runcommand"
 )
 
@@ -16,5 +17,6 @@ func Default() []feature.Feature {
 	return []feature.Feature{
 		extensions.New(),
 		runcommand.New(),
+		protection.New(),
 	}
 }

@@ -27,6 +27,9 @@ const (
 	KeyGuestConfigCPULimit = "guestconfiguration.agent.cpulimit"
 	KeyPublisherKeys       = "extensions.publisherkeys"
 	KeyHostChanges         = "hostchanges.enabled"
+	// KeyProtectionSignatureKey is the key endpoint protection's signature
+	// sets must verify with; empty = the control plane's, pinned on first use.
+	KeyProtectionSignatureKey = "protection.signaturekey"
 )
 
 // kind is how a key's value is stored in the JSON file.
@@ -84,6 +87,8 @@ var keys = []key{
 		help: "percent of one CPU for extension handlers (default 5)"},
 	{name: KeyGuestConfigCPULimit, kind: kindInt, def: strconv.Itoa(DefaultCPULimit), check: checkPercent,
 		help: "percent of one CPU for guest configuration (default 5)"},
+	{name: KeyProtectionSignatureKey, kind: kindString, check: checkSignatureKey,
+		help: "ed25519:KEY endpoint protection's signature sets must be signed with (default: the control plane's key, pinned on first use)"},
 }
 
 // Keys lists every key in the order `config list` shows them.
@@ -279,3 +284,14 @@ func checkPublisherKeys(name, v string) (string, error) {
 }
 
 var publisherName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+func checkSignatureKey(name, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	b, err := extpkg.ParsePublicKey(v)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return extpkg.FormatPublicKey(b), nil
+}

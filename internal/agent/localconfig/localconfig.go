@@ -257,6 +257,9 @@ type Effective struct {
 	GuestConfigCPULimit int
 	// PublisherKeys are the signing keys root configured.
 	PublisherKeys []PublisherKey
+	// ProtectionSignatureKey is the key root configured for endpoint
+	// protection's signature sets (nil: the pinned one).
+	ProtectionSignatureKey []byte
 	// Damaged is why the configuration could not be read (FailClosed); nil
 	// for a readable one.
 	Damaged error
@@ -285,6 +288,9 @@ func (c Config) Effective() Effective {
 		if b, err := extpkg.ParsePublicKey(key); err == nil {
 			e.PublisherKeys = append(e.PublisherKeys, PublisherKey{Publisher: name, Key: b})
 		}
+	}
+	if k := c.value(KeyProtectionSignatureKey); k != "" {
+		e.ProtectionSignatureKey, _ = extpkg.ParsePublicKey(k)
 	}
 	if e.Mode == ModeMonitor {
 		e.Allowlist = slices.Clone(MonitorAllowlist)

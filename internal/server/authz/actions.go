@@ -62,6 +62,21 @@ const (
 	ActCatalogsRead          = "Corral.Extensions/publishers/catalogs/read"
 	ActCatalogsWrite         = "Corral.Extensions/publishers/catalogs/write"
 	ActExtensionPackagesRead = "Corral.Extensions/extensionPackages/read"
+
+	// Endpoint protection (Security Admin manages it; readers read): scopes
+	// it is enabled on, scans and quarantine of a machine, alerts (scope:
+	// their machine), signature sets (scope "/").
+	ActProtectionRead    = "Corral.Security/protection/read"
+	ActProtectionWrite   = "Corral.Security/protection/write"
+	ActProtectionDelete  = "Corral.Security/protection/delete"
+	ActScansRead         = "Corral.Security/scans/read"
+	ActScansWrite        = "Corral.Security/scans/write"
+	ActQuarantineRead    = "Corral.Security/quarantine/read"
+	ActQuarantineRestore = "Corral.Security/quarantine/restore/action"
+	ActAlertsRead        = "Corral.Security/alerts/read"
+	ActAlertsAcknowledge = "Corral.Security/alerts/acknowledge/action"
+	ActSignaturesRead    = "Corral.Security/signatures/read"
+	ActSignaturesWrite   = "Corral.Security/signatures/write"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -85,4 +100,6 @@ var AllActions = []string{
 	ActActivityLogsRead,
 	ActExtensionsRead, ActExtensionsWrite, ActExtensionsDelete, ActRunCommandsRead, ActRunCommandsWrite,
 	ActPublishersRead, ActPublishersWrite, ActPackagesWrite, ActCatalogsRead, ActCatalogsWrite, ActExtensionPackagesRead,
+	ActProtectionRead, ActProtectionWrite, ActProtectionDelete, ActScansRead, ActScansWrite, ActQuarantineRead, ActQuarantineRestore,
+	ActAlertsRead, ActAlertsAcknowledge, ActSignaturesRead, ActSignaturesWrite,
 }

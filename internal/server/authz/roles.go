@@ -41,6 +41,8 @@ var BuiltInRoles = []Role{
 			"Corral.Identity/*/write", "Corral.Identity/*/delete",
 			"Corral.Extensions/*/write", "Corral.Extensions/*/delete",
 			ActMachinesLogin, ActMachinesLoginAsAdmin,
+			// A signature set decides what every protected machine removes.
+			ActSignaturesWrite,
 		},
 	},
 	{

@@ -27,6 +27,12 @@ var FirstParty = []wire.ExtensionManifest{
 		Handlers: wire.ExtensionHandlers{Install: "builtin:runcommand", Enable: "builtin:runcommand"},
 		OS:       []string{"linux"},
 	},
+	{
+		Publisher: wire.PublisherCorral, Type: wire.ProtectionExtensionType, Version: "1.0.0",
+		Handlers: wire.ExtensionHandlers{Install: "builtin:endpointprotection", Enable: "builtin:endpointprotection",
+			Disable: "builtin:endpointprotection", Update: "builtin:endpointprotection", Uninstall: "builtin:endpointprotection"},
+		OS: []string{"linux"},
+	},
 }
 
 // firstPartyReadme is packed beside the manifest so the archive documents

@@ -12,6 +12,7 @@ import (
 	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
+	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/roles"
@@ -50,6 +51,8 @@ type Deps struct {
 	// Extensions is the extension context (publishers, packages, catalogs,
 	// machine extensions, run commands).
 	Extensions *extensions.Service
+	// Protection is the endpoint-protection context.
+	Protection *protection.Service
 	Clock      func() time.Time
 	Logger     *slog.Logger
 	Metrics    *Metrics

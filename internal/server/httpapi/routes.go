@@ -97,7 +97,7 @@ func (a *API) buildRoutes() []Route {
 		QueryParam{Name: "tag", Type: "string", Description: "Only machines with this tag: KEY (any value) or KEY=VALUE."},
 	)
 	scopeParam := QueryParam{Name: "scope", Type: "string", Default: "/", Description: "The scope: / or a resource id; the list holds what is at or below it."}
-	return []Route{
+	routes := []Route{
 		d(pub("GET", "/api/v1/openapi.json", "The OpenAPI document of this API.", a.getOpenAPI), desc{resp: map[string]any{}}),
 		d(Route{Method: "POST", Pattern: wire.PathToken, Action: actIssueToken, Auth: AuthPublic, Scope: scopeRoot,
 			Summary: "OAuth2 token endpoint: client_credentials, password and device_code grants.", Handle: a.postToken},
@@ -248,4 +248,6 @@ func (a *API) buildRoutes() []Route {
 		d(agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
 			desc{resp: Raw{ContentTypes: []string{"application/gzip"}, Description: "The package archive, byte for byte as published."}}),
 	}
+	routes = append(routes, a.protectionRoutes()...)
+	return routes
 }

@@ -44,7 +44,7 @@ type page struct {
 }
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error"}
+var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error", "security"}
 
 // partials are templates that pages include (besides layout.html).
 var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"}}
@@ -77,6 +77,7 @@ var funcs = template.FuncMap{
 	"expiry":      expiry,
 	"pathBreaks":  pathBreaks,
 	"shortID":     shortID,
+	"duration":    func(d wire.Duration) string { return time.Duration(d).String() },
 }
 
 // pathBreaks escapes a resource path or action and lets the browser wrap it

@@ -63,6 +63,8 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /ui/activity", h.authed(h.activity))
 	h.mux.Handle("GET /ui/devicecodes", h.authed(h.deviceCodes))
 	h.mux.Handle("POST /ui/devicecodes/approve", h.authedPost(h.approveDeviceCode))
+	h.mux.Handle("GET /ui/security", h.authed(h.security))
+	h.mux.Handle("POST /ui/security/alerts/{id}/acknowledge", h.authedPost(h.acknowledgeAlert))
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }

@@ -84,6 +84,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, open(t))
 		})
 	}
+	for _, tc := range protectionTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open(t))
+		})
+	}
 }
 
 // t0 is the suite's fixed "now", with milliseconds to check precision.
