@@ -16,6 +16,13 @@
 // the process dies, the kernel allows every pending event when the
 // fanotify descriptor closes, so a dead watcher never blocks anyone.
 //
+// A blocking watcher must live in a process that never starts programs
+// stored on a watched mount: Go starts programs with vfork, and a vforked
+// child the kernel holds on the watcher's exec permission event keeps its
+// parent thread suspended, which can stall that process's garbage
+// collector — and with it the goroutines that would answer the event — for
+// good. The agent runs the watcher as its own daemon for that reason.
+//
 // Where fanotify is unavailable (or Config.Mode is "inotify") the watcher
 // falls back to inotify on every directory under the paths: scans after
 // writes only, no blocking; Stats.Mode says which one runs and why.
