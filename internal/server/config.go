@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 )
 
@@ -133,6 +134,11 @@ func (c Config) Validate() error {
 	}
 	if c.CertValidity < time.Hour {
 		errs = append(errs, fmt.Errorf("certificate validity %s is too short (at least 1h)", c.CertValidity))
+	}
+	if c.AdvertiseURL != "" {
+		if u, err := url.Parse(c.AdvertiseURL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("--advertise-url %q must be https://HOST[:PORT], the address the other replicas reach this one at", c.AdvertiseURL))
+		}
 	}
 	if c.AdminPassword != "" && len(c.AdminPassword) < 12 {
 		errs = append(errs, errors.New("CORRAL_ADMIN_PASSWORD must have at least 12 characters"))

@@ -164,9 +164,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		notifier, sweepLock = s.bus, s.bus.SweeperLock
 	}
 	s.notifier = notifier
-	self := cfg.AdvertiseURL
+	self := strings.TrimSuffix(cfg.AdvertiseURL, "/")
 	if self == "" {
 		self = s.URL()
+		if host, _, _ := net.SplitHostPort(cfg.Listen); s.bus != nil && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+			cfg.Logger.Warn("replicas on PostgreSQL: this replica tells the others to reach it at "+self+"; set --advertise-url to an address they can reach, or SSH sessions relayed between replicas fail",
+				"listen", cfg.Listen)
+		}
 	}
 	var bus relay.Bus // nil: one server, tunnels announced here directly
 	if s.bus != nil {
