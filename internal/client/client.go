@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,7 +263,7 @@ func transportError(req *http.Request, err error) error {
 // generic error with the HTTP status.
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBytes))
-	apiErr := &wire.APIError{Status: resp.StatusCode}
+	apiErr := &wire.APIError{Status: resp.StatusCode, RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var er wire.ErrorResponse
 	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
 		apiErr.ErrorBody = er.Error
@@ -338,4 +339,22 @@ func withQuery(path string, q url.Values) string {
 		return path
 	}
 	return path + "?" + q.Encode()
+}
+
+// MaxRetryAfter caps what a server's Retry-After can make a client wait.
+const MaxRetryAfter = 10 * time.Minute
+
+// ParseRetryAfter reads a Retry-After header (delay-seconds or an HTTP date),
+// capped at MaxRetryAfter; zero when absent or unreadable.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		d = time.Duration(max(n, 0)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/testutil"
@@ -211,5 +212,24 @@ func TestCertificateNameMismatchExplainsItself(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the server certificate is for") || !strings.Contains(err.Error(), "127.0.0.1") ||
 		!strings.Contains(err.Error(), "--host corral-test.invalid") {
 		t.Errorf("name mismatch: %v", err)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"7":                             7 * time.Second,
+		" 2 ":                           2 * time.Second,
+		"-5":                            0,
+		"soon":                          0,
+		"999999":                        client.MaxRetryAfter,
+		"Sun, 29 Nov 2026 10:00:30 GMT": 30 * time.Second,
+		"Sun, 29 Nov 2026 09:00:00 GMT": 0,
+	} {
+		if got := client.ParseRetryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q = %s, want %s", v, got, want)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	mrand "math/rand/v2"
 	"net/http"
 	"sync"
@@ -73,13 +75,19 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 			return
 		}
 		g.stats.reconnects.Add(1)
-		if err != nil {
+		wait := backoff
+		var ae *wire.APIError
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			// Refused under load: wait as the real agent does.
+			g.stats.refused.Add(1)
+			wait = ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter)))
+		} else if err != nil {
 			g.noteError(err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}

@@ -116,6 +116,8 @@ type run struct {
 
 	stats struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
+		// refused counts channel dials refused with a Retry-After.
+		refused atomic.Int64
 	}
 	firstErr atomic.Value
 }

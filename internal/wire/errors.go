@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Error codes carried in ErrorBody.Code. They are part of the API contract:
 // scripts branch on them.
@@ -44,6 +47,9 @@ type ErrorBody struct {
 type APIError struct {
 	Status int
 	ErrorBody
+	// RetryAfter is the server's Retry-After (429, 503): wait at least
+	// this long before trying again. Zero when it sent none.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {

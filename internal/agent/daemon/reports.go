@@ -83,7 +83,7 @@ func (d *Daemon) desiredLoop(ctx context.Context) {
 				break
 			}
 			d.log.WarnContext(ctx, "fetch desired state", "err", err)
-			if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+			if !sleep(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff)) {
 				return
 			}
 		}
@@ -175,7 +175,7 @@ func (d *Daemon) deliverLoop(ctx context.Context) {
 				continue
 			}
 			d.log.WarnContext(ctx, "deliver reports", "pending", d.out.Len(), "err", err)
-			if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+			if !sleep(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff)) {
 				return
 			}
 			attempt++

@@ -36,7 +36,7 @@ func (d *Daemon) streamLoop(ctx context.Context) error {
 		if err != nil {
 			d.log.WarnContext(ctx, "push channel down; reconnecting", "err", err)
 		}
-		if !sleep(ctx, backoff(attempt, d.cfg.MaxBackoff)) {
+		if !sleep(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff)) {
 			return nil
 		}
 		attempt++
@@ -48,6 +48,18 @@ const (
 	MinHeartbeatInterval = 5 * time.Second
 	MaxHeartbeatInterval = 10 * time.Minute
 )
+
+// retryDelay is how long to wait before retrying after err: when the
+// server said (Retry-After, on a refusal it gives under load), at least
+// that long plus up to as much again at random, so that agents refused
+// together do not come back together; otherwise backoff.
+func retryDelay(err error, attempt int, maxDelay time.Duration) time.Duration {
+	var ae *wire.APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter)))
+	}
+	return backoff(attempt, maxDelay)
+}
 
 // backoff is a full-jitter delay for the attempt-th retry.
 func backoff(attempt int, maxDelay time.Duration) time.Duration {

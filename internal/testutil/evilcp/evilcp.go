@@ -55,6 +55,14 @@ type Server struct {
 	reports           []wire.Report
 	heartbeats        int
 	streams           map[chan struct{}]bool
+	refusals          map[string]refusal
+	attempts          map[string]int
+}
+
+// refusal answers every request to a path with a status and Retry-After.
+type refusal struct {
+	status     int
+	retryAfter string
 }
 
 type redirect struct {
@@ -209,10 +217,44 @@ func (s *Server) RunResult(name string) (wire.RunCommandResult, bool) {
 	return wire.RunCommandResult{}, false
 }
 
+// Refuse answers every request to path with status and, if not empty, a
+// Retry-After header (an overloaded server); status 0 stops refusing.
+func (s *Server) Refuse(path string, status int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refusals == nil {
+		s.refusals = map[string]refusal{}
+	}
+	if status == 0 {
+		delete(s.refusals, path)
+		return
+	}
+	s.refusals[path] = refusal{status, retryAfter}
+}
+
+// Attempts counts the requests made to path, refused or not.
+func (s *Server) Attempts(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[path]
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	rd, ok := s.redirects[r.URL.Path]
+	ref, refused := s.refusals[r.URL.Path]
+	if s.attempts == nil {
+		s.attempts = map[string]int{}
+	}
+	s.attempts[r.URL.Path]++
 	s.mu.Unlock()
+	if refused {
+		if ref.retryAfter != "" {
+			w.Header().Set("Retry-After", ref.retryAfter)
+		}
+		writeJSON(w, ref.status, wire.ErrorResponse{Error: wire.ErrorBody{Code: "ServiceUnavailable", Message: "too many agents are connecting; try again later"}})
+		return
+	}
 	if ok {
 		http.Redirect(w, r, rd.location, rd.status)
 		return
