@@ -320,6 +320,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{method: "GET", pattern: "/api/v1/tokens", as: "admin"},
 		{method: "POST", pattern: "/api/v1/tokens", as: "admin", contentType: js, body: []byte(`{"name":"t3","expiresIn":"1h"}`)},
 		{method: "GET", pattern: "/api/v1/activityLogs", query: "$top=3&result=Succeeded&from=2020-01-01T00:00:00Z", as: "admin"},
+		{method: "GET", pattern: "/api/v1/activityLogs", query: "$top=2&order=asc", as: "admin"},
+		{method: "GET", pattern: "/api/v1/activityChain", query: "after=0&$top=2", as: "admin"},
 		{method: "GET", pattern: "/api/v1/publishers", as: "admin"},
 		{method: "GET", pattern: "/api/v1/publishers/{name}", params: at("name", "Contoso"), as: "admin"},
 		{method: "PUT", pattern: "/api/v1/publishers/{name}", params: at("name", "Fabrikam"), as: "admin", contentType: js,

@@ -12,8 +12,8 @@ import (
 )
 
 func (a *app) activityCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "activity", Short: "Query the activity log"}
-	cmd.AddCommand(a.activityListCommand())
+	cmd := &cobra.Command{Use: "activity", Short: "Query, export and verify the activity log"}
+	cmd.AddCommand(a.activityListCommand(), a.activityExportCommand(), a.activityVerifyCommand())
 	return cmd
 }
 

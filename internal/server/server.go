@@ -303,6 +303,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.batcher.Run(bgCtx) })
 	wg.Go(func() { s.sweeper.Run(bgCtx) })
+	wg.Go(func() { s.API.Activity.RunSealer(bgCtx, time.Second) })
 	if s.bus != nil {
 		wg.Go(func() { s.bus.Run(bgCtx) })
 	}

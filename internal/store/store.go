@@ -390,6 +390,11 @@ type ActivityEntry struct {
 	SourceIP      string
 	Method        string
 	Path          string
+	// Seq, PrevHash and Hash are set when the entry is sealed into the
+	// chain (SealActivity); zero before.
+	Seq      int64
+	PrevHash string
+	Hash     string
 }
 
 // ActivityFilter selects entries, newest first. ScopePrefix matches the
@@ -401,10 +406,32 @@ type ActivityFilter struct {
 	Result      string
 	From, To    time.Time // zero = unbounded; From inclusive, To exclusive
 	Page        Page      // After = the last entry id of the previous page (ids sort by time)
+	// Ascending lists oldest first (After is then an exclusive lower bound).
+	Ascending bool
 }
 
 // Activity stores the activity log.
 type Activity interface {
 	AppendActivity(ctx context.Context, entries ...ActivityEntry) error
 	ListActivity(ctx context.Context, f ActivityFilter) ([]ActivityEntry, error)
+	// SealActivity gives up to limit unsealed entries, oldest id first,
+	// their place in the chain: Seq after the head, PrevHash the head's
+	// hash, Hash = hash(prev, seq, entry); it moves the head and returns how
+	// many it sealed. Sealers on several replicas at once are serialized
+	// (the head is locked for the transaction), so Seq has no gaps or
+	// repeats. Sealing sets only those three columns: an entry's content is
+	// never updated.
+	SealActivity(ctx context.Context, limit int, hash func(prev string, seq int64, e ActivityEntry) string) (int, error)
+	// ActivityChain returns the chain's base (what the oldest kept entry
+	// follows: Seq 0, "" until retention purges) and head (the last sealed).
+	ActivityChain(ctx context.Context) (base, head ChainLink, err error)
+	// ListActivityChain returns up to limit sealed entries with Seq >
+	// afterSeq, in Seq order.
+	ListActivityChain(ctx context.Context, afterSeq int64, limit int) ([]ActivityEntry, error)
+}
+
+// ChainLink is a position of the activity chain.
+type ChainLink struct {
+	Seq  int64
+	Hash string
 }

@@ -270,6 +270,29 @@ type ActivityEntry struct {
 	SourceIP      string    `json:"sourceIp"`
 	Method        string    `json:"method,omitempty"`
 	Path          string    `json:"path,omitempty"`
+	// Seq, PrevHash and Hash place a sealed entry in the tamper-evident
+	// chain (internal/auditchain); absent for the second or so before the
+	// server seals it.
+	Seq      int64  `json:"seq,omitempty"`
+	PrevHash string `json:"prevHash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
+}
+
+// ChainLink names a position of the activity chain: an entry's Seq and
+// Hash (Seq 0 and Hash "" is the start of the chain).
+type ChainLink struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// ActivityChainPage is a page of the activity chain in Seq order, with the
+// chain's base (what its first kept entry follows) and head (its last
+// sealed entry) when the page was read.
+type ActivityChainPage struct {
+	Base     ChainLink       `json:"base"`
+	Head     ChainLink       `json:"head"`
+	Value    []ActivityEntry `json:"value"`
+	NextLink string          `json:"nextLink,omitempty"`
 }
 
 // DeviceCodeApproval is returned when an operator approves a device code.

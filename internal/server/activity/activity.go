@@ -96,12 +96,14 @@ type Query struct {
 	Result   string // Succeeded, Failed or Denied, any casing
 	From, To string // RFC 3339; From inclusive, To exclusive
 	Page     store.Page
+	// Ascending lists oldest first.
+	Ascending bool
 }
 
 var results = []string{wire.ResultSucceeded, wire.ResultFailed, wire.ResultDenied}
 
 func (q Query) filter() (store.ActivityFilter, error) {
-	f := store.ActivityFilter{CallerID: q.CallerID, Action: q.Action}
+	f := store.ActivityFilter{CallerID: q.CallerID, Action: q.Action, Ascending: q.Ascending}
 	scope := q.Scope
 	if scope == "" {
 		scope = "/"
@@ -142,7 +144,8 @@ func (q Query) filter() (store.ActivityFilter, error) {
 	return f, nil
 }
 
-// List returns one page of entries matching q, newest first.
+// List returns one page of entries matching q, newest first (oldest first
+// with q.Ascending).
 func (s *Service) List(ctx context.Context, q Query) (store.PageOf[wire.ActivityEntry], error) {
 	f, err := q.filter()
 	if err != nil {

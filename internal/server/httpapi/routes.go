@@ -188,7 +188,13 @@ func (a *API) buildRoutes() []Route {
 				QueryParam{Name: "action", Type: "string", Description: "Only entries of this action; a trailing * matches any suffix."},
 				QueryParam{Name: "result", Type: "string", Enum: []string{wire.ResultSucceeded, wire.ResultFailed, wire.ResultDenied}, Description: "Only entries with this result (any letter case)."},
 				QueryParam{Name: "from", Type: "string", Format: "date-time", Description: "Only entries at or after this time (RFC 3339)."},
-				QueryParam{Name: "to", Type: "string", Format: "date-time", Description: "Only entries before this time (RFC 3339)."})}),
+				QueryParam{Name: "to", Type: "string", Format: "date-time", Description: "Only entries before this time (RFC 3339)."},
+				QueryParam{Name: "order", Type: "string", Enum: []string{"desc", "asc"}, Default: "desc", Description: "desc: newest first; asc: oldest first (exports)."})}),
+		d(api("GET", "/api/v1/activityChain", authz.ActActivityLogsRead, scopeRoot,
+			"The tamper-evident activity chain in order, with its base and head, for verifying it (corral activity verify).", a.getActivityChain),
+			desc{resp: wire.ActivityChainPage{}, query: []QueryParam{
+				{Name: "after", Type: "integer", Min: 0, Default: 0, Description: "Entries after this sequence number."},
+				{Name: "$top", Type: "integer", Min: 1, Max: 1000, Default: 100, Description: "The most entries to return in one page."}}}),
 
 		d(api("GET", "/api/v1/publishers", authz.ActPublishersRead, scopeRoot, "List extension publishers.", a.listPublishers),
 			desc{resp: wire.List[wire.Publisher]{}}),

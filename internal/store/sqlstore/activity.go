@@ -11,11 +11,15 @@ import (
 )
 
 // The activity log is append-only: this file has an insert and a select and
-// must never grow an update or a delete (retention, when it comes, belongs
-// in a migration-managed job with its own contract).
+// must never grow an update or a delete of an entry's content (sealing, in
+// activitychain.go, sets only an entry's place in the chain; retention's
+// purge of the oldest entries has its own contract).
 
 const activityCols = `id, occurred_at, caller_id, caller, caller_type, action, scope, result, status, message,
 	correlation_id, source_ip, method, path`
+
+// activityReadCols are activityCols and the entry's place in the chain.
+const activityReadCols = activityCols + `, COALESCE(seq, 0), prev_hash, hash`
 
 // activityChunk bounds the bind parameters per INSERT (14 each).
 const activityChunk = 200
@@ -54,7 +58,7 @@ func scanActivity(r scanner) (store.ActivityEntry, error) {
 	var e store.ActivityEntry
 	var at int64
 	err := r.Scan(&e.ID, &at, &e.CallerID, &e.Caller, &e.CallerType, &e.Action, &e.Scope, &e.Result, &e.Status,
-		&e.Message, &e.CorrelationID, &e.SourceIP, &e.Method, &e.Path)
+		&e.Message, &e.CorrelationID, &e.SourceIP, &e.Method, &e.Path, &e.Seq, &e.PrevHash, &e.Hash)
 	e.Time = fromMicros(at)
 	return e, err
 }
@@ -88,11 +92,19 @@ func (s *Store) ListActivity(ctx context.Context, f store.ActivityFilter) ([]sto
 	if !f.To.IsZero() {
 		w.add(`occurred_at < ?`, micros(f.To))
 	}
+	order := "DESC"
+	if f.Ascending {
+		order = "ASC"
+	}
 	if f.Page.After != "" {
-		w.add(`id < ?`, f.Page.After)
+		if f.Ascending {
+			w.add(`id > ?`, f.Page.After)
+		} else {
+			w.add(`id < ?`, f.Page.After)
+		}
 	}
 	rows, err := s.read.QueryContext(ctx,
-		s.q(`SELECT `+activityCols+` FROM activity`+w.String()+` ORDER BY id DESC LIMIT ?`), append(w.args, limit(f.Page))...)
+		s.q(`SELECT `+activityReadCols+` FROM activity`+w.String()+` ORDER BY id `+order+` LIMIT ?`), append(w.args, limit(f.Page))...)
 	es, err := collect(rows, err, scanActivity)
 	if err != nil {
 		return nil, fmt.Errorf("list activity: %w", s.mapErr(err))
