@@ -12,7 +12,7 @@ import (
 
 func TestFetchPage(t *testing.T) {
 	t.Parallel()
-	// all is a store of n keyed items that caps its answers at MaxPageSize.
+	// all is a store of n keyed items that caps its answers at MaxStoreLimit.
 	all := func(n int) func(store.Page) ([]int, error) {
 		return func(p store.Page) ([]int, error) {
 			after := -1
@@ -20,7 +20,7 @@ func TestFetchPage(t *testing.T) {
 				after, _ = strconv.Atoi(p.After)
 			}
 			out := []int{}
-			for i := after + 1; i < n && len(out) < min(p.Limit, store.MaxPageSize); i++ {
+			for i := after + 1; i < n && len(out) < min(p.Limit, store.MaxStoreLimit); i++ {
 				out = append(out, i)
 			}
 			return out, nil
@@ -40,7 +40,11 @@ func TestFetchPage(t *testing.T) {
 		{"last, exactly full", 200, store.Page{Limit: 100, After: "99"}, 100, ""},
 		{"default size", 250, store.Page{}, store.DefaultPageSize, "99"},
 		{"capped size", 5000, store.Page{Limit: 50000}, store.MaxPageSize, "999"},
-		{"largest page of a store that caps: offer the next", 1000, store.Page{Limit: store.MaxPageSize}, 1000, "999"},
+		// The largest page asks the store for one more item (it answers
+		// up to MaxStoreLimit), so exactly 1,000 items have no next page
+		// and 1,001 have one.
+		{"largest page, exactly full", 1000, store.Page{Limit: store.MaxPageSize}, 1000, ""},
+		{"largest page, one more follows", 1001, store.Page{Limit: store.MaxPageSize}, 1000, "999"},
 		{"empty", 0, store.Page{Limit: 10}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,71 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corralhq/corral/internal/store"
+)
+
+// probeFillerBytes is the size of the write probe's row: large enough that
+// writing it needs new pages (a full disk shows), small enough to be cheap.
+const probeFillerBytes = 16 << 10
+
+// ProbeWrite replaces the one row of write_probe with fresh random filler,
+// so that every probe writes new pages rather than rewriting equal ones.
+func (s *Store) ProbeWrite(ctx context.Context, at time.Time) error {
+	filler := make([]byte, probeFillerBytes)
+	_, _ = rand.Read(filler)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM write_probe WHERE id = 1`); err != nil {
+			return err
+		}
+		_, err := s.exec(ctx, tx, `INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?, ?)`, micros(at), filler)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write probe: %w", err)
+	}
+	return nil
+}
+
+// bootstrapMarker names the marker of first-start bootstrap.
+const bootstrapMarker = "bootstrap"
+
+func (s *Store) MarkBootstrapped(ctx context.Context, at time.Time) (bool, error) {
+	_, err := s.exec(ctx, s.write, `INSERT INTO server_markers (name, set_at) VALUES (?, ?)`, bootstrapMarker, micros(at))
+	switch {
+	case err == nil:
+		return true, nil
+	case isConflict(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("mark bootstrapped: %w", err)
+}
+
+func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
+
+// ListActivityBefore returns the oldest entries before before, oldest first.
+func (s *Store) ListActivityBefore(ctx context.Context, before time.Time, n int) ([]store.ActivityEntry, error) {
+	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+activityCols+` FROM activity WHERE occurred_at < ?
+		ORDER BY id LIMIT ?`), micros(before), limit(store.Page{Limit: n}))
+	es, err := collect(rows, err, scanActivity)
+	if err != nil {
+		return nil, fmt.Errorf("list activity before %s: %w", before.UTC().Format(time.RFC3339), s.mapErr(err))
+	}
+	return es, nil
+}
+
+// PurgeActivity deletes the exported prefix of the log: ids up to throughID
+// and times before before.
+func (s *Store) PurgeActivity(ctx context.Context, throughID string, before time.Time) (int, error) {
+	n, err := s.exec(ctx, s.write, `DELETE FROM activity WHERE id <= ? AND occurred_at < ?`, throughID, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("purge activity: %w", err)
+	}
+	return int(n), nil
+}
