@@ -56,6 +56,11 @@ type Store interface {
 	// true if this call set the marker, false if it was set before (by
 	// this or another replica).
 	MarkBootstrapped(ctx context.Context, at time.Time) (bool, error)
+	// BootstrapUser sets the bootstrap marker and creates u with its
+	// grants, in one transaction: false (and nothing stored) if the marker
+	// was set before, so the first user is made once in the life of a
+	// store; ErrConflict as CreateUser.
+	BootstrapUser(ctx context.Context, u User, grants []RoleAssignment, at time.Time) (bool, error)
 	// Close releases the backend. Calls after Close fail.
 	Close() error
 }

@@ -47,6 +47,18 @@ func readSecretFile(cmd *cobra.Command, flag, path string) (string, error) {
 	return s, nil
 }
 
+// LockdownAdvice is what connect prints while the machine is open to the
+// control plane: full mode with no allowlist and run commands not blocked.
+const LockdownAdvice = "Full mode with no lists: whoever may run commands on this machine from the control plane is root here.\n" +
+	"To allow monitoring and security extensions only, as root: corral-agent config set config.mode monitor"
+
+// LockdownOpen reports whether c lets the control plane run commands as
+// root: full mode, extensions enabled, and Corral/RunCommand neither
+// blocked nor left out of an allowlist.
+func LockdownOpen(c localconfig.Effective) bool {
+	return c.CheckExtension(localconfig.OpInstall, wire.ExtRunCommand) == nil && c.HostChangesRefused() == nil
+}
+
 func connectCommand(g *globals) *cobra.Command {
 	var o onboard.Options
 	var secretFile, tokenFile, tags string
@@ -90,6 +102,9 @@ Trust the control plane with --ca-file or --ca-fingerprint (as "corral server" p
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Connected %s\n  machine id %s\n  server     %s\nStart the agent with \"systemctl enable --now corral-agent\" (or \"corral-agent run\").\n",
 				st.ResourceID, st.MachineID, st.Server)
+			if c, _ := localconfig.Current(g.stateDir); LockdownOpen(c) {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", LockdownAdvice)
+			}
 			return nil
 		},
 	}

@@ -23,7 +23,7 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	resp, err := a.Onboarding.Connect(r.Context(), req, c.Name, func(scope resource.ID) error {
+	resp, err := a.Onboarding.Connect(r.Context(), req, c.principal(), func(scope resource.ID) error {
 		setAuditScope(r, scope.Child(resource.Machines, req.Name).String())
 		if !onboarding.RestrictionAllows(c.Restriction, scope) {
 			return errForbidden("this device-code token was approved for %s, not for %s", onboarding.RestrictedScope(c.Restriction), scope)
@@ -49,7 +49,10 @@ func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) erro
 
 func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	var batch wire.ReportBatch
-	if err := decodeJSON(w, r, agentBodyLimit, &batch); err != nil {
+	// A NUL is left to each report's handler (run output may hold one and
+	// is cleaned; properties refuse it): one bad report never refuses its
+	// batch.
+	if err := decodeJSONBody(w, r, agentBodyLimit, &batch, false); err != nil {
 		return err
 	}
 	ack, err := a.Capabilities.ApplyReports(r.Context(), *c.Machine, batch.Reports, a.now())
@@ -106,7 +109,7 @@ func (a *API) getStream(w http.ResponseWriter, r *http.Request, c *Caller) error
 		return nil
 	}
 	m := c.Machine
-	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: truncate(hello.AgentVersion, 64)})
+	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: wire.CleanReported(hello.AgentVersion, 64)})
 	stream := a.Hub.Register(m.ID)
 	defer a.Hub.Unregister(stream)
 	welcome := wire.StreamMessage{Type: wire.MsgWelcome, ProtocolVersion: wire.ProtocolVersion, Generation: m.Generation,
@@ -162,7 +165,7 @@ func (a *API) readStream(ctx context.Context, conn *websocket.Conn, machineID, a
 			if msg.AgentVersion != "" {
 				v = msg.AgentVersion
 			}
-			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: truncate(v, 64)})
+			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: wire.CleanReported(v, 64)})
 			a.Metrics.heartbeats.Inc()
 		case wire.MsgPong:
 			// Latency probes are measured by the sender of the ping.

@@ -63,18 +63,19 @@ func (a *API) buildRoutes() []Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthBearer, Scope: scope, Summary: summary, Handle: h}
 	}
 	inHandler := func(rt Route) Route { rt.CheckInHandler = true; return rt }
+	forPasswordChange := func(rt Route) Route { rt.ForPasswordChange = true; return rt }
 	agent := func(m, p, action, summary string, h func(http.ResponseWriter, *http.Request, *Caller) error) Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthMachine, Summary: summary, Handle: h,
 			Scope: func(r *http.Request) string { return machineScopeOf(r) }}
 	}
-	return []Route{
+	return append([]Route{
 		pub("GET", "/api/v1/openapi.json", "The OpenAPI document of this API.", a.getOpenAPI),
 		{Method: "POST", Pattern: wire.PathToken, Action: actIssueToken, Auth: AuthPublic, Scope: scopeRoot,
 			Summary: "OAuth2 token endpoint: client_credentials, password and device_code grants.", Handle: a.postToken},
 		{Method: "POST", Pattern: wire.PathDeviceCode, Action: actDeviceCode, Auth: AuthPublic,
 			Summary: "OAuth2 device authorization (RFC 8628) for machine onboarding.", Handle: a.postDeviceCode},
 
-		api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe),
+		forPasswordChange(api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe)),
 
 		inHandler(api("GET", "/api/v1/subscriptions", authz.ActSubscriptionsRead, scopeRoot, "List the subscriptions the caller can read.", a.listSubscriptions)),
 		api("GET", subPath, authz.ActSubscriptionsRead, scopeSub, "Get a subscription.", a.getSubscription),
@@ -144,5 +145,5 @@ func (a *API) buildRoutes() []Route {
 		agent("DELETE", wire.PathMachine, actAgentDisconnect, "Disconnect: delete the machine resource.", a.deleteSelf),
 		agent("GET", wire.PathCatalogs+"{publisher}", actAgentCatalog, "A publisher's signed catalog.", a.getAgentCatalog),
 		agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
-	}
+	}, a.securityRoutes()...)
 }

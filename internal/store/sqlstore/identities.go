@@ -14,9 +14,7 @@ import (
 
 func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.RoleAssignment) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt), u.MustChangePassword, micros(u.SessionsValidAfter))
-		if err != nil {
+		if err := s.insertUser(ctx, tx, u); err != nil {
 			return err
 		}
 		for _, a := range grants {
@@ -30,6 +28,12 @@ func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.Ro
 		return fmt.Errorf("create user %q: %w", u.Name, err)
 	}
 	return nil
+}
+
+func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u store.User) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt), u.MustChangePassword, micros(u.SessionsValidAfter))
+	return err
 }
 
 const userCols = `id, name, password_hash, disabled, created_at, must_change_password, sessions_valid_after`

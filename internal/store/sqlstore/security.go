@@ -47,6 +47,33 @@ func (s *Store) MarkBootstrapped(ctx context.Context, at time.Time) (bool, error
 	return false, fmt.Errorf("mark bootstrapped: %w", err)
 }
 
+func (s *Store) BootstrapUser(ctx context.Context, u store.User, grants []store.RoleAssignment, at time.Time) (bool, error) {
+	marked := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO server_markers (name, set_at) VALUES (?, ?)`, bootstrapMarker, micros(at))
+		if isConflict(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		marked = true
+		if err := s.insertUser(ctx, tx, u); err != nil {
+			return err
+		}
+		for _, a := range grants {
+			if err := s.insertRoleAssignment(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("bootstrap user %q: %w", u.Name, err)
+	}
+	return marked, nil
+}
+
 func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
 
 // ListActivityBefore returns the oldest entries before before, oldest first.

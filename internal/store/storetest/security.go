@@ -172,6 +172,33 @@ func testWriteProbe(t *testing.T, s store.Store) {
 }
 
 func testBootstrapped(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := store.User{ID: "usr-1", Name: "admin", PasswordHash: "h", CreatedAt: t0}
+	grant := store.RoleAssignment{ID: "ra-1", PrincipalID: "usr-1", PrincipalType: "User", RoleID: "Owner", Scope: "/", CreatedAt: t0}
+	// A clashing grant: neither marker nor user may remain.
+	_, err := s.BootstrapUser(ctx, u, []store.RoleAssignment{grant, grant}, t0)
+	isErr(t, err, store.ErrConflict, "bootstrap with clashing grants")
+	if _, err := s.GetUser(ctx, "usr-1"); err == nil {
+		t.Error("the user of a failed bootstrap remains")
+	}
+	made, err := s.BootstrapUser(ctx, u, []store.RoleAssignment{grant}, t0)
+	ok(t, err, "bootstrap")
+	if !made {
+		t.Fatal("the first bootstrap made no user")
+	}
+	ok(t, s.DeleteUser(ctx, "usr-1"), "delete the first user")
+	u.ID = "usr-2"
+	made, err = s.BootstrapUser(ctx, u, nil, t0)
+	ok(t, err, "bootstrap again")
+	if made {
+		t.Error("a second bootstrap made the user again")
+	}
+	if _, err := s.GetUserByName(ctx, "admin"); err == nil {
+		t.Error("the deleted first user came back")
+	}
+}
+
+func testMarkBootstrapped(t *testing.T, s store.Store) {
 	first, err := s.MarkBootstrapped(t.Context(), t0)
 	ok(t, err, "mark")
 	again, err := s.MarkBootstrapped(t.Context(), t0.Add(time.Hour))

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActivityRetention", testActivityRetention},
 		{"WriteProbe", testWriteProbe},
 		{"Bootstrapped", testBootstrapped},
+		{"MarkBootstrapped", testMarkBootstrapped},
 		{"RunCommandProtectedParameters", testRunCommandProtectedParameters},
 		{"PageLimitsEveryList", testPageLimitsEveryList},
 		{"ConcurrentWrites", testConcurrentWrites},
