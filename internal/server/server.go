@@ -399,7 +399,9 @@ func (s *Server) closeAll() {
 // RunRetention makes one pass of the retention job now (it also runs every
 // ten minutes): expired device codes are purged and, with a retention,
 // older activity exported and purged.
-func (s *Server) RunRetention(ctx context.Context) (retention.Result, error) { return s.retention.Once(ctx) }
+func (s *Server) RunRetention(ctx context.Context) (retention.Result, error) {
+	return s.retention.Once(ctx)
+}
 
 // MetricsAddr is the --metrics-listen address ("" without one).
 func (s *Server) MetricsAddr() string {

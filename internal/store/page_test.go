@@ -67,3 +67,28 @@ func TestFetchPage(t *testing.T) {
 		t.Errorf("list was asked (-want +got):\n%s", d)
 	}
 }
+
+func TestTrimPage(t *testing.T) {
+	t.Parallel()
+	key := strconv.Itoa
+	size := func(i int) int { return i }
+	for _, tc := range []struct {
+		name      string
+		items     []int
+		after     string
+		budget    int
+		wantLen   int
+		wantAfter string
+	}{
+		{"fits", []int{1, 2, 3}, "", 10, 3, ""},
+		{"fits, more pages", []int{1, 2, 3}, "3", 10, 3, "3"},
+		{"cut", []int{4, 4, 4}, "", 10, 2, "4"},
+		{"first item alone is over the budget", []int{50, 1}, "", 10, 1, "50"},
+		{"empty", nil, "", 10, 0, ""},
+	} {
+		items, after := store.TrimPage(tc.items, tc.after, key, size, tc.budget)
+		if len(items) != tc.wantLen || after != tc.wantAfter {
+			t.Errorf("%s: %d items, after %q; want %d, %q", tc.name, len(items), after, tc.wantLen, tc.wantAfter)
+		}
+	}
+}

@@ -116,6 +116,26 @@ func FetchPage[R any](p Page, list func(Page) ([]R, error), key func(R) string) 
 	return rs, after, nil
 }
 
+// MaxPageBytes bounds the records of one page of a list whose records are
+// large (machines with their reported documents, run commands with their
+// output): TrimPage cuts a page there, whatever its item count, so a list
+// answer stays a few megabytes however much each record holds.
+const MaxPageBytes = 8 << 20
+
+// TrimPage keeps the longest prefix of items whose sizes add up to at most
+// budget (the first item always, however large), and returns the next-page
+// key: key of the last item kept when it cut, else after unchanged.
+func TrimPage[R any](items []R, after string, key func(R) string, size func(R) int, budget int) ([]R, string) {
+	total := 0
+	for i, it := range items {
+		total += size(it)
+		if total > budget && i > 0 {
+			return items[:i], key(items[i-1])
+		}
+	}
+	return items, after
+}
+
 // Subscription record.
 type Subscription struct {
 	Name        string

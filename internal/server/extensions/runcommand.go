@@ -208,14 +208,25 @@ func (s *Service) ListRunCommands(ctx context.Context, ref resource.MachineRef, 
 		return RunCommandPage{}, err
 	}
 	out := RunCommandPage{Runs: []wire.RunCommand{}}
-	for i, rc := range rcs {
-		if i == size {
-			out.After = rcs[i-1].ID
-			break
-		}
+	if len(rcs) > size {
+		rcs, out.After = rcs[:size], rcs[size-1].ID
+	}
+	// Scripts and output make runs large: a page carries at most
+	// MaxPageBytes of them, however many it asks for.
+	rcs, out.After = store.TrimPage(rcs, out.After, func(rc store.RunCommand) string { return rc.ID }, runSize, store.MaxPageBytes)
+	for _, rc := range rcs {
 		out.Runs = append(out.Runs, toWireRunCommand(m, rc))
 	}
 	return out, nil
+}
+
+// runSize estimates what a run adds to a list answer.
+func runSize(rc store.RunCommand) int {
+	n := 1024 + len(rc.Script) + len(rc.Command) + len(rc.Stdout) + len(rc.Stderr) + len(rc.Message)
+	for k, v := range rc.Parameters {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
 
 // capText makes agent-reported text safe to store: valid UTF-8 without NUL

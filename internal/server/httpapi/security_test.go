@@ -229,10 +229,42 @@ func TestOnboardingPrincipalCannotBloatTheInventory(t *testing.T) {
 	if st != http.StatusConflict || testutil.DecodeError(t, b).Code != wire.CodeQuotaExceeded {
 		t.Errorf("a fifth machine: %d %s, want 409 QuotaExceeded", st, b)
 	}
-	// Lists carry bounded documents, and the inventory page works.
-	st, b = s.Do(t, "GET", "/api/v1/subscriptions/default/machines", s.AdminToken(t), nil)
-	if st != 200 || len(b) > 4*(wire.MaxPropertiesBytes+wire.MaxAgentConfigBytes+4096) {
-		t.Errorf("machine list: %d, %d bytes", st, len(b))
+	// However many machines hold documents at the limits, a page of the
+	// list stays near store.MaxPageBytes and the rest follows by nextLink.
+	props, _ := json.Marshal(wire.MachineProperties{OSPrettyName: strings.Repeat("p", 30<<10)})
+	at := time.Now().UTC()
+	for i := range 400 {
+		err := s.Srv.Store.CreateMachine(t.Context(), store.Machine{ID: fmt.Sprintf("big-%d", i), Subscription: "default", ResourceGroup: "rg1",
+			Name: fmt.Sprintf("big-%03d", i), Status: wire.StatusConnected, Properties: props, CreatedAt: at, UpdatedAt: at}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var page wire.List[wire.Machine]
+	st, b = s.Do(t, "GET", "/api/v1/subscriptions/default/machines?$top=1000", s.AdminToken(t), nil)
+	if st != 200 || json.Unmarshal(b, &page) != nil || len(b) > store.MaxPageBytes+(1<<20) || page.NextLink == "" || len(page.Value) >= 404 {
+		t.Errorf("machine list of 404 large machines: %d, %d bytes, %d machines, nextLink %q; want a page under %d bytes and a next page",
+			st, len(b), len(page.Value), page.NextLink, store.MaxPageBytes)
+	}
+	total := len(page.Value)
+	for page.NextLink != "" {
+		next := page.NextLink
+		page = wire.List[wire.Machine]{}
+		s.MustDo(t, 200, "GET", next, s.AdminToken(t), nil, &page)
+		total += len(page.Value)
+	}
+	if total != 404 {
+		t.Errorf("the pages hold %d machines, want 404", total)
+	}
+	req, _ := http.NewRequest("GET", s.URL+"/ui/machines?top=1000", nil)
+	req.AddCookie(&http.Cookie{Name: "corral_session", Value: s.AdminToken(t)})
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the inventory page with large machines: %d", resp.StatusCode)
 	}
 }
 
