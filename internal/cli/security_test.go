@@ -107,7 +107,6 @@ func TestSecurityCommands(t *testing.T) {
 	}
 	mustRun(t, "", "user", "enable", "bob")
 
-
 	// A run with a protected parameter read from a file: the argv and the
 	// API's answers never hold it.
 	id, secret := s.OnboardingPrincipal(t, "rg1")
