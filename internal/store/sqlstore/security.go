@@ -48,16 +48,24 @@ func (s *Store) MarkBootstrapped(ctx context.Context, at time.Time) (bool, error
 }
 
 func (s *Store) BootstrapUser(ctx context.Context, u store.User, grants []store.RoleAssignment, at time.Time) (bool, error) {
-	marked := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// A failed statement aborts a PostgreSQL transaction: look first,
+		// and roll back (errBootstrapped) when the marker is there or a
+		// concurrent replica's insert wins.
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM server_markers WHERE name = ?`), bootstrapMarker).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return errBootstrapped
+		}
 		_, err := s.exec(ctx, tx, `INSERT INTO server_markers (name, set_at) VALUES (?, ?)`, bootstrapMarker, micros(at))
 		if isConflict(err) {
-			return nil
+			return errBootstrapped
 		}
 		if err != nil {
 			return err
 		}
-		marked = true
 		if err := s.insertUser(ctx, tx, u); err != nil {
 			return err
 		}
@@ -68,11 +76,17 @@ func (s *Store) BootstrapUser(ctx context.Context, u store.User, grants []store.
 		}
 		return nil
 	})
+	if errors.Is(err, errBootstrapped) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("bootstrap user %q: %w", u.Name, err)
 	}
-	return marked, nil
+	return true, nil
 }
+
+// errBootstrapped rolls back BootstrapUser when the marker is already set.
+var errBootstrapped = errors.New("already bootstrapped")
 
 func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
 
