@@ -37,7 +37,9 @@ after it downloaded and verified the set; one in 20 reports an alert) and the se
 
 Without --server it starts "corral server" as a child process on 127.0.0.1 with a fresh data dir
 (SQLite by default, or --store), so its RSS is measured apart from the simulator's.
-With --server, the admin password is read from stdin.`,
+With --server, the admin password is read from stdin, and that server must allow the load: all
+simulated agents connect from one address through one onboarding principal (raise or switch off
+--max-connections-per-source, --machines-per-principal and --onboardings-per-minute there).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := flagenv.Apply(cmd.Flags(), "CORRAL_LOADGEN_"); err != nil {
@@ -106,8 +108,11 @@ func startChildServer(ctx context.Context, hb time.Duration, store string, log i
 		return nil, err
 	}
 	c := &childServer{dir: dir, caFile: filepath.Join(dir, "ca.crt"), password: "loadgen-" + fmt.Sprint(time.Now().UnixNano())}
+	// Every simulated agent connects from 127.0.0.1 through one onboarding
+	// principal: the per-address and per-principal limits are off.
 	args := []string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--heartbeat-interval", hb.String(),
-		"--disconnect-after", (4 * hb).String(), "--log-level", "warn"}
+		"--disconnect-after", (4 * hb).String(), "--log-level", "warn",
+		"--max-connections", "-1", "--max-connections-per-source", "-1", "--machines-per-principal", "-1", "--onboardings-per-minute", "-1"}
 	if store != "" {
 		args = append(args, "--store", store)
 	}

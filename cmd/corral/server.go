@@ -27,7 +27,15 @@ endpoint, all on one TLS listener.
 
 On first start it creates a CA (DATA_DIR/ca.crt, its sha256 fingerprint is printed for
 "corral-agent connect --ca-fingerprint"), a server certificate, the subscription "default"
-and the user "admin" with a one-time password printed once (or CORRAL_ADMIN_PASSWORD).
+and the user "admin" — once in the life of the store: an admin deleted later stays deleted.
+Its password is CORRAL_ADMIN_PASSWORD, or a generated one written to DATA_DIR/admin-password
+(mode 0600, never printed): read it, sign in, change it with "corral user password" and
+delete the file.
+
+The limits (connections, body and write timeouts, sign-in throttles, password-hash
+concurrency, device codes, onboarding quotas) are described in docs/security.md with their
+defaults; a negative count switches that limit off (load tests only).
+/metrics is served only with --metrics-token-file (bearer token) or on --metrics-listen.
 
 Every flag can also be set with an environment variable: --data-dir is CORRAL_DATA_DIR.
 The garbage collector runs at GOGC=50 (less memory per agent connection) unless GOGC is set.`,
@@ -67,6 +75,27 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.DurationVar(&cfg.ExpireAfter, "expire-after", cfg.ExpireAfter, "a machine without contact for this long becomes Expired")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often machine status thresholds are applied")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", cfg.CertValidity, "validity of machine client certificates")
+	f.BoolVar(&cfg.AdminMustChangePassword, "admin-must-change-password", false, "make the first admin change the password at first sign-in")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate plain-HTTP address (keep it private, e.g. 127.0.0.1:9090)")
+	f.StringVar(&cfg.MetricsTokenFile, "metrics-token-file", "", "serve /metrics on the main listener to requests bearing the token in this file")
+	f.DurationVar(&cfg.ActivityRetention, "activity-retention", 0, "purge activity entries older than this after exporting them (0 keeps everything)")
+	f.StringVar(&cfg.ActivityExportDir, "activity-export-dir", "", "where purged activity entries are written as JSON Lines (default DATA_DIR/activity-export)")
+	l := &cfg.Limits
+	f.IntVar(&l.MaxConnections, "max-connections", l.MaxConnections, "most open connections in all")
+	f.IntVar(&l.MaxConnectionsPerSource, "max-connections-per-source", l.MaxConnectionsPerSource, "most open connections from one address (raise it when many agents share a NAT address)")
+	f.DurationVar(&l.BodyReadTimeout, "body-read-timeout", l.BodyReadTimeout, "a request body must be read within this (a package upload too)")
+	f.DurationVar(&l.WriteTimeout, "write-timeout", l.WriteTimeout, "an answer must be written within this (agent streams excepted)")
+	f.IntVar(&l.SignInFailuresPerAccount, "signin-failures-per-account", l.SignInFailuresPerAccount, "failed sign-ins of one account from one address before a lockout")
+	f.IntVar(&l.SignInFailuresPerSource, "signin-failures-per-source", l.SignInFailuresPerSource, "failed sign-ins from one address, across accounts, before a lockout")
+	f.DurationVar(&l.SignInLockout, "signin-lockout", l.SignInLockout, "how long a sign-in lockout lasts after the last failure")
+	f.IntVar(&l.PasswordHashConcurrency, "password-hash-concurrency", l.PasswordHashConcurrency, "password checks run at once (19 MiB each; default: the number of CPUs)")
+	f.IntVar(&l.PasswordHashQueue, "password-hash-queue", l.PasswordHashQueue, "password checks that may wait for a slot; more get 503")
+	f.IntVar(&l.PasswordHashPerSource, "password-hash-per-source", l.PasswordHashPerSource, "password checks one address may have running or waiting; more get 429")
+	f.IntVar(&l.DeviceCodesPerSource, "device-codes-per-source", l.DeviceCodesPerSource, "device-code requests per address per minute")
+	f.IntVar(&l.MaxPendingDeviceCodes, "max-pending-device-codes", l.MaxPendingDeviceCodes, "device codes waiting for approval in all")
+	f.IntVar(&l.MachinesPerPrincipal, "machines-per-principal", l.MachinesPerPrincipal, "machines one principal may have onboarded")
+	f.IntVar(&l.OnboardingsPerMinute, "onboardings-per-minute", l.OnboardingsPerMinute, "machines one principal may onboard per minute")
+	f.DurationVar(&l.StoreProbeInterval, "store-probe-interval", l.StoreProbeInterval, "how often a write probe checks the store can write")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -83,8 +112,9 @@ func runServer(ctx context.Context, out io.Writer, cfg server.Config) error {
 	b := srv.Bootstrap
 	fmt.Fprintf(out, "Corral control plane at %s\n", srv.URL())
 	fmt.Fprintf(out, "CA certificate: %s\nCA fingerprint: %s\n", b.CACertPath, b.CAFingerprint)
-	if b.AdminPassword != "" {
-		fmt.Fprintf(out, "\nCreated user \"admin\" with one-time password (shown only now):\n  %s\n\n", b.AdminPassword)
+	if b.AdminPasswordFile != "" {
+		fmt.Fprintf(out, "\nCreated user \"admin\"; its generated password is in %s (mode 0600).\n"+
+			"Sign in, change it with \"corral user password\", then delete the file.\n\n", b.AdminPasswordFile)
 	}
 	return srv.Serve(ctx)
 }

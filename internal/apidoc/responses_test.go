@@ -314,6 +314,9 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{method: "GET", pattern: "/api/v1/roleAssignments/{id}", params: at("id", ra.ID), as: "admin"},
 		{method: "GET", pattern: "/api/v1/users", as: "admin"},
 		{method: "POST", pattern: "/api/v1/users", as: "admin", contentType: js, body: jsonBody(t, wire.UserCreate{Name: "u2", Password: "another-long-password-1"})},
+		{method: "PUT", pattern: "/api/v1/users/{name}/password", params: at("name", "u2"), as: "admin", contentType: js,
+			body: jsonBody(t, wire.PasswordSet{Password: "a-third-long-password-3", MustChangePassword: true})},
+		{method: "PATCH", pattern: "/api/v1/users/{name}", params: at("name", "u2"), as: "admin", contentType: js, body: []byte(`{"disabled":true}`)},
 		{method: "GET", pattern: "/api/v1/servicePrincipals", as: "admin"},
 		{method: "POST", pattern: "/api/v1/servicePrincipals", as: "admin", contentType: js, body: []byte(`{"displayName":"sp3","expiresIn":"48h"}`)},
 		{method: "GET", pattern: "/api/v1/servicePrincipals/{id}", params: at("id", sp1.ClientID), as: "admin"},
@@ -424,6 +427,15 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 			}
 		}
 	}
+
+	// The admin changes its own password last: that ends its sessions, so
+	// the checks below sign in again.
+	const newPassword = "the-admin-password-after-the-sweep"
+	if st, b := k.do(apiCall{method: "PUT", pattern: wire.PathMyPassword, as: "admin", contentType: js,
+		body: jsonBody(t, wire.PasswordChange{CurrentPassword: s.AdminPassword, NewPassword: newPassword})}); st != http.StatusNoContent {
+		t.Fatalf("change the admin's password: %d %s", st, b)
+	}
+	k.adm = passwordToken(t, s, "admin", newPassword)
 
 	// Coverage: every operation answered, at least once, with success.
 	var missed []string
@@ -627,4 +639,19 @@ func (k *docChecker) protectionCalls(onM1 map[string]string) {
 	}
 	must(apiCall{method: "GET", pattern: machine + "/restores/{id}", params: with(onM1, "id", restore.ID), as: "admin"})
 	must(apiCall{method: "DELETE", pattern: rg + "/protection", params: inRG, as: "admin"})
+}
+
+// passwordToken signs in with the password grant.
+func passwordToken(t *testing.T, s *testutil.Server, user, password string) string {
+	t.Helper()
+	resp, err := s.Client.PostForm(s.URL+wire.PathToken, url.Values{"grant_type": {wire.GrantPassword}, "username": {user}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok wire.TokenResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("sign in as %s: %d %v", user, resp.StatusCode, err)
+	}
+	return tok.AccessToken
 }

@@ -129,7 +129,7 @@ to recompute hashes). The export is streamed page by page; with --output-file th
 			if format != "jsonl" && format != "csv" {
 				return fmt.Errorf("invalid --format %q: use jsonl or csv", format)
 			}
-			f.top = 1
+			f.top, f.output = 1, "table" // validated apart: an export has its own --format
 			q, err := f.validate(a.now())
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,6 +76,12 @@ and save the server, its CA, the token and its expiry for the other commands.
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), msg)
 			fmt.Fprintf(cmd.ErrOrStderr(), "Credentials saved to %s\n", p)
+			authed, err := client.New(server, client.WithCAPEM(caPEM), client.WithToken(tr.AccessToken), client.WithUserAgent("corral-cli/"+a.version))
+			if err == nil {
+				if me, err := authed.Me(ctxOf(cmd)); err == nil && me.PasswordChangeRequired {
+					io.WriteString(cmd.OutOrStdout(), passwordChangeAdvice)
+				}
+			}
 			return nil
 		},
 	}
@@ -85,6 +92,10 @@ and save the server, its CA, the token and its expiry for the other commands.
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the server's CA (default: system roots)")
 	return cmd
 }
+
+// passwordChangeAdvice is printed when a sign-in may only change the password.
+const passwordChangeAdvice = "Your password was set by an administrator and must be changed before anything else:\n" +
+	"  printf '%s\\n%s\\n' \"$CURRENT\" \"$NEW\" | corral user password --password-stdin\n"
 
 func checkPEMCerts(b []byte) error {
 	n := 0

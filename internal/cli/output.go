@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -14,18 +15,47 @@ import (
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// table writes rows aligned with text/tabwriter.
+// table writes rows aligned with text/tabwriter. Every cell is made safe
+// for a terminal first (see cell): values come from agents, failed sign-ins
+// and other people, and must never move the cursor, clear the screen or
+// reorder what the operator reads.
 func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
 		clean := make([]string, len(r))
 		for i, c := range r {
-			clean[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(dash(c))
+			clean[i] = cell(dash(c))
 		}
 		fmt.Fprintln(tw, strings.Join(clean, "\t"))
 	}
 	return tw.Flush()
+}
+
+// cell is s as one table cell: tabs and line breaks become spaces; every
+// other control character (C0, DEL, C1: ESC starts the terminal's escape
+// sequences) and the bidirectional overrides are shown as \xNN or \uNNNN;
+// invalid UTF-8 as \ufffd.
+func cell(s string) string {
+	if strings.IndexFunc(s, wire.UnsafeRune) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			b.WriteString(`\ufffd`)
+		case r == '\t' || r == '\n' || r == '\r':
+			b.WriteByte(' ')
+		case r < 0x100 && wire.UnsafeRune(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case wire.UnsafeRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // render writes v as JSON, or as a table built by rows.

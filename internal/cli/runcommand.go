@@ -45,15 +45,21 @@ const runWaitGrace = 2 * time.Minute
 func (a *app) machineRunCommandCommand() *cobra.Command {
 	var m machineRef
 	var script, command, runAs, name, output string
-	var params []string
+	var params, protectedParams []string
 	var timeout time.Duration
 	var noWait bool
 	cmd := &cobra.Command{
-		Use:   "run-command --machine M [--resource-group RG] (--script @FILE | --command STR) [--param K=V]... [--run-as USER] [--timeout D] [--name N]",
+		Use:   "run-command --machine M [--resource-group RG] (--script @FILE | --command STR) [--param K=V]... [--protected-param K=@FILE]... [--run-as USER] [--timeout D] [--name N]",
 		Short: "Run a script or command on a machine and print its output",
 		Long: `Run a script (--script @FILE, @- for standard input, or inline text) or one command
 line (--command) on a machine through the Corral/RunCommand extension, as root unless
 --run-as names another account. Parameters become environment variables.
+
+Secrets go in protected parameters: --protected-param K=@FILE reads the value from a file,
+K=@- from standard input (one at most, and not with --script @-); a value is never taken
+from the command line, where every local user could read it. The server seals them to the
+machine at once and stores only the ciphertext; no API answer returns them, and only the
+agent opens them, to hand them to the process as environment variables.
 
 The command waits for the run, prints its standard output and standard error, and
 exits with the remote exit code (1 when the run failed to start or timed out).
@@ -83,6 +89,14 @@ The machine's local lock-down lists can refuse it like any extension.`,
 					return err
 				}
 				body.Parameters = p
+			}
+			if len(protectedParams) > 0 {
+				p, err := readProtectedParams(cmd, protectedParams, script == "@-")
+				if err != nil {
+					return err
+				}
+				defer clear(p)
+				body.ProtectedParameters = p
 			}
 			if name == "" {
 				name = newRunName(a.now())
@@ -130,7 +144,8 @@ The machine's local lock-down lists can refuse it like any extension.`,
 	f := cmd.Flags()
 	f.StringVar(&script, "script", "", "script to run with /bin/sh: @FILE, @- (standard input) or inline text")
 	f.StringVar(&command, "command", "", "one command line to run with /bin/sh -c")
-	f.StringArrayVar(&params, "param", nil, "parameter K=V, passed as an environment variable (repeatable)")
+	f.StringArrayVar(&params, "param", nil, "parameter K=V, passed as an environment variable (repeatable); not for secrets")
+	f.StringArrayVar(&protectedParams, "protected-param", nil, "secret parameter K=@FILE or K=@- (standard input), sealed to the machine (repeatable)")
 	f.StringVar(&runAs, "run-as", "", "account to run as (default root)")
 	f.DurationVar(&timeout, "timeout", wire.DefaultRunCommandTimeout, "how long the run may take on the machine")
 	f.StringVarP(&name, "name", "n", "", "run name (default run-TIME-RANDOM)")
@@ -172,6 +187,47 @@ func parseParams(items []string) (map[string]string, error) {
 			return nil, fmt.Errorf("--param %s is given twice", k)
 		}
 		out[k] = v
+	}
+	return out, nil
+}
+
+// maxProtectedParam bounds one protected parameter value (the server's limit).
+const maxProtectedParam = 8 << 10
+
+// readProtectedParams reads --protected-param K=@FILE and K=@- items. A
+// literal value is refused: it would sit in argv, in the shell history and
+// in every local user's ps. One trailing newline of a file or of standard
+// input is dropped (files written with echo have one).
+func readProtectedParams(cmd *cobra.Command, items []string, stdinTaken bool) (map[string]string, error) {
+	out := map[string]string{}
+	for i, it := range items {
+		k, src, ok := strings.Cut(it, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--protected-param %d is not KEY=@FILE or KEY=@-", i+1)
+		}
+		if !strings.HasPrefix(src, "@") {
+			return nil, fmt.Errorf("--protected-param %s: give the value as @FILE or @- (standard input), never on the command line", k)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("--protected-param %s is given twice", k)
+		}
+		var b []byte
+		var err error
+		if src == "@-" {
+			if stdinTaken {
+				return nil, fmt.Errorf("--protected-param %s: standard input is already taken (by --script @- or another protected parameter)", k)
+			}
+			stdinTaken = true
+			b, err = capped.ReadAll(cmd.InOrStdin(), maxProtectedParam, "standard input")
+		} else {
+			b, err = capped.ReadFile(src[1:], maxProtectedParam)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--protected-param %s: %w", k, err)
+		}
+		out[k] = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		clear(b)
 	}
 	return out, nil
 }

@@ -7,7 +7,6 @@ package devmode
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,13 +68,21 @@ func Run(ctx context.Context, o Options, out io.Writer, runAgent func(context.Co
 			defer os.RemoveAll(dir)
 		}
 	}
+	// The admin password is CORRAL_ADMIN_PASSWORD or the one the server
+	// generates into its admin-password file (0600): it is never printed,
+	// the login line reads it from the file.
 	password := os.Getenv("CORRAL_ADMIN_PASSWORD")
-	if password == "" {
-		password = rand.Text()
-	}
 	srv, err := server.New(ctx, server.Config{DataDir: filepath.Join(dir, "server"), Listen: o.Listen, AdminPassword: password, Logger: o.Logger})
 	if err != nil {
 		return fmt.Errorf("start control plane: %w", err)
+	}
+	pwFile := srv.Bootstrap.AdminPasswordFile
+	if pwFile != "" {
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			return fmt.Errorf("read the generated admin password: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
 	}
 	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServe()
@@ -86,8 +94,12 @@ func Run(ctx context.Context, o Options, out io.Writer, runAgent func(context.Co
 	if err != nil {
 		return err
 	}
-	if !srv.Bootstrap.AdminCreated && os.Getenv("CORRAL_ADMIN_PASSWORD") == "" {
-		password = "(unchanged: the admin user already existed in " + dir + ")"
+	passwordText, login := "in "+pwFile, "< "+pwFile
+	switch {
+	case !srv.Bootstrap.AdminCreated:
+		passwordText, login = "(unchanged: the admin user already existed in "+dir+")", "<<< 'PASSWORD'"
+	case pwFile == "":
+		passwordText, login = "from CORRAL_ADMIN_PASSWORD", `<<< "$CORRAL_ADMIN_PASSWORD"`
 	}
 
 	var wg sync.WaitGroup
@@ -109,12 +121,12 @@ Corral is running (data in %s).
   Web UI:      %s/ui/
   Admin:       user "admin", password %s
   CA:          %s (%s)
-  CLI:         echo '%s' | go run ./cmd/corral login --server %s --username admin --password-stdin --ca-file %s
+  CLI:         go run ./cmd/corral login --server %s --username admin --password-stdin --ca-file %s %s
                go run ./cmd/corral machine list
 
 A local agent reads this host and writes only under %s/agent.
 Press Ctrl-C to stop.
-`, dir, srv.URL(), password, caFile, srv.Bootstrap.CAFingerprint, password, srv.URL(), caFile, dir)
+`, dir, srv.URL(), passwordText, caFile, srv.Bootstrap.CAFingerprint, srv.URL(), caFile, login, dir)
 
 	var runErr error
 	select {

@@ -15,6 +15,7 @@ func TestNames(t *testing.T) {
 	}{
 		{"vm1", true}, {"a", true}, {"A.b_c-d", true}, {strings.Repeat("x", 63), true},
 		{"", false}, {strings.Repeat("x", 64), false}, {"-vm", false}, {".vm", false}, {"vm 1", false}, {"vm/1", false}, {"vé", false},
+		{"web.", false}, {"web..", false}, {"a.b", true}, // a trailing dot is refused (issue 7)
 	} {
 		if got := resource.ValidName(tc.name); got != tc.ok {
 			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
@@ -41,6 +42,8 @@ func TestTags(t *testing.T) {
 		{map[string]string{"bad key": "v"}, "tag key \"bad key\" is not valid"},
 		{map[string]string{"k": strings.Repeat("v", 257)}, "longer than 256"},
 		{map[string]string{"k": "a\nb"}, "control characters"},
+		{map[string]string{"k": "\x1b[2J"}, "control characters"},
+		{map[string]string{"k": "a\u202eb"}, "control characters"},
 	} {
 		err := resource.CheckTags(tc.tags)
 		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {

@@ -28,6 +28,15 @@ func ExtensionAAD(machineID, name, publisher, typ string) []byte {
 	return []byte(machineID + "/" + name + "/" + strings.ToLower(publisher+"/"+typ))
 }
 
+// RunCommandAAD is the associated data a run command's protected
+// parameters are sealed with: the machine id and the run's name
+// (lower-cased: run names are case-insensitive), under a prefix no
+// extension's AAD can have, so a blob opens only for that run of that
+// machine.
+func RunCommandAAD(machineID, run string) []byte {
+	return []byte("runcommand:" + machineID + "/" + strings.ToLower(run))
+}
+
 func suite() (hpke.KEM, hpke.KDF, hpke.AEAD) {
 	kem, _ := hpke.NewKEM(0x0020) // DHKEM(X25519, HKDF-SHA256)
 	return kem, hpke.HKDFSHA256(), hpke.AES256GCM()
@@ -87,7 +96,7 @@ func Open(private, aad, sealed []byte) ([]byte, error) {
 	}
 	pt, err := r.Open(aad, sealed[encSize:])
 	if err != nil {
-		return nil, errors.New("the protected settings were not sealed to this machine for this extension")
+		return nil, errors.New("the sealed data was not sealed to this machine for this purpose (extension or run)")
 	}
 	return pt, nil
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -39,8 +41,28 @@ type Config struct {
 	// (tunnels are handed between replicas); default its listen address.
 	AdvertiseURL string
 	// AdminPassword is the first admin's password; empty = generate one and
-	// print it once.
+	// write it to DataDir/admin-password (mode 0600), once.
 	AdminPassword string
+	// AdminMustChangePassword makes the first admin change the password at
+	// first sign-in.
+	AdminMustChangePassword bool
+
+	// MetricsListen serves /metrics without authentication on a separate
+	// plain-HTTP listener (for a loopback or private address); empty: none.
+	MetricsListen string
+	// MetricsTokenFile holds a bearer token that /metrics on the main
+	// listener requires; empty: /metrics is not served there.
+	MetricsTokenFile string
+
+	// ActivityRetention purges activity entries older than this, after
+	// writing them to ActivityExportDir; 0 keeps everything.
+	ActivityRetention time.Duration
+	// ActivityExportDir receives the purged entries as JSON Lines files
+	// (default DataDir/activity-export).
+	ActivityExportDir string
+
+	// Limits bound what callers can make the server spend.
+	Limits Limits
 
 	HeartbeatInterval time.Duration // agents heartbeat this often
 	DisconnectAfter   time.Duration // no heartbeat for this long -> Disconnected
@@ -58,9 +80,91 @@ type Config struct {
 	Clock  func() time.Time
 }
 
+// Limits bound connections, request bodies, sign-ins, onboarding and the
+// store probe. Zero values take DefaultLimits'; negative values switch a
+// count limit off (for a load test).
+type Limits struct {
+	// MaxConnections is the most open connections in all;
+	// MaxConnectionsPerSource the most from one source address (raise it
+	// when many agents share one NAT address). Connections over a limit are
+	// closed at once.
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	// BodyReadTimeout bounds reading a request body (a package upload must
+	// finish within it); WriteTimeout bounds writing an answer. Neither
+	// applies to the agent's WebSocket stream.
+	BodyReadTimeout time.Duration
+	WriteTimeout    time.Duration
+	// Sign-in throttles: failures per account and source address, per
+	// source address across accounts, and how long a lockout lasts.
+	SignInFailuresPerAccount int
+	SignInFailuresPerSource  int
+	SignInLockout            time.Duration
+	// PasswordHashConcurrency argon2id checks run at once (19 MiB each);
+	// PasswordHashQueue more wait; PasswordHashPerSource from one address.
+	PasswordHashConcurrency int
+	PasswordHashQueue       int
+	PasswordHashPerSource   int
+	// DeviceCodesPerSource device-code requests per address per minute;
+	// MaxPendingDeviceCodes waiting for approval in all.
+	DeviceCodesPerSource  int
+	MaxPendingDeviceCodes int
+	// MachinesPerPrincipal machines one principal may have onboarded;
+	// OnboardingsPerMinute it may onboard per minute.
+	MachinesPerPrincipal int
+	OnboardingsPerMinute int
+	// StoreProbeInterval is how often a write probe checks the store can
+	// write (readiness, fail-closed sign-ins and changes).
+	StoreProbeInterval time.Duration
+}
+
+// DefaultLimits returns the production limits.
+func DefaultLimits() Limits {
+	n := runtime.NumCPU()
+	return Limits{
+		MaxConnections: 20000, MaxConnectionsPerSource: 1024,
+		BodyReadTimeout: 2 * time.Minute, WriteTimeout: 10 * time.Minute,
+		SignInFailuresPerAccount: 10, SignInFailuresPerSource: 50, SignInLockout: 15 * time.Minute,
+		PasswordHashConcurrency: n, PasswordHashQueue: 4 * n, PasswordHashPerSource: 4,
+		DeviceCodesPerSource: 10, MaxPendingDeviceCodes: 1000,
+		MachinesPerPrincipal: 10000, OnboardingsPerMinute: 600,
+		StoreProbeInterval: 10 * time.Second,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	for _, f := range []struct{ v, def *int }{
+		{&l.MaxConnections, &d.MaxConnections}, {&l.MaxConnectionsPerSource, &d.MaxConnectionsPerSource},
+		{&l.SignInFailuresPerAccount, &d.SignInFailuresPerAccount}, {&l.SignInFailuresPerSource, &d.SignInFailuresPerSource},
+		{&l.PasswordHashConcurrency, &d.PasswordHashConcurrency}, {&l.PasswordHashQueue, &d.PasswordHashQueue},
+		{&l.PasswordHashPerSource, &d.PasswordHashPerSource}, {&l.DeviceCodesPerSource, &d.DeviceCodesPerSource},
+		{&l.MaxPendingDeviceCodes, &d.MaxPendingDeviceCodes}, {&l.MachinesPerPrincipal, &d.MachinesPerPrincipal},
+		{&l.OnboardingsPerMinute, &d.OnboardingsPerMinute},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&l.BodyReadTimeout, &d.BodyReadTimeout}, {&l.WriteTimeout, &d.WriteTimeout}, {&l.SignInLockout, &d.SignInLockout},
+		{&l.StoreProbeInterval, &d.StoreProbeInterval},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
+}
+
+// off turns a negative count limit into 0, which the parts below read as
+// "no limit".
+func off(n int) int { return max(n, 0) }
+
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
+		Limits:            DefaultLimits(),
 		Listen:            ":8443",
 		HeartbeatInterval: 30 * time.Second,
 		DisconnectAfter:   2 * time.Minute,
@@ -108,6 +212,10 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = d.Clock
 	}
+	c.Limits = c.Limits.withDefaults()
+	if c.ActivityExportDir == "" && c.DataDir != "" {
+		c.ActivityExportDir = filepath.Join(c.DataDir, "activity-export")
+	}
 	return c
 }
 
@@ -142,6 +250,17 @@ func (c Config) Validate() error {
 	}
 	if c.AdminPassword != "" && len(c.AdminPassword) < 12 {
 		errs = append(errs, errors.New("CORRAL_ADMIN_PASSWORD must have at least 12 characters"))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q must be host:port", c.MetricsListen))
+		}
+	}
+	if c.ActivityRetention < 0 || (c.ActivityRetention > 0 && c.ActivityRetention < time.Hour) {
+		errs = append(errs, fmt.Errorf("--activity-retention %s: use 0 (keep everything) or at least 1h", c.ActivityRetention))
+	}
+	if l := c.Limits; l.BodyReadTimeout < time.Second || l.WriteTimeout < time.Second || l.StoreProbeInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("--body-read-timeout and --write-timeout must be at least 1s, --store-probe-interval at least 10ms"))
 	}
 	return errors.Join(errs...)
 }

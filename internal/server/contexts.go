@@ -60,11 +60,13 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.identity = identity.New(st, authn.NewTokenIssuer(k.token, "corral"), cfg.Clock, log("identity"),
 		identity.Settings{ServiceTokenTTL: cfg.ServiceTokenTTL, UserTokenTTL: cfg.UserTokenTTL})
 	c.onboarding = onboarding.New(st, ca, c.identity, cfg.Clock, log("onboarding"), onboarding.Settings{
-		CertValidity: cfg.CertValidity, HeartbeatInterval: cfg.HeartbeatInterval, DeviceCodeTTL: cfg.DeviceCodeTTL})
+		CertValidity: cfg.CertValidity, HeartbeatInterval: cfg.HeartbeatInterval, DeviceCodeTTL: cfg.DeviceCodeTTL,
+		MachinesPerPrincipal: off(cfg.Limits.MachinesPerPrincipal), OnboardingsPerMinute: off(cfg.Limits.OnboardingsPerMinute)})
 	c.roles = roles.New(st, c.identity, cfg.Clock, log("roles"))
 	c.activity = activity.New(st, cfg.Clock, log("activity"))
 	c.extensions = extensions.New(st, n, cfg.Clock, log("extensions"))
 	c.extensions.LogOutcomes(c.activity)
+	c.inventory.LogOutcomes(c.activity)
 	if err := c.extensions.EnsureFirstParty(ctx, k.extension); err != nil {
 		return nil, fmt.Errorf("first-party extensions: %w", err)
 	}

@@ -6,9 +6,11 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/server/heartbeat"
 	"github.com/corralhq/corral/internal/server/httpapi"
@@ -29,20 +32,22 @@ import (
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/replicas"
+	"github.com/corralhq/corral/internal/server/retention"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/storeopen"
 	"github.com/corralhq/corral/internal/version"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// Bootstrap tells the operator what first start created. AdminPassword is
-// set only when it was generated now: it is shown once and never stored in
-// the clear.
+// Bootstrap tells the operator what first start created. AdminPasswordFile
+// is set only when a password was generated now: it is in that file (mode
+// 0600, in the data directory) and nowhere else in the clear; the operator
+// reads it once and deletes it.
 type Bootstrap struct {
-	CACertPath    string
-	CAFingerprint string
-	AdminCreated  bool
-	AdminPassword string
+	CACertPath        string
+	CAFingerprint     string
+	AdminCreated      bool
+	AdminPasswordFile string
 }
 
 // Server is a running control plane.
@@ -54,14 +59,20 @@ type Server struct {
 	Hub       *push.Hub
 	Bootstrap Bootstrap
 
-	ln       net.Listener
-	http     *http.Server
-	batcher  *heartbeat.Batcher
-	sweeper  *lifecycle.Sweeper
-	registry *prometheus.Registry
-	bus      *replicas.PGBus // nil with SQLite
-	relay    *relay.Relay
-	notifier push.Notifier
+	ln   *limitListener
+	http *http.Server
+	// metricsLn and metricsHTTP serve /metrics apart (--metrics-listen).
+	metricsLn    net.Listener
+	metricsHTTP  *http.Server
+	metricsToken []byte
+	health       *httpapi.StoreHealth
+	retention    *retention.Job
+	batcher      *heartbeat.Batcher
+	sweeper      *lifecycle.Sweeper
+	registry     *prometheus.Registry
+	bus          *replicas.PGBus // nil with SQLite
+	relay        *relay.Relay
+	notifier     push.Notifier
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
 	connCtx    context.Context
@@ -82,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	s := &Server{cfg: cfg, Hub: push.NewHub(), registry: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, Hub: push.NewHub(), registry: prometheus.NewRegistry(), health: &httpapi.StoreHealth{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -146,10 +157,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	// Bound now: the relay needs this replica's address.
-	s.ln, err = net.Listen("tcp", cfg.Listen)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	s.ln = newLimitListener(ln, off(cfg.Limits.MaxConnections), off(cfg.Limits.MaxConnectionsPerSource), cfg.Logger.With("component", "listener"))
 	metrics := httpapi.NewMetrics(s.registry)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registry.MustRegister(newMachineCollector(st, cfg.Logger))
@@ -187,12 +199,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	l := cfg.Limits
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Relay: s.relay, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
 		Extensions: cs.extensions, Protection: cs.protection, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
-		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
+		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes,
+			Limits: httpapi.Limits{
+				SignInFailuresPerAccount: l.SignInFailuresPerAccount, SignInFailuresPerSource: l.SignInFailuresPerSource,
+				SignInLockout: l.SignInLockout,
+				PasswordHashes: admission.GateLimits{Slots: l.PasswordHashConcurrency, Queue: l.PasswordHashQueue,
+					PerKey: l.PasswordHashPerSource, MaxWait: 5 * time.Second},
+				DeviceCodesPerSource: l.DeviceCodesPerSource, MaxPendingDeviceCodes: l.MaxPendingDeviceCodes,
+			}},
+		StoreHealth: s.health,
 	})
+	s.retention = &retention.Job{Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "retention"),
+		Interval: 10 * time.Minute, ActivityRetention: cfg.ActivityRetention, ExportDir: cfg.ActivityExportDir, Seal: cs.activity.Seal}
+	if s.bus != nil {
+		s.retention.Lock = s.bus.RetentionLock
+	}
 	s.sweeper = &lifecycle.Sweeper{
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
 		DisconnectAfter: cfg.DisconnectAfter, ExpireAfter: cfg.ExpireAfter,
@@ -201,14 +227,32 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		OnRunsExpired: cs.syncer.Announce,
 	}
 
+	if cfg.MetricsTokenFile != "" {
+		tok, err := os.ReadFile(cfg.MetricsTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --metrics-token-file: %w", err)
+		}
+		if s.metricsToken = []byte(strings.TrimSpace(string(tok))); len(s.metricsToken) < 16 {
+			return nil, fmt.Errorf("--metrics-token-file %s: the token must have at least 16 characters", cfg.MetricsTokenFile)
+		}
+	}
+	if cfg.MetricsListen != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("listen on --metrics-listen %s: %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, ErrorLog: log.New(serverErrorLog{cfg.Logger.With("component", "metrics")}, "", 0)}
+	}
 	s.connCtx, s.cancelConn = context.WithCancel(context.Background())
 	s.http = &http.Server{
-		Handler:           s.routes(),
+		Handler:           withDeadlines(s.routes(), l.BodyReadTimeout, l.WriteTimeout),
 		BaseContext:       func(net.Listener) context.Context { return s.connCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(serverErrorLog{cfg.Logger.With("component", "http")}, "", 0),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{tlsCert},
@@ -254,7 +298,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/agent/", s.API)
 	mux.Handle("/oauth2/", s.API)
 	mux.Handle("POST "+relay.PathInternal+"{id}", s.relay.PeerHandler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.metricsToken != nil {
+		mux.Handle("GET /metrics", requireToken(s.metricsToken, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, http.StatusOK, wire.Health{Status: "ok", Version: version.Version})
 	})
@@ -278,6 +324,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable"})
+		return
+	}
+	if err := s.health.Err(); err != nil {
+		detail := "the store cannot write"
+		if errors.Is(err, store.ErrFull) {
+			detail = "the store has no space left to write: sign-ins and changes are refused until space is freed"
+		}
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: detail})
 		return
 	}
 	writeHealth(w, http.StatusOK, wire.Health{Status: "ok", Version: version.Version})
@@ -304,6 +358,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Go(func() { s.batcher.Run(bgCtx) })
 	wg.Go(func() { s.sweeper.Run(bgCtx) })
 	wg.Go(func() { s.API.Activity.RunSealer(bgCtx, time.Second) })
+	wg.Go(func() { s.retention.Run(bgCtx) })
+	wg.Go(func() { s.probeStore(bgCtx) })
+	wg.Go(func() { s.flushDenials(bgCtx) })
+	if s.metricsHTTP != nil {
+		wg.Go(func() {
+			if err := s.metricsHTTP.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.cfg.Logger.ErrorContext(bgCtx, "metrics listener stopped", "err", err)
+			}
+		})
+	}
 	if s.bus != nil {
 		wg.Go(func() { s.bus.Run(bgCtx) })
 	}
@@ -326,8 +390,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		_ = s.http.Close()
 	}
+	if s.metricsHTTP != nil {
+		_ = s.metricsHTTP.Shutdown(shutCtx)
+	}
 	stopBg()
 	wg.Wait()
+	if ferr := s.API.FlushAnonymousDenials(shutCtx, true); ferr != nil {
+		s.cfg.Logger.ErrorContext(ctx, "write aggregated denials at shutdown", "err", ferr)
+	}
 	s.closeAll()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
@@ -346,12 +416,92 @@ func (s *Server) closeAll() {
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
+	if s.metricsLn != nil {
+		_ = s.metricsLn.Close()
+	}
 	if s.bus != nil {
 		s.bus.Close()
 	}
 	if s.Store != nil {
 		_ = s.Store.Close()
 	}
+}
+
+// RunRetention makes one pass of the retention job now (it also runs every
+// ten minutes): expired device codes are purged and, with a retention,
+// older activity exported and purged.
+func (s *Server) RunRetention(ctx context.Context) (retention.Result, error) {
+	return s.retention.Once(ctx)
+}
+
+// MetricsAddr is the --metrics-listen address ("" without one).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
+
+// probeStore checks every StoreProbeInterval that the store can write, for
+// readiness and the fail-closed refusal of sign-ins and changes.
+func (s *Server) probeStore(ctx context.Context) {
+	probe := func() {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := s.Store.ProbeWrite(pctx, s.cfg.Clock()); err != nil {
+			if ctx.Err() == nil {
+				if s.health.Err() == nil {
+					s.cfg.Logger.ErrorContext(ctx, "the store cannot write", "err", err)
+				}
+				s.health.Failed(err)
+			}
+			return
+		}
+		if s.health.Err() != nil {
+			s.cfg.Logger.InfoContext(ctx, "the store can write again")
+		}
+		s.health.Succeeded()
+	}
+	probe()
+	t := time.NewTicker(s.cfg.Limits.StoreProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			probe()
+		}
+	}
+}
+
+// flushDenials writes the aggregated anonymous denials whose minute is over.
+func (s *Server) flushDenials(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.API.FlushAnonymousDenials(ctx, false); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.ErrorContext(ctx, "write aggregated denials", "err", err)
+			}
+		}
+	}
+}
+
+// requireToken serves h only to requests bearing token.
+func requireToken(token []byte, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), token) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="corral-metrics"`)
+			http.Error(w, "the metrics need the bearer token of --metrics-token-file", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // onStatusChanged tells agents of expired machines to stop.

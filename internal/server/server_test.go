@@ -12,13 +12,23 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 func get(t *testing.T, s *testutil.Server, path string) (int, string) {
 	t.Helper()
-	resp, err := s.Client.Get(s.URL + path)
+	return getWith(t, s, path, "")
+}
+
+func getWith(t *testing.T, s *testutil.Server, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +39,8 @@ func get(t *testing.T, s *testutil.Server, path string) (int, string) {
 
 func TestHealthMetricsAndOpenAPI(t *testing.T) {
 	t.Parallel()
-	s := testutil.StartServer(t)
+	tokenFile := testutil.WriteSecretFile(t, metricsToken)
+	s := testutil.StartServer(t, func(c *server.Config) { c.MetricsTokenFile = tokenFile })
 	if st, b := get(t, s, "/healthz"); st != 200 || !strings.Contains(b, `"ok"`) {
 		t.Errorf("healthz %d %s", st, b)
 	}
@@ -38,7 +49,7 @@ func TestHealthMetricsAndOpenAPI(t *testing.T) {
 	}
 	id, secret := s.OnboardingPrincipal(t, "rg1")
 	s.OnboardMachine(t, s.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
-	st, b := get(t, s, "/metrics")
+	st, b := getWith(t, s, "/metrics", metricsToken)
 	for _, want := range []string{`corral_machines{status="Connected"} 1`, "corral_http_requests_total", "corral_machines_onboarded_total 1", "process_resident_memory_bytes"} {
 		if st != 200 || !strings.Contains(b, want) {
 			t.Errorf("metrics lack %q", want)

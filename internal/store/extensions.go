@@ -188,6 +188,10 @@ type RunCommand struct {
 	UpdatedAt  time.Time
 	// Origin is who asked for the run (JSON; nil for none).
 	Origin []byte
+	// ProtectedParameters is the JSON object of the run's protected
+	// parameters sealed to the machine (package sealing); nil for none.
+	// The store keeps it as given and never returns it decrypted.
+	ProtectedParameters []byte
 }
 
 // RunCommandFilter selects a machine's runs. Page.After is the ID of the

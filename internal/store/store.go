@@ -25,6 +25,14 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrNotEmpty: a scope still holds children (e.g. a resource group with machines).
 	ErrNotEmpty = errors.New("not empty")
+	// ErrFull: the backend has no space left to write (SQLite's
+	// SQLITE_FULL, PostgreSQL's disk_full). Nothing was written; writes
+	// work again once space is freed.
+	ErrFull = errors.New("the store has no space left to write")
+	// ErrInvalidData: the backend cannot keep a value as given (PostgreSQL's
+	// data exceptions, e.g. a NUL character in text). Retrying the same
+	// write fails the same way.
+	ErrInvalidData = errors.New("the store cannot keep a value as given")
 )
 
 // Store is everything the control plane persists.
@@ -41,23 +49,40 @@ type Store interface {
 	Protection
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
+	// ProbeWrite proves the backend can still write: it replaces one small
+	// row (a few KiB, so that a full disk shows) stamped with at. It fails
+	// with ErrFull when there is no space left.
+	ProbeWrite(ctx context.Context, at time.Time) error
+	// MarkBootstrapped records, once, that first-start bootstrap happened:
+	// true if this call set the marker, false if it was set before (by
+	// this or another replica).
+	MarkBootstrapped(ctx context.Context, at time.Time) (bool, error)
+	// BootstrapUser sets the bootstrap marker and creates u with its
+	// grants, in one transaction: false (and nothing stored) if the marker
+	// was set before, so the first user is made once in the life of a
+	// store; ErrConflict as CreateUser.
+	BootstrapUser(ctx context.Context, u User, grants []RoleAssignment, at time.Time) (bool, error)
 	// Close releases the backend. Calls after Close fail.
 	Close() error
 }
 
 // Page asks for one page of a list ordered by the list's key.
 // After is the exclusive lower bound (the last key of the previous page);
-// Limit <= 0 means the implementation default (100); the maximum is 1000.
+// Limit <= 0 means the implementation default (100); the maximum is
+// MaxPageSize+1, so that a caller serving pages of MaxPageSize can ask for
+// one more item to learn whether another page follows (FetchPage).
 type Page struct {
 	After string
 	Limit int
 }
 
-// Page sizes: Limit <= 0 asks for DefaultPageSize, more than MaxPageSize
-// gets MaxPageSize.
+// Page sizes: Limit <= 0 asks for DefaultPageSize; a store answers at most
+// MaxStoreLimit items however many are asked for. MaxPageSize is the largest
+// page the API serves.
 const (
 	DefaultPageSize = 100
 	MaxPageSize     = 1000
+	MaxStoreLimit   = MaxPageSize + 1
 )
 
 // PageOf is one page of a list and the key of the next page ("" on the
@@ -85,16 +110,31 @@ func FetchPage[R any](p Page, list func(Page) ([]R, error), key func(R) string) 
 	if err != nil {
 		return nil, "", err
 	}
-	switch {
-	case len(rs) > size:
+	if len(rs) > size {
 		rs = rs[:size]
-		after = key(rs[size-1])
-	case len(rs) == size && size == MaxPageSize:
-		// Stores return at most MaxPageSize items, so whether more
-		// follow is unknown: offer the next page, possibly empty.
 		after = key(rs[size-1])
 	}
 	return rs, after, nil
+}
+
+// MaxPageBytes bounds the records of one page of a list whose records are
+// large (machines with their reported documents, run commands with their
+// output): TrimPage cuts a page there, whatever its item count, so a list
+// answer stays a few megabytes however much each record holds.
+const MaxPageBytes = 8 << 20
+
+// TrimPage keeps the longest prefix of items whose sizes add up to at most
+// budget (the first item always, however large), and returns the next-page
+// key: key of the last item kept when it cut, else after unchanged.
+func TrimPage[R any](items []R, after string, key func(R) string, size func(R) int, budget int) ([]R, string) {
+	total := 0
+	for i, it := range items {
+		total += size(it)
+		if total > budget && i > 0 {
+			return items[:i], key(items[i-1])
+		}
+	}
+	return items, after
 }
 
 // Subscription record.
@@ -131,7 +171,11 @@ type ResourceGroups interface {
 	GetResourceGroup(ctx context.Context, sub, name string) (ResourceGroup, error)
 	// ListResourceGroups orders by name; Page.After is a name.
 	ListResourceGroups(ctx context.Context, sub string, p Page) ([]ResourceGroup, error)
-	DeleteResourceGroup(ctx context.Context, sub, name string) error // ErrNotEmpty while it holds machines
+	// DeleteResourceGroup removes an empty group and, in the same
+	// transaction, every role assignment at its scope or below it: a group
+	// re-created under the same name starts with no grants. ErrNotEmpty
+	// while it holds machines.
+	DeleteResourceGroup(ctx context.Context, sub, name string) error
 }
 
 // Machine record. Properties, AgentConfig and Cloud are stored as JSON
@@ -164,7 +208,10 @@ type Machine struct {
 	SealingKey []byte
 	CreatedAt  time.Time
 	CreatedBy  string
-	UpdatedAt  time.Time
+	// CreatedByID is the principal id that onboarded the machine (quotas
+	// count by it; CreatedBy is its display name).
+	CreatedByID string
+	UpdatedAt   time.Time
 }
 
 // ResourceID is the machine's resource id.
@@ -204,6 +251,9 @@ type Machines interface {
 	ListMachines(ctx context.Context, f MachineFilter) ([]Machine, error)
 	// CountMachinesByStatus is used by metrics: status -> count, all subscriptions.
 	CountMachinesByStatus(ctx context.Context) (map[string]int, error)
+	// CountMachinesCreatedBy counts the machines principalID onboarded
+	// that still exist and were created at or after since (zero: all).
+	CountMachinesCreatedBy(ctx context.Context, principalID string, since time.Time) (int, error)
 	// UpdateMachineTags replaces the tags and bumps Generation; returns the new generation.
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
 	// BumpGenerations increments the Generation of every machine in ids
@@ -226,7 +276,8 @@ type Machines interface {
 	// LastHeartbeat is before expiredBefore to Expired. It returns the ids
 	// whose status changed.
 	MarkStale(ctx context.Context, disconnectedBefore, expiredBefore time.Time) ([]string, error)
-	// DeleteMachine removes the machine with its extensions and run commands.
+	// DeleteMachine removes the machine with its extensions, run commands
+	// and the role assignments at its scope or below, in one transaction.
 	DeleteMachine(ctx context.Context, id string) error
 }
 
@@ -247,7 +298,13 @@ type User struct {
 	Name         string // unique, case-insensitive
 	PasswordHash string
 	Disabled     bool
-	CreatedAt    time.Time
+	// MustChangePassword: the user may sign in only to change the
+	// password (set for a generated or reset password on request).
+	MustChangePassword bool
+	// SessionsValidAfter: access tokens issued before it no longer hold
+	// (a password change or a disable ends every session).
+	SessionsValidAfter time.Time
+	CreatedAt          time.Time
 }
 
 // ServicePrincipal record. SecretHash is a hash of the high-entropy secret.
@@ -296,7 +353,12 @@ type Identities interface {
 	GetUser(ctx context.Context, id string) (User, error)
 	GetUserByName(ctx context.Context, name string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
-	UpdateUserPassword(ctx context.Context, id, hash string) error
+	// SetUserPassword replaces the password hash, sets MustChangePassword
+	// and moves SessionsValidAfter to at. ErrNotFound for an unknown id.
+	SetUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
+	// SetUserDisabled disables or enables the user; disabling also moves
+	// SessionsValidAfter to at. ErrNotFound for an unknown id.
+	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
 	// DeleteUser removes the user with its API tokens and role
 	// assignments, in one transaction: nothing it held outlives it.
 	// ErrNotFound (and nothing changes) if there is no such user.
@@ -326,6 +388,12 @@ type Identities interface {
 	// call returns ErrConflict, as does a code not yet approved; an unknown
 	// code is ErrNotFound. Expiry is the caller's check.
 	ConsumeDeviceCode(ctx context.Context, hash string) error
+	// CountPendingDeviceCodes counts codes neither approved, consumed nor
+	// expired at now.
+	CountPendingDeviceCodes(ctx context.Context, now time.Time) (int, error)
+	// DeleteExpiredDeviceCodes removes every code that expired before
+	// before (approved, consumed or not) and returns how many.
+	DeleteExpiredDeviceCodes(ctx context.Context, before time.Time) (int, error)
 }
 
 // RoleDefinition record (custom roles; built-ins live in code).
@@ -374,7 +442,8 @@ type Authorization interface {
 	DeleteRoleAssignment(ctx context.Context, id string) error
 }
 
-// ActivityEntry record. Append-only: there is no update or delete.
+// ActivityEntry record. Append-only: there is no update, and the only
+// delete is retention's PurgeActivity of the oldest entries.
 type ActivityEntry struct {
 	ID            string // sortable (time-ordered) unique id, made by the caller
 	Time          time.Time
@@ -414,6 +483,15 @@ type ActivityFilter struct {
 type Activity interface {
 	AppendActivity(ctx context.Context, entries ...ActivityEntry) error
 	ListActivity(ctx context.Context, f ActivityFilter) ([]ActivityEntry, error)
+	// ListActivityBefore returns up to limit (at most MaxStoreLimit) of the
+	// oldest entries whose Time is before before, oldest first, for
+	// retention to export them before PurgeActivity.
+	ListActivityBefore(ctx context.Context, before time.Time, limit int) ([]ActivityEntry, error)
+	// PurgeActivity deletes the entries whose id is at most throughID and
+	// whose Time is before before — the prefix ListActivityBefore returned
+	// and retention exported — and returns how many. It is the activity
+	// log's only delete.
+	PurgeActivity(ctx context.Context, throughID string, before time.Time) (int, error)
 	// SealActivity gives up to limit unsealed entries, oldest id first,
 	// their place in the chain: Seq after the head, PrevHash the head's
 	// hash, Hash = hash(prev, seq, entry); it moves the head and returns how

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -160,12 +161,18 @@ type User struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"createdAt"`
 	Disabled  bool      `json:"disabled,omitempty"`
+	// MustChangePassword: the user's next sign-in may only change the
+	// password.
+	MustChangePassword bool `json:"mustChangePassword,omitempty"`
 }
 
 // UserCreate is the body of POST /api/v1/users.
 type UserCreate struct {
 	Name     string `json:"name"`
 	Password string `json:"password"`
+	// MustChangePassword makes the user change this password at first
+	// sign-in.
+	MustChangePassword bool `json:"mustChangePassword,omitempty"`
 }
 
 // ServicePrincipal is a non-human identity with a client id and secret.
@@ -285,6 +292,9 @@ type ChainLink struct {
 	Hash string `json:"hash"`
 }
 
+// String is SEQ:HASH, as corral activity verify prints and takes it.
+func (l ChainLink) String() string { return fmt.Sprintf("%d:%s", l.Seq, l.Hash) }
+
 // ActivityChainPage is a page of the activity chain in Seq order, with the
 // chain's base (what its first kept entry follows) and head (its last
 // sealed entry) when the page was read.
@@ -320,6 +330,9 @@ type Me struct {
 	Name        string           `json:"name"`
 	Type        string           `json:"type"`
 	Assignments []RoleAssignment `json:"roleAssignments"`
+	// PasswordChangeRequired: this session may only change the password
+	// (PUT /api/v1/me/password).
+	PasswordChangeRequired bool `json:"passwordChangeRequired,omitempty"`
 }
 
 // TokenResponse is the OAuth2 token endpoint's answer (RFC 6749 §5.1).

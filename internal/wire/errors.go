@@ -27,6 +27,17 @@ const (
 	CodeMachineExpired       = "MachineExpired"
 	CodeInternal             = "InternalError"
 	CodeUnavailable          = "ServiceUnavailable"
+	CodeTooManyRequests      = "TooManyRequests"
+	CodeQuotaExceeded        = "QuotaExceeded"
+	// CodeInsufficientStorage (507): the control plane's store has no
+	// space left; nothing was changed.
+	CodeInsufficientStorage = "InsufficientStorage"
+	// CodeActivityLogUnavailable (503): the activity entry of the request
+	// could not be written, so the request was refused (fail closed).
+	CodeActivityLogUnavailable = "ActivityLogUnavailable"
+	// CodePasswordChangeRequired (403): the user must change the password
+	// before doing anything else.
+	CodePasswordChangeRequired = "PasswordChangeRequired"
 )
 
 // ErrorResponse is the body of every non-2xx API response:

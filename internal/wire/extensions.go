@@ -245,6 +245,13 @@ type RunCommandCreate struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 	RunAsUser  string            `json:"runAsUser,omitempty"` // default root
 	Timeout    Duration          `json:"timeout,omitempty"`   // default 10m, at most MaxHandlerTimeout
+
+	// ProtectedParameters are environment variables like Parameters, for
+	// secrets: the server seals them to the machine at once and stores only
+	// the ciphertext; no API answer returns them, and only the agent can
+	// open them, in memory, to hand them to the process. A name may not be
+	// in both maps.
+	ProtectedParameters map[string]string `json:"protectedParameters,omitempty"`
 }
 
 // RunCommand is one run's record:
@@ -266,6 +273,10 @@ type RunCommand struct {
 	CreatedBy  string            `json:"createdBy,omitempty"`
 	StartedAt  time.Time         `json:"startedAt,omitzero"`
 	FinishedAt time.Time         `json:"finishedAt,omitzero"`
+
+	// HasProtectedParameters says the run has protected parameters; their
+	// names and values are never returned.
+	HasProtectedParameters bool `json:"hasProtectedParameters,omitempty"`
 }
 
 // DesiredRunCommand is a run the agent has yet to report finished.
@@ -276,6 +287,10 @@ type DesiredRunCommand struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 	RunAsUser  string            `json:"runAsUser,omitempty"`
 	Timeout    Duration          `json:"timeout"`
+
+	// ProtectedParameters is the JSON object of the protected parameters,
+	// sealed to the machine's sealing key with sealing.RunCommandAAD.
+	ProtectedParameters []byte `json:"protectedParameters,omitempty"`
 }
 
 // RunCommandResult is the agent's report on a run (ReportRunCommand).

@@ -125,10 +125,14 @@ func TestConnectShowCheckDisconnect(t *testing.T) {
 	if strings.Contains(out, secret) {
 		t.Error("connect printed the secret")
 	}
-	// The follow-up hint repeats the flags the daemon needs, and says how
-	// to lock the machine down.
-	if !strings.Contains(out, "corral-agent --state-dir "+state+" --root "+root+" run") || !strings.Contains(out, "config.mode monitor") {
+	// The follow-up hint repeats the flags the daemon needs; full mode with
+	// no lists is root for whoever may run commands: connect says so, with
+	// the line that locks it down (issue 7, finding 9).
+	if !strings.Contains(out, "corral-agent --state-dir "+state+" --root "+root+" run") {
 		t.Errorf("connect's hint:\n%s", out)
+	}
+	if !strings.Contains(out, agentcli.LockdownAdvice) {
+		t.Errorf("connect in full mode does not print the lock-down line:\n%s", out)
 	}
 	out, err = agent(t, "", append(g, "show", "-o", "json")...)
 	var show agentcli.Show
@@ -197,5 +201,31 @@ func TestPublisherTrustListForget(t *testing.T) {
 	run("publisher", "forget", "contoso")
 	if err := json.Unmarshal([]byte(run("publisher", "list", "-o", "json")), &entries); err != nil || len(entries) != 0 {
 		t.Fatalf("list after forget: %v %+v", err, entries)
+	}
+}
+
+func TestLockdownOpen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kv   []string
+		open bool
+	}{
+		{nil, true},
+		{[]string{localconfig.KeyMode, localconfig.ModeMonitor}, false},
+		{[]string{localconfig.KeyBlocklist, "Corral/RunCommand"}, false},
+		{[]string{localconfig.KeyAllowlist, "Corral/EndpointProtection"}, false},
+		{[]string{localconfig.KeyAllowlist, "Corral/RunCommand"}, true},
+		{[]string{localconfig.KeyExtensionsEnabled, "false"}, false},
+		{[]string{localconfig.KeyBlocklist, "Acme/Tool"}, true},
+	} {
+		var c localconfig.Config
+		for i := 0; i < len(tc.kv); i += 2 {
+			if err := c.Set(tc.kv[i], tc.kv[i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := agentcli.LockdownOpen(c.Effective()); got != tc.open {
+			t.Errorf("%v: open %t, want %t", tc.kv, got, tc.open)
+		}
 	}
 }

@@ -30,7 +30,12 @@ the agent reads this file before every decision it governs. Keys:
 
 ` + localconfig.Help() + `
 Removing an extension is always allowed; extensions installed before a list was set are not
-removed automatically.`,
+removed automatically.
+
+Full mode with no lists (the default) lets whoever may run commands on this machine from the
+control plane do anything root can — including rewrite this file. Lock it down with
+"corral-agent config set config.mode monitor" or an allowlist. The file carries a marker written
+by "config set"; the agent reports a file changed any other way to the control plane.`,
 	}
 	var output string
 	get := &cobra.Command{
@@ -67,6 +72,10 @@ removed automatically.`,
 				return err
 			}
 			entries := c.List()
+			if why := c.Effective().ChangedOutside; why != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s; it is in force and the agent reports it to the control plane. "+
+					"\"corral-agent config set\" of any key writes the marker again.\n", why)
+			}
 			if listOutput == "json" {
 				return writeJSON(cmd.OutOrStdout(), entries)
 			}

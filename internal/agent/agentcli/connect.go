@@ -47,6 +47,18 @@ func readSecretFile(cmd *cobra.Command, flag, path string) (string, error) {
 	return s, nil
 }
 
+// LockdownAdvice is what connect prints while the machine is open to the
+// control plane: full mode with no allowlist and run commands not blocked.
+const LockdownAdvice = "Full mode with no lists: whoever may run commands on this machine from the control plane is root here.\n" +
+	"To allow monitoring and security extensions only, as root: corral-agent config set config.mode monitor"
+
+// LockdownOpen reports whether c lets the control plane run commands as
+// root: full mode, extensions enabled, and Corral/RunCommand neither
+// blocked nor left out of an allowlist.
+func LockdownOpen(c localconfig.Effective) bool {
+	return c.CheckExtension(localconfig.OpInstall, wire.ExtRunCommand) == nil && c.HostChangesRefused() == nil
+}
+
 func connectCommand(g *globals) *cobra.Command {
 	var o onboard.Options
 	var secretFile, tokenFile, tags string
@@ -106,8 +118,9 @@ Trust the control plane with --ca-file or --ca-fingerprint (as "corral server" p
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "Start the agent with \"corral-agent %s run\".\n", strings.Join(flags, " "))
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "With no lists configured, whoever may run commands on this machine from the control plane is root here.\n"+
-				"To lock it down: corral-agent config set config.mode monitor (or an extensions.allowlist / blocklist).")
+			if c, _ := localconfig.Current(g.stateDir); LockdownOpen(c) {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", LockdownAdvice)
+			}
 			return nil
 		},
 	}

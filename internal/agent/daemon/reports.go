@@ -43,6 +43,7 @@ func (d *Daemon) addReport(kind string, body any, key string) {
 func (d *Daemon) reportInventory(ctx context.Context) {
 	p := d.cfg.Host.Collect(ctx)
 	p.Environment, p.Cloud = d.newCloudDetector().Detect(ctx)
+	p = p.Cleaned() // a NUL or escape read from the host must not get the report refused
 	b, _ := json.Marshal(p)
 	if bytes.Equal(b, d.lastInventory) {
 		return
@@ -51,9 +52,26 @@ func (d *Daemon) reportInventory(ctx context.Context) {
 	d.addReport(wire.ReportProperties, p, wire.ReportProperties)
 }
 
-// reportConfig reports the local configuration (read-only on the server).
+// reportConfig reports the local configuration (read-only on the server),
+// and, once per change, that it was changed outside corral-agent config.
 func (d *Daemon) reportConfig(c localconfig.Effective) {
 	d.addReport(wire.ReportAgentConfig, c.Wire(), wire.ReportAgentConfig)
+	if c.ChangedOutside == "" {
+		return
+	}
+	d.log.Warn("the local configuration was changed outside corral-agent config; it is in force, and reported to the control plane",
+		"detail", c.ChangedOutside)
+	d.addReport(wire.ReportLocalConfigChanged, wire.LocalConfigChanged{Detail: c.ChangedOutside, Config: c.Wire()}, "")
+}
+
+// configState is what a change of the local configuration is judged by:
+// the values in force and whether the file came from corral-agent config.
+func configState(c localconfig.Effective) []byte {
+	b, _ := json.Marshal(struct {
+		Config  wire.AgentConfig
+		Outside string
+	}{c.Wire(), c.ChangedOutside})
+	return b
 }
 
 // desiredLoop fetches desired state when the server says it changed (or on
@@ -218,7 +236,7 @@ func (d *Daemon) watchLoop(ctx context.Context) {
 	defer invTick.Stop()
 	changed, stop := watchFile(d.dir.Path(statedir.ConfigFile), d.log)
 	defer stop()
-	last, _ := json.Marshal(d.localCfg.Load().Wire())
+	last := configState(*d.localCfg.Load())
 	for {
 		select {
 		case <-ctx.Done():
@@ -230,7 +248,7 @@ func (d *Daemon) watchLoop(ctx context.Context) {
 		case <-changed:
 		}
 		c := d.currentConfig()
-		b, _ := json.Marshal(c.Wire())
+		b := configState(c)
 		if bytes.Equal(b, last) {
 			continue
 		}

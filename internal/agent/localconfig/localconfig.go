@@ -14,6 +14,14 @@
 // every extension operation, guest configuration and incoming connection
 // until root fixes it.
 //
+// Save writes a marker beside the values (MarkerKey: a digest of them), so
+// a file changed any other way — by hand, by a script, or by a command the
+// control plane ran as root in full mode — is noticed: Effective.ChangedOutside
+// says how, and the daemon reports it to the control plane. The file is
+// still in force (root may edit it); the marker only makes the change
+// visible. Root can forge the marker like anything else on the machine: it
+// is evidence of the ordinary case, not a protection against root.
+//
 // In force at once: every decision the agent makes under these rules calls
 // Current, which reads the file as it is at that moment (a few hundred
 // bytes), so a value is in force from the moment `config set` returns.
@@ -26,9 +34,12 @@ package localconfig
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,6 +80,22 @@ var ErrUnknownKey = errors.New("unknown configuration key")
 // its default. The zero Config is the default configuration.
 type Config struct {
 	values map[string]string
+	// changedOutside is why the file as loaded was not written by Save
+	// (no marker, or one that does not match); "" when it was.
+	changedOutside string
+}
+
+// MarkerKey is the key of the marker Save writes into the file.
+const MarkerKey = "_written-by-corral-agent-config"
+
+// marker is the digest of the values that Save writes under MarkerKey.
+func (c Config) marker() string {
+	keys := slices.Sorted(maps.Keys(c.values))
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, c.values[k])
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // FileName is the configuration file's name inside the state directory.
@@ -115,7 +142,14 @@ func parseFile(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	c := Config{values: map[string]string{}}
+	var marker string
 	for name, v := range raw {
+		if name == MarkerKey {
+			if err := json.Unmarshal(v, &marker); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", name, err)
+			}
+			continue
+		}
 		k, ok := lookup(name)
 		if !ok {
 			return Config{}, fmt.Errorf("unknown key %q", name)
@@ -134,6 +168,12 @@ func parseFile(b []byte) (Config, error) {
 			c.values[name] = canon
 		}
 	}
+	switch {
+	case marker == "":
+		c.changedOutside = "the file has no marker of corral-agent config: it was written another way (by hand, a script, or a command run as root)"
+	case marker != c.marker():
+		c.changedOutside = "the file's content does not match the marker corral-agent config wrote: it was edited another way since (by hand, a script, or a command run as root)"
+	}
 	return c, nil
 }
 
@@ -147,6 +187,7 @@ func Save(stateDir string, c Config) error {
 		k, _ := lookup(name)
 		out[name] = k.kind.toJSON(v)
 	}
+	out[MarkerKey] = c.marker()
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
@@ -263,6 +304,10 @@ type Effective struct {
 	// Damaged is why the configuration could not be read (FailClosed); nil
 	// for a readable one.
 	Damaged error
+	// ChangedOutside says how the file was changed other than by
+	// `corral-agent config` ("" when it was not): it is in force all the
+	// same, and reported to the control plane.
+	ChangedOutside string
 }
 
 // Effective computes the configuration in force from what is stored.
@@ -279,6 +324,7 @@ func (c Config) Effective() Effective {
 		ProxyBypass:         splitList(c.value(KeyProxyBypass)),
 		ExtensionsCPULimit:  atoi(c.value(KeyExtensionsCPULimit)),
 		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
+		ChangedOutside:      c.changedOutside,
 	}
 	for _, p := range splitList(c.value(KeyIncomingPorts)) {
 		e.IncomingPorts = append(e.IncomingPorts, atoi(p))

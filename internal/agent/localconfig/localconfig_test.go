@@ -248,3 +248,51 @@ func TestCurrentFailsClosed(t *testing.T) {
 		t.Errorf("remove under a damaged configuration: %v", err)
 	}
 }
+
+// Issue 7, finding 9: Save marks the file; a file written any other way,
+// or edited after, is loaded (it is in force) and says so.
+func TestConfigChangedOutsideIsNoticed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var c Config
+	if err := c.Set(KeyBlocklist, "Acme/Tool"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Save(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Current(dir)
+	if err != nil || e.ChangedOutside != "" {
+		t.Fatalf("a file written by Save: %v, changed outside %q", err, e.ChangedOutside)
+	}
+	raw, _ := os.ReadFile(Path(dir))
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"no marker", `{"extensions.blocklist": ["Acme/Tool"]}`, "no marker"},
+		{"edited", strings.Replace(string(raw), "Acme/Tool", "Acme/Other", 1), "does not match"},
+	} {
+		if err := os.WriteFile(Path(dir), []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e, err := Current(dir)
+		if err != nil || !strings.Contains(e.ChangedOutside, tc.want) || len(e.Blocklist) != 1 {
+			t.Errorf("%s: %v, changed outside %q, blocklist %v", tc.name, err, e.ChangedOutside, e.Blocklist)
+		}
+	}
+	// `config set` marks it again.
+	c, _ = Load(dir)
+	if err := c.Set(KeyMode, ModeFull); err != nil {
+		t.Fatal(err)
+	}
+	if err := Save(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := Current(dir); e.ChangedOutside != "" {
+		t.Errorf("after config set: %q", e.ChangedOutside)
+	}
+	// A missing file is the defaults, not a change.
+	if e, _ := Current(t.TempDir()); e.ChangedOutside != "" {
+		t.Errorf("no file: %q", e.ChangedOutside)
+	}
+}

@@ -193,6 +193,7 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 	name := o.Name
 	props := o.Host.Collect(ctx)
 	props.Environment, props.Cloud = cloud.Detector{Host: o.Host, IMDS: o.IMDS}.Detect(ctx)
+	props = props.Cleaned()
 	if name == "" {
 		name, _, _ = strings.Cut(props.Hostname, ".")
 	}

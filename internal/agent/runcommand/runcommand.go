@@ -15,6 +15,8 @@
 // stops the ones running (ConfigChanged), each reported Failed with why.
 // Scripts, commands and parameters are passed on standard input and in the
 // environment, never in argv where every local user could read them.
+// Protected parameters arrive sealed to this machine for their run and are
+// opened in memory just before the process starts.
 package runcommand
 
 import (
@@ -38,6 +40,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/localconfig"
 	"github.com/corralhq/corral/internal/agent/proc"
 	"github.com/corralhq/corral/internal/agent/statedir"
+	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -258,6 +261,14 @@ func (f *Feature) execute(ctx context.Context, run wire.DesiredRunCommand, limit
 		}
 		c.Env = append(c.Env, k+"="+run.Parameters[k])
 	}
+	protected, err := f.openProtected(run)
+	if err != nil {
+		return fail(err.Error())
+	}
+	for _, k := range slices.Sorted(maps.Keys(protected)) {
+		c.Env = append(c.Env, k+"="+protected[k])
+	}
+	clear(protected)
 	if run.RunAsUser != "" && run.RunAsUser != "root" {
 		cred, home, err := lookupUser(run.RunAsUser)
 		if err != nil {
@@ -295,6 +306,43 @@ func (f *Feature) execute(ctx context.Context, run wire.DesiredRunCommand, limit
 		res.State, res.Message = wire.RunFailed, fmt.Sprintf("exited with code %d", code)
 	}
 	return res
+}
+
+// openProtected opens the run's protected parameters, sealed to this
+// machine for this run (sealing.RunCommandAAD), in memory only: they reach
+// the process through its environment and are never written anywhere.
+func (f *Feature) openProtected(run wire.DesiredRunCommand) (map[string]string, error) {
+	if len(run.ProtectedParameters) == 0 {
+		return nil, nil
+	}
+	if f.env.Machine.SealingKey == nil {
+		return nil, errors.New("cannot open the protected parameters: this agent has no sealing key")
+	}
+	key, err := f.env.Machine.SealingKey()
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the protected parameters: %w", err)
+	}
+	plain, err := sealing.Open(key, sealing.RunCommandAAD(f.env.Machine.ID, run.Name), run.ProtectedParameters)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the protected parameters: %w", err)
+	}
+	defer clear(plain)
+	var out map[string]string
+	if err := json.Unmarshal(plain, &out); err != nil {
+		return nil, errors.New("the protected parameters are not a JSON object of strings")
+	}
+	for k, v := range out {
+		_, twice := run.Parameters[k]
+		switch {
+		case !paramRE.MatchString(k):
+			return nil, fmt.Errorf("protected parameter name %q is not a valid environment variable name", k)
+		case twice:
+			return nil, fmt.Errorf("parameter %q is both a parameter and a protected parameter", k)
+		case strings.ContainsRune(v, 0):
+			return nil, fmt.Errorf("protected parameter %q contains a NUL character", k)
+		}
+	}
+	return out, nil
 }
 
 func lookupUser(name string) (*syscall.Credential, string, error) {

@@ -149,4 +149,7 @@ func LoadOrCreateSigningKey(path string) (ed25519.PrivateKey, error) {
 type Principal struct {
 	ID, Name, Type string
 	Restriction    string
+	// ViaAPIToken says the credential was an API token (crl_pat_): such a
+	// caller may not create further API tokens.
+	ViaAPIToken bool
 }

@@ -141,3 +141,25 @@ func ValidateRole(r Role) error {
 }
 
 func equalFold(a, b string) bool { return strings.EqualFold(a, b) }
+
+// OnlyOnboarding reports whether assignments grant nothing but onboarding
+// (ActMachinesOnboard) — or nothing at all: such a principal exists to
+// connect machines, and a leak of its secret must not yield more (it may
+// not, for instance, create API tokens).
+func OnlyOnboarding(assignments []Assignment) bool {
+	for _, a := range assignments {
+		for _, act := range AllActions {
+			if act != ActMachinesOnboard && RoleGrants(a.Role, act) {
+				return false
+			}
+		}
+		// A custom role may grant actions of later capabilities that
+		// AllActions does not list: anything but the onboarding action.
+		for _, p := range a.Role.Actions {
+			if !strings.EqualFold(p, ActMachinesOnboard) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -21,10 +21,12 @@
 //
 // Failure: a contributor's error fails the whole desired state (the agent
 // retries; it must never apply a partial one). A report handler's error
-// that wraps refusal.ErrInvalid means "acknowledged and dropped" — a
-// malformed report is never retried forever — and so does a kind no
-// handler took (a newer agent); any other error fails the batch, which the
-// agent delivers again, so handlers must tolerate a report applied twice.
+// that wraps refusal.ErrInvalid or store.ErrInvalidData means
+// "acknowledged and dropped" — a malformed report, or one the store cannot
+// keep (a NUL in PostgreSQL text), is never retried forever — and so does a
+// kind no handler took (a newer agent); any other error fails the batch,
+// which the agent delivers again, so handlers must tolerate a report
+// applied twice.
 //
 // Concurrency: register everything before the server serves; afterwards
 // the Registry is only read and is safe for concurrent use.
@@ -152,7 +154,7 @@ func (r *Registry) ApplyReports(ctx context.Context, m store.Machine, reports []
 			if err == nil {
 				continue
 			}
-			if !errors.Is(err, refusal.ErrInvalid) {
+			if !errors.Is(err, refusal.ErrInvalid) && !errors.Is(err, store.ErrInvalidData) {
 				return wire.ReportAck{}, fmt.Errorf("apply %s report %s: %w", truncate(rep.Kind, 32), truncate(rep.ID, 64), err)
 			}
 			// Resending it would not help: acknowledged and dropped.

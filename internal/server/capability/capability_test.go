@@ -167,6 +167,13 @@ func TestApplyReports(t *testing.T) {
 	if ack, err := reg.ApplyReports(ctx, vm, batch[:1], t0); err != nil || len(ack.Accepted) != 1 {
 		t.Errorf("invalid report: %+v %v; want it acknowledged", ack, err)
 	}
+	// A value the store cannot keep (a NUL in PostgreSQL text) fails the
+	// same way every time: dropped alone, the rest of the batch applied
+	// (issue 7, finding 12).
+	p.fail = fmt.Errorf("update machine: %w", store.ErrInvalidData)
+	if ack, err := reg.ApplyReports(ctx, vm, batch[:1], t0); err != nil || len(ack.Accepted) != 1 {
+		t.Errorf("report the store cannot keep: %+v %v; want it acknowledged", ack, err)
+	}
 	// Any other failure fails the batch: the agent delivers it again.
 	p.fail = fmt.Errorf("store: %w", errors.New("connection reset"))
 	if ack, err := reg.ApplyReports(ctx, vm, batch[:1], t0); err == nil || len(ack.Accepted) != 0 {

@@ -65,7 +65,7 @@ func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wi
 	}
 	for _, rc := range slices.Backward(runs) {
 		ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
-			Parameters: rc.Parameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
+			Parameters: rc.Parameters, ProtectedParameters: rc.ProtectedParameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
 	}
 	return nil
 }

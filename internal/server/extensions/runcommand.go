@@ -2,6 +2,7 @@ package extensions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
@@ -39,14 +41,16 @@ var (
 func toWireRunCommand(m store.Machine, rc store.RunCommand) wire.RunCommand {
 	return wire.RunCommand{
 		ID: m.ResourceID().RunCommand(rc.Name).String(), Name: rc.Name, Script: rc.Script, Command: rc.Command, Parameters: rc.Parameters,
-		RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout), State: rc.State, ExitCode: rc.ExitCode,
+		HasProtectedParameters: len(rc.ProtectedParameters) > 0,
+		RunAsUser:              rc.RunAsUser, Timeout: wire.Duration(rc.Timeout), State: rc.State, ExitCode: rc.ExitCode,
 		Stdout: rc.Stdout, Stderr: rc.Stderr, Message: rc.Message, CreatedAt: rc.CreatedAt, CreatedBy: rc.CreatedBy,
 		StartedAt: rc.StartedAt, FinishedAt: rc.FinishedAt,
 	}
 }
 
 // RunSummary names a run for the activity log without its script, command
-// or parameters, which may hold secrets.
+// or parameters, which may hold secrets (protected parameters are only
+// counted).
 func RunSummary(rc wire.RunCommand) string {
 	kind := "command"
 	if rc.Script != "" {
@@ -71,17 +75,26 @@ func validateRunCommand(req wire.RunCommandCreate) (time.Duration, error) {
 		return 0, refusal.Invalid("command", "the command is larger than %d bytes", MaxCommandBytes)
 	case strings.ContainsRune(req.Script, 0) || strings.ContainsRune(req.Command, 0):
 		return 0, refusal.Invalid("script", "the script or command contains a NUL character")
-	case len(req.Parameters) > MaxParameters:
-		return 0, refusal.Invalid("parameters", "at most %d parameters are allowed", MaxParameters)
+	case len(req.Parameters)+len(req.ProtectedParameters) > MaxParameters:
+		return 0, refusal.Invalid("parameters", "at most %d parameters (protected ones included) are allowed", MaxParameters)
 	case req.RunAsUser != "" && !userNameRE.MatchString(req.RunAsUser):
 		return 0, refusal.Invalid("runAsUser", "runAsUser %q is not a valid account name", req.RunAsUser)
 	}
-	for k, v := range req.Parameters {
-		if !parameterNameRE.MatchString(k) {
-			return 0, refusal.Invalid("parameters", "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
-		}
-		if len(v) > MaxParameterBytes || strings.ContainsRune(v, 0) {
-			return 0, refusal.Invalid("parameters", "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
+	for _, ps := range []struct {
+		target string
+		m      map[string]string
+	}{{"parameters", req.Parameters}, {"protectedParameters", req.ProtectedParameters}} {
+		for k, v := range ps.m {
+			if !parameterNameRE.MatchString(k) {
+				return 0, refusal.Invalid(ps.target, "parameter name %q is not valid: use letters, digits and '_', not starting with a digit (at most 64)", k)
+			}
+			if len(v) > MaxParameterBytes || strings.ContainsRune(v, 0) {
+				// The value of a protected parameter is never echoed.
+				return 0, refusal.Invalid(ps.target, "the value of parameter %q is larger than %d bytes or contains a NUL character", k, MaxParameterBytes)
+			}
+			if _, both := req.Parameters[k]; both && ps.target == "protectedParameters" {
+				return 0, refusal.Invalid(ps.target, "parameter %q is given both in parameters and in protectedParameters", k)
+			}
 		}
 	}
 	timeout := time.Duration(req.Timeout)
@@ -119,9 +132,24 @@ func (s *Service) CreateRunCommand(ctx context.Context, ref resource.MachineRef,
 	if len(open) >= MaxUnfinishedRuns {
 		return wire.RunCommand{}, refusal.Conflict("machine %q already has %d runs waiting or running; wait for some to finish", m.Name, MaxUnfinishedRuns)
 	}
+	var sealed []byte
+	if len(req.ProtectedParameters) > 0 {
+		plain, err := json.Marshal(req.ProtectedParameters)
+		if err != nil {
+			return wire.RunCommand{}, err
+		}
+		sealed, err = sealing.Seal(m.SealingKey, sealing.RunCommandAAD(m.ID, name), plain)
+		clear(plain)
+		if errors.Is(err, sealing.ErrNoKey) {
+			return wire.RunCommand{}, refusal.Invalid("protectedParameters", "machine %q has no sealing key (its agent is too old): upgrade the agent and connect it again", m.Name)
+		}
+		if err != nil {
+			return wire.RunCommand{}, err
+		}
+	}
 	now := s.now()
 	rc := store.RunCommand{Origin: capability.OriginFrom(ctx).Encode(), ID: s.newID(), MachineID: m.ID, Name: name, Script: req.Script, Command: req.Command,
-		Parameters: req.Parameters, RunAsUser: req.RunAsUser, Timeout: timeout, State: wire.RunPending,
+		Parameters: req.Parameters, ProtectedParameters: sealed, RunAsUser: req.RunAsUser, Timeout: timeout, State: wire.RunPending,
 		CreatedAt: now, CreatedBy: by, UpdatedAt: now}
 	if rc.Parameters == nil {
 		rc.Parameters = map[string]string{}
@@ -180,14 +208,25 @@ func (s *Service) ListRunCommands(ctx context.Context, ref resource.MachineRef, 
 		return RunCommandPage{}, err
 	}
 	out := RunCommandPage{Runs: []wire.RunCommand{}}
-	for i, rc := range rcs {
-		if i == size {
-			out.After = rcs[i-1].ID
-			break
-		}
+	if len(rcs) > size {
+		rcs, out.After = rcs[:size], rcs[size-1].ID
+	}
+	// Scripts and output make runs large: a page carries at most
+	// MaxPageBytes of them, however many it asks for.
+	rcs, out.After = store.TrimPage(rcs, out.After, func(rc store.RunCommand) string { return rc.ID }, runSize, store.MaxPageBytes)
+	for _, rc := range rcs {
 		out.Runs = append(out.Runs, toWireRunCommand(m, rc))
 	}
 	return out, nil
+}
+
+// runSize estimates what a run adds to a list answer.
+func runSize(rc store.RunCommand) int {
+	n := 1024 + len(rc.Script) + len(rc.Command) + len(rc.Stdout) + len(rc.Stderr) + len(rc.Message)
+	for k, v := range rc.Parameters {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
 
 // capText makes agent-reported text safe to store: valid UTF-8 without NUL

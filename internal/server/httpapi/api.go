@@ -3,9 +3,11 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/corralhq/corral/internal/server/activity"
+	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/extensions"
 	"github.com/corralhq/corral/internal/server/identity"
@@ -24,6 +26,59 @@ type Settings struct {
 	Version           string
 	HeartbeatInterval time.Duration // told to agents in the stream's welcome
 	MaxBodyBytes      int64
+	Limits            Limits
+}
+
+// Limits bound what callers can make the API spend. Zero fields take the
+// defaults of DefaultLimits.
+type Limits struct {
+	// SignInFailuresPerAccount failed sign-ins of one account from one
+	// source address lock that account for that source for SignInLockout
+	// (after the last failure); SignInFailuresPerSource failed sign-ins
+	// from one address, across accounts, lock every sign-in from it.
+	SignInFailuresPerAccount int
+	SignInFailuresPerSource  int
+	SignInLockout            time.Duration
+	// PasswordHashes bounds concurrent argon2id checks (19 MiB each):
+	// Slots at once, Queue waiting, PerKey per source address.
+	PasswordHashes admission.GateLimits
+	// DeviceCodesPerSource device-code requests per source address per
+	// minute; MaxPendingDeviceCodes pending codes in all.
+	DeviceCodesPerSource  int
+	MaxPendingDeviceCodes int
+}
+
+// DefaultLimits are the production defaults.
+func DefaultLimits() Limits {
+	n := runtime.NumCPU()
+	return Limits{
+		SignInFailuresPerAccount: 10, SignInFailuresPerSource: 50, SignInLockout: 15 * time.Minute,
+		PasswordHashes:       admission.GateLimits{Slots: n, Queue: 4 * n, PerKey: 4, MaxWait: 5 * time.Second},
+		DeviceCodesPerSource: 10, MaxPendingDeviceCodes: 1000,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&l.SignInFailuresPerAccount, d.SignInFailuresPerAccount)
+	set(&l.SignInFailuresPerSource, d.SignInFailuresPerSource)
+	set(&l.PasswordHashes.Slots, d.PasswordHashes.Slots)
+	set(&l.PasswordHashes.Queue, d.PasswordHashes.Queue)
+	set(&l.PasswordHashes.PerKey, d.PasswordHashes.PerKey)
+	set(&l.DeviceCodesPerSource, d.DeviceCodesPerSource)
+	set(&l.MaxPendingDeviceCodes, d.MaxPendingDeviceCodes)
+	if l.SignInLockout == 0 {
+		l.SignInLockout = d.SignInLockout
+	}
+	if l.PasswordHashes.MaxWait == 0 {
+		l.PasswordHashes.MaxWait = d.PasswordHashes.MaxWait
+	}
+	return l
 }
 
 // HeartbeatSink receives agent heartbeats; the server batches them into the store.
@@ -57,14 +112,26 @@ type Deps struct {
 	Logger     *slog.Logger
 	Metrics    *Metrics
 	Settings   Settings
+	// StoreHealth says whether the store can write (the server's write
+	// probe feeds it); mutating calls and sign-ins are refused while it
+	// cannot. Nil: always healthy.
+	StoreHealth *StoreHealth
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.
 type API struct {
 	Deps
-	routes   []Route
-	mux      *http.ServeMux
-	throttle *signInThrottle
+	routes []Route
+	mux    *http.ServeMux
+	// throttle counts failed sign-ins per account and source address,
+	// sourceThrottle per source address across accounts.
+	throttle       *signInThrottle
+	sourceThrottle *signInThrottle
+	// Hashes admits password hashing (exported for tests that hold its
+	// slots to prove the refusal).
+	Hashes      *admission.Gate
+	deviceCodes *admission.Window
+	denials     *anonymousDenials
 	// openapi is the API description served at /api/v1/openapi.json;
 	// openapiErr says why there is none (a route the generator cannot
 	// describe: the route tests fail on it).
@@ -74,7 +141,15 @@ type API struct {
 
 // New builds the API and its routing table.
 func New(d Deps) *API {
-	a := &API{Deps: d, throttle: newSignInThrottle(10, 15*time.Minute)}
+	d.Settings.Limits = d.Settings.Limits.withDefaults()
+	l := d.Settings.Limits
+	a := &API{Deps: d,
+		throttle:       newSignInThrottle(l.SignInFailuresPerAccount, l.SignInLockout),
+		sourceThrottle: newSignInThrottle(l.SignInFailuresPerSource, l.SignInLockout),
+		Hashes:         admission.NewGate(l.PasswordHashes),
+		deviceCodes:    admission.NewWindow(l.DeviceCodesPerSource, time.Minute, 0),
+		denials:        newAnonymousDenials(time.Minute, 10_000),
+	}
 	a.routes = a.buildRoutes()
 	a.openapi, a.openapiErr = a.OpenAPIJSON()
 	if a.openapiErr != nil && d.Logger != nil {

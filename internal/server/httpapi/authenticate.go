@@ -13,12 +13,12 @@ import (
 
 // callerOf is the caller a credential proved.
 func callerOf(p authn.Principal) *Caller {
-	return &Caller{ID: p.ID, Name: p.Name, Type: p.Type, Restriction: p.Restriction}
+	return &Caller{ID: p.ID, Name: p.Name, Type: p.Type, Restriction: p.Restriction, ViaAPIToken: p.ViaAPIToken}
 }
 
 // principal is c as the contexts know it.
 func (c *Caller) principal() authn.Principal {
-	return authn.Principal{ID: c.ID, Name: c.Name, Type: c.Type, Restriction: c.Restriction}
+	return authn.Principal{ID: c.ID, Name: c.Name, Type: c.Type, Restriction: c.Restriction, ViaAPIToken: c.ViaAPIToken}
 }
 
 // authenticateBearer resolves the Authorization header to a principal that

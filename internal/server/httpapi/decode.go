@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,17 +14,32 @@ import (
 )
 
 // decodeJSON reads exactly one JSON value into v from a size-limited body.
-// Unknown fields, trailing data, a wrong content type and oversized bodies
-// are all refused with a clear error.
+// Unknown fields, trailing data, a wrong content type, oversized bodies and
+// a NUL character in any string (PostgreSQL text cannot keep one, and no
+// name or setting needs one) are all refused with a clear error.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	return decodeJSONBody(w, r, limit, v, true)
+}
+
+// decodeJSONBody is decodeJSON; refuseNUL false leaves NUL checks to the
+// caller (agent report batches drop the one report that holds it).
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any, refuseNUL bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return &apiError{status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia, message: "request body must be application/json"}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return jsonError(err, limit)
+	}
+	if refuseNUL {
+		if at := wire.NULInJSON(raw); at >= 0 {
+			return errBadRequest(wire.CodeValidation, "", "request body holds a NUL character (\\u0000) in a string at byte %d; no field may contain one", at)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err, limit)
@@ -73,6 +89,13 @@ func parseForm(w http.ResponseWriter, r *http.Request, limit int64) error {
 			return &apiError{status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge, message: fmt.Sprintf("request body is larger than %d bytes", limit)}
 		}
 		return errBadRequest(wire.CodeBadRequest, "", "malformed form body")
+	}
+	for k, vs := range r.PostForm {
+		for _, v := range vs {
+			if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+				return errBadRequest(wire.CodeValidation, "", "form field %q holds a NUL character", printable(k, 64))
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
@@ -18,6 +20,8 @@ type apiError struct {
 	message string
 	target  string
 	cause   error // logged, never shown
+	// retryAfter is sent as Retry-After (whole seconds, at least 1).
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string {
@@ -66,6 +70,11 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: "the resource already exists or was changed concurrently", cause: err}
 	case errors.Is(err, store.ErrNotEmpty):
 		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: "the resource still has children; delete them first", cause: err}
+	case errors.Is(err, store.ErrFull):
+		return errStoreFull(err)
+	case errors.Is(err, store.ErrInvalidData):
+		return &apiError{status: http.StatusBadRequest, code: wire.CodeValidation, cause: err,
+			message: "the request holds a value the store cannot keep (for example a NUL character); nothing was changed"}
 	default:
 		return &apiError{status: http.StatusInternalServerError, code: wire.CodeInternal, message: "internal error; see the server log with the correlation id", cause: err}
 	}
@@ -80,7 +89,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, ae *apiError) {
+	setRetryAfter(w, ae.retryAfter)
 	writeJSON(w, ae.status, wire.ErrorResponse{Error: wire.ErrorBody{Code: ae.code, Message: ae.message, Target: ae.target}})
+}
+
+// setRetryAfter sets Retry-After in whole seconds (rounded up, at least 1)
+// when d > 0.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	if d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max((d+time.Second-1)/time.Second, 1))))
+	}
+}
+
+// errStoreFull is the answer while the store has no space left to write.
+func errStoreFull(cause error) *apiError {
+	return &apiError{status: http.StatusInsufficientStorage, code: wire.CodeInsufficientStorage, cause: cause, retryAfter: 30 * time.Second,
+		message: "the control plane's store has no space left to write; nothing was changed. An operator must free disk space on the server (or its database)"}
 }
 
 // refusalStatus is the HTTP status and default wire code of each kind of
@@ -94,6 +118,7 @@ var refusalStatus = []struct {
 	{refusal.ErrNotFound, http.StatusNotFound, wire.CodeNotFound},
 	{refusal.ErrConflict, http.StatusConflict, wire.CodeConflict},
 	{refusal.ErrUnauthenticated, http.StatusUnauthorized, wire.CodeUnauthenticated},
+	{refusal.ErrTooMany, http.StatusTooManyRequests, wire.CodeTooManyRequests},
 }
 
 // refusalError maps a context's refusal to the API error the caller sees.
@@ -104,7 +129,7 @@ func refusalError(re *refusal.Error) *apiError {
 			if code == "" {
 				code = k.code
 			}
-			return &apiError{status: k.status, code: code, message: re.Message, target: re.Target}
+			return &apiError{status: k.status, code: code, message: re.Message, target: re.Target, retryAfter: re.RetryAfter}
 		}
 	}
 	return &apiError{status: http.StatusInternalServerError, code: wire.CodeInternal,

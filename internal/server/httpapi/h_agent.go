@@ -17,7 +17,7 @@ func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err
 	}
-	resp, err := a.Onboarding.Connect(r.Context(), req, c.Name, func(scope resource.ID) error {
+	resp, err := a.Onboarding.Connect(r.Context(), req, c.principal(), func(scope resource.ID) error {
 		setAuditScope(r, scope.Child(resource.Machines, req.Name).String())
 		if !onboarding.RestrictionAllows(c.Restriction, scope) {
 			return errForbidden("this device-code token was approved for %s, not for %s", onboarding.RestrictedScope(c.Restriction), scope)
@@ -43,7 +43,10 @@ func (a *API) getDesired(w http.ResponseWriter, r *http.Request, c *Caller) erro
 
 func (a *API) postReports(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	var batch wire.ReportBatch
-	if err := decodeJSON(w, r, agentBodyLimit, &batch); err != nil {
+	// A NUL is left to each report's handler (run output may hold one and
+	// is cleaned; properties refuse it): one bad report never refuses its
+	// batch.
+	if err := decodeJSONBody(w, r, agentBodyLimit, &batch, false); err != nil {
 		return err
 	}
 	ack, err := a.Capabilities.ApplyReports(r.Context(), *c.Machine, batch.Reports, a.now())

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/corralhq/corral/internal/resource"
+	"github.com/corralhq/corral/internal/server/identity"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -12,7 +13,8 @@ func (a *API) getMe(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.Me{ID: c.ID, Name: c.Name, Type: c.Type, Assignments: as})
+	writeJSON(w, http.StatusOK, wire.Me{ID: c.ID, Name: c.Name, Type: c.Type, Assignments: as,
+		PasswordChangeRequired: c.Restriction == identity.RestrictPasswordChange})
 	return nil
 }
 
@@ -30,7 +32,12 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, _ *Caller) erro
 	if err := decodeJSON(w, r, a.Settings.MaxBodyBytes, &body); err != nil {
 		return err
 	}
-	u, err := a.Identity.CreateUser(r.Context(), body.Name, body.Password)
+	release, err := a.hashSlot(r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	u, err := a.Identity.CreateUser(r.Context(), body.Name, body.Password, body.MustChangePassword)
 	if err != nil {
 		return err
 	}
@@ -105,7 +112,10 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if err := decodeJSON(w, r, a.Settings.MaxBodyBytes, &body); err != nil {
 		return err
 	}
-	t, err := a.Identity.CreateToken(r.Context(), c.ID, body)
+	if err := a.mayMintTokens(r, c); err != nil {
+		return err
+	}
+	t, err := a.Identity.CreateToken(r.Context(), c.principal(), body)
 	if err != nil {
 		return err
 	}

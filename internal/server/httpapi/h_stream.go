@@ -60,7 +60,7 @@ func (a *API) serveStream(ctx context.Context, m *store.Machine, conn streamConn
 		conn.End("unsupported protocol version", endRefused)
 		return
 	}
-	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: truncate(hello.AgentVersion, 64)})
+	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: wire.CleanReported(hello.AgentVersion, 64)})
 	stream := a.Hub.Attach(m.ID, hubWriter{a, conn})
 	defer a.Hub.Unregister(stream)
 	// Registered first, so nothing pushed after the machine was read is
@@ -107,7 +107,7 @@ func (a *API) readHeartbeats(conn streamConn, machineID, agentVersion string) er
 			if msg.AgentVersion != "" {
 				v = msg.AgentVersion
 			}
-			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: truncate(v, 64)})
+			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: wire.CleanReported(v, 64)})
 			a.Metrics.heartbeats.Inc()
 		case wire.MsgPong:
 			// Latency probes are measured by the sender of the ping.

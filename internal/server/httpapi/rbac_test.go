@@ -59,6 +59,8 @@ func expectation(role authz.Role, rt httpapi.Route) string {
 		return "public"
 	case rt.Auth == httpapi.AuthMachine:
 		return "machine-only"
+	case rt.Method == "POST" && rt.Pattern == "/api/v1/tokens" && authz.OnlyOnboarding([]authz.Assignment{{Role: role, Scope: "/"}}):
+		return "denied" // an onboarding-only principal mints no tokens
 	case rt.Action == authz.ActSelfRead || rt.Action == authz.ActSelfWrite:
 		return "allowed"
 	case rt.Method == "GET" && (rt.Pattern == "/api/v1/subscriptions" || rt.Pattern == "/api/v1/deviceCodes"):

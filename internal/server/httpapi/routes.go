@@ -64,6 +64,8 @@ func (a *API) buildRoutes() []Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthBearer, Scope: scope, Summary: summary, Handle: h}
 	}
 	inHandler := func(rt Route) Route { rt.CheckInHandler = true; return rt }
+	forPasswordChange := func(rt Route) Route { rt.ForPasswordChange = true; return rt }
+	streams := func(rt Route) Route { rt.Streams = true; return rt }
 	agent := func(m, p, action, summary string, h func(http.ResponseWriter, *http.Request, *Caller) error) Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthMachine, Summary: summary, Handle: h,
 			Scope: func(r *http.Request) string { return machineScopeOf(r) }}
@@ -106,7 +108,7 @@ func (a *API) buildRoutes() []Route {
 			Summary: "OAuth2 device authorization (RFC 8628) for machine onboarding.", Handle: a.postDeviceCode},
 			desc{req: Form{deviceCodeRequest{}}, resp: wire.DeviceCodeResponse{}}),
 
-		d(api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe), desc{resp: wire.Me{}}),
+		d(forPasswordChange(api("GET", "/api/v1/me", authz.ActSelfRead, scopeRoot, "The calling principal and its role assignments.", a.getMe)), desc{resp: wire.Me{}}),
 
 		d(inHandler(api("GET", "/api/v1/subscriptions", authz.ActSubscriptionsRead, scopeRoot, "List the subscriptions the caller can read.", a.listSubscriptions)),
 			desc{resp: wire.List[wire.Subscription]{}}),
@@ -131,8 +133,8 @@ func (a *API) buildRoutes() []Route {
 			desc{req: wire.MachineUpdate{}, resp: wire.Machine{}}),
 		d(api("DELETE", machinePath, authz.ActMachinesDelete, scopeMachine, "Delete a machine (its agent is told to stop).", a.deleteMachine),
 			desc{status: none}),
-		d(api("POST", machinePath+"/tunnel", authz.ActMachinesLogin, scopeMachine,
-			"Connect to a local port of the machine through its agent's outbound connection (HTTP/2, both bodies stay open): what corral ssh-proxy uses.", a.postMachineTunnel),
+		d(streams(api("POST", machinePath+"/tunnel", authz.ActMachinesLogin, scopeMachine,
+			"Connect to a local port of the machine through its agent's outbound connection (HTTP/2, both bodies stay open): what corral ssh-proxy uses.", a.postMachineTunnel)),
 			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's port (e.g. an SSH client's)."},
 				resp:  Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes from the machine's port, until either side ends."},
 				query: []QueryParam{{Name: "port", Description: "the machine's local port; the machine must allow it in incomingconnections.ports", Type: "integer", Min: 1, Max: 65535}},
@@ -231,7 +233,7 @@ func (a *API) buildRoutes() []Route {
 		d(Route{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
 			AllowRestricted: true, Scope: scopeRoot, Summary: "Onboard a machine: sign its CSR and create the resource.", Handle: a.postConnect},
 			desc{req: wire.ConnectRequest{}, resp: wire.ConnectResponse{}, status: created, errs: []int{e404, e409}}),
-		d(agent("POST", wire.PathChannel, actAgentStream, "The agent's push channel over HTTP/2, on the agent's one connection.", a.postChannel),
+		d(streams(agent("POST", wire.PathChannel, actAgentStream, "The agent's push channel over HTTP/2, on the agent's one connection.", a.postChannel)),
 			desc{req: Raw{ContentTypes: []string{"application/x-ndjson"}, Description: "Stays open: one JSON StreamMessage per line from the agent — hello first (within 10 s), then heartbeats and pongs."},
 				resp: Raw{ContentTypes: []string{"application/x-ndjson"}, Description: "Stays open: one JSON StreamMessage per line from the server — welcome (with the heartbeat interval), then sync, ping, tunnel, close and goodbye."},
 				errs: []int{http.StatusUpgradeRequired}}),
@@ -239,7 +241,7 @@ func (a *API) buildRoutes() []Route {
 			desc{resp: WebSocket{Message: wire.StreamMessage{}, Description: "The agent sends hello first (within 10 s) and heartbeats; " +
 				"the server answers welcome (with the heartbeat interval), then pushes sync when the desired state changes, ping, and goodbye " +
 				"when the machine's identity is revoked."}, status: http.StatusSwitchingProtocols}),
-		d(agent("POST", wire.PathTunnels+"{id}", actAgentTunnel, "The agent's side of a tunnel the server asked for (HTTP/2, both bodies open).", a.postAgentTunnel),
+		d(streams(agent("POST", wire.PathTunnels+"{id}", actAgentTunnel, "The agent's side of a tunnel the server asked for (HTTP/2, both bodies open).", a.postAgentTunnel)),
 			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "A TunnelVerdict JSON line, then the bytes from the machine's local port."},
 				resp: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's local port, until either side ends."},
 				errs: []int{http.StatusUpgradeRequired}}),
@@ -255,5 +257,6 @@ func (a *API) buildRoutes() []Route {
 			desc{resp: Raw{ContentTypes: []string{"application/gzip"}, Description: "The package archive, byte for byte as published."}}),
 	}
 	routes = append(routes, a.protectionRoutes()...)
+	routes = append(routes, a.securityRoutes()...)
 	return routes
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/capability"
+	"github.com/corralhq/corral/internal/server/identity"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -41,8 +43,17 @@ type Route struct {
 	CheckInHandler bool
 	// AllowRestricted admits tokens restricted to onboarding (device code).
 	AllowRestricted bool
-	Summary         string
-	Handle          func(w http.ResponseWriter, r *http.Request, c *Caller) error
+	// ForPasswordChange admits tokens restricted to changing the password
+	// (a user whose password must change): reading /api/v1/me and the
+	// change itself.
+	ForPasswordChange bool
+	// Streams: the answer is a byte or message stream that stays open (the
+	// agent's channel, tunnels), so it cannot be held until its activity
+	// entry is written; a stream a user opens is refused while the store
+	// cannot write, and records its entry when it ends.
+	Streams bool
+	Summary string
+	Handle  func(w http.ResponseWriter, r *http.Request, c *Caller) error
 
 	// The API description (OpenAPI) of the route, read from the same table
 	// (see openapi.go; a test refuses a route that leaves them out):
@@ -85,8 +96,11 @@ type Caller struct {
 	ID   string
 	Name string
 	Type string // wire.PrincipalUser, PrincipalServicePrincipal, PrincipalMachine
-	// Restriction limits a token to one purpose (device-code onboarding).
+	// Restriction limits a token to one purpose (device-code onboarding,
+	// a password change).
 	Restriction string
+	// ViaAPIToken: the caller presented an API token.
+	ViaAPIToken bool
 	// Machine is set for AuthMachine callers.
 	Machine *store.Machine
 
@@ -152,24 +166,95 @@ func (a *API) wrap(rt Route) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		sw.Header().Set("X-Correlation-ID", ri.correlationID)
 
-		err := a.serve(sw, r, rt, ri)
+		// A mutating call and a sign-in are answered only once their
+		// activity entry is written (fail closed): the handler writes into
+		// a buffer that is sent after the entry, or replaced by an error if
+		// the entry cannot be written.
+		var out interface {
+			http.ResponseWriter
+			written() int
+		} = sw
+		var held *heldWriter
+		if mustRecord(r, rt) && !rt.Streams {
+			held = newHeldWriter()
+			out = held
+		}
+		var err error
+		switch {
+		case hasNUL(r):
+			err = errValidation("", "the request path or query contains a NUL character")
+		case (held != nil || rt.Streams && rt.Auth == AuthBearer) && a.StoreHealth.Err() != nil:
+			err = a.unwritableError(a.StoreHealth.Err())
+		default:
+			err = a.serve(out, r, rt, ri)
+		}
 		if err != nil {
 			ae := toAPIError(err)
+			if errors.Is(err, store.ErrFull) {
+				a.StoreHealth.Failed(err)
+			}
 			if ae.status >= 500 {
 				a.Logger.ErrorContext(r.Context(), "request failed", "route", rt.Pattern, "method", r.Method,
 					"correlation_id", ri.correlationID, "err", err)
 			}
-			if sw.status == 0 {
-				writeError(sw, ae)
+			if out.written() == 0 {
+				writeError(out, ae)
 			}
 			ri.auditMessage = ae.message
 		}
-		if sw.status == 0 {
-			sw.status = http.StatusOK
+		status := out.written()
+		if status == 0 {
+			status = http.StatusOK
 		}
-		a.audit(r, rt, ri, sw.status)
-		a.Metrics.observeRequest(rt.Method+" "+rt.Pattern, sw.status, time.Since(start))
+		auditErr := a.audit(r, rt, ri, status)
+		if held != nil {
+			if auditErr != nil && status < 400 {
+				// Nothing the caller asked for is handed out without its
+				// entry in the activity log.
+				ae := a.unwritableError(auditErr)
+				a.Logger.ErrorContext(r.Context(), "request refused: its activity entry could not be written", "route", rt.Pattern,
+					"method", r.Method, "correlation_id", ri.correlationID, "err", auditErr)
+				if r.Method != http.MethodPost || rt.Pattern != wire.PathToken {
+					ae.message += " (the change itself may have been made; check before repeating it)"
+				}
+				writeError(sw, ae)
+			} else {
+				held.sendTo(sw)
+			}
+		}
+		a.Metrics.observeRequest(rt.Method+" "+rt.Pattern, sw.written(), time.Since(start))
 	})
+}
+
+// written returns the status written so far (0: none).
+func (s *statusWriter) written() int { return s.status }
+
+// mustRecord says whether the answer to r waits for its activity entry:
+// mutating calls (except agent telemetry) and the token endpoint.
+func mustRecord(r *http.Request, rt Route) bool {
+	if rt.Pattern == wire.PathToken {
+		return true
+	}
+	return r.Method != http.MethodGet && r.Method != http.MethodHead && rt.Pattern != wire.PathReports
+}
+
+// unwritableError is the answer when the store cannot take the activity
+// entry of a request: 507 while it is full, else 503.
+func (a *API) unwritableError(cause error) *apiError {
+	if errors.Is(cause, store.ErrFull) {
+		ae := errStoreFull(cause)
+		ae.message = "the control plane's store has no space left to write, so this request (which must be recorded in the activity log) was refused. An operator must free disk space on the server (or its database)"
+		return ae
+	}
+	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeActivityLogUnavailable, cause: cause, retryAfter: 10 * time.Second,
+		message: "the activity log cannot be written right now, so this request (which must be recorded) was refused; try again later"}
+}
+
+// hasNUL reports a NUL character in the request's path or query, which no
+// name or filter may hold (PostgreSQL text cannot keep one).
+func hasNUL(r *http.Request) bool {
+	return strings.ContainsRune(r.URL.Path, 0) || strings.Contains(strings.ToLower(r.URL.RawQuery), "%00") ||
+		strings.ContainsRune(r.URL.RawQuery, 0)
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request, rt Route, ri *requestInfo) error {
@@ -180,7 +265,13 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt Route, ri *reques
 			return err
 		}
 		ri.caller = c
-		if c.Restriction != "" && !rt.AllowRestricted {
+		switch {
+		case c.Restriction == identity.RestrictPasswordChange:
+			if !rt.ForPasswordChange {
+				return &apiError{status: http.StatusForbidden, code: wire.CodePasswordChangeRequired,
+					message: "your password was set by an administrator and must be changed first: run \"corral user password\" (PUT " + wire.PathMyPassword + ")"}
+			}
+		case c.Restriction != "" && !rt.AllowRestricted:
 			return errForbidden("this token is restricted to machine onboarding and cannot call the API")
 		}
 		if !rt.CheckInHandler && rt.Action != authz.ActSelfRead && rt.Action != authz.ActSelfWrite {
@@ -252,18 +343,21 @@ func (a *API) authorizeAnywhere(ctx context.Context, c *Caller, action string) e
 	return errForbidden("%s %q does not have authorization to perform action %q over any scope", c.Type, c.Name, action)
 }
 
-// audit writes the activity entry for mutating and denied calls.
-func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
+// audit writes the activity entry for mutating and denied calls. Denials
+// of anonymous callers are aggregated per source address and minute (see
+// anonymousDenials); only the first of each minute is written at once. The
+// error is that of the write, for the fail-closed answer.
+func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) error {
 	denied := status == http.StatusUnauthorized || status == http.StatusForbidden
 	mutating := r.Method != http.MethodGet && r.Method != http.MethodHead
-	if rt.Pattern == "/agent/v1/reports" && !denied {
-		return // agent telemetry, not an operation
+	if rt.Pattern == wire.PathReports && !denied {
+		return nil // agent telemetry, not an operation
 	}
 	if !mutating && !denied && !ri.auditAlways {
-		return
+		return nil
 	}
 	if (rt.Pattern == wire.PathStream || rt.Pattern == wire.PathChannel) && !denied {
-		return
+		return nil
 	}
 	scope := ri.auditScope
 	if scope == "" && rt.Scope != nil {
@@ -277,21 +371,30 @@ func (a *API) audit(r *http.Request, rt Route, ri *requestInfo, status int) {
 		result = wire.ResultFailed
 	}
 	e := store.ActivityEntry{
-		Action: rt.Action, Scope: scope, Result: result, Status: status,
-		Message: ri.auditMessage, CorrelationID: ri.correlationID, SourceIP: ri.sourceIP,
-		Method: r.Method, Path: r.URL.Path, CallerID: "anonymous", Caller: "anonymous",
+		Action: rt.Action, Scope: printable(scope, 1024), Result: result, Status: status,
+		Message: printable(ri.auditMessage, 2048), CorrelationID: ri.correlationID, SourceIP: ri.sourceIP,
+		Method: r.Method, Path: printable(r.URL.Path, 1024), CallerID: "anonymous", Caller: "anonymous",
 	}
 	if c := ri.caller; c != nil {
 		e.CallerID, e.Caller, e.CallerType = c.ID, c.Name, c.Type
 	} else if claimed := claimedCaller(r); claimed != "" {
 		e.Caller = claimed
 	}
+	if ri.caller == nil && denied && !a.denials.admit(e, a.now()) {
+		return nil // counted in the source's summary entry
+	}
 	// The activity log is the audit trail: write it even if the client left.
 	ctx := context.WithoutCancel(r.Context())
-	if err := a.Activity.Record(ctx, e); err != nil {
+	err := a.Activity.Record(ctx, e)
+	if err != nil {
+		if errors.Is(err, store.ErrFull) {
+			a.StoreHealth.Failed(err)
+		}
 		a.Logger.ErrorContext(ctx, "activity log write failed", "action", rt.Action, "correlation_id", ri.correlationID, "err", err)
+		return err
 	}
 	a.Metrics.activityEntries.Inc()
+	return nil
 }
 
 // claimedCaller names who an unauthenticated request claimed to be (the
@@ -301,10 +404,10 @@ func claimedCaller(r *http.Request) string {
 		return ""
 	}
 	if id := r.PostForm.Get("client_id"); id != "" {
-		return "unverified:" + truncate(id, 64)
+		return "unverified:" + printable(truncate(id, 64), 256)
 	}
 	if u := r.PostForm.Get("username"); u != "" {
-		return "unverified:" + truncate(u, 64)
+		return "unverified:" + printable(truncate(u, 64), 256)
 	}
 	return ""
 }

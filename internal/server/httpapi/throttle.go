@@ -6,12 +6,13 @@ import (
 )
 
 // signInThrottle slows password and secret guessing: after maxFailures
-// failed sign-ins for one account (user name or client id) from one source
-// address within window, it
-// refuses further attempts for that account until the window has passed
-// since the last failure. A success clears the count. State is per replica
-// and in memory; it bounds guessing, it is not an audit record (the activity
-// log is).
+// failed sign-ins for one key within window, it refuses further attempts
+// for that key until the window has passed since the last failure. The API
+// keeps two: one keyed by the account a grant verifies (user name or client
+// id) and the source address — a success clears it — and one keyed by the
+// source address alone, across accounts, which a success does not clear.
+// State is per replica and in memory; it bounds guessing, it is not an
+// audit record (the activity log is).
 type signInThrottle struct {
 	mu          sync.Mutex
 	failures    map[string]*failureCount

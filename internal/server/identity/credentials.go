@@ -34,7 +34,7 @@ func (s *Service) fromAccessToken(ctx context.Context, tok string) (authn.Princi
 	if err != nil {
 		return authn.Principal{}, refusal.Unauthenticated("the bearer token is not valid")
 	}
-	p, err := s.principal(ctx, claims.Subject, claims.PrincipalType)
+	p, err := s.principal(ctx, claims.Subject, claims.PrincipalType, claims.IssuedAt)
 	if err != nil {
 		return p, err
 	}
@@ -53,11 +53,16 @@ func (s *Service) fromAPIToken(ctx context.Context, tok string) (authn.Principal
 	if !s.now().Before(t.ExpiresAt) {
 		return authn.Principal{}, refusal.Unauthenticated("the API token has expired").WithCode(wire.CodeExpiredToken)
 	}
-	return s.principal(ctx, t.PrincipalID, principalType(t.PrincipalID))
+	p, err := s.principal(ctx, t.PrincipalID, principalType(t.PrincipalID), time.Time{})
+	p.ViaAPIToken = true
+	return p, err
 }
 
-// principal loads a user or service principal and checks it may still sign in.
-func (s *Service) principal(ctx context.Context, id, typ string) (authn.Principal, error) {
+// principal loads a user or service principal and checks it may still sign
+// in with a credential issued at issuedAt (zero: an API token, which a
+// password change does not end): the user is enabled and its sessions did
+// not end after issuedAt, the service principal's secret has not expired.
+func (s *Service) principal(ctx context.Context, id, typ string, issuedAt time.Time) (authn.Principal, error) {
 	gone := refusal.Unauthenticated("the principal of this token no longer exists")
 	switch typ {
 	case wire.PrincipalUser:
@@ -71,6 +76,11 @@ func (s *Service) principal(ctx context.Context, id, typ string) (authn.Principa
 		if u.Disabled {
 			return authn.Principal{}, refusal.Unauthenticated("the user is disabled")
 		}
+		// Token times have whole seconds: a token issued in the second of
+		// the change still holds, one issued before it does not.
+		if !issuedAt.IsZero() && issuedAt.Before(u.SessionsValidAfter.Truncate(time.Second)) {
+			return authn.Principal{}, refusal.Unauthenticated("this session ended when the password was changed or the user disabled; sign in again").WithCode(wire.CodeExpiredToken)
+		}
 		return authn.Principal{ID: u.ID, Name: u.Name, Type: wire.PrincipalUser}, nil
 	case wire.PrincipalServicePrincipal:
 		sp, err := s.store.GetServicePrincipal(ctx, id)
@@ -79,6 +89,10 @@ func (s *Service) principal(ctx context.Context, id, typ string) (authn.Principa
 		}
 		if err != nil {
 			return authn.Principal{}, err
+		}
+		// A token never outlives the secret it was minted with.
+		if !s.now().Before(sp.ExpiresAt) {
+			return authn.Principal{}, refusal.Unauthenticated("the service principal's secret has expired, and with it every token it minted").WithCode(wire.CodeExpiredToken)
 		}
 		return authn.Principal{ID: sp.ClientID, Name: sp.DisplayName, Type: wire.PrincipalServicePrincipal}, nil
 	}
@@ -119,7 +133,13 @@ func (s *Service) PasswordGrant(ctx context.Context, name, password string) (wir
 		return wire.TokenResponse{}, authn.Principal{}, bad
 	}
 	p := authn.Principal{ID: u.ID, Name: u.Name, Type: wire.PrincipalUser}
-	tr, err := s.issue(p, s.settings.UserTokenTTL)
+	ttl := s.settings.UserTokenTTL
+	if u.MustChangePassword {
+		// The password was set by someone else: this session may only
+		// change it (see RestrictPasswordChange).
+		p.Restriction, ttl = RestrictPasswordChange, passwordChangeTTL
+	}
+	tr, err := s.issue(p, ttl)
 	return tr, p, err
 }
 
@@ -153,7 +173,7 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, clientID, secret s
 // limited by restriction, for ttl (the device-code grant: a token acting as
 // the approver). A principal that no longer exists is refused.
 func (s *Service) IssueAs(ctx context.Context, id, restriction string, ttl time.Duration) (wire.TokenResponse, authn.Principal, error) {
-	p, err := s.principal(ctx, id, principalType(id))
+	p, err := s.principal(ctx, id, principalType(id), time.Time{})
 	if err != nil {
 		return wire.TokenResponse{}, authn.Principal{}, err
 	}

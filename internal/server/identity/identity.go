@@ -39,6 +39,8 @@ type Store interface {
 	GetUserByName(ctx context.Context, name string) (store.User, error)
 	ListUsers(ctx context.Context) ([]store.User, error)
 	DeleteUser(ctx context.Context, id string) error
+	SetUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
+	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
 
 	CreateServicePrincipal(ctx context.Context, sp store.ServicePrincipal) error
 	GetServicePrincipal(ctx context.Context, clientID string) (store.ServicePrincipal, error)
@@ -64,8 +66,32 @@ const (
 	userIDPrefix           = "usr-"
 )
 
-// MinPasswordLength is the shortest password a user may have.
-const MinPasswordLength = 12
+// MinPasswordLength is the shortest password a user may have;
+// MaxPasswordLength the longest (argon2id hashes any length, but a
+// megabyte-long "password" is only a way to burn CPU).
+const (
+	MinPasswordLength = 12
+	MaxPasswordLength = 1024
+)
+
+// RestrictPasswordChange is the restriction of the access token a user
+// gets while MustChangePassword is set: it may read /api/v1/me and change
+// the password, nothing else.
+const RestrictPasswordChange = "password-change"
+
+// passwordChangeTTL is how long such a token lasts.
+const passwordChangeTTL = 15 * time.Minute
+
+// checkPassword explains what is wrong with a new password.
+func checkPassword(target, pw string) error {
+	if len(pw) < MinPasswordLength || len(pw) > MaxPasswordLength {
+		return refusal.Invalid(target, "the password must have %d to %d characters", MinPasswordLength, MaxPasswordLength)
+	}
+	if strings.ContainsRune(pw, 0) {
+		return refusal.Invalid(target, "the password must not contain a NUL character")
+	}
+	return nil
+}
 
 // Service implements the identity context.
 type Service struct {
@@ -115,7 +141,7 @@ func parseLifetime(target, v string, def, max time.Duration) (time.Duration, err
 // Users.
 
 func toWireUser(u store.User) wire.User {
-	return wire.User{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt, Disabled: u.Disabled}
+	return wire.User{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt, Disabled: u.Disabled, MustChangePassword: u.MustChangePassword}
 }
 
 // ListUsers lists every user by name.
@@ -131,19 +157,20 @@ func (s *Service) ListUsers(ctx context.Context) ([]wire.User, error) {
 	return out, nil
 }
 
-// CreateUser creates a user who signs in with password.
-func (s *Service) CreateUser(ctx context.Context, name, password string) (wire.User, error) {
+// CreateUser creates a user who signs in with password, to be changed at
+// first sign-in if mustChange.
+func (s *Service) CreateUser(ctx context.Context, name, password string, mustChange bool) (wire.User, error) {
 	if err := resource.CheckName("user", name); err != nil {
 		return wire.User{}, refusal.Invalid("name", "%v", err)
 	}
-	if len(password) < MinPasswordLength {
-		return wire.User{}, refusal.Invalid("password", "password must have at least %d characters", MinPasswordLength)
+	if err := checkPassword("password", password); err != nil {
+		return wire.User{}, err
 	}
 	hash, err := authn.HashPassword(password)
 	if err != nil {
 		return wire.User{}, err
 	}
-	u := store.User{ID: userIDPrefix + uuid.NewString(), Name: name, PasswordHash: hash, CreatedAt: s.now()}
+	u := store.User{ID: userIDPrefix + uuid.NewString(), Name: name, PasswordHash: hash, CreatedAt: s.now(), MustChangePassword: mustChange}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return wire.User{}, refusal.Conflict("user %q already exists", name)
@@ -166,6 +193,77 @@ func (s *Service) DeleteUser(ctx context.Context, name, callerID string) (wire.U
 	if err := s.store.DeleteUser(ctx, u.ID); err != nil {
 		return wire.User{}, notFoundAs(err, "user %q was not found", name)
 	}
+	return toWireUser(u), nil
+}
+
+// ChangeOwnPassword changes the password of the signed-in user p, who
+// proves it with the current one. Every session of the user ends (the
+// caller signs in again with the new password); API tokens stay.
+func (s *Service) ChangeOwnPassword(ctx context.Context, p authn.Principal, current, next string) error {
+	if p.Type != wire.PrincipalUser {
+		return refusal.Invalid("", "only users have passwords; a service principal gets a new secret by being re-created")
+	}
+	if err := checkPassword("newPassword", next); err != nil {
+		return err
+	}
+	if current == next {
+		return refusal.Invalid("newPassword", "the new password must differ from the current one")
+	}
+	u, err := s.store.GetUser(ctx, p.ID)
+	if err != nil {
+		return notFoundAs(err, "user %q was not found", p.Name)
+	}
+	ok, err := authn.VerifyPassword(u.PasswordHash, current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refusal.Invalid("currentPassword", "the current password is wrong").WithCode(wire.CodeInvalidGrant)
+	}
+	hash, err := authn.HashPassword(next)
+	if err != nil {
+		return err
+	}
+	return notFoundAs(s.store.SetUserPassword(ctx, u.ID, hash, false, s.now()), "user %q was not found", p.Name)
+}
+
+// SetPassword sets user name's password (an administrator's reset), to be
+// changed at the next sign-in if mustChange; every session of the user
+// ends.
+func (s *Service) SetPassword(ctx context.Context, name, password string, mustChange bool) (wire.User, error) {
+	if err := checkPassword("password", password); err != nil {
+		return wire.User{}, err
+	}
+	u, err := s.store.GetUserByName(ctx, name)
+	if err != nil {
+		return wire.User{}, notFoundAs(err, "user %q was not found", name)
+	}
+	hash, err := authn.HashPassword(password)
+	if err != nil {
+		return wire.User{}, err
+	}
+	if err := s.store.SetUserPassword(ctx, u.ID, hash, mustChange, s.now()); err != nil {
+		return wire.User{}, notFoundAs(err, "user %q was not found", name)
+	}
+	u.MustChangePassword = mustChange
+	return toWireUser(u), nil
+}
+
+// SetDisabled disables or enables user name. Disabling ends the user's
+// sessions and refuses its sign-ins and API tokens at once; callerID may
+// not disable itself.
+func (s *Service) SetDisabled(ctx context.Context, name string, disabled bool, callerID string) (wire.User, error) {
+	u, err := s.store.GetUserByName(ctx, name)
+	if err != nil {
+		return wire.User{}, notFoundAs(err, "user %q was not found", name)
+	}
+	if u.ID == callerID && disabled {
+		return wire.User{}, refusal.Invalid("disabled", "you cannot disable your own user")
+	}
+	if err := s.store.SetUserDisabled(ctx, u.ID, disabled, s.now()); err != nil {
+		return wire.User{}, notFoundAs(err, "user %q was not found", name)
+	}
+	u.Disabled = disabled
 	return toWireUser(u), nil
 }
 
@@ -196,6 +294,9 @@ func (s *Service) CreateServicePrincipal(ctx context.Context, in wire.ServicePri
 	name := strings.TrimSpace(in.DisplayName)
 	if name == "" || len(name) > 128 {
 		return wire.ServicePrincipalCreated{}, refusal.Invalid("displayName", "displayName is required (at most 128 characters)")
+	}
+	if err := wire.CheckText(name, 128); err != nil {
+		return wire.ServicePrincipalCreated{}, refusal.Invalid("displayName", "displayName %v", err)
 	}
 	life, err := parseLifetime("expiresIn", in.ExpiresIn, 365*24*time.Hour, 2*365*24*time.Hour)
 	if err != nil {
@@ -248,10 +349,16 @@ func (s *Service) ListTokens(ctx context.Context, principalID string) ([]wire.AP
 	return out, nil
 }
 
-// CreateToken creates an API token acting as principalID, expiring after
-// in.ExpiresIn (30 days by default, a year at most); the token is in the
-// result and nowhere else.
-func (s *Service) CreateToken(ctx context.Context, principalID string, in wire.APITokenCreate) (wire.APITokenCreated, error) {
+// CreateToken creates an API token acting as p, expiring after
+// in.ExpiresIn (30 days by default, a year at most) and never after the
+// secret of the service principal p (a token cannot outlive the credential
+// that minted it); the token is in the result and nowhere else. An API
+// token cannot mint another: p must have signed in with its password or
+// secret.
+func (s *Service) CreateToken(ctx context.Context, p authn.Principal, in wire.APITokenCreate) (wire.APITokenCreated, error) {
+	if p.ViaAPIToken {
+		return wire.APITokenCreated{}, errTokenMintsToken
+	}
 	if err := resource.CheckName("token", in.Name); err != nil {
 		return wire.APITokenCreated{}, refusal.Invalid("name", "%v", err)
 	}
@@ -259,16 +366,34 @@ func (s *Service) CreateToken(ctx context.Context, principalID string, in wire.A
 	if err != nil {
 		return wire.APITokenCreated{}, err
 	}
+	now := s.now()
+	expires := now.Add(life)
+	if p.Type == wire.PrincipalServicePrincipal {
+		sp, err := s.store.GetServicePrincipal(ctx, p.ID)
+		if err != nil {
+			return wire.APITokenCreated{}, notFoundAs(err, "service principal %q was not found", p.ID)
+		}
+		expires = minTime(expires, sp.ExpiresAt)
+	}
 	secret, err := authn.NewSecret(APITokenPrefix)
 	if err != nil {
 		return wire.APITokenCreated{}, err
 	}
-	now := s.now()
-	t := store.APIToken{ID: uuid.NewString(), Name: in.Name, PrincipalID: principalID, Hash: authn.HashSecret(secret), CreatedAt: now, ExpiresAt: now.Add(life)}
+	t := store.APIToken{ID: uuid.NewString(), Name: in.Name, PrincipalID: p.ID, Hash: authn.HashSecret(secret), CreatedAt: now, ExpiresAt: expires}
 	if err := s.store.CreateAPIToken(ctx, t); err != nil {
 		return wire.APITokenCreated{}, err
 	}
 	return wire.APITokenCreated{APIToken: toWireToken(t), Token: secret}, nil
+}
+
+// ErrTokenMintsToken refuses an API token that asks for another API token.
+var errTokenMintsToken = refusal.Invalid("", "an API token cannot create API tokens: sign in with a password or client secret to create one")
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // DeleteToken deletes one of principalID's API tokens.

@@ -42,14 +42,14 @@ func TestSignInAndAuthenticate(t *testing.T) {
 	clock := &testutil.Clock{}
 	svc, _ := newService(t, clock)
 	ctx := t.Context()
-	if _, err := svc.CreateUser(ctx, "alice", "short"); !errors.Is(err, refusal.ErrInvalid) {
+	if _, err := svc.CreateUser(ctx, "alice", "short", false); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("short password: %v", err)
 	}
-	alice, err := svc.CreateUser(ctx, "alice", "correct horse battery")
+	alice, err := svc.CreateUser(ctx, "alice", "correct horse battery", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateUser(ctx, "ALICE", "correct horse battery"); !errors.Is(err, refusal.ErrConflict) {
+	if _, err := svc.CreateUser(ctx, "ALICE", "correct horse battery", false); !errors.Is(err, refusal.ErrConflict) {
 		t.Errorf("duplicate: %v", err)
 	}
 	for _, tc := range []struct{ user, pw string }{{"alice", "wrong password!"}, {"nobody", "correct horse battery"}} {
@@ -67,7 +67,7 @@ func TestSignInAndAuthenticate(t *testing.T) {
 		t.Errorf("authenticate: %+v %v, want %+v", got, err, p)
 	}
 
-	pat, err := svc.CreateToken(ctx, alice.ID, wire.APITokenCreate{Name: "ci", ExpiresIn: "1h"})
+	pat, err := svc.CreateToken(ctx, authn.Principal{ID: alice.ID, Name: alice.Name, Type: wire.PrincipalUser}, wire.APITokenCreate{Name: "ci", ExpiresIn: "1h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +87,8 @@ func TestDeletedPrincipalsCannotSignIn(t *testing.T) {
 	t.Parallel()
 	svc, _ := newService(t, &testutil.Clock{})
 	ctx := t.Context()
-	admin, _ := svc.CreateUser(ctx, "admin", "correct horse battery")
-	bob, _ := svc.CreateUser(ctx, "bob", "correct horse battery")
+	admin, _ := svc.CreateUser(ctx, "admin", "correct horse battery", false)
+	bob, _ := svc.CreateUser(ctx, "bob", "correct horse battery", false)
 	tr, _, err := svc.PasswordGrant(ctx, "bob", "correct horse battery")
 	if err != nil {
 		t.Fatal(err)

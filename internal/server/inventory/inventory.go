@@ -50,7 +50,15 @@ type Service struct {
 	log    *slog.Logger
 	// supportWindow is how long after its release an agent version is supported.
 	supportWindow time.Duration
+	// outcomes records what agents report in the activity log (nil: not
+	// recorded).
+	outcomes capability.Outcomes
 }
+
+// LogOutcomes makes the context record agent observations that belong in
+// the activity log (a local configuration changed outside
+// corral-agent config) through o.
+func (s *Service) LogOutcomes(o capability.Outcomes) { s.outcomes = o }
 
 var (
 	_ capability.Registrant         = (*Service)(nil)
@@ -72,6 +80,7 @@ func (s *Service) Register(r *capability.Registry) {
 	r.AddReportHandler(wire.ReportProperties, capability.ReportHandlerFunc(s.handleProperties))
 	r.AddReportHandler(wire.ReportAgentConfig, capability.ReportHandlerFunc(s.handleAgentConfig))
 	r.AddReportHandler(wire.ReportApplied, capability.ReportHandlerFunc(s.handleApplied))
+	r.AddReportHandler(wire.ReportLocalConfigChanged, capability.ReportHandlerFunc(s.handleLocalConfigChanged))
 }
 
 // ContributeDesired writes the machine's resource id and tags.
@@ -120,10 +129,12 @@ func (s *Service) ToWireMachine(m store.Machine) wire.Machine {
 		AgentVersion: m.AgentVersion, CreatedAt: m.CreatedAt, CreatedBy: m.CreatedBy, CertificateNotAfter: m.CertNotAfter,
 	}
 	out.AgentSupported = AgentVersionSupported(m.AgentVersion, s.now(), s.supportWindow)
-	if len(m.Properties) > 0 {
+	// Documents over the limits (stored before the limits existed) are left
+	// out rather than sent to every reader of a list.
+	if len(m.Properties) > 0 && len(m.Properties) <= wire.MaxPropertiesBytes {
 		_ = json.Unmarshal(m.Properties, &out.Properties) // written by us from a validated report
 	}
-	if len(m.AgentConfig) > 0 {
+	if len(m.AgentConfig) > 0 && len(m.AgentConfig) <= wire.MaxAgentConfigBytes {
 		var c wire.AgentConfig
 		if json.Unmarshal(m.AgentConfig, &c) == nil {
 			out.AgentConfig = &c

@@ -61,18 +61,31 @@ func (s *Service) ListMachines(ctx context.Context, q MachineQuery) (store.PageO
 	} else if _, err := s.store.GetResourceGroup(ctx, f.Subscription, f.ResourceGroup); err != nil {
 		return store.PageOf[wire.Machine]{}, notFoundAs(err, "resource group %q was not found", f.ResourceGroup)
 	}
+	key := func(m store.Machine) string { return m.ResourceGroup + "/" + m.Name }
 	ms, after, err := store.FetchPage(q.Page, func(p store.Page) ([]store.Machine, error) {
 		f.Page = p
 		return s.store.ListMachines(ctx, f)
-	}, func(m store.Machine) string { return m.ResourceGroup + "/" + m.Name })
+	}, key)
 	if err != nil {
 		return store.PageOf[wire.Machine]{}, err
 	}
+	// However many machines a page asks for, it carries at most
+	// MaxPageBytes of reported documents and tags.
+	ms, after = store.TrimPage(ms, after, key, machineSize, store.MaxPageBytes)
 	out := store.PageOf[wire.Machine]{Items: make([]wire.Machine, 0, len(ms)), After: after}
 	for _, m := range ms {
 		out.Items = append(out.Items, s.ToWireMachine(m))
 	}
 	return out, nil
+}
+
+// machineSize estimates what a machine adds to a list answer.
+func machineSize(m store.Machine) int {
+	n := 1024 + len(m.Properties) + len(m.AgentConfig)
+	for k, v := range m.Tags {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
 
 // Machine resolves a machine reference.

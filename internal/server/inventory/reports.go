@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -15,11 +14,9 @@ import (
 // maxAgentVersionLen caps the agent version a report may set.
 const maxAgentVersionLen = 64
 
+// agentVersion is the report's agent version as stored: printable, capped.
 func agentVersion(r wire.Report) string {
-	if len(r.AgentVersion) > maxAgentVersionLen {
-		return r.AgentVersion[:maxAgentVersionLen]
-	}
-	return r.AgentVersion
+	return wire.CleanReported(r.AgentVersion, maxAgentVersionLen)
 }
 
 // handleProperties stores the inventory an agent reported.
@@ -28,12 +25,9 @@ func (s *Service) handleProperties(ctx context.Context, m store.Machine, r wire.
 	if err := capability.DecodeReport(r, &p); err != nil {
 		return err
 	}
-	if field, err := p.Check(); err != nil {
-		return refusal.Invalid("properties."+field, "%v", err)
-	}
-	props, err := json.Marshal(p)
+	props, err := wire.EncodeProperties(p)
 	if err != nil {
-		return err
+		return refusal.Invalid("properties."+wire.FieldOf(err), "%v", err)
 	}
 	return s.store.UpdateMachineReport(ctx, m.ID, store.MachineReport{AgentVersion: agentVersion(r), Properties: props,
 		Environment: p.Environment, OSName: strings.ToLower(p.OSName), At: at})
@@ -45,9 +39,9 @@ func (s *Service) handleAgentConfig(ctx context.Context, m store.Machine, r wire
 	if err := capability.DecodeReport(r, &c); err != nil {
 		return err
 	}
-	cfg, err := json.Marshal(c)
+	cfg, err := wire.EncodeAgentConfig(c)
 	if err != nil {
-		return err
+		return refusal.Invalid("agentConfig."+wire.FieldOf(err), "%v", err)
 	}
 	return s.store.UpdateMachineReport(ctx, m.ID, store.MachineReport{AgentVersion: agentVersion(r), AgentConfig: cfg, At: at})
 }
@@ -62,4 +56,28 @@ func (s *Service) handleApplied(ctx context.Context, m store.Machine, r wire.Rep
 		return refusal.Invalid("reports.body", "applied report with a negative generation")
 	}
 	return s.store.UpdateMachineReport(ctx, m.ID, store.MachineReport{AgentVersion: agentVersion(r), AppliedGeneration: ap.Generation, At: at})
+}
+
+// ActLocalConfigChanged names the activity entry of a local configuration
+// changed outside corral-agent config.
+const ActLocalConfigChanged = "Corral.HybridCompute/machines/localConfiguration/changedOutsideAgent/action"
+
+// handleLocalConfigChanged records, in the machine's name, that its agent
+// found the local configuration changed outside `corral-agent config` (by
+// hand, a script, or a command run as root — possibly from this control
+// plane). The configuration itself arrives as an agentConfig report.
+func (s *Service) handleLocalConfigChanged(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
+	var c wire.LocalConfigChanged
+	if err := capability.DecodeReport(r, &c); err != nil {
+		return err
+	}
+	if s.outcomes == nil {
+		return nil
+	}
+	msg := "the agent found its local configuration changed outside corral-agent config: " + wire.CleanReported(c.Detail, 512) +
+		". Full mode lets whoever may run commands on this machine rewrite it; see docs/security.md"
+	return s.outcomes.RecordOutcome(ctx, capability.Outcome{
+		Origin: capability.Origin{CallerID: m.ID, Caller: m.Name, CallerType: wire.PrincipalMachine},
+		Action: ActLocalConfigChanged, Scope: m.ResourceID().String(), Result: wire.ResultFailed, Message: msg, At: at,
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/authn"
@@ -19,6 +20,10 @@ type DeviceCodeRequest struct {
 	SourceIP                                 string
 	// VerificationURI is where the operator approves the code.
 	VerificationURI string
+	// MaxPending refuses a new code while this many wait for approval (0:
+	// no limit): anonymous callers cannot fill the approval list or the
+	// store.
+	MaxPending int
 }
 
 // RequestDeviceCode starts a device-code onboarding (RFC 8628 §3.2): the
@@ -34,6 +39,16 @@ func (s *Service) RequestDeviceCode(ctx context.Context, req DeviceCodeRequest) 
 	if req.MachineName != "" {
 		if err := checkName("machine", "machine_name", req.MachineName); err != nil {
 			return wire.DeviceCodeResponse{}, err
+		}
+	}
+	if req.MaxPending > 0 {
+		n, err := s.store.CountPendingDeviceCodes(ctx, s.now())
+		if err != nil {
+			return wire.DeviceCodeResponse{}, err
+		}
+		if n >= req.MaxPending {
+			return wire.DeviceCodeResponse{}, refusal.TooMany(time.Minute,
+				"%d device codes are already waiting for approval; approve or deny them, or wait for them to expire", n).WithCode("slow_down")
 		}
 	}
 	deviceCode, err := authn.NewSecret("crl_dc_")

@@ -19,7 +19,6 @@ package onboarding
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/big"
@@ -46,6 +45,8 @@ type Store interface {
 	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (store.DeviceCode, error)
 	GetDeviceCodeByHash(ctx context.Context, hash string) (store.DeviceCode, error)
 	ListPendingDeviceCodes(ctx context.Context, now time.Time) ([]store.DeviceCode, error)
+	CountPendingDeviceCodes(ctx context.Context, now time.Time) (int, error)
+	CountMachinesCreatedBy(ctx context.Context, principalID string, since time.Time) (int, error)
 	ApproveDeviceCode(ctx context.Context, userCode, approvedBy string, at time.Time) error
 	ConsumeDeviceCode(ctx context.Context, hash string) error
 }
@@ -67,6 +68,13 @@ type Settings struct {
 	CertValidity      time.Duration // machine client certificates
 	HeartbeatInterval time.Duration // told to the agent at connect
 	DeviceCodeTTL     time.Duration
+	// MachinesPerPrincipal is the most machines one principal may have
+	// onboarded (that still exist); 0: no limit.
+	MachinesPerPrincipal int
+	// OnboardingsPerMinute is the most machines one principal may onboard
+	// in a minute; 0: no limit. Both are counted in the store, so they hold
+	// across replicas.
+	OnboardingsPerMinute int
 }
 
 // deviceTokenTTL is how long a device-code token may be used to onboard.
@@ -121,9 +129,10 @@ func notFoundAs(err error, format string, args ...any) error {
 }
 
 // Connect onboards a machine: it checks the request, calls authorize with
-// the resource group's scope, signs the CSR and creates the machine
-// (replacing an Expired machine of the same name). by names the caller.
-func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by string, authorize authz.ScopeCheck) (wire.ConnectResponse, error) {
+// the resource group's scope, checks the caller's quota and rate, signs the
+// CSR and creates the machine (replacing an Expired machine of the same
+// name). by is the caller.
+func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by authn.Principal, authorize authz.ScopeCheck) (wire.ConnectResponse, error) {
 	if req.ProtocolVersion < 1 || req.ProtocolVersion > wire.ProtocolVersion {
 		return wire.ConnectResponse{}, refusal.Invalid("protocolVersion", "protocol version %d is not supported by this server (it speaks 1..%d)",
 			req.ProtocolVersion, wire.ProtocolVersion).WithCode(wire.CodeUnsupportedProtocol)
@@ -141,18 +150,19 @@ func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by strin
 	if err := authorize(resource.ResourceGroup(req.SubscriptionID, req.ResourceGroup)); err != nil {
 		return wire.ConnectResponse{}, err
 	}
-	if _, err := s.store.GetResourceGroup(ctx, req.SubscriptionID, req.ResourceGroup); err != nil {
+	group, err := s.store.GetResourceGroup(ctx, req.SubscriptionID, req.ResourceGroup)
+	if err != nil {
 		return wire.ConnectResponse{}, notFoundAs(err, "resource group %q was not found in subscription %q", req.ResourceGroup, req.SubscriptionID)
 	}
-	if field, err := req.Properties.Check(); err != nil {
-		return wire.ConnectResponse{}, refusal.Invalid("properties."+field, "%v", err)
-	}
-	props, err := json.Marshal(req.Properties)
+	props, err := wire.EncodeProperties(req.Properties)
 	if err != nil {
-		return wire.ConnectResponse{}, err
+		return wire.ConnectResponse{}, refusal.Invalid("properties."+wire.FieldOf(err), "%v", err)
 	}
-	cfg, err := json.Marshal(req.AgentConfig)
+	cfg, err := wire.EncodeAgentConfig(req.AgentConfig)
 	if err != nil {
+		return wire.ConnectResponse{}, refusal.Invalid("agentConfig."+wire.FieldOf(err), "%v", err)
+	}
+	if err := s.checkQuota(ctx, by); err != nil {
 		return wire.ConnectResponse{}, err
 	}
 	if len(req.SealingKey) != 0 && len(req.SealingKey) != 32 {
@@ -164,16 +174,14 @@ func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by strin
 	if err != nil {
 		return wire.ConnectResponse{}, refusal.Invalid("csr", "the certificate request is not valid: %v", err)
 	}
-	agentVersion := req.AgentVersion
-	if len(agentVersion) > maxAgentVersionLen {
-		agentVersion = agentVersion[:maxAgentVersionLen]
-	}
 	m := store.Machine{
-		ID: id, Subscription: req.SubscriptionID, ResourceGroup: req.ResourceGroup, Name: req.Name, Tags: req.Tags,
-		Status: wire.StatusConnected, LastHeartbeat: now, AgentVersion: agentVersion,
+		// The stored casing of the parents: the resource id the agent keeps
+		// is the one every API answer uses.
+		ID: id, Subscription: group.Subscription, ResourceGroup: group.Name, Name: req.Name, Tags: req.Tags,
+		Status: wire.StatusConnected, LastHeartbeat: now, AgentVersion: wire.CleanReported(req.AgentVersion, maxAgentVersionLen),
 		Environment: req.Properties.Environment, OSName: strings.ToLower(req.Properties.OSName), Properties: props, AgentConfig: cfg,
 		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, SealingKey: req.SealingKey,
-		CreatedAt: now, CreatedBy: by, UpdatedAt: now,
+		CreatedAt: now, CreatedBy: by.Name, CreatedByID: by.ID, UpdatedAt: now,
 	}
 	if err := s.store.CreateMachine(ctx, m, true); err != nil {
 		switch {
@@ -189,6 +197,31 @@ func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by strin
 		ResourceID: m.ResourceID().String(), MachineID: id, Certificate: string(certPEM),
 		CACert: string(s.ca.CertPEM()), HeartbeatInterval: wire.Duration(s.settings.HeartbeatInterval),
 	}, nil
+}
+
+// checkQuota refuses an onboarding over the caller's machine quota or rate.
+func (s *Service) checkQuota(ctx context.Context, by authn.Principal) error {
+	if q := s.settings.MachinesPerPrincipal; q > 0 {
+		n, err := s.store.CountMachinesCreatedBy(ctx, by.ID, time.Time{})
+		if err != nil {
+			return err
+		}
+		if n >= q {
+			return refusal.Conflict("%s %q has onboarded %d machines, its quota; delete machines or ask an operator to raise --machines-per-principal",
+				by.Type, by.Name, n).WithCode(wire.CodeQuotaExceeded)
+		}
+	}
+	if r := s.settings.OnboardingsPerMinute; r > 0 {
+		n, err := s.store.CountMachinesCreatedBy(ctx, by.ID, s.now().Add(-time.Minute))
+		if err != nil {
+			return err
+		}
+		if n >= r {
+			return refusal.TooMany(time.Minute, "%s %q onboarded %d machines in the last minute, its rate; try again in a minute",
+				by.Type, by.Name, n)
+		}
+	}
+	return nil
 }
 
 // Renew signs a new client certificate for the machine; from now on only

@@ -41,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ids := identity.New(st, authn.NewTokenIssuer(key, "corral"), clock.Now, log, identity.Settings{ServiceTokenTTL: time.Hour, UserTokenTTL: time.Hour})
 	svc := onboarding.New(st, ca, ids, clock.Now, log, onboarding.Settings{CertValidity: 24 * time.Hour, HeartbeatInterval: time.Minute, DeviceCodeTTL: 15 * time.Minute})
-	u, err := ids.CreateUser(t.Context(), "operator", "correct horse battery")
+	u, err := ids.CreateUser(t.Context(), "operator", "correct horse battery", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestConnect(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	var asked []string
-	resp, err := e.svc.Connect(ctx, connectRequest(t, "vm1"), "operator", func(scope resource.ID) error {
+	resp, err := e.svc.Connect(ctx, connectRequest(t, "vm1"), operator, func(scope resource.ID) error {
 		asked = append(asked, scope.String())
 		return nil
 	})
@@ -86,7 +86,7 @@ func TestConnect(t *testing.T) {
 	if m2, _ := e.st.GetMachineByID(ctx, m.ID); m2.CertSerial == m.CertSerial {
 		t.Error("renewal kept the old serial")
 	}
-	if _, err := e.svc.Connect(ctx, connectRequest(t, "VM1"), "operator", allow); !errors.Is(err, refusal.ErrConflict) {
+	if _, err := e.svc.Connect(ctx, connectRequest(t, "VM1"), operator, allow); !errors.Is(err, refusal.ErrConflict) {
 		t.Errorf("second machine of the same name: %v", err)
 	}
 }
@@ -117,7 +117,7 @@ func TestConnectRefusalsCreateNothing(t *testing.T) {
 	} {
 		req := connectRequest(t, "vm-"+tc.name[:3])
 		tc.edit(&req)
-		_, err := e.svc.Connect(ctx, req, "operator", tc.authorize)
+		_, err := e.svc.Connect(ctx, req, operator, tc.authorize)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
@@ -189,3 +189,6 @@ func TestDeviceCodeFlow(t *testing.T) {
 		t.Errorf("redeeming an expired code: %v", err)
 	}
 }
+
+// operator is who onboards in these tests.
+var operator = authn.Principal{ID: "usr-operator", Name: "operator", Type: wire.PrincipalUser}

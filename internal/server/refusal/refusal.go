@@ -15,6 +15,7 @@ package refusal
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kinds of refusal.
@@ -23,6 +24,9 @@ var (
 	ErrNotFound        = errors.New("not found")
 	ErrConflict        = errors.New("conflict")
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrTooMany refuses a request over a rate or quota of its caller for
+	// now; RetryAfter says when to try again (429).
+	ErrTooMany = errors.New("too many requests")
 )
 
 // Error is a refusal with a caller-safe message.
@@ -33,6 +37,8 @@ type Error struct {
 	// Code is the wire error code when the kind's default does not say
 	// enough (wire.CodeUnsupportedProtocol, wire.CodeInvalidGrant, ...).
 	Code string
+	// RetryAfter is when an ErrTooMany refusal may be retried (0: unknown).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -64,6 +70,12 @@ func Conflict(format string, args ...any) *Error {
 // Unauthenticated refuses credentials: unknown, wrong or expired.
 func Unauthenticated(format string, args ...any) *Error {
 	return &Error{Kind: ErrUnauthenticated, Message: fmt.Sprintf(format, args...)}
+}
+
+// TooMany refuses a request over its caller's rate for now; it may be
+// retried after retryAfter.
+func TooMany(retryAfter time.Duration, format string, args ...any) *Error {
+	return &Error{Kind: ErrTooMany, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
 }
 
 // As returns the refusal in err's chain, if any.

@@ -34,6 +34,16 @@ const Channel = "corral_push"
 // sweeperLockKey is the advisory lock id of the status sweeper.
 const sweeperLockKey = 0x636f7272616c01 // "corral" + 1
 
+// retentionLockKey is the advisory lock id of the retention job (device
+// code and activity purges).
+const retentionLockKey = 0x636f7272616c02 // "corral" + 2
+
+// RetentionLock takes the retention job's advisory lock if no other
+// replica holds it (see SweeperLock).
+func (b *PGBus) RetentionLock(ctx context.Context) (release func(), ok bool) {
+	return b.tryLock(ctx, retentionLockKey)
+}
+
 // senderConns bounds the connections PGBus opens for NOTIFY and the
 // sweeper lock (the listener has one more of its own).
 const senderConns = 4
@@ -160,13 +170,17 @@ func (b *PGBus) deliver(ctx context.Context, payload string) {
 // it. The lock lives on one pooled connection's session, kept out of the
 // pool until release unlocks it.
 func (b *PGBus) SweeperLock(ctx context.Context) (release func(), ok bool) {
+	return b.tryLock(ctx, sweeperLockKey)
+}
+
+func (b *PGBus) tryLock(ctx context.Context, key int64) (release func(), ok bool) {
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		b.log.ErrorContext(ctx, "sweeper lock failed", "err", err)
 		return nil, false
 	}
 	var got bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", sweeperLockKey).Scan(&got); err != nil || !got {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil || !got {
 		if err != nil {
 			b.log.ErrorContext(ctx, "sweeper lock failed", "err", err)
 		}
@@ -176,7 +190,7 @@ func (b *PGBus) SweeperLock(ctx context.Context) (release func(), ok bool) {
 	return func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 		defer cancel()
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", sweeperLockKey); err != nil {
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
 			if !errors.Is(err, context.Canceled) {
 				b.log.ErrorContext(ctx, "sweeper unlock failed", "err", err)
 			}

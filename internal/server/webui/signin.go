@@ -23,6 +23,8 @@ func (h *Handler) signInPage(w http.ResponseWriter, r *http.Request) {
 		p.Notice = "Your session has expired or is no longer valid. Sign in again."
 	case "signedout":
 		p.Notice = "You have signed out."
+	case "passwordchanged":
+		p.Notice = "Your password was changed and your sessions ended. Sign in with the new password."
 	}
 	p.CSRF = h.signInNonce(w, r)
 	h.render(w, r, http.StatusOK, "signin", p)

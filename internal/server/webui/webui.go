@@ -65,6 +65,8 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /ui/devicecodes/approve", h.authedPost(h.approveDeviceCode))
 	h.mux.Handle("GET /ui/security", h.authed(h.security))
 	h.mux.Handle("POST /ui/security/alerts/{id}/acknowledge", h.authedPost(h.acknowledgeAlert))
+	h.mux.Handle("GET /ui/password", h.authed(h.passwordPage))
+	h.mux.Handle("POST /ui/password", h.authedPost(h.changePassword))
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }
@@ -161,6 +163,11 @@ func (h *Handler) authed(fn func(*uiRequest)) http.Handler {
 			return
 		}
 		u.me = me
+		if me.PasswordChangeRequired && r.URL.Path != "/ui/password" {
+			// This session may only change the password.
+			http.Redirect(w, r, "/ui/password", http.StatusSeeOther)
+			return
+		}
 		fn(u)
 	})
 }

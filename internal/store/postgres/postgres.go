@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,8 @@ var migrations embed.FS
 const (
 	uniqueViolation     = "23505"
 	foreignKeyViolation = "23503"
+	diskFull            = "53100"
+	dataExceptionClass  = "22"
 )
 
 // Dialect is PostgreSQL's side of the shared queries.
@@ -44,6 +47,10 @@ var Dialect = sqlstore.Dialect{
 	},
 	IsUniqueViolation:     func(err error) bool { return sqlState(err) == uniqueViolation },
 	IsForeignKeyViolation: func(err error) bool { return sqlState(err) == foreignKeyViolation },
+	IsStorageFull:         func(err error) bool { return sqlState(err) == diskFull },
+	// Class 22, e.g. 22021 for a NUL byte in text, 22P05 for \u0000 in
+	// jsonb: the same value fails the same way every time.
+	IsDataError: func(err error) bool { return strings.HasPrefix(sqlState(err), dataExceptionClass) },
 }
 
 func sqlState(err error) string {

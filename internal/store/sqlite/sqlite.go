@@ -16,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -50,6 +52,12 @@ var Dialect = sqlstore.Dialect{
 		code, ok := errorCode(err)
 		return ok && code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 	},
+	// SQLITE_FULL, or an I/O error whose cause is a full disk (the primary
+	// code is the low byte of an extended code).
+	IsStorageFull: func(err error) bool {
+		code, ok := errorCode(err)
+		return ok && code&0xff == sqlite3.SQLITE_FULL || errors.Is(err, syscall.ENOSPC)
+	},
 }
 
 func errorCode(err error) (int, bool) {
@@ -66,6 +74,12 @@ func errorCode(err error) (int, bool) {
 func Open(ctx context.Context, path string) (store.Store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open sqlite %q: want a plain file path (no URI, query or in-memory database)", path)
+	}
+	// The store holds password hashes, sealed settings and the activity
+	// log: owner-only, and SQLite gives its -wal and -shm files the mode of
+	// the database file. A file made by an older version is tightened too.
+	if err := privateFile(path); err != nil {
+		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)", busyTimeoutMillis)
 
@@ -97,6 +111,24 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
 	return sqlstore.New(Dialect, read, write), nil
+}
+
+// privateFile creates path with mode 0600 if it is missing and makes an
+// existing file (and its -wal and -shm companions) 0600.
+func privateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrate brings the schema up to date.

@@ -14,9 +14,7 @@ import (
 
 func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.RoleAssignment) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)`,
-			u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt))
-		if err != nil {
+		if err := s.insertUser(ctx, tx, u); err != nil {
 			return err
 		}
 		for _, a := range grants {
@@ -32,15 +30,21 @@ func (s *Store) CreateUser(ctx context.Context, u store.User, grants ...store.Ro
 	return nil
 }
 
-const userCols = `id, name, password_hash, disabled, created_at`
+func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u store.User) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Name, u.PasswordHash, u.Disabled, micros(u.CreatedAt), u.MustChangePassword, micros(u.SessionsValidAfter))
+	return err
+}
+
+const userCols = `id, name, password_hash, disabled, created_at, must_change_password, sessions_valid_after`
 
 func scanUser(r scanner) (store.User, error) {
 	var u store.User
-	var created int64
-	if err := r.Scan(&u.ID, &u.Name, &u.PasswordHash, &u.Disabled, &created); err != nil {
+	var created, validAfter int64
+	if err := r.Scan(&u.ID, &u.Name, &u.PasswordHash, &u.Disabled, &created, &u.MustChangePassword, &validAfter); err != nil {
 		return u, err
 	}
-	u.CreatedAt = fromMicros(created)
+	u.CreatedAt, u.SessionsValidAfter = fromMicros(created), fromMicros(validAfter)
 	return u, nil
 }
 
@@ -70,9 +74,24 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 	return us, nil
 }
 
-func (s *Store) UpdateUserPassword(ctx context.Context, id, hash string) error {
-	if err := affected1(s.exec(ctx, s.write, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, id)); err != nil {
-		return fmt.Errorf("update user %s password: %w", id, err)
+func (s *Store) SetUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error {
+	err := affected1(s.exec(ctx, s.write, `UPDATE users SET password_hash = ?, must_change_password = ?, sessions_valid_after = ?
+		WHERE id = ?`, hash, mustChange, micros(at), id))
+	if err != nil {
+		return fmt.Errorf("set user %s password: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error {
+	query := `UPDATE users SET disabled = ? WHERE id = ?`
+	args := []any{disabled, id}
+	if disabled {
+		query = `UPDATE users SET disabled = ?, sessions_valid_after = ? WHERE id = ?`
+		args = []any{disabled, micros(at), id}
+	}
+	if err := affected1(s.exec(ctx, s.write, query, args...)); err != nil {
+		return fmt.Errorf("set user %s disabled=%t: %w", id, disabled, err)
 	}
 	return nil
 }
@@ -271,6 +290,24 @@ func (s *Store) ApproveDeviceCode(ctx context.Context, userCode, approvedBy stri
 		return fmt.Errorf("approve device code %s: %w", userCode, err)
 	}
 	return nil
+}
+
+func (s *Store) CountPendingDeviceCodes(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, s.q(`SELECT count(*) FROM device_codes
+		WHERE approved_by = '' AND consumed = FALSE AND expires_at > ?`), micros(now)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count pending device codes: %w", s.mapErr(err))
+	}
+	return n, nil
+}
+
+func (s *Store) DeleteExpiredDeviceCodes(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.exec(ctx, s.write, `DELETE FROM device_codes WHERE expires_at < ?`, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired device codes: %w", err)
+	}
+	return int(n), nil
 }
 
 // ConsumeDeviceCode returns ErrNotFound for an unknown code and ErrConflict

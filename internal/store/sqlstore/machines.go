@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
 const machineCols = `id, subscription, resource_group, name, tags, status, last_heartbeat, agent_version,
 	environment, os_name, properties, agent_config, cert_serial, cert_not_after, generation,
-	applied_generation, sealing_key, created_at, created_by, updated_at`
+	applied_generation, sealing_key, created_at, created_by, updated_at, created_by_id`
 
 func scanMachine(r scanner) (store.Machine, error) {
 	var m store.Machine
@@ -23,7 +24,7 @@ func scanMachine(r scanner) (store.Machine, error) {
 	var hb, notAfter, created, updated int64
 	err := r.Scan(&m.ID, &m.Subscription, &m.ResourceGroup, &m.Name, &tags, &m.Status, &hb, &m.AgentVersion,
 		&m.Environment, &m.OSName, &m.Properties, &m.AgentConfig, &m.CertSerial, &notAfter, &m.Generation,
-		&m.AppliedGeneration, &m.SealingKey, &created, &m.CreatedBy, &updated)
+		&m.AppliedGeneration, &m.SealingKey, &created, &m.CreatedBy, &updated, &m.CreatedByID)
 	if err != nil {
 		return m, err
 	}
@@ -61,10 +62,10 @@ func (s *Store) CreateMachine(ctx context.Context, m store.Machine, replaceExpir
 			}
 		}
 		_, err = s.exec(ctx, tx, `INSERT INTO machines (`+machineCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, sub, rg, m.Name, tags, m.Status, micros(m.LastHeartbeat), m.AgentVersion,
 			m.Environment, m.OSName, m.Properties, m.AgentConfig, m.CertSerial, micros(m.CertNotAfter), m.Generation,
-			m.AppliedGeneration, nilIfEmpty(m.SealingKey), micros(m.CreatedAt), m.CreatedBy, micros(m.UpdatedAt))
+			m.AppliedGeneration, nilIfEmpty(m.SealingKey), micros(m.CreatedAt), m.CreatedBy, micros(m.UpdatedAt), m.CreatedByID)
 		return err
 	})
 	if err != nil {
@@ -354,9 +355,44 @@ func (s *Store) MarkStale(ctx context.Context, disconnectedBefore, expiredBefore
 	return changed, nil
 }
 
+// DeleteMachine deletes the machine and the role assignments at its scope
+// and below (its extensions and runs go by cascade), in one transaction.
 func (s *Store) DeleteMachine(ctx context.Context, id string) error {
-	if err := affected1(s.exec(ctx, s.write, `DELETE FROM machines WHERE id = ?`, id)); err != nil {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var sub, rg, name string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT subscription, resource_group, name FROM machines WHERE id = ?`), id).Scan(&sub, &rg, &name)
+		if err != nil {
+			return s.mapErr(err)
+		}
+		if err := affected1(s.exec(ctx, tx, `DELETE FROM machines WHERE id = ?`, id)); err != nil {
+			return err
+		}
+		return s.deleteAssignmentsBelow(ctx, tx, resource.Machine(sub, rg, name).String())
+	})
+	if err != nil {
 		return fmt.Errorf("delete machine %s: %w", id, err)
 	}
 	return nil
+}
+
+// deleteAssignmentsBelow removes the role assignments at scope and below it
+// (whole path segments, case-insensitively): a resource re-created under
+// the same name must not inherit the grants of the one deleted.
+func (s *Store) deleteAssignmentsBelow(ctx context.Context, tx *sql.Tx, scope string) error {
+	cond, args := scopeCond("scope", scope)
+	if cond == "" {
+		return errors.New("refusing to delete the role assignments of the root scope")
+	}
+	_, err := s.exec(ctx, tx, `DELETE FROM role_assignments WHERE `+cond, args...)
+	return err
+}
+
+func (s *Store) CountMachinesCreatedBy(ctx context.Context, principalID string, since time.Time) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, s.q(`SELECT count(*) FROM machines WHERE created_by_id = ? AND created_at >= ?`),
+		principalID, micros(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count machines created by %s: %w", principalID, s.mapErr(err))
+	}
+	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -145,7 +146,10 @@ func (s *Store) DeleteResourceGroup(ctx context.Context, sub, name string) error
 		if err != nil {
 			return s.mapErr(err)
 		}
-		return affected1(n.RowsAffected())
+		if err := affected1(n.RowsAffected()); err != nil {
+			return err
+		}
+		return s.deleteAssignmentsBelow(ctx, tx, resource.ResourceGroup(sub, name).String())
 	})
 	if err != nil {
 		return fmt.Errorf("delete resource group %q: %w", name, err)

@@ -13,7 +13,7 @@ import (
 )
 
 const runCommandCols = `id, machine_id, name, script, command, parameters, run_as_user, timeout_ms, state, exit_code, stdout, stderr,
-	message, created_at, created_by, started_at, finished_at, updated_at, origin`
+	message, created_at, created_by, started_at, finished_at, updated_at, origin, protected_parameters`
 
 func scanRunCommand(r scanner) (store.RunCommand, error) {
 	var rc store.RunCommand
@@ -21,7 +21,7 @@ func scanRunCommand(r scanner) (store.RunCommand, error) {
 	var timeoutMS, created, started, finished, updated int64
 	var exit sql.NullInt64
 	err := r.Scan(&rc.ID, &rc.MachineID, &rc.Name, &rc.Script, &rc.Command, &params, &rc.RunAsUser, &timeoutMS, &rc.State, &exit,
-		&rc.Stdout, &rc.Stderr, &rc.Message, &created, &rc.CreatedBy, &started, &finished, &updated, &rc.Origin)
+		&rc.Stdout, &rc.Stderr, &rc.Message, &created, &rc.CreatedBy, &started, &finished, &updated, &rc.Origin, &rc.ProtectedParameters)
 	if err != nil {
 		return rc, err
 	}
@@ -61,10 +61,10 @@ func (s *Store) CreateRunCommand(ctx context.Context, rc store.RunCommand) (int6
 			return err
 		}
 		_, err = s.exec(ctx, tx, `INSERT INTO run_commands (`+runCommandCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			rc.ID, rc.MachineID, rc.Name, rc.Script, rc.Command, params, rc.RunAsUser, rc.Timeout.Milliseconds(), rc.State,
 			exitCodeArg(rc.ExitCode), rc.Stdout, rc.Stderr, rc.Message, micros(rc.CreatedAt), rc.CreatedBy, micros(rc.StartedAt),
-			micros(rc.FinishedAt), micros(rc.UpdatedAt), nilIfEmpty(rc.Origin))
+			micros(rc.FinishedAt), micros(rc.UpdatedAt), nilIfEmpty(rc.Origin), nilIfEmpty(rc.ProtectedParameters))
 		return err
 	})
 	if err != nil {

@@ -45,6 +45,11 @@ type Dialect struct {
 	IsUniqueViolation func(error) bool
 	// IsForeignKeyViolation reports a foreign-key constraint error.
 	IsForeignKeyViolation func(error) bool
+	// IsStorageFull reports that the engine has no space left to write.
+	IsStorageFull func(error) bool
+	// IsDataError reports a value the engine refuses to store as given
+	// (PostgreSQL's class 22, data exceptions); nil: never.
+	IsDataError func(error) bool
 }
 
 // Store implements store.Store. Reads go to the read pool, every write (and
@@ -127,11 +132,11 @@ type querier interface {
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return fmt.Errorf("begin transaction: %w", s.mapErr(err))
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return s.mapErr(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", s.mapErr(err))
@@ -154,18 +159,27 @@ func (s *Store) exec(ctx context.Context, db querier, query string, args ...any)
 
 // mapErr turns driver errors into the store's sentinels, keeping the
 // original in the chain: sql.ErrNoRows is ErrNotFound, a unique violation is
-// ErrConflict, a foreign-key violation (a missing parent) is ErrNotFound.
-// Callers that know better (a delete blocked by children) check first.
+// ErrConflict, a foreign-key violation (a missing parent) is ErrNotFound, a
+// full disk ErrFull and a value the engine cannot keep ErrInvalidData.
+// Callers that know better (a delete blocked by children) check first. An
+// error already carrying a sentinel is returned as is.
 func (s *Store) mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotEmpty),
+		errors.Is(err, store.ErrFull), errors.Is(err, store.ErrInvalidData):
+		return err
 	case errors.Is(err, sql.ErrNoRows):
 		return store.ErrNotFound
 	case s.d.IsUniqueViolation(err):
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case s.d.IsForeignKeyViolation(err):
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case s.d.IsStorageFull != nil && s.d.IsStorageFull(err):
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	case s.d.IsDataError != nil && s.d.IsDataError(err):
+		return fmt.Errorf("%w: %w", store.ErrInvalidData, err)
 	}
 	return err
 }
@@ -181,18 +195,15 @@ func affected1(n int64, err error) error {
 	return nil
 }
 
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
-
-// limit applies the Page defaults.
+// limit applies the Page defaults: store.DefaultPageSize for none, at most
+// store.MaxStoreLimit (a full API page and the one more item that tells
+// whether another follows).
 func limit(p store.Page) int {
 	switch {
 	case p.Limit <= 0:
-		return defaultLimit
-	case p.Limit > maxLimit:
-		return maxLimit
+		return store.DefaultPageSize
+	case p.Limit > store.MaxStoreLimit:
+		return store.MaxStoreLimit
 	}
 	return p.Limit
 }

@@ -110,7 +110,7 @@ func testActivityPages(t *testing.T, s store.Store) {
 	}
 	ok(t, s.AppendActivity(t.Context(), es...), "append 1001 entries in one call")
 
-	for _, tc := range []struct{ limit, want int }{{0, 100}, {-1, 100}, {3, 3}, {1000, 1000}, {1001, 1000}, {99999, 1000}} {
+	for _, tc := range []struct{ limit, want int }{{0, 100}, {-1, 100}, {3, 3}, {1000, 1000}, {1001, 1001}, {99999, 1001}} {
 		if got := len(listActivityIDs(t, s, store.ActivityFilter{Page: store.Page{Limit: tc.limit}})); got != tc.want {
 			t.Errorf("Limit %d: got %d entries, want %d", tc.limit, got, tc.want)
 		}

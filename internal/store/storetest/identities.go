@@ -38,13 +38,23 @@ func testUsers(t *testing.T, s store.Store) {
 	ok(t, err, "list users")
 	diff(t, list, []store.User{alice, bob}, "users by name")
 
-	ok(t, s.UpdateUserPassword(ctx, "usr-1", "new-hash"), "update password")
+	ok(t, s.SetUserPassword(ctx, "usr-1", "new-hash", true, t0.Add(time.Hour)), "set password")
 	got, err = s.GetUser(ctx, "usr-1")
 	ok(t, err, "get user")
-	if got.PasswordHash != "new-hash" {
-		t.Errorf("password hash = %q, want new-hash", got.PasswordHash)
-	}
-	isErr(t, s.UpdateUserPassword(ctx, "usr-9", "h"), store.ErrNotFound, "update password of a missing user")
+	want := alice
+	want.PasswordHash, want.MustChangePassword, want.SessionsValidAfter = "new-hash", true, t0.Add(time.Hour)
+	diff(t, got, want, "user after a password change")
+	isErr(t, s.SetUserPassword(ctx, "usr-9", "h", false, t0), store.ErrNotFound, "set password of a missing user")
+
+	ok(t, s.SetUserDisabled(ctx, "usr-1", true, t0.Add(2*time.Hour)), "disable")
+	got, _ = s.GetUser(ctx, "usr-1")
+	want.Disabled, want.SessionsValidAfter = true, t0.Add(2*time.Hour)
+	diff(t, got, want, "disabled user: sessions end")
+	ok(t, s.SetUserDisabled(ctx, "usr-1", false, t0.Add(3*time.Hour)), "enable")
+	got, _ = s.GetUser(ctx, "usr-1")
+	want.Disabled = false
+	diff(t, got, want, "enabled user: sessions stay ended")
+	isErr(t, s.SetUserDisabled(ctx, "usr-9", true, t0), store.ErrNotFound, "disable a missing user")
 
 	ok(t, s.DeleteUser(ctx, "usr-1"), "delete user")
 	_, err = s.GetUser(ctx, "usr-1")

@@ -177,7 +177,7 @@ func testListMachinesPageLimits(t *testing.T, s store.Store) {
 		id := fmt.Sprintf("m%04d", i)
 		ok(t, s.CreateMachine(t.Context(), machine(id, "s1/rg/"+id), false), "create machine %d", i)
 	}
-	for _, tc := range []struct{ limit, want int }{{0, 100}, {-1, 100}, {7, 7}, {1000, 1000}, {5000, 1000}} {
+	for _, tc := range []struct{ limit, want int }{{0, 100}, {-1, 100}, {7, 7}, {1000, 1000}, {1001, 1001}, {5000, 1001}} {
 		ms, err := s.ListMachines(t.Context(), store.MachineFilter{Subscription: "s1", Page: store.Page{Limit: tc.limit}})
 		ok(t, err, "list machines")
 		if len(ms) != tc.want {
