@@ -3,10 +3,13 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -191,5 +194,53 @@ func TestTunnelAcrossReplicas(t *testing.T) {
 		if err := roundTrip(t, userClient(t, api, api.AdminToken(t)), tunnelPath("rg1", "db-01", port), []byte("across replicas\n")); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// The per-request deadlines (a body read within BodyReadTimeout, an answer
+// written within WriteTimeout) never cut the long-lived streams: the
+// agent's channel outlives them and still delivers pushes, and an idle
+// tunnel still carries bytes afterwards.
+func TestStreamsOutliveRequestDeadlines(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, steady(), func(c *server.Config) {
+		c.Limits.BodyReadTimeout, c.Limits.WriteTimeout = time.Second, time.Second
+	})
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "web-01", "")
+	port := echoServer(t)
+	allowPorts(t, state, localconfig.KeyIncomingPorts, strconv.Itoa(port))
+	agent := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	waitChannel(t, state)
+	st, _ := daemon.ReadStatus(state)
+	since := st.ConnectedSince
+
+	admin := userClient(t, s.API, s.AdminToken(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tun, err := admin.OpenStream(ctx, tunnelPath("rg1", "web-01", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	time.Sleep(2500 * time.Millisecond) // both streams idle past both deadlines
+	if _, err := tun.Write([]byte("still there\n")); err != nil {
+		t.Fatalf("write to an idle tunnel: %v", err)
+	}
+	got := make([]byte, len("still there\n"))
+	if _, err := io.ReadFull(tun, got); err != nil || string(got) != "still there\n" {
+		t.Fatalf("read from an idle tunnel: %q %v", got, err)
+	}
+	s.MustDo(t, 200, "PATCH", "/api/v1/subscriptions/default/resourceGroups/rg1/machines/web-01", s.AdminToken(t),
+		wire.MachineUpdate{Tags: map[string]string{"after": "deadlines"}}, nil)
+	testutil.Eventually(t, 15*time.Second, func() string {
+		var ds wire.DesiredState
+		b, _ := os.ReadFile(filepath.Join(state, "desired.json"))
+		if json.Unmarshal(b, &ds); ds.Tags["after"] != "deadlines" {
+			return fmt.Sprintf("the agent's desired state has tags %v", ds.Tags)
+		}
+		return ""
+	})
+	if st, _ := daemon.ReadStatus(state); !st.Connected || !st.ConnectedSince.Equal(since) {
+		t.Errorf("the channel was re-established (connected since %s, was %s):\n%s", st.ConnectedSince, since, agent.Logs)
 	}
 }
