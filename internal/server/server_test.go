@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -125,5 +126,33 @@ func TestReplicasSharePushesThroughPostgres(t *testing.T) {
 		wire.MachineUpdate{Tags: map[string]string{"via": "b"}}, nil)
 	if err := wsjson.Read(ctx, conn, &msg); err != nil || msg.Type != wire.MsgSync {
 		t.Fatalf("push across replicas: %v %+v", err, msg)
+	}
+}
+
+// A client that hangs up during the TLS handshake (a port scanner, a load
+// balancer's TCP check) is a debug-level structured line, not raw text on
+// stderr or a warning.
+func TestHandshakeErrorsAreDebugLines(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	addr := strings.TrimPrefix(s.URL, "https://")
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("GET / HTTP/1.0\r\n\r\n")) // not TLS
+		c.Close()
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if !strings.Contains(s.Logs.String(), "TLS handshake error") {
+			return "no handshake error logged yet"
+		}
+		return ""
+	})
+	for _, line := range strings.Split(s.Logs.String(), "\n") {
+		if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, `"level":"DEBUG"`) {
+			t.Errorf("a handshake error above debug level: %s", line)
+		}
 	}
 }
