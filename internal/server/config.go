@@ -50,6 +50,9 @@ type Config struct {
 	// MetricsListen serves /metrics without authentication on a separate
 	// plain-HTTP listener (for a loopback or private address); empty: none.
 	MetricsListen string
+	// Profiling serves Go's runtime profiles (/debug/pprof/) on the
+	// MetricsListen listener, for measuring memory per agent connection.
+	Profiling bool
 	// MetricsTokenFile holds a bearer token that /metrics on the main
 	// listener requires; empty: /metrics is not served there.
 	MetricsTokenFile string
@@ -250,6 +253,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminPassword != "" && len(c.AdminPassword) < 12 {
 		errs = append(errs, errors.New("CORRAL_ADMIN_PASSWORD must have at least 12 characters"))
+	}
+	if c.Profiling && c.MetricsListen == "" {
+		errs = append(errs, errors.New("--profiling serves on --metrics-listen: give that too"))
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
