@@ -119,6 +119,13 @@ type Limits struct {
 	// StoreProbeInterval is how often a write probe checks the store can
 	// write (readiness, fail-closed sign-ins and changes).
 	StoreProbeInterval time.Duration
+	// StreamsPerSecond new agent push channels are admitted per second on
+	// average, StreamBurst at once; ConnectsPerSecond and ConnectBurst the
+	// same for onboardings. Beyond, callers get 503 with a Retry-After that
+	// spreads them out (a reconnect storm after a restart or a network
+	// flap). Per replica.
+	StreamsPerSecond, StreamBurst   int
+	ConnectsPerSecond, ConnectBurst int
 }
 
 // DefaultLimits returns the production limits.
@@ -132,6 +139,8 @@ func DefaultLimits() Limits {
 		DeviceCodesPerSource: 10, MaxPendingDeviceCodes: 1000,
 		MachinesPerPrincipal: 10000, OnboardingsPerMinute: 600,
 		StoreProbeInterval: 10 * time.Second,
+		StreamsPerSecond:   1000, StreamBurst: 2000,
+		ConnectsPerSecond: 200, ConnectBurst: 400,
 	}
 }
 
@@ -144,6 +153,8 @@ func (l Limits) withDefaults() Limits {
 		{&l.PasswordHashPerSource, &d.PasswordHashPerSource}, {&l.DeviceCodesPerSource, &d.DeviceCodesPerSource},
 		{&l.MaxPendingDeviceCodes, &d.MaxPendingDeviceCodes}, {&l.MachinesPerPrincipal, &d.MachinesPerPrincipal},
 		{&l.OnboardingsPerMinute, &d.OnboardingsPerMinute},
+		{&l.StreamsPerSecond, &d.StreamsPerSecond}, {&l.StreamBurst, &d.StreamBurst},
+		{&l.ConnectsPerSecond, &d.ConnectsPerSecond}, {&l.ConnectBurst, &d.ConnectBurst},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def

@@ -212,6 +212,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 				PasswordHashes: admission.GateLimits{Slots: l.PasswordHashConcurrency, Queue: l.PasswordHashQueue,
 					PerKey: l.PasswordHashPerSource, MaxWait: 5 * time.Second},
 				DeviceCodesPerSource: l.DeviceCodesPerSource, MaxPendingDeviceCodes: l.MaxPendingDeviceCodes,
+				StreamsPerSecond: off(l.StreamsPerSecond), StreamBurst: l.StreamBurst,
+				ConnectsPerSecond: off(l.ConnectsPerSecond), ConnectBurst: l.ConnectBurst,
 			}},
 		StoreHealth: s.health,
 	})

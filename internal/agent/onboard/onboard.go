@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"regexp"
@@ -60,7 +61,8 @@ type Options struct {
 	Host     hostinfo.Host
 	IMDS     string
 	Version  string
-	// Prompt receives the device-code instructions for the operator.
+	// Prompt receives the device-code instructions for the operator, and
+	// notices that a busy control plane asked it to wait.
 	Prompt  io.Writer
 	Timeout time.Duration // whole onboarding; default 5 minutes (device code waits)
 }
@@ -214,7 +216,7 @@ func Connect(ctx context.Context, o Options) (identity.State, error) {
 		return identity.State{}, err
 	}
 	var resp wire.ConnectResponse
-	if err := tc.Do(ctx, http.MethodPost, wire.PathConnect, req, &resp); err != nil {
+	if err := connectPaced(ctx, tc, req, &resp, o.Prompt); err != nil {
 		return identity.State{}, fmt.Errorf("onboarding refused: %w", err)
 	}
 	if len(caPEM) == 0 {
@@ -271,5 +273,39 @@ func (o *Options) token(ctx context.Context, c *client.Client) (string, error) {
 			continue
 		}
 		return "", fmt.Errorf("device code %s: %w", dc.UserCode, err)
+	}
+}
+
+// MaxBusyWait bounds how long connect waits for a busy control plane.
+const MaxBusyWait = 5 * time.Minute
+
+// connectPaced makes the connect request; while the control plane is too
+// busy (503 or 429 with a Retry-After: many machines onboarding at once) it
+// waits what it was told plus up to as much again, at most MaxBusyWait in
+// all, saying so on progress. Such a refusal changed nothing, so the
+// request is simply made again.
+func connectPaced(ctx context.Context, tc *client.Client, req wire.ConnectRequest, resp *wire.ConnectResponse, progress io.Writer) error {
+	start := time.Now()
+	for {
+		err := tc.Do(ctx, http.MethodPost, wire.PathConnect, req, resp)
+		var ae *wire.APIError
+		if err == nil || !errors.As(err, &ae) || ae.RetryAfter <= 0 ||
+			(ae.Status != http.StatusServiceUnavailable && ae.Status != http.StatusTooManyRequests) {
+			return err
+		}
+		wait := ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter)))
+		if time.Since(start)+wait > MaxBusyWait {
+			return err
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "The control plane is busy (%s); trying again in %s.\n", ae.Message, wait.Round(time.Second))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }

@@ -46,6 +46,10 @@ type Limits struct {
 	// minute; MaxPendingDeviceCodes pending codes in all.
 	DeviceCodesPerSource  int
 	MaxPendingDeviceCodes int
+	// StreamsPerSecond and StreamBurst admit new push channels,
+	// ConnectsPerSecond and ConnectBurst onboardings (0: no limit).
+	StreamsPerSecond, StreamBurst   int
+	ConnectsPerSecond, ConnectBurst int
 }
 
 // DefaultLimits are the production defaults.
@@ -132,6 +136,9 @@ type API struct {
 	Hashes      *admission.Gate
 	deviceCodes *admission.Window
 	denials     *anonymousDenials
+	// streamAdmit and connectAdmit pace new push channels and onboardings
+	// (reconnect storms).
+	streamAdmit, connectAdmit *admission.Rate
 	// openapi is the API description served at /api/v1/openapi.json;
 	// openapiErr says why there is none (a route the generator cannot
 	// describe: the route tests fail on it).
@@ -149,6 +156,8 @@ func New(d Deps) *API {
 		Hashes:         admission.NewGate(l.PasswordHashes),
 		deviceCodes:    admission.NewWindow(l.DeviceCodesPerSource, time.Minute, 0),
 		denials:        newAnonymousDenials(time.Minute, 10_000),
+		streamAdmit:    admission.NewRate(float64(l.StreamsPerSecond), l.StreamBurst),
+		connectAdmit:   admission.NewRate(float64(l.ConnectsPerSecond), l.ConnectBurst),
 	}
 	a.routes = a.buildRoutes()
 	a.openapi, a.openapiErr = a.OpenAPIJSON()

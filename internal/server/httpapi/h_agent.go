@@ -13,6 +13,9 @@ import (
 const agentBodyLimit = 4 << 20
 
 func (a *API) postConnect(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	if err := a.admit(a.connectAdmit, "onboarding", "machines onboarding"); err != nil {
+		return err
+	}
 	var req wire.ConnectRequest
 	if err := decodeJSON(w, r, agentBodyLimit, &req); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -115,6 +116,20 @@ func (a *API) readHeartbeats(conn streamConn, machineID, agentVersion string) er
 	}
 }
 
+// admit paces new channels and onboardings: over the rate, the caller gets
+// 503 with a Retry-After that spreads a storm of them out.
+func (a *API) admit(r *admission.Rate, kind, what string) error {
+	ok, wait := r.Allow(a.now())
+	if ok {
+		return nil
+	}
+	if a.Metrics != nil {
+		a.Metrics.admissionRefused.WithLabelValues(kind).Inc()
+	}
+	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: wait,
+		message: fmt.Sprintf("too many %s at once on this server; try again in %d s", what, int((wait+time.Second-1)/time.Second))}
+}
+
 // postChannel is the push channel over HTTP/2: the request and response
 // bodies stay open, one JSON message per line each way. It refuses
 // HTTP/1.1, where a full-duplex body is not dependable; the agent then uses
@@ -123,6 +138,9 @@ func (a *API) postChannel(w http.ResponseWriter, r *http.Request, c *Caller) err
 	if r.ProtoMajor < 2 {
 		return &apiError{status: http.StatusUpgradeRequired, code: "HTTP2Required",
 			message: "the agent channel needs HTTP/2; use the WebSocket stream " + wire.PathStream}
+	}
+	if err := a.admit(a.streamAdmit, "stream", "agents connecting"); err != nil {
+		return err
 	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -227,6 +245,9 @@ func (c *h2Conn) End(reason string, _ endKind) {
 // getStream upgrades to the WebSocket push channel (agents that cannot
 // speak HTTP/2 to the server, e.g. through an HTTP/1.1-only proxy).
 func (a *API) getStream(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	if err := a.admit(a.streamAdmit, "stream", "agents connecting"); err != nil {
+		return err
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
 	if err != nil {
 		return nil // Accept already wrote the HTTP error

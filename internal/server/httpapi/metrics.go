@@ -19,6 +19,8 @@ type Metrics struct {
 	onboarded       prometheus.Counter
 	// Streams is the number of live agent push channels on this server.
 	Streams prometheus.Gauge
+	// admissionRefused counts channels and onboardings refused under load.
+	admissionRefused *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the instruments.
@@ -46,8 +48,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corral_agent_streams", Help: "Live agent push channels on this server.",
 		}),
+		admissionRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "corral_admission_refused_total", Help: "New agent channels and onboardings refused with a Retry-After (reconnect storms).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.activityEntries, m.certRejections, m.heartbeats, m.onboarded, m.Streams)
+	reg.MustRegister(m.requests, m.duration, m.activityEntries, m.certRejections, m.heartbeats, m.onboarded, m.Streams, m.admissionRefused)
 	return m
 }
 

@@ -232,15 +232,15 @@ func (a *API) buildRoutes() []Route {
 
 		d(Route{Method: "POST", Pattern: wire.PathConnect, Action: authz.ActMachinesOnboard, Auth: AuthBearer, CheckInHandler: true,
 			AllowRestricted: true, Scope: scopeRoot, Summary: "Onboard a machine: sign its CSR and create the resource.", Handle: a.postConnect},
-			desc{req: wire.ConnectRequest{}, resp: wire.ConnectResponse{}, status: created, errs: []int{e404, e409}}),
+			desc{req: wire.ConnectRequest{}, resp: wire.ConnectResponse{}, status: created, errs: []int{e404, e409, http.StatusServiceUnavailable}}),
 		d(streams(agent("POST", wire.PathChannel, actAgentStream, "The agent's push channel over HTTP/2, on the agent's one connection.", a.postChannel)),
 			desc{req: Raw{ContentTypes: []string{"application/x-ndjson"}, Description: "Stays open: one JSON StreamMessage per line from the agent — hello first (within 10 s), then heartbeats and pongs."},
 				resp: Raw{ContentTypes: []string{"application/x-ndjson"}, Description: "Stays open: one JSON StreamMessage per line from the server — welcome (with the heartbeat interval), then sync, ping, tunnel, close and goodbye."},
-				errs: []int{http.StatusUpgradeRequired}}),
+				errs: []int{http.StatusUpgradeRequired, http.StatusServiceUnavailable}}),
 		d(agent("GET", wire.PathStream, actAgentStream, "The agent's push channel over a WebSocket (the HTTP/1.1 fallback).", a.getStream),
 			desc{resp: WebSocket{Message: wire.StreamMessage{}, Description: "The agent sends hello first (within 10 s) and heartbeats; " +
 				"the server answers welcome (with the heartbeat interval), then pushes sync when the desired state changes, ping, and goodbye " +
-				"when the machine's identity is revoked."}, status: http.StatusSwitchingProtocols}),
+				"when the machine's identity is revoked."}, status: http.StatusSwitchingProtocols, errs: []int{http.StatusServiceUnavailable}}),
 		d(streams(agent("POST", wire.PathTunnels+"{id}", actAgentTunnel, "The agent's side of a tunnel the server asked for (HTTP/2, both bodies open).", a.postAgentTunnel)),
 			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "A TunnelVerdict JSON line, then the bytes from the machine's local port."},
 				resp: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's local port, until either side ends."},

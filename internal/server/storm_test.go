@@ -1,0 +1,100 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/agent/daemon"
+	"github.com/corralhq/corral/internal/client"
+	"github.com/corralhq/corral/internal/machinekey"
+	"github.com/corralhq/corral/internal/server"
+	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/testutil/agenttest"
+	"github.com/corralhq/corral/internal/wire"
+)
+
+// A reconnect storm is paced: past the burst, new push channels and
+// onboardings are refused with 503 and a Retry-After (growing with the
+// crowd), the channel a refused agent already has stays usable, and real
+// agents honouring it all get in.
+func TestStormsArePaced(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, func(c *server.Config) {
+		c.Limits.StreamsPerSecond, c.Limits.StreamBurst = 2, 2
+		c.Limits.ConnectsPerSecond, c.Limits.ConnectBurst = 3, 3
+	})
+	id, secret := s.OnboardingPrincipal(t, "rg1")
+	tok := s.ClientToken(t, id, secret)
+
+	// Onboarding: three at once, then refusals that say when to come back.
+	var machines []*testutil.Machine
+	for i := range 3 {
+		machines = append(machines, s.OnboardMachine(t, tok, "rg1", "m"+strconv.Itoa(i), wire.MachineProperties{}))
+	}
+	_, csr, _ := machinekey.New("m9")
+	body, _ := json.Marshal(wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: "rg1",
+		Name: "m9", CSR: string(csr), AgentVersion: "2026.11.0"})
+	req, _ := http.NewRequest("POST", s.URL+wire.PathConnect, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusServiceUnavailable || ra < 1 {
+		t.Errorf("a fourth onboarding at once: %d Retry-After %q, want 503 with a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	// Channels: two at once, the third refused with a Retry-After; its
+	// connection still serves requests.
+	var refused *wire.APIError
+	for i, m := range machines {
+		tr := m.Client.Transport.(*http.Transport).Clone()
+		tr.ForceAttemptHTTP2 = true // one connection, as the agent has
+		c, err := client.New(s.URL, client.WithHTTPClient(&http.Client{Transport: tr}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := c.DialChannel(t.Context())
+		if i < 2 {
+			if err != nil {
+				t.Fatalf("channel %d: %v", i, err)
+			}
+			defer ch.Close()
+			continue
+		}
+		if !errors.As(err, &refused) || refused.Status != http.StatusServiceUnavailable || refused.RetryAfter < time.Second ||
+			!strings.Contains(refused.Message, "try again") {
+			t.Fatalf("a third channel at once: %v, want 503 with a Retry-After", err)
+		}
+		var ds wire.DesiredState
+		if err := c.Do(t.Context(), "GET", wire.PathDesiredState, nil, &ds); err != nil {
+			t.Errorf("a refused agent's requests: %v", err)
+		}
+	}
+
+	// Real agents, all started at once, all get in at 2 a second.
+	var states []string
+	for i := range 6 {
+		st := agenttest.ConnectAgent(t, s.API, "rg2", "a"+strconv.Itoa(i), "")
+		states = append(states, st)
+	}
+	for _, st := range states {
+		agenttest.StartAgent(t, daemon.Config{StateDir: st})
+	}
+	testutil.Eventually(t, 60*time.Second, func() string {
+		for _, st := range states {
+			if s, _ := daemon.ReadStatus(st); !s.Connected {
+				return "an agent is not connected yet"
+			}
+		}
+		return ""
+	})
+}
