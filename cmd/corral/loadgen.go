@@ -86,6 +86,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
 	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")
+	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")
 	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
 	return cmd
 }
@@ -112,7 +113,10 @@ func startChildServer(ctx context.Context, hb time.Duration, store string, log i
 	// principal: the per-address and per-principal limits are off.
 	args := []string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--heartbeat-interval", hb.String(),
 		"--disconnect-after", (4 * hb).String(), "--log-level", "warn",
-		"--max-connections", "-1", "--max-connections-per-source", "-1", "--machines-per-principal", "-1", "--onboardings-per-minute", "-1"}
+		"--max-connections", "-1", "--max-connections-per-source", "-1", "--machines-per-principal", "-1", "--onboardings-per-minute", "-1",
+		// Onboarding is measured at full speed; new channels keep the
+		// production pacing (the storm phase measures it).
+		"--connect-admit-rate", "-1"}
 	if store != "" {
 		args = append(args, "--store", store)
 	}

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/internal/client"
@@ -29,6 +32,10 @@ type simAgent struct {
 	answered map[string]int64 // extension name -> last seqNo reported
 	syncing  bool             // a desired-state fetch is running
 	again    bool             // another sync arrived meanwhile
+	// conns are the connections dialled (the storm phase cuts them);
+	// dropped is set by a cut until the next welcome.
+	conns   []net.Conn
+	dropped atomic.Bool
 }
 
 // onboard connects the agent with an onboarding token.
@@ -45,8 +52,22 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 		AgentConfig: wire.AgentConfig{Mode: "full", ExtensionsEnabled: true, GuestConfigurationEnabled: true},
 	}
 	var resp wire.ConnectResponse
-	if err := g.onboarder.Do(ctx, http.MethodPost, wire.PathConnect, req, &resp); err != nil {
-		return nil, err
+	for {
+		err := g.onboarder.Do(ctx, http.MethodPost, wire.PathConnect, req, &resp)
+		var ae *wire.APIError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &ae) || ae.RetryAfter <= 0 {
+			return nil, err
+		}
+		// Paced by the server: wait as corral-agent connect does.
+		g.stats.refused.Add(1)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter)))):
+		}
 	}
 	cert, err := tls.X509KeyPair([]byte(resp.Certificate), keyPEM)
 	if err != nil {
@@ -57,12 +78,25 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	// One connection per agent, HTTP/2 like corral-agent: the push channel
 	// and every request share it.
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true}}
+	a := &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{}}
+	dialer := &net.Dialer{Timeout: 30 * time.Second}
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true,
+		// Connections are kept so the storm phase can cut them.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err == nil {
+				a.mu.Lock()
+				a.conns = append(slices.DeleteFunc(a.conns, func(c net.Conn) bool { return c == nil }), c)
+				a.mu.Unlock()
+			}
+			return c, err
+		}}}
 	api, err := g.apiClient(hc, "")
 	if err != nil {
 		return nil, err
 	}
-	return &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{}, hc: hc, api: api}, nil
+	a.hc, a.api = hc, api
+	return a, nil
 }
 
 // stream runs the agent's push channel until ctx is done, reconnecting on
@@ -81,7 +115,7 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 			// Refused under load: wait as the real agent does.
 			g.stats.refused.Add(1)
 			wait = ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter)))
-		} else if err != nil {
+		} else if err != nil && !a.dropped.Load() { // a cut by the storm phase is expected
 			g.noteError(err)
 		}
 		select {
@@ -114,6 +148,9 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	}
 	g.stats.connected.Add(1)
 	defer g.stats.connected.Add(-1)
+	if a.dropped.CompareAndSwap(true, false) {
+		g.stats.back.Add(1)
+	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()

@@ -49,6 +49,9 @@ type Options struct {
 	// Protection runs the endpoint protection phase: a signature set of
 	// 10,000 hashes imported, protection enabled on the whole group.
 	Protection bool
+	// Storm runs the reconnect storm phase last: every agent's connection
+	// dropped at once, timed until all are back.
+	Storm bool
 
 	// Transport carries the simulated agents' push channels: "http2" (the
 	// channel on each agent's one connection, as corral-agent does) or
@@ -92,6 +95,7 @@ type Result struct {
 	FirstError                        string
 
 	Protection ProtectionResult
+	Storm      StormResult
 }
 
 type run struct {
@@ -116,8 +120,9 @@ type run struct {
 
 	stats struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
-		// refused counts channel dials refused with a Retry-After.
-		refused atomic.Int64
+		// refused counts channel dials refused with a Retry-After; back
+		// the agents welcomed again since the storm phase cut them.
+		refused, back atomic.Int64
 	}
 	firstErr atomic.Value
 }
@@ -230,6 +235,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Protection && res.Onboarded > 0 {
 		fmt.Fprintf(o.Log, "enabling endpoint protection on %d machines...\n", res.Onboarded)
 		res.Protection = g.measureProtection(ctx, agents, 10_000)
+	}
+	if o.Storm && res.Onboarded > 0 {
+		fmt.Fprintf(o.Log, "dropping all %d agents' connections at once...\n", res.Onboarded)
+		res.Storm = g.measureStorm(ctx, agents, 10*time.Minute)
 	}
 	if o.ServerPID > 0 {
 		res.ServerRSSBytes, res.ServerPeakRSS = procRSS(o.ServerPID)

@@ -49,6 +49,7 @@ func (r Result) Format(w io.Writer) {
 			r.ExtSetDuration.Round(1e6), r.ExtAllDone.Round(1e6))
 	}
 	r.Protection.Format(w)
+	r.Storm.Format(w)
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
 	}
