@@ -38,6 +38,7 @@ type Store interface {
 	ExtensionCatalog
 	MachineExtensions
 	RunCommands
+	Updates
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend. Calls after Close fail.
