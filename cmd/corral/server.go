@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -65,6 +66,8 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.DurationVar(&cfg.ExpireAfter, "expire-after", cfg.ExpireAfter, "a machine without contact for this long becomes Expired")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often machine status thresholds are applied")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", cfg.CertValidity, "validity of machine client certificates")
+	f.DurationVar(&cfg.UpdateAssessmentInterval, "update-assessment-interval", 24*time.Hour, "how often machines enrolled in update management assess their pending updates by themselves")
+	f.DurationVar(&cfg.UpdateTick, "update-tick", 10*time.Second, "how often update schedules are checked and update runs advanced")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -11,6 +11,7 @@ var contexts = []string{
 	"internal/server/inventory",
 	"internal/server/onboarding",
 	"internal/server/roles",
+	"internal/server/updates",
 }
 
 // kernel is what every context may import: the wire contract, resource ids,
@@ -34,8 +35,9 @@ var Rules = []Rule{
 	{
 		Name: "a server context imports only the kernel (never httpapi, webui or another context)",
 		From: contexts,
-		// The extension context also needs the package format and sealing.
-		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing"),
+		// The extension context also needs the package format and sealing;
+		// updates the schedule logic (cron, windows, waves).
+		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/schedule"),
 	},
 	{
 		Name:  "the seam and the shared refusal type import no context",

@@ -17,6 +17,7 @@ import (
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -35,6 +36,8 @@ type contexts struct {
 	roles      *roles.Service
 	activity   *activity.Service
 	extensions *extensions.Service
+	// updates is update management (assessments, runs, schedules).
+	updates *updates.Service
 
 	// seam assembles desired states and dispatches agent reports to the
 	// contexts registered on it.
@@ -65,6 +68,9 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 		return nil, fmt.Errorf("first-party extensions: %w", err)
 	}
 	c.syncer = capability.NewSyncer(st, n)
+	c.updates = updates.New(st, c.extensions, c.syncer, cfg.Clock, log("updates"),
+		updates.Settings{AssessmentInterval: cfg.UpdateAssessmentInterval, Tick: cfg.UpdateTick})
+	c.updates.LogOutcomes(c.activity)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and
@@ -74,6 +80,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.seam.Register(
 		c.inventory,  // resource id, tags; properties, agentConfig and applied reports
 		c.extensions, // extensions, publishers, run commands; extension and runCommand reports; applied
+		c.updates,    // the updates slice of enrolled machines; update assessment, deployment and reboot reports
 	)
 	return c, nil
 }

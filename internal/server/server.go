@@ -28,6 +28,7 @@ import (
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/replicas"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/storeopen"
 	"github.com/corralhq/corral/internal/version"
@@ -60,6 +61,9 @@ type Server struct {
 	registry *prometheus.Registry
 	bus      *replicas.PGBus // nil with SQLite
 	notifier push.Notifier
+	// updates runs its scheduler in Serve, under schedLock on PostgreSQL.
+	updates   *updates.Service
+	schedLock updates.Lock
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
 	connCtx    context.Context
@@ -154,11 +158,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.updates = cs.updates
+	if s.bus != nil {
+		s.schedLock = func(ctx context.Context) (func(), bool) { return s.bus.TryLock(ctx, "updates") }
+	}
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
 		Extensions: cs.extensions, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes},
+		Updates:  cs.updates,
 	})
 	s.sweeper = &lifecycle.Sweeper{
 		Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "lifecycle"), Interval: cfg.SweepInterval,
@@ -273,6 +282,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.batcher.Run(bgCtx) })
 	wg.Go(func() { s.sweeper.Run(bgCtx) })
+	wg.Go(func() { s.updates.RunScheduler(bgCtx, s.schedLock) })
 	if s.bus != nil {
 		wg.Go(func() { s.bus.Run(bgCtx) })
 	}

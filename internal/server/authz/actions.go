@@ -62,6 +62,16 @@ const (
 	ActCatalogsRead          = "Corral.Extensions/publishers/catalogs/read"
 	ActCatalogsWrite         = "Corral.Extensions/publishers/catalogs/write"
 	ActExtensionPackagesRead = "Corral.Extensions/extensionPackages/read"
+
+	// Update management (scope: the machine, resource group or
+	// subscription an assessment, run or schedule targets).
+	ActUpdatesRead           = "Corral.Updates/updates/read"
+	ActUpdatesAssess         = "Corral.Updates/assessments/action"
+	ActUpdateRunsRead        = "Corral.Updates/updateRuns/read"
+	ActUpdateRunsWrite       = "Corral.Updates/updateRuns/write"
+	ActUpdateSchedulesRead   = "Corral.Updates/updateSchedules/read"
+	ActUpdateSchedulesWrite  = "Corral.Updates/updateSchedules/write"
+	ActUpdateSchedulesDelete = "Corral.Updates/updateSchedules/delete"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -85,4 +95,6 @@ var AllActions = []string{
 	ActActivityLogsRead,
 	ActExtensionsRead, ActExtensionsWrite, ActExtensionsDelete, ActRunCommandsRead, ActRunCommandsWrite,
 	ActPublishersRead, ActPublishersWrite, ActPackagesWrite, ActCatalogsRead, ActCatalogsWrite, ActExtensionPackagesRead,
+	ActUpdatesRead, ActUpdatesAssess, ActUpdateRunsRead, ActUpdateRunsWrite,
+	ActUpdateSchedulesRead, ActUpdateSchedulesWrite, ActUpdateSchedulesDelete,
 }

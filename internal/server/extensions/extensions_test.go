@@ -132,11 +132,12 @@ func TestEnsureFirstPartyIsIdempotentAndPinsTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := extpkg.VerifyCatalog(key.Public().(ed25519.PublicKey), wire.PublisherCorral, sc)
-	if err != nil || c.Serial != 1 || len(c.Packages) != 1 {
+	if err != nil || c.Serial != 1 || len(c.Packages) != len(extensions.FirstParty) {
 		t.Fatalf("first-party catalog %+v: %v (a second start must not re-sign)", c, err)
 	}
 	pkgs, err := e.svc.ListPackages(ctx, extensions.PackageFilter{Publisher: wire.PublisherCorral})
-	if err != nil || len(pkgs) != 1 || !pkgs[0].Listed || pkgs[0].Manifest.Handlers.Install != "builtin:runcommand" {
+	if err != nil || len(pkgs) != 2 || !pkgs[0].Listed || pkgs[0].Manifest.Handlers.Install != "builtin:patchmanagement" ||
+		!pkgs[1].Listed || pkgs[1].Manifest.Handlers.Install != "builtin:runcommand" {
 		t.Fatalf("first-party packages %+v: %v", pkgs, err)
 	}
 	_, other, _ := ed25519.GenerateKey(rand.Reader)

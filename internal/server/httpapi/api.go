@@ -15,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/server/pki"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -52,6 +53,9 @@ type Deps struct {
 	Logger     *slog.Logger
 	Metrics    *Metrics
 	Settings   Settings
+
+	// Updates is the update-management context.
+	Updates *updates.Service
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.

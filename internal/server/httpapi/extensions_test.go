@@ -218,9 +218,10 @@ func TestPublishersPackagesAndCatalogs(t *testing.T) {
 	// list-available: listed flags and filters; the first-party package is there.
 	var list wire.List[wire.ExtensionPackage]
 	s.MustDo(t, http.StatusOK, "GET", "/api/v1/extensionPackages", admin, nil, &list)
-	if len(list.Value) != 2 || list.Value[0].Publisher != "Contoso" || !list.Value[0].Listed ||
-		list.Value[1].Publisher != wire.PublisherCorral || list.Value[1].Type != "RunCommand" || !list.Value[1].Listed ||
-		list.Value[1].Manifest.Handlers.Install != "builtin:runcommand" || list.Value[1].Manifest.Handlers.Enable != "builtin:runcommand" {
+	if len(list.Value) != 3 || list.Value[0].Publisher != "Contoso" || !list.Value[0].Listed ||
+		list.Value[2].Publisher != wire.PublisherCorral || list.Value[2].Type != "RunCommand" || !list.Value[2].Listed ||
+		list.Value[2].Manifest.Handlers.Install != "builtin:runcommand" || list.Value[2].Manifest.Handlers.Enable != "builtin:runcommand" ||
+		list.Value[1].Type != "PatchManagement" || list.Value[1].Manifest.Handlers.Install != "builtin:patchmanagement" {
 		t.Errorf("packages = %+v", list.Value)
 	}
 	s.MustDo(t, http.StatusOK, "GET", "/api/v1/extensionPackages?publisher=corral&type=runcommand", admin, nil, &list)

@@ -67,7 +67,7 @@ func (a *API) buildRoutes() []Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthMachine, Summary: summary, Handle: h,
 			Scope: func(r *http.Request) string { return machineScopeOf(r) }}
 	}
-	return []Route{
+	routes := []Route{
 		pub("GET", "/api/v1/openapi.json", "The OpenAPI document of this API.", a.getOpenAPI),
 		{Method: "POST", Pattern: wire.PathToken, Action: actIssueToken, Auth: AuthPublic, Scope: scopeRoot,
 			Summary: "OAuth2 token endpoint: client_credentials, password and device_code grants.", Handle: a.postToken},
@@ -145,4 +145,6 @@ func (a *API) buildRoutes() []Route {
 		agent("GET", wire.PathCatalogs+"{publisher}", actAgentCatalog, "A publisher's signed catalog.", a.getAgentCatalog),
 		agent("GET", wire.PathPackages+"{digest}", actAgentPackage, "A package archive named by the machine's desired state.", a.getAgentPackage),
 	}
+	routes = append(routes, a.updatesRoutes()...)
+	return routes
 }
