@@ -8,6 +8,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/extensions"
 	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/runcommand"
+	"github.com/corralhq/corral/internal/agent/updates"
 )
 
 // Default returns a fresh instance of every feature the agent runs, in the
@@ -16,5 +17,6 @@ func Default() []feature.Feature {
 	return []feature.Feature{
 		extensions.New(),
 		runcommand.New(),
+		updates.New(),
 	}
 }

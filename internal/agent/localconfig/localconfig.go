@@ -257,6 +257,8 @@ type Effective struct {
 	GuestConfigCPULimit int
 	// PublisherKeys are the signing keys root configured.
 	PublisherKeys []PublisherKey
+	// RebootCommand is update.rebootcommand.
+	RebootCommand string
 	// Damaged is why the configuration could not be read (FailClosed); nil
 	// for a readable one.
 	Damaged error
@@ -276,6 +278,7 @@ func (c Config) Effective() Effective {
 		ProxyBypass:         splitList(c.value(KeyProxyBypass)),
 		ExtensionsCPULimit:  atoi(c.value(KeyExtensionsCPULimit)),
 		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
+		RebootCommand:       c.value(KeyRebootCommand),
 	}
 	for _, p := range splitList(c.value(KeyIncomingPorts)) {
 		e.IncomingPorts = append(e.IncomingPorts, atoi(p))
