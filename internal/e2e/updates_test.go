@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -453,5 +454,63 @@ func TestUpdatesAgentKilledMidDeployment(t *testing.T) {
 	}
 	if v := h.tree.Versions(t); v["corral-slow"] != "2.0" || v["corral-tool"] != "2.0" {
 		t.Errorf("versions after the repairing deployment: slow %s tool %s", v["corral-slow"], v["corral-tool"])
+	}
+}
+
+// TestUpdatesWindowTooShort: a deployment whose maintenance window cannot
+// hold the work ends Failed with MaintenanceWindowExceeded, and no install
+// starts after the deadline. The window is at least 60 minutes, so the
+// control plane runs in the test process with its clock 58m50s behind: the
+// run's window ends 70 s after it is created, by the agent's clock. The
+// agent and the CLI are the real binaries.
+func TestUpdatesWindowTooShort(t *testing.T) {
+	testutil.NeedTool(t, "apt-get")
+	const behind = 58*time.Minute + 50*time.Second
+	h := newUpdatesHost(t, []testutil.Deb{{Name: "corral-a-slow", Version: "1.0"}},
+		[]testutil.Deb{{Name: "corral-a-slow", Version: "2.0", Postinst: "sleep 20"}})
+	srv := testutil.StartServer(t, func(c *server.Config) {
+		c.Clock = func() time.Time { return time.Now().Add(-behind) }
+		c.UpdateTick = 200 * time.Millisecond
+	})
+	corral, agent := binaries(t)
+	c := &cluster{corral: corral, agent: agent, api: srv.API, dataDir: srv.DataDir}
+	u := newUpdatesCluster(t, c, h)
+	u.mustCorral(t, "update", "assess", "--machine", "web-01", "--wait")
+
+	created := time.Now()
+	out, err := u.corral(t, "update", "deploy", "--machine", "web-01", "--classification", "Other", "--reboot", "Never", "--window", "60m", "--wait")
+	if err == nil {
+		t.Fatalf("a deployment too long for its window succeeded:\n%s", out)
+	}
+	r := u.showRun(t, strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]))
+	deadline := r.Deadline // the server's clock is behind: its window ends 70 s from now
+	if d := deadline.Sub(created); d < 60*time.Second || d > 80*time.Second {
+		t.Fatalf("the run's window ends %s after it was created, want about 70s: %+v", d, r)
+	}
+	m := r.Machines[0]
+	if r.Status != wire.UpdateFailed || r.Reason != wire.ReasonMaintenanceWindowExceeded || m.Reason != wire.ReasonMaintenanceWindowExceeded {
+		t.Errorf("run: %s (%s), machine %s (%s): %s", r.Status, r.Reason, m.Status, m.Reason, m.Message)
+	}
+	pk := packagesByName(m)
+	if p := pk["corral-a-slow"]; p.Status != wire.PackageInstalled || !p.StartedAt.Before(deadline) {
+		t.Errorf("the first, slow update: %+v (deadline %s)", p, deadline)
+	}
+	for _, n := range []string{"corral-lib", "corral-tool"} {
+		if p := pk[n]; p.Status != wire.PackageNotStarted || !p.StartedAt.IsZero() {
+			t.Errorf("%s after the window closed: %+v", n, p)
+		}
+	}
+	if v := h.tree.Versions(t); v["corral-lib"] != "1.0" || v["corral-tool"] != "1.0" || v["corral-a-slow"] != "2.0" {
+		t.Errorf("versions: %v", v)
+	}
+	// dpkg's own log: nothing but the slow update was unpacked.
+	log, err := os.ReadFile(filepath.Join(h.tree.Root, "var/log/dpkg.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, " upgrade corral-lib") || strings.Contains(l, " upgrade corral-tool") {
+			t.Errorf("dpkg upgraded a package after the window closed: %s", l)
+		}
 	}
 }
