@@ -63,6 +63,7 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /ui/activity", h.authed(h.activity))
 	h.mux.Handle("GET /ui/devicecodes", h.authed(h.deviceCodes))
 	h.mux.Handle("POST /ui/devicecodes/approve", h.authedPost(h.approveDeviceCode))
+	h.updatesRoutes()
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }
