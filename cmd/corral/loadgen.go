@@ -81,6 +81,7 @@ With --server, the admin password is read from stdin.`,
 	f.IntVar(&o.Pushes, "pushes", o.Pushes, "number of timed pushes (tag changes)")
 	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
+	f.BoolVar(&o.Updates, "updates", false, "assess every machine's pending updates, then deploy Security updates to all, each timed until every result is on the server")
 	return cmd
 }
 

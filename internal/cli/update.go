@@ -707,7 +707,9 @@ func (a *app) updateScheduleShowCommand() *cobra.Command {
 func (a *app) updateScheduleDeleteCommand() *cobra.Command {
 	var sub string
 	cmd := deleteCommand(a, "delete NAME", "Delete an update schedule (its runs stay in the history)",
-		func(c *client.Client, ctx context.Context, name string) error { return c.DeleteUpdateSchedule(ctx, sub, name) },
+		func(c *client.Client, ctx context.Context, name string) error {
+			return c.DeleteUpdateSchedule(ctx, sub, name)
+		},
 		deleted("update schedule"))
 	cmd.Flags().StringVar(&sub, "subscription", defaultSubscription, "subscription")
 	return cmd

@@ -28,6 +28,7 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 		g.noteError(err)
 		return
 	}
+	g.answerUpdates(ctx, a, ds)
 	a.mu.Lock()
 	var todo []wire.DesiredExtension
 	for _, e := range ds.Extensions {

@@ -45,6 +45,9 @@ type Options struct {
 	// ExtensionFanout is how many machines get Corral/RunCommand set at
 	// once in the extension phase (0 = skip it).
 	ExtensionFanout int
+	// Updates runs the updates phase: a scope-wide assessment and a
+	// deployment to every machine (updates.go).
+	Updates bool
 
 	// ServerPID, when set, is read from /proc for RSS figures.
 	ServerPID int
@@ -77,6 +80,9 @@ type Result struct {
 	Reconnects     int64
 	Errors         int64
 	FirstError     string
+
+	// Updates holds the figures of the updates phase (nil: skipped).
+	Updates *UpdatesResult
 }
 
 type run struct {
@@ -194,6 +200,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ExtP50, res.ExtP99, res.ExtMax = percentiles(g.extSamples)
 		res.ExtSetDuration, res.ExtAllDone = g.extSetDuration, g.extAllDone
 		g.mu.Unlock()
+	}
+	if o.Updates && res.Onboarded > 0 {
+		res.Updates = g.measureUpdates(ctx, res.Onboarded)
 	}
 	if o.ServerPID > 0 {
 		res.ServerRSSBytes, res.ServerPeakRSS = procRSS(o.ServerPID)

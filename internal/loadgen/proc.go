@@ -48,6 +48,7 @@ func (r Result) Format(w io.Writer) {
 			r.ExtMachines, r.ExtP50.Round(1e5), r.ExtP99.Round(1e5), r.ExtMax.Round(1e5), r.ExtSamples, r.ExtLost,
 			r.ExtSetDuration.Round(1e6), r.ExtAllDone.Round(1e6))
 	}
+	r.Updates.format(w)
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
 	}

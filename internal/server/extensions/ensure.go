@@ -2,47 +2,44 @@ package extensions
 
 import (
 	"context"
-	"errors"
-	"strings"
 
-	"github.com/corralhq/corral/internal/server/refusal"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// EnsureExtension installs the latest listed version of publisher/typ on
-// machine m under name unless the machine already has an extension of
-// that publisher and type (under any name, in any state but Deleting). It
+// EnsureExtension installs the latest listed version of publisher/typ
+// under name on each machine of ms that has no extension of that publisher
+// and type (in any state but Deleting) and no extension of that name. It
 // is how another context switches on the first-party extension behind a
-// capability the first time an operation targets a machine; the install
-// is an ordinary extension operation (state, seqNo, outcome in the
-// activity log in by's name). It returns whether it asked for an install.
-func (s *Service) EnsureExtension(ctx context.Context, m store.Machine, publisher, typ, name, by string) (bool, error) {
-	es, err := s.store.ListMachineExtensions(ctx, m.ID)
-	if err != nil {
-		return false, err
-	}
-	for _, e := range es {
-		if strings.EqualFold(e.Publisher, publisher) && strings.EqualFold(e.Type, typ) && !e.Deleting {
-			return false, nil
-		}
+// capability the first time an operation targets machines: each install
+// is an ordinary extension operation (state Creating, a seqNo, the outcome
+// in the activity log in by's name), written in bulk so that a scope of
+// ten thousand machines takes seconds. It returns how many installs it
+// asked for.
+func (s *Service) EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
 	}
 	pkg, err := s.resolve(ctx, wire.MachineExtensionSet{Publisher: publisher, Type: typ})
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	for attempt := range maxSetAttempts {
-		_, err := s.trySet(ctx, m, name, pkg, nil, nil, false, by)
-		if errors.Is(err, store.ErrConflict) && attempt < maxSetAttempts-1 {
-			continue
-		}
-		if errors.Is(err, refusal.ErrConflict) {
-			return false, nil // the name is taken meanwhile: someone set it
-		}
-		if err != nil {
-			return false, err
-		}
-		return true, nil
+	now := s.now()
+	origin := capability.OriginFrom(ctx).Encode()
+	es := make([]store.MachineExtension, 0, len(ms))
+	for _, m := range ms {
+		es = append(es, store.MachineExtension{Origin: origin, MachineID: m.ID, Name: name, Publisher: pkg.publisher, Type: pkg.typ,
+			Version: pkg.version, Digest: pkg.digest, State: wire.ExtCreating, CreatedAt: now, CreatedBy: by, UpdatedAt: now, UpdatedBy: by})
 	}
-	return false, nil
+	gens, err := s.store.AddMachineExtensions(ctx, es)
+	if err != nil {
+		return 0, err
+	}
+	for id, gen := range gens {
+		s.notify.Notify(ctx, id, gen)
+	}
+	s.log.InfoContext(ctx, "first-party extension switched on", "extension", pkg.publisher+"/"+pkg.typ, "version", pkg.version,
+		"machines", len(gens), "by", by)
+	return len(gens), nil
 }

@@ -25,6 +25,7 @@ package updates
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -46,11 +47,11 @@ type Store interface {
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 }
 
-// Extensions switches a first-party extension on for a machine (the
-// extension context implements it): the install is an ordinary extension
+// Extensions switches a first-party extension on for machines (the
+// extension context implements it): each install is an ordinary extension
 // operation, refused on the machine if its lock-down blocks it.
 type Extensions interface {
-	EnsureExtension(ctx context.Context, m store.Machine, publisher, typ, name, by string) (bool, error)
+	EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (int, error)
 }
 
 // Settings tune the context; zero values take the defaults.
@@ -134,22 +135,29 @@ func (s *Service) announce(ctx context.Context, gens map[string]int64) {
 }
 
 // enroll switches Corral/PatchManagement on for machines not yet enrolled
-// (no update status), in by's name. A machine whose install cannot be asked
-// for is logged and left to the agent's refusal: the operation goes on.
+// (no update status), in by's name. A failure to ask for the install is
+// logged and left to the operation: the agent decides by its own lock-down
+// whatever the extension's record says.
 func (s *Service) enroll(ctx context.Context, ms []store.Machine, by string) error {
 	if s.ext == nil {
 		return nil
 	}
+	var todo []store.Machine
 	for _, m := range ms {
-		if _, err := s.store.GetMachineUpdateStatus(ctx, m.ID); err == nil {
-			continue
+		if _, err := s.store.GetMachineUpdateStatus(ctx, m.ID); errors.Is(err, store.ErrNotFound) {
+			todo = append(todo, m)
+		} else if err != nil {
+			return err
 		}
-		if _, err := s.ext.EnsureExtension(ctx, m, wire.PublisherCorral, "PatchManagement", ExtensionName, by); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.log.WarnContext(ctx, "could not switch on Corral/PatchManagement", "machine", m.ID, "err", err)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := s.ext.EnsureExtension(ctx, todo, wire.PublisherCorral, "PatchManagement", ExtensionName, by); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
+		s.log.WarnContext(ctx, "could not switch on Corral/PatchManagement", "machines", len(todo), "err", err)
 	}
 	return nil
 }

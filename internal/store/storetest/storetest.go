@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MachineExtensions", testMachineExtensions},
 		{"MachineExtensionReports", testMachineExtensionReports},
 		{"MachineExtensionsGoWithMachine", testMachineExtensionsGoWithMachine},
+		{"AddMachineExtensions", testAddMachineExtensions},
 		{"RunCommands", testRunCommands},
 		{"RunCommandUpdates", testRunCommandUpdates},
 		{"RunCommandExpiry", testRunCommandExpiry},
