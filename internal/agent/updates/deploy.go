@@ -106,6 +106,9 @@ func (f *Feature) carryOut(ctx context.Context, d wire.DesiredUpdateDeployment, 
 
 	if d.PreScript != "" {
 		rep.PreScript = f.runScript(ctx, d.ID, "preScript", d.PreScript, deadline)
+		if ctx.Err() != nil {
+			return fail(wire.ReasonCanceled, "stopped during the pre script: "+context.Cause(ctx).Error()+"; nothing was installed")
+		}
 		if rep.PreScript.ExitCode != 0 {
 			return fail(wire.ReasonPreScriptFailed, "the pre script failed ("+rep.PreScript.Message+"); nothing was installed")
 		}
