@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -125,7 +126,10 @@ func (g *run) answerUpdates(ctx context.Context, a *simAgent, ds wire.DesiredSta
 		return
 	}
 	var ack wire.ReportAck
-	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: reports}, &ack); err != nil {
+	// The real agent keeps reports in its outbox until acknowledged.
+	if err := retry(ctx, func() error {
+		return a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: reports}, &ack)
+	}); err != nil {
 		g.noteError(err)
 		a.mu.Lock()
 		for _, id := range ids {
@@ -133,6 +137,26 @@ func (g *run) answerUpdates(ctx context.Context, a *simAgent, ds wire.DesiredSta
 		}
 		a.mu.Unlock()
 	}
+}
+
+// retry calls fn until it succeeds, up to 8 times, waiting a random time
+// up to 250 ms, 500 ms, 1 s, ... (at most 8 s) between tries, as the real
+// agent's fetch and outbox do.
+func retry(ctx context.Context, fn func() error) error {
+	wait := 250 * time.Millisecond
+	var err error
+	for range 8 {
+		if err = fn(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(mrand.Int64N(int64(wait)))):
+		}
+		wait = min(wait*2, 8*time.Second)
+	}
+	return err
 }
 
 // procCPU is the CPU time (user + system) a process used so far.
