@@ -57,7 +57,7 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	tc := g.tls.Clone()
 	tc.Certificates = []tls.Certificate{cert}
 	tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1}}
+	hc := &http.Client{Transport: g.limited(&http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, IdleConnTimeout: 5 * time.Second})}
 	api, err := g.apiClient(hc, "")
 	if err != nil {
 		return nil, err

@@ -107,6 +107,9 @@ type run struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
 	}
 	firstErr atomic.Value
+	// inflight bounds the simulated agents' API calls in flight (see
+	// limited in updates.go).
+	inflight chan struct{}
 }
 
 // Run executes the load test and returns its figures.
@@ -120,7 +123,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	g := &run{opts: o, pending: map[string]time.Time{}}
+	g := &run{opts: o, pending: map[string]time.Time{}, inflight: make(chan struct{}, maxInflight)}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
 		return Result{}, fmt.Errorf("read CA: %w", err)

@@ -15,15 +15,17 @@ import (
 // capability the first time an operation targets machines: each install
 // is an ordinary extension operation (state Creating, a seqNo, the outcome
 // in the activity log in by's name), written in bulk so that a scope of
-// ten thousand machines takes seconds. It returns how many installs it
-// asked for.
-func (s *Service) EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (int, error) {
+// ten thousand machines takes seconds. It returns machine id -> new
+// generation of the machines it asked an install of, and does not push
+// their syncs: the caller announces them with its own change (one fetch per
+// agent instead of two).
+func (s *Service) EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (map[string]int64, error) {
 	if len(ms) == 0 {
-		return 0, nil
+		return map[string]int64{}, nil
 	}
 	pkg, err := s.resolve(ctx, wire.MachineExtensionSet{Publisher: publisher, Type: typ})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	now := s.now()
 	origin := capability.OriginFrom(ctx).Encode()
@@ -34,12 +36,9 @@ func (s *Service) EnsureExtension(ctx context.Context, ms []store.Machine, publi
 	}
 	gens, err := s.store.AddMachineExtensions(ctx, es)
 	if err != nil {
-		return 0, err
-	}
-	for id, gen := range gens {
-		s.notify.Notify(ctx, id, gen)
+		return nil, err
 	}
 	s.log.InfoContext(ctx, "first-party extension switched on", "extension", pkg.publisher+"/"+pkg.typ, "version", pkg.version,
 		"machines", len(gens), "by", by)
-	return len(gens), nil
+	return gens, nil
 }

@@ -28,7 +28,8 @@ func (s *Service) RequestAssessment(ctx context.Context, sub string, req wire.Up
 	if err != nil {
 		return wire.UpdateAssessmentBatch{}, err
 	}
-	if err := s.enroll(ctx, r.machines, by); err != nil {
+	enrolled, err := s.enroll(ctx, r.machines, by)
+	if err != nil {
 		return wire.UpdateAssessmentBatch{}, err
 	}
 	now := s.now()
@@ -41,9 +42,10 @@ func (s *Service) RequestAssessment(ctx context.Context, sub string, req wire.Up
 	}
 	gens, err := s.store.CreateUpdateAssessments(ctx, as, now)
 	if err != nil {
+		s.announce(ctx, enrolled)
 		return wire.UpdateAssessmentBatch{}, err
 	}
-	s.announce(ctx, gens)
+	s.announce(ctx, merge(enrolled, gens))
 	s.log.InfoContext(ctx, "update assessment requested", "batch", batch, "machines", len(gens), "scope", r.scope, "by", by)
 	return wire.UpdateAssessmentBatch{ID: batch, Scope: r.scope, Machines: len(gens), Pending: len(gens), CreatedAt: now, CreatedBy: by}, nil
 }

@@ -99,10 +99,12 @@ func (s *Service) CreateRun(ctx context.Context, sub string, req wire.UpdateRunC
 	if err != nil {
 		return wire.UpdateRun{}, err
 	}
-	if err := s.enroll(ctx, r.machines, by); err != nil {
+	enrolled, err := s.enroll(ctx, r.machines, by)
+	if err != nil {
 		return wire.UpdateRun{}, err
 	}
 	now := s.now()
+	defer func() { s.announce(ctx, enrolled) }() // the run's own generations are merged in below
 	run, ms, err := s.newRun(sub, s.newID(), r, req.UpdateTargets, set, req.Rollout, now, by, capability.OriginFrom(ctx).Encode())
 	if err != nil {
 		return wire.UpdateRun{}, err
@@ -114,7 +116,7 @@ func (s *Service) CreateRun(ctx context.Context, sub string, req wire.UpdateRunC
 	if err != nil {
 		return wire.UpdateRun{}, err
 	}
-	s.announce(ctx, gens)
+	enrolled = merge(enrolled, gens)
 	s.log.InfoContext(ctx, "update run created", "run", run.ID, "machines", len(ms), "waves", run.Waves, "scope", run.Scope, "by", by)
 	counts := map[int]map[string]int{}
 	for _, m := range ms {

@@ -335,9 +335,11 @@ func (s *Service) fireIfDue(ctx context.Context, sc store.UpdateSchedule, now ti
 	f := store.UpdateFire{ScheduleID: sc.ID, Previous: sc.LastFiredAt, Fired: fire, RunID: fireID, At: now}
 	r, rerr := s.resolveTargets(ctx, sc.Subscription, t)
 	by := "schedule " + sc.Name
+	var enrolled map[string]int64
+	defer func() { s.announce(ctx, enrolled) }() // with the fire's own generations, merged below
 	switch {
 	case sc.Kind == wire.ScheduleAssessment && rerr == nil:
-		if err := s.enroll(ctx, r.machines, by); err != nil {
+		if enrolled, err = s.enroll(ctx, r.machines, by); err != nil {
 			return err
 		}
 		for _, m := range r.machines {
@@ -358,7 +360,7 @@ func (s *Service) fireIfDue(ctx context.Context, sc store.UpdateSchedule, now ti
 		var run store.UpdateRun
 		var ms []store.UpdateRunMachine
 		if rerr == nil {
-			if err := s.enroll(ctx, r.machines, by); err != nil {
+			if enrolled, err = s.enroll(ctx, r.machines, by); err != nil {
 				return err
 			}
 			run, ms, rerr = s.newRun(sc.Subscription, fireID, r, t, set, ro, fire, by, sc.Origin)
@@ -381,7 +383,7 @@ func (s *Service) fireIfDue(ctx context.Context, sc store.UpdateSchedule, now ti
 	if err != nil {
 		return err
 	}
-	s.announce(ctx, gens)
+	enrolled = merge(enrolled, gens)
 	late := now.Sub(fire).Round(time.Second)
 	s.log.InfoContext(ctx, "update schedule fired", "schedule", sc.Name, "subscription", sc.Subscription, "fire", fire,
 		"late", late, "run", fireID, "machines", len(gens))

@@ -25,7 +25,7 @@ package updates
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -50,8 +50,10 @@ type Store interface {
 // Extensions switches a first-party extension on for machines (the
 // extension context implements it): each install is an ordinary extension
 // operation, refused on the machine if its lock-down blocks it.
+// EnsureExtension returns the machines it bumped (machine id -> new
+// generation) without pushing their syncs.
 type Extensions interface {
-	EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (int, error)
+	EnsureExtension(ctx context.Context, ms []store.Machine, publisher, typ, name, by string) (map[string]int64, error)
 }
 
 // Settings tune the context; zero values take the defaults.
@@ -135,29 +137,57 @@ func (s *Service) announce(ctx context.Context, gens map[string]int64) {
 }
 
 // enroll switches Corral/PatchManagement on for machines not yet enrolled
-// (no update status), in by's name. A failure to ask for the install is
-// logged and left to the operation: the agent decides by its own lock-down
-// whatever the extension's record says.
-func (s *Service) enroll(ctx context.Context, ms []store.Machine, by string) error {
+// (no update status), in by's name, and returns the generations that bumped
+// (to announce with the operation's own). A failure to ask for the install
+// is logged and left to the operation: the agent decides by its own
+// lock-down whatever the extension's record says.
+func (s *Service) enroll(ctx context.Context, ms []store.Machine, by string) (map[string]int64, error) {
 	if s.ext == nil {
-		return nil
+		return nil, nil
+	}
+	enrolled := map[string]bool{}
+	for chunk := range slices.Chunk(ms, MaxListedMachines) {
+		ids := make([]string, len(chunk))
+		for i, m := range chunk {
+			ids[i] = m.ID
+		}
+		sts, err := s.store.ListMachineUpdateStatuses(ctx, store.UpdateStatusFilter{Subscription: chunk[0].Subscription, MachineIDs: ids,
+			Page: store.Page{Limit: store.MaxPageSize}})
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range sts {
+			enrolled[st.MachineID] = true
+		}
 	}
 	var todo []store.Machine
 	for _, m := range ms {
-		if _, err := s.store.GetMachineUpdateStatus(ctx, m.ID); errors.Is(err, store.ErrNotFound) {
+		if !enrolled[m.ID] {
 			todo = append(todo, m)
-		} else if err != nil {
-			return err
 		}
 	}
 	if len(todo) == 0 {
-		return nil
+		return nil, nil
 	}
-	if _, err := s.ext.EnsureExtension(ctx, todo, wire.PublisherCorral, "PatchManagement", ExtensionName, by); err != nil {
+	gens, err := s.ext.EnsureExtension(ctx, todo, wire.PublisherCorral, "PatchManagement", ExtensionName, by)
+	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		s.log.WarnContext(ctx, "could not switch on Corral/PatchManagement", "machines", len(todo), "err", err)
 	}
-	return nil
+	return gens, nil
+}
+
+// merge adds b's generations to a, keeping the higher of each.
+func merge(a, b map[string]int64) map[string]int64 {
+	if a == nil {
+		a = map[string]int64{}
+	}
+	for id, g := range b {
+		if g > a[id] {
+			a[id] = g
+		}
+	}
+	return a
 }
