@@ -28,6 +28,8 @@ CREATE TABLE update_assessments (
 CREATE INDEX update_assessments_machine ON update_assessments (machine_id, id);
 CREATE INDEX update_assessments_pending ON update_assessments (machine_id, state);
 CREATE INDEX update_assessments_batch ON update_assessments (batch_id, state);
+-- The scheduler fails requests nobody answered: pending ones by age.
+CREATE INDEX update_assessments_expiry ON update_assessments (state, requested_at);
 
 -- One row per enrolled machine; updates is the JSON list of its last
 -- successful assessment.
