@@ -25,8 +25,8 @@ package updates
 
 import (
 	"context"
-	"slices"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
