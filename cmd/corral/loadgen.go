@@ -88,6 +88,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")
 	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")
 	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
+	f.BoolVar(&o.Updates, "updates", false, "assess every machine's pending updates, then deploy Security updates to all, each timed until every result is on the server")
 	return cmd
 }
 

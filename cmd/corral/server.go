@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -101,6 +102,8 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.IntVar(&l.ConnectsPerSecond, "connect-admit-rate", l.ConnectsPerSecond, "onboardings admitted per second on average (-1: no limit)")
 	f.IntVar(&l.ConnectBurst, "connect-admit-burst", l.ConnectBurst, "onboardings admitted at once")
 	f.DurationVar(&l.StoreProbeInterval, "store-probe-interval", l.StoreProbeInterval, "how often a write probe checks the store can write")
+	f.DurationVar(&cfg.UpdateAssessmentInterval, "update-assessment-interval", 24*time.Hour, "how often machines enrolled in update management assess their pending updates by themselves")
+	f.DurationVar(&cfg.UpdateTick, "update-tick", 10*time.Second, "how often update schedules are checked and update runs advanced")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -380,6 +380,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 	}
 	k.checkStream(at())
 	k.protectionCalls(onM1)
+	k.updatesCalls(onM1)
 
 	// Every operation refused: no credentials, a malformed or mistyped
 	// body, resources that do not exist.
@@ -654,4 +655,55 @@ func passwordToken(t *testing.T, s *testutil.Server, user, password string) stri
 		t.Fatalf("sign in as %s: %d %v", user, resp.StatusCode, err)
 	}
 	return tok.AccessToken
+}
+
+// updatesCalls makes the update management operations succeed: an
+// assessment, a run and a schedule over the machines of rg1.
+func (k *docChecker) updatesCalls(onM1 map[string]string) {
+	t := k.t
+	const (
+		js      = "application/json"
+		sub     = "/api/v1/subscriptions/{sub}"
+		machine = sub + "/resourceGroups/{rg}/machines/{name}"
+	)
+	must := func(c apiCall) []byte {
+		t.Helper()
+		st, b := k.do(c)
+		if st < 200 || st > 299 {
+			t.Fatalf("%s %s (as %s): %d, want success: %s", c.method, c.pattern, c.as, st, b)
+		}
+		return b
+	}
+	onSub := map[string]string{"sub": "default"}
+	with := func(p map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for k, v := range p {
+			out[k] = v
+		}
+		return out
+	}
+	scope := `"scope":"/subscriptions/default/resourceGroups/rg1"`
+	var batch wire.UpdateAssessmentBatch
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: sub + "/updateAssessments", params: onSub, as: "admin", contentType: js,
+		body: []byte("{" + scope + "}")}), &batch); err != nil {
+		t.Fatal(err)
+	}
+	must(apiCall{method: "GET", pattern: sub + "/updateAssessments/{id}", params: with(onSub, "id", batch.ID), as: "admin"})
+	must(apiCall{method: "GET", pattern: machine + "/updates", params: onM1, query: "name=lib", as: "admin"})
+	must(apiCall{method: "GET", pattern: machine + "/updateAssessments", params: onM1, as: "admin"})
+	deploy := `"classifications":["Security"],"reboot":"Never","window":"2h"`
+	var run wire.UpdateRun
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: sub + "/updateRuns", params: onSub, as: "admin", contentType: js,
+		body: []byte("{" + scope + "," + deploy + "}")}), &run); err != nil {
+		t.Fatal(err)
+	}
+	runID := run.ID[strings.LastIndex(run.ID, "/")+1:]
+	must(apiCall{method: "GET", pattern: sub + "/updateRuns/{id}", params: with(onSub, "id", runID), as: "admin"})
+	must(apiCall{method: "GET", pattern: sub + "/updateRuns/{id}/machines", params: with(onSub, "id", runID), as: "admin"})
+	must(apiCall{method: "GET", pattern: machine + "/updateRuns", params: onM1, as: "admin"})
+	nightly := with(onSub, "schedule", "nightly")
+	must(apiCall{method: "PUT", pattern: sub + "/updateSchedules/{schedule}", params: nightly, as: "admin", contentType: js,
+		body: []byte(`{` + scope + `,"cron":"0 3 * * *","timeZone":"Europe/Paris",` + deploy + `}`)})
+	must(apiCall{method: "GET", pattern: sub + "/updateSchedules/{schedule}", params: nightly, as: "admin"})
+	must(apiCall{method: "DELETE", pattern: sub + "/updateSchedules/{schedule}", params: nightly, as: "admin"})
 }

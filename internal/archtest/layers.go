@@ -12,6 +12,7 @@ var contexts = []string{
 	"internal/server/onboarding",
 	"internal/server/protection",
 	"internal/server/roles",
+	"internal/server/updates",
 }
 
 // kernel is what every context may import: the wire contract, resource ids,
@@ -36,8 +37,11 @@ var Rules = []Rule{
 		Name: "a server context imports only the kernel (never httpapi, webui or another context)",
 		From: contexts,
 		// The extension context also needs the package format and sealing;
-		// endpoint protection builds signed signature sets.
-		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/scan", "internal/scan/sigset"),
+		// endpoint protection builds signed signature sets; updates the
+		// schedule logic (cron, windows, waves); the activity context seals
+		// its hash chain with the encoding clients verify.
+		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/scan", "internal/scan/sigset", "internal/schedule",
+			"internal/auditchain"),
 	},
 	{
 		Name:  "the seam and the shared refusal type import no context",
@@ -53,6 +57,11 @@ var Rules = []Rule{
 		Name:  "leaf packages import nothing of ours",
 		From:  []string{"internal/wire", "internal/resource", "internal/capped"},
 		Allow: []string{},
+	},
+	{
+		Name:  "the activity chain encoding depends on the wire contract only",
+		From:  []string{"internal/auditchain"},
+		Allow: []string{"internal/wire"},
 	},
 	{
 		Name:  "the web UI is a client of the API: it reaches no context, store or handler",

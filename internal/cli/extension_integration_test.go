@@ -116,7 +116,7 @@ func TestExtensionsEndToEnd(t *testing.T) {
 	for _, p := range avail {
 		names = append(names, p.Publisher+"/"+p.Type+" "+p.Version)
 	}
-	if strings.Join(names, ",") != "Contoso/Agent 1.0.0,Contoso/Broken 1.0.0,Corral/EndpointProtection 1.0.0,Corral/RunCommand 1.0.0" {
+	if strings.Join(names, ",") != "Contoso/Agent 1.0.0,Contoso/Broken 1.0.0,Corral/EndpointProtection 1.0.0,Corral/PatchManagement 1.0.0,Corral/RunCommand 1.0.0" {
 		t.Errorf("list-available = %v", names)
 	}
 	if table := mustRun(t, "", "extension", "list-available", "--publisher", "corral"); !strings.Contains(table, "RunCommand") || strings.Contains(table, "Contoso") {

@@ -71,6 +71,9 @@ func (a *app) machineListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if f.output == outTable {
+				return renderMachinesWithUpdates(ctxOf(cmd), cmd.OutOrStdout(), c, f.sub, ms)
+			}
 			return renderMachines(cmd.OutOrStdout(), f.output, ms)
 		},
 	}

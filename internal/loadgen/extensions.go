@@ -24,11 +24,13 @@ const fanoutExtension = "runcommand"
 // recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
-	if err := a.api.Do(ctx, http.MethodGet, wire.PathDesiredState, nil, &ds); err != nil {
+	// Like the real agent, a failed fetch is tried again with backoff.
+	if err := retry(ctx, func() error { return a.api.Do(ctx, http.MethodGet, wire.PathDesiredState, nil, &ds) }); err != nil {
 		g.noteError(err)
 		return
 	}
 	g.syncProtection(ctx, a, ds)
+	g.answerUpdates(ctx, a, ds)
 	a.mu.Lock()
 	var todo []wire.DesiredExtension
 	for _, e := range ds.Extensions {

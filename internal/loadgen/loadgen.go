@@ -49,6 +49,9 @@ type Options struct {
 	// Protection runs the endpoint protection phase: a signature set of
 	// 10,000 hashes imported, protection enabled on the whole group.
 	Protection bool
+	// Updates runs the updates phase: a scope-wide assessment and a
+	// deployment to every machine (updates.go).
+	Updates bool
 	// Storm runs the reconnect storm phase last: every agent's connection
 	// dropped at once, timed until all are back.
 	Storm bool
@@ -96,6 +99,8 @@ type Result struct {
 
 	Protection ProtectionResult
 	Storm      StormResult
+	// Updates holds the figures of the updates phase (nil: skipped).
+	Updates *UpdatesResult
 }
 
 type run struct {
@@ -125,6 +130,9 @@ type run struct {
 		refused, back atomic.Int64
 	}
 	firstErr atomic.Value
+	// inflight bounds the simulated agents' API calls in flight (see
+	// limited in updates.go).
+	inflight chan struct{}
 }
 
 // Run executes the load test and returns its figures.
@@ -145,7 +153,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	g := &run{opts: o, pending: map[string]time.Time{}}
+	g := &run{opts: o, pending: map[string]time.Time{}, inflight: make(chan struct{}, maxInflight)}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
 		return Result{}, fmt.Errorf("read CA: %w", err)
@@ -235,6 +243,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Protection && res.Onboarded > 0 {
 		fmt.Fprintf(o.Log, "enabling endpoint protection on %d machines...\n", res.Onboarded)
 		res.Protection = g.measureProtection(ctx, agents, 10_000)
+	}
+	if o.Updates && res.Onboarded > 0 {
+		res.Updates = g.measureUpdates(ctx, res.Onboarded)
 	}
 	if o.Storm && res.Onboarded > 0 {
 		fmt.Fprintf(o.Log, "dropping all %d agents' connections at once...\n", res.Onboarded)

@@ -50,6 +50,7 @@ func (r Result) Format(w io.Writer) {
 	}
 	r.Protection.Format(w)
 	r.Storm.Format(w)
+	r.Updates.format(w)
 	if r.ServerRSSBytes > 0 {
 		fmt.Fprintf(w, "server RSS        %.0f MiB (peak %.0f MiB)\n", float64(r.ServerRSSBytes)/(1<<20), float64(r.ServerPeakRSS)/(1<<20))
 	}

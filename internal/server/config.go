@@ -79,6 +79,13 @@ type Config struct {
 	MaxBodyBytes      int64
 	ShutdownTimeout   time.Duration
 
+	// UpdateAssessmentInterval is how often agents enrolled in update
+	// management assess by themselves; UpdateTick how often schedules and
+	// runs are looked at. Zero takes the update context's defaults (24 h,
+	// 10 s).
+	UpdateAssessmentInterval time.Duration
+	UpdateTick               time.Duration
+
 	Logger *slog.Logger
 	Clock  func() time.Time
 }
@@ -261,6 +268,12 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.AdvertiseURL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			errs = append(errs, fmt.Errorf("--advertise-url %q must be https://HOST[:PORT], the address the other replicas reach this one at", c.AdvertiseURL))
 		}
+	}
+	if c.UpdateAssessmentInterval < 0 || (c.UpdateAssessmentInterval > 0 && c.UpdateAssessmentInterval < time.Minute) {
+		errs = append(errs, fmt.Errorf("--update-assessment-interval %s is too short (at least 1m)", c.UpdateAssessmentInterval))
+	}
+	if c.UpdateTick < 0 || (c.UpdateTick > 0 && c.UpdateTick < 10*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("--update-tick %s is too short", c.UpdateTick))
 	}
 	if c.AdminPassword != "" && len(c.AdminPassword) < 12 {
 		errs = append(errs, errors.New("CORRAL_ADMIN_PASSWORD must have at least 12 characters"))

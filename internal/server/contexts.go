@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -37,6 +38,8 @@ type contexts struct {
 	activity   *activity.Service
 	extensions *extensions.Service
 	protection *protection.Service
+	// updates is update management (assessments, runs, schedules).
+	updates *updates.Service
 
 	// seam assembles desired states and dispatches agent reports to the
 	// contexts registered on it.
@@ -73,6 +76,9 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.syncer = capability.NewSyncer(st, n)
 	c.protection = protection.New(st, protectionExtensions{c.extensions}, c.syncer, k.signatures, cfg.Clock, log("protection"))
 	c.protection.LogOutcomes(c.activity)
+	c.updates = updates.New(st, c.extensions, c.syncer, cfg.Clock, log("updates"),
+		updates.Settings{AssessmentInterval: cfg.UpdateAssessmentInterval, Tick: cfg.UpdateTick})
+	c.updates.LogOutcomes(c.activity)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and
@@ -83,6 +89,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 		c.inventory,  // resource id, tags; properties, agentConfig and applied reports
 		c.extensions, // extensions, publishers, run commands; extension and runCommand reports; applied
 		c.protection, // signature key and set, scans, restores, schedule; protection reports; properties (joins protected scopes)
+		c.updates,    // the updates slice of enrolled machines; update assessment, deployment and reboot reports
 	)
 	return c, nil
 }

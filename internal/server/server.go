@@ -34,6 +34,7 @@ import (
 	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/replicas"
 	"github.com/corralhq/corral/internal/server/retention"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/storeopen"
 	"github.com/corralhq/corral/internal/version"
@@ -74,6 +75,9 @@ type Server struct {
 	bus          *replicas.PGBus // nil with SQLite
 	relay        *relay.Relay
 	notifier     push.Notifier
+	// updates runs its scheduler in Serve, under schedLock on PostgreSQL.
+	updates   *updates.Service
+	schedLock updates.Lock
 	// connCtx is the base context of every connection; cancelling it ends
 	// hijacked WebSocket streams, which http.Server.Shutdown does not track.
 	connCtx    context.Context
@@ -200,6 +204,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.updates = cs.updates
+	if s.bus != nil {
+		s.schedLock = func(ctx context.Context) (func(), bool) { return s.bus.TryLock(ctx, "updates") }
+	}
 	l := cfg.Limits
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Relay: s.relay, Heartbeats: s.batcher, Capabilities: cs.seam,
@@ -216,6 +224,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 				ConnectsPerSecond: off(l.ConnectsPerSecond), ConnectBurst: l.ConnectBurst,
 			}},
 		StoreHealth: s.health,
+		Updates:     cs.updates,
 	})
 	s.retention = &retention.Job{Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "retention"),
 		Interval: 10 * time.Minute, ActivityRetention: cfg.ActivityRetention, ExportDir: cfg.ActivityExportDir, Seal: cs.activity.Seal}
@@ -376,6 +385,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		})
 	}
+	wg.Go(func() { s.updates.RunScheduler(bgCtx, s.schedLock) })
 	if s.bus != nil {
 		wg.Go(func() { s.bus.Run(bgCtx) })
 	}

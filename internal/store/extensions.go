@@ -135,6 +135,13 @@ type MachineExtensions interface {
 	// both win. A replaced row keeps its stored Name, CreatedAt/By and
 	// AgentReported. ErrNotFound if the machine is missing.
 	PutMachineExtension(ctx context.Context, e MachineExtension, expectSeqNo int64) (int64, error)
+	// AddMachineExtensions inserts each e (a new extension, SeqNo taken as
+	// its machine's generation + 1) unless its machine already has an
+	// extension of the same publisher and type that is not being deleted,
+	// or one of the same name, and bumps those machines' generations, in
+	// transactions of up to 500 machines. Missing machines are skipped. It
+	// returns machine id -> new generation of the machines it added to.
+	AddMachineExtensions(ctx context.Context, es []MachineExtension) (map[string]int64, error)
 	GetMachineExtension(ctx context.Context, machineID, name string) (MachineExtension, error)
 	// ListMachineExtensions orders by name case-insensitively.
 	ListMachineExtensions(ctx context.Context, machineID string) ([]MachineExtension, error)

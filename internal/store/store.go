@@ -47,6 +47,7 @@ type Store interface {
 	MachineExtensions
 	RunCommands
 	Protection
+	Updates
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// ProbeWrite proves the backend can still write: it replaces one small

@@ -9,6 +9,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/protection"
 	"github.com/corralhq/corral/internal/agent/runcommand"
+	"github.com/corralhq/corral/internal/agent/updates"
 )
 
 // Default returns a fresh instance of every feature the agent runs, in the
@@ -18,5 +19,6 @@ func Default() []feature.Feature {
 		extensions.New(),
 		runcommand.New(),
 		protection.New(),
+		updates.New(),
 	}
 }

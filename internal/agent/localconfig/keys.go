@@ -30,7 +30,13 @@ const (
 	// KeyProtectionSignatureKey is the key endpoint protection's signature
 	// sets must verify with; empty = the control plane's, pinned on first use.
 	KeyProtectionSignatureKey = "protection.signaturekey"
+	// KeyRebootCommand is the command update management runs when a
+	// deployment reboots the machine; only root on the machine sets it.
+	KeyRebootCommand = "update.rebootcommand"
 )
+
+// DefaultRebootCommand is update.rebootcommand's default.
+const DefaultRebootCommand = "systemctl reboot"
 
 // kind is how a key's value is stored in the JSON file.
 type kind int
@@ -89,6 +95,8 @@ var keys = []key{
 		help: "percent of one CPU for guest configuration (default 5)"},
 	{name: KeyProtectionSignatureKey, kind: kindString, check: checkSignatureKey,
 		help: "ed25519:KEY endpoint protection's signature sets must be signed with (default: the control plane's key, pinned on first use)"},
+	{name: KeyRebootCommand, kind: kindString, def: DefaultRebootCommand, check: checkCommand,
+		help: "command (run with /bin/sh -c) that reboots the machine when an update deployment asks for a reboot"},
 }
 
 // Keys lists every key in the order `config list` shows them.
@@ -229,6 +237,20 @@ func checkPorts(name, v string) (string, error) {
 		list[i] = strconv.Itoa(n)
 	}
 	return strings.Join(list, ","), nil
+}
+
+// checkCommand accepts one command line: not empty, at most 1024 bytes,
+// no NUL or line break.
+func checkCommand(name, v string) (string, error) {
+	switch {
+	case v == "":
+		return "", fmt.Errorf("%s must not be empty (clear it to restore %q)", name, DefaultRebootCommand)
+	case len(v) > 1024:
+		return "", fmt.Errorf("%s is longer than 1024 bytes", name)
+	case strings.ContainsAny(v, "\x00\n\r"):
+		return "", fmt.Errorf("%s must be one line without NUL characters", name)
+	}
+	return v, nil
 }
 
 func checkProxyURL(name, v string) (string, error) {

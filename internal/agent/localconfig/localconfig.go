@@ -301,6 +301,8 @@ type Effective struct {
 	// ProtectionSignatureKey is the key root configured for endpoint
 	// protection's signature sets (nil: the pinned one).
 	ProtectionSignatureKey []byte
+	// RebootCommand is update.rebootcommand.
+	RebootCommand string
 	// Damaged is why the configuration could not be read (FailClosed); nil
 	// for a readable one.
 	Damaged error
@@ -325,6 +327,7 @@ func (c Config) Effective() Effective {
 		ExtensionsCPULimit:  atoi(c.value(KeyExtensionsCPULimit)),
 		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
 		ChangedOutside:      c.changedOutside,
+		RebootCommand:       c.value(KeyRebootCommand),
 	}
 	for _, p := range splitList(c.value(KeyIncomingPorts)) {
 		e.IncomingPorts = append(e.IncomingPorts, atoi(p))

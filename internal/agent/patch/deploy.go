@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -68,7 +69,15 @@ func (m *Manager) Deploy(ctx context.Context, d Deployment) (DeploymentResult, e
 	j := &Journal{ID: d.ID, Manager: m.Kind(), State: JournalRunning, Started: res.Started}
 	save := func() error {
 		j.Updated = m.opts.Now()
-		return writeJournal(d.JournalDir, j)
+		if err := writeJournal(d.JournalDir, j); err != nil {
+			return err
+		}
+		if d.Progress != nil {
+			c := *j
+			c.Packages = slices.Clone(j.Packages)
+			d.Progress(c)
+		}
+		return nil
 	}
 	if err := save(); err != nil {
 		return res, err

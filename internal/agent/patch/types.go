@@ -224,6 +224,10 @@ type Deployment struct {
 	// JournalDir is where the run's journal lives (owned by the caller,
 	// one directory per machine; created if missing).
 	JournalDir string
+	// Progress, when set, is told the journal each time it is saved (the
+	// package being installed, the results so far); it gets a copy and
+	// must return quickly.
+	Progress func(Journal)
 }
 
 // Recovery is what a deployment found and repaired from an earlier run.

@@ -3,6 +3,7 @@ package sshaccess_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,16 @@ func newTree(t testing.TB, hostKeys bool) string {
 	testutil.NeedTool(t, "chroot")
 	keygen := testutil.NeedTool(t, "ssh-keygen")
 	tree := testutil.DebianRoot(t, "openssh-server", "sudo")
+	// As on a real machine, the tree's /etc/hosts names this host: sudo
+	// resolves it and warns on stderr when it cannot.
+	if hn, err := os.Hostname(); err == nil {
+		f, err := os.OpenFile(filepath.Join(tree, "etc/hosts"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "127.0.1.1\t%s\n", hn)
+		f.Close()
+	}
 	if !hostKeys {
 		return tree
 	}

@@ -77,6 +77,15 @@ const (
 	ActAlertsAcknowledge = "Corral.Security/alerts/acknowledge/action"
 	ActSignaturesRead    = "Corral.Security/signatures/read"
 	ActSignaturesWrite   = "Corral.Security/signatures/write"
+	// Update management (scope: the machine, resource group or
+	// subscription an assessment, run or schedule targets).
+	ActUpdatesRead           = "Corral.Updates/updates/read"
+	ActUpdatesAssess         = "Corral.Updates/assessments/action"
+	ActUpdateRunsRead        = "Corral.Updates/updateRuns/read"
+	ActUpdateRunsWrite       = "Corral.Updates/updateRuns/write"
+	ActUpdateSchedulesRead   = "Corral.Updates/updateSchedules/read"
+	ActUpdateSchedulesWrite  = "Corral.Updates/updateSchedules/write"
+	ActUpdateSchedulesDelete = "Corral.Updates/updateSchedules/delete"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -102,4 +111,6 @@ var AllActions = []string{
 	ActPublishersRead, ActPublishersWrite, ActPackagesWrite, ActCatalogsRead, ActCatalogsWrite, ActExtensionPackagesRead,
 	ActProtectionRead, ActProtectionWrite, ActProtectionDelete, ActScansRead, ActScansWrite, ActQuarantineRead, ActQuarantineRestore,
 	ActAlertsRead, ActAlertsAcknowledge, ActSignaturesRead, ActSignaturesWrite,
+	ActUpdatesRead, ActUpdatesAssess, ActUpdateRunsRead, ActUpdateRunsWrite,
+	ActUpdateSchedulesRead, ActUpdateSchedulesWrite, ActUpdateSchedulesDelete,
 }

@@ -11,6 +11,7 @@ const (
 	RoleVMUserLogin    = "Virtual Machine User Login"
 	RoleSecurityAdmin  = "Security Admin"
 	RoleSecurityReader = "Security Reader"
+	RoleUpdateManager  = "Update Manager"
 )
 
 // Role is a set of granted actions. Built-in roles are defined in code; custom
@@ -84,6 +85,11 @@ var BuiltInRoles = []Role{
 		ID: RoleSecurityReader, Name: RoleSecurityReader, BuiltIn: true,
 		Description: "Read everything security-related.",
 		Actions:     []string{"*/read"},
+	},
+	{
+		ID: RoleUpdateManager, Name: RoleUpdateManager, BuiltIn: true,
+		Description: "Assess machines' pending updates, deploy updates and schedule deployments and assessments; read machines.",
+		Actions:     []string{"Corral.Updates/*", ActMachinesRead, ActResourceGroupsRead, ActSubscriptionsRead},
 	},
 }
 

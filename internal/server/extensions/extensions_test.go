@@ -136,7 +136,8 @@ func TestEnsureFirstPartyIsIdempotentAndPinsTheKey(t *testing.T) {
 		t.Fatalf("first-party catalog %+v: %v (a second start must not re-sign)", c, err)
 	}
 	pkgs, err := e.svc.ListPackages(ctx, extensions.PackageFilter{Publisher: wire.PublisherCorral})
-	if err != nil || len(pkgs) != len(extensions.FirstParty) || !pkgs[0].Listed || pkgs[1].Manifest.Handlers.Install != "builtin:runcommand" {
+	if err != nil || len(pkgs) != len(extensions.FirstParty) || !pkgs[0].Listed ||
+		pkgs[len(pkgs)-1].Manifest.Handlers.Install != "builtin:runcommand" {
 		t.Fatalf("first-party packages %+v: %v", pkgs, err)
 	}
 	_, other, _ := ed25519.GenerateKey(rand.Reader)

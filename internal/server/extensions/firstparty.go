@@ -33,6 +33,11 @@ var FirstParty = []wire.ExtensionManifest{
 			Disable: "builtin:endpointprotection", Update: "builtin:endpointprotection", Uninstall: "builtin:endpointprotection"},
 		OS: []string{"linux"},
 	},
+	{
+		Publisher: wire.PublisherCorral, Type: "PatchManagement", Version: "1.0.0",
+		Handlers: wire.ExtensionHandlers{Install: "builtin:patchmanagement", Enable: "builtin:patchmanagement"},
+		OS:       []string{"linux"},
+	},
 }
 
 // firstPartyReadme is packed beside the manifest so the archive documents

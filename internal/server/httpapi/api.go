@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/server/roles"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -120,6 +121,9 @@ type Deps struct {
 	// probe feeds it); mutating calls and sign-ins are refused while it
 	// cannot. Nil: always healthy.
 	StoreHealth *StoreHealth
+
+	// Updates is the update-management context.
+	Updates *updates.Service
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.

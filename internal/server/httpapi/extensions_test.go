@@ -220,8 +220,9 @@ func TestPublishersPackagesAndCatalogs(t *testing.T) {
 	s.MustDo(t, http.StatusOK, "GET", "/api/v1/extensionPackages", admin, nil, &list)
 	if len(list.Value) != 3 || list.Value[0].Publisher != "Contoso" || !list.Value[0].Listed ||
 		list.Value[1].Publisher != wire.PublisherCorral || list.Value[1].Type != wire.ProtectionExtensionType || !list.Value[1].Listed ||
-		list.Value[2].Publisher != wire.PublisherCorral || list.Value[2].Type != "RunCommand" || !list.Value[2].Listed ||
-		list.Value[2].Manifest.Handlers.Install != "builtin:runcommand" || list.Value[2].Manifest.Handlers.Enable != "builtin:runcommand" {
+		list.Value[2].Type != "PatchManagement" || list.Value[2].Manifest.Handlers.Install != "builtin:patchmanagement" ||
+		list.Value[3].Publisher != wire.PublisherCorral || list.Value[3].Type != "RunCommand" || !list.Value[3].Listed ||
+		list.Value[3].Manifest.Handlers.Install != "builtin:runcommand" || list.Value[3].Manifest.Handlers.Enable != "builtin:runcommand" {
 		t.Errorf("packages = %+v", list.Value)
 	}
 	s.MustDo(t, http.StatusOK, "GET", "/api/v1/extensionPackages?publisher=corral&type=runcommand", admin, nil, &list)

@@ -76,7 +76,7 @@ func expectation(role authz.Role, rt httpapi.Route) string {
 func requestFor(t *testing.T, s *testutil.Server, admin string, rt httpapi.Route) (string, any) {
 	t.Helper()
 	r := strings.NewReplacer("{sub}", "default", "{rg}", "rg1", "{name}", "nosuchthing", "{id}", "nosuchid",
-		"{ext}", "nosuchext", "{run}", "nosuchrun", "{publisher}", "nosuchpublisher", "{digest}", "sha256:00")
+		"{ext}", "nosuchext", "{run}", "nosuchrun", "{schedule}", "nosuchschedule", "{publisher}", "nosuchpublisher", "{digest}", "sha256:00")
 	path := r.Replace(rt.Pattern)
 	var body any
 	if rt.Method == "POST" || rt.Method == "PUT" || rt.Method == "PATCH" {

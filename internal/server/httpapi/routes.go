@@ -258,5 +258,6 @@ func (a *API) buildRoutes() []Route {
 	}
 	routes = append(routes, a.protectionRoutes()...)
 	routes = append(routes, a.securityRoutes()...)
+	routes = append(routes, a.updatesRoutes()...)
 	return routes
 }

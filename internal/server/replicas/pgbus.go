@@ -201,3 +201,33 @@ func (b *PGBus) tryLock(ctx context.Context, key int64) (release func(), ok bool
 		conn.Release()
 	}, true
 }
+
+// TryLock takes the advisory lock named name (one per singleton job, e.g.
+// "updates" for the update scheduler) if no other replica holds it, like
+// SweeperLock. The lock is keyed by name and the connection's schema, so
+// servers sharing a database in separate schemas do not exclude each other.
+func (b *PGBus) TryLock(ctx context.Context, name string) (release func(), ok bool) {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		b.log.ErrorContext(ctx, "advisory lock failed", "lock", name, "err", err)
+		return nil, false
+	}
+	const q = "SELECT pg_try_advisory_lock(hashtext('corral:' || $1), hashtext(current_schema()))"
+	var got bool
+	if err := conn.QueryRow(ctx, q, name).Scan(&got); err != nil || !got {
+		if err != nil && ctx.Err() == nil {
+			b.log.ErrorContext(ctx, "advisory lock failed", "lock", name, "err", err)
+		}
+		conn.Release()
+		return nil, false
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		defer cancel()
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock(hashtext('corral:' || $1), hashtext(current_schema()))", name); err != nil {
+			b.log.ErrorContext(ctx, "advisory unlock failed", "lock", name, "err", err)
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, true
+}

@@ -162,6 +162,7 @@ func (h *Handler) inventory(u *uiRequest) {
 		return
 	}
 	d.Rows = machineRows(list.Value, f.Sub, h.cfg.Clock())
+	h.fillUpdates(u, d.Rows, list.Value, f.Sub)
 	if next := skipTokenOf(list.NextLink); next != "" {
 		d.NextURL = f.uiURL(next)
 	}
@@ -178,6 +179,9 @@ type machineRow struct {
 	Unsupported                                                                  bool
 	HeartbeatAgo, HeartbeatTime                                                  string
 	Tags                                                                         []tagChip
+	// Updates is the machine's pending update counts (updates.go).
+	Updates    updateCell
+	UpdatesURL string
 }
 
 // tagChip is a tag that links to the inventory filtered by it.
@@ -213,6 +217,8 @@ type machineData struct {
 	DeleteURL   string
 	extensionsData
 	runsData
+	// Updates is the machine's update status card (nil: not readable).
+	Updates *updateCard
 	// InProgress is set when an extension or a run on the page is still
 	// being worked on; RefreshNote says what the page does about it.
 	InProgress  bool
@@ -322,6 +328,7 @@ func (h *Handler) showMachine(u *uiRequest, v machineView) {
 	}
 	d := &machineData{Machine: m, AgentConfig: agentConfigRows(m.AgentConfig),
 		ActivityURL: "/ui/activity?" + url.Values{"scope": {m.ID}}.Encode(), DeleteURL: machineURL(m) + "/delete"}
+	d.Updates = h.machineUpdateSummary(u, m)
 	since := h.loadExtensions(u, m, d, v)
 	if t := h.loadRuns(u, m, d, v); t.After(since) {
 		since = t

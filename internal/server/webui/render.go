@@ -44,10 +44,12 @@ type page struct {
 }
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error", "security", "password"}
+var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error", "security", "password",
+	"updates", "updaterun", "machineupdates", "updateschedules"}
 
 // partials are templates that pages include (besides layout.html).
-var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"}}
+var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"},
+	"updates": {"updateform.html"}, "machineupdates": {"updateform.html"}, "updateschedules": {"updateform.html"}}
 
 // pages holds one parsed template set per page. The templates are embedded,
 // so a parse error is a build defect and fails at start (and in every test).

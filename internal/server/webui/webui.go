@@ -67,6 +67,7 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /ui/security/alerts/{id}/acknowledge", h.authedPost(h.acknowledgeAlert))
 	h.mux.Handle("GET /ui/password", h.authed(h.passwordPage))
 	h.mux.Handle("POST /ui/password", h.authedPost(h.changePassword))
+	h.updatesRoutes()
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }
