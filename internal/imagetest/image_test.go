@@ -28,14 +28,17 @@ import (
 // Set by the parent test process for its child (testutil.InChild).
 const (
 	envArchive = "CORRAL_IMAGETEST_ARCHIVE"
+	envLayout  = "CORRAL_IMAGETEST_LAYOUT"
 	envDigest  = "CORRAL_IMAGETEST_DIGEST"
+	envID      = "CORRAL_IMAGETEST_ID"
 	envBinDir  = "CORRAL_IMAGETEST_BIN"
 	envVersion = "CORRAL_IMAGETEST_VERSION"
 )
 
 // built is what packaging/image/build.sh printed and wrote.
 type built struct {
-	archive, digest, id      string
+	archive, layout          string
+	digest, id               string
 	compressed, uncompressed int64
 	took                     time.Duration
 }
@@ -62,7 +65,7 @@ func buildImage(t *testing.T, dir string, umask string, env ...string) built {
 	if len(archives) != 1 {
 		t.Fatalf("build.sh wrote %v into %s", archives, out)
 	}
-	r := built{archive: archives[0], digest: m[1], id: m[2], took: time.Since(start)}
+	r := built{archive: archives[0], layout: strings.TrimSuffix(archives[0], ".tar"), digest: m[1], id: m[2], took: time.Since(start)}
 	r.compressed, _ = strconv.ParseInt(m[3], 10, 64)
 	r.uncompressed, _ = strconv.ParseInt(m[4], 10, 64)
 	return r
@@ -146,16 +149,21 @@ func TestServerImage(t *testing.T) {
 		t.Logf("figures: image %s: %.1f MiB compressed, %.1f MiB uncompressed; build.sh took %s, then %s from the copy",
 			first.digest, float64(first.compressed)/(1<<20), float64(first.uncompressed)/(1<<20), first.took.Round(time.Second), second.took.Round(time.Second))
 
+		// The CLI and the agent, built as build.sh builds the server, so
+		// that they reuse its compiled packages.
 		bin := t.TempDir()
 		for _, name := range []string{"corral", "corral-agent"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(bin, name), "./cmd/"+name)
+			cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "timetzdata", "-o", filepath.Join(bin, name), "./cmd/"+name)
 			cmd.Dir = repo
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("build %s: %v\n%s", name, err, out)
 			}
 		}
 		t.Setenv(envArchive, first.archive)
+		t.Setenv(envLayout, first.layout)
 		t.Setenv(envDigest, first.digest)
+		t.Setenv(envID, first.id)
 		t.Setenv(envBinDir, bin)
 		t.Setenv(envVersion, output(t, repo, "sed", "-n", `s/^[[:space:]]*Version = "\(.*\)"/\1/p`, "internal/version/version.go"))
 	}
@@ -202,6 +210,20 @@ func runImage(t *testing.T) {
 	}
 	if _, ok := ic.ExposedPorts["8443/tcp"]; !ok {
 		t.Errorf("exposed ports %v", ic.ExposedPorts)
+	}
+	// The layout directory is the same image, by its name in the index.
+	// (podman names an image pulled from oci:PATH after PATH, which must
+	// then be lower case: the test's temp dir is not.)
+	lower, err := os.MkdirTemp("", "corral-layout-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(lower) })
+	if err := os.Symlink(os.Getenv(envLayout), filepath.Join(lower, "layout")); err != nil {
+		t.Fatal(err)
+	}
+	if out := pm.Must(t, "pull", "--quiet", "oci:"+filepath.Join(lower, "layout")+":corral:"+version); out != os.Getenv(envID) {
+		t.Errorf("podman pull oci:LAYOUT gave image %s, want %s", out, os.Getenv(envID))
 	}
 
 	// Can containers run here at all? (A kernel or sandbox without the
