@@ -3,8 +3,9 @@
 // configuration into the blobs of an OCI image (image-spec v1.1: a gzip
 // tar layer, a config, a manifest and an index), and the result is written
 // as an OCI image layout directory (WriteLayout) or as a single-file archive
-// of that layout (WriteArchive) that `podman load`, `skopeo copy
-// oci-archive:` and `docker load` accept.
+// of that layout (WriteArchive) for `podman load` and `skopeo copy
+// oci-archive:`, with Docker's manifest.json beside index.json for `docker
+// load`.
 //
 // Output is deterministic: the same Image gives byte-identical blobs, hence
 // the same digests, whenever and wherever it is built. Every timestamp
