@@ -7,7 +7,9 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/internal/client"
@@ -76,6 +78,9 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 		if err != nil {
 			g.noteError(err)
 		}
+		if g.onEvent != nil {
+			g.onEvent(Event{Kind: EventDown, Machine: a.machineID, Name: a.name, At: time.Now(), Err: err})
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -88,10 +93,17 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	var ch client.Channel
 	var err error
+	dialCtx := ctx
+	var local atomic.Value // the connection's local address, for a Fleet's events
+	if g.onEvent != nil {
+		dialCtx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			local.Store(i.Conn.LocalAddr().String())
+		}})
+	}
 	if g.opts.Transport == "websocket" {
-		ch, err = a.api.DialWebSocket(ctx)
+		ch, err = a.api.DialWebSocket(dialCtx)
 	} else {
-		ch, err = a.api.DialChannel(ctx)
+		ch, err = a.api.DialChannel(dialCtx)
 	}
 	if err != nil {
 		return fmt.Errorf("dial stream: %w", err)
@@ -106,6 +118,10 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	}
 	g.stats.connected.Add(1)
 	defer g.stats.connected.Add(-1)
+	if g.onEvent != nil {
+		addr, _ := local.Load().(string)
+		g.onEvent(Event{Kind: EventConnected, Machine: a.machineID, Name: a.name, At: time.Now(), LocalAddr: addr})
+	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -139,6 +155,9 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 		switch msg.Type {
 		case wire.MsgSync:
 			g.pushReceived(a.machineID, time.Now())
+			if g.onEvent != nil {
+				g.onEvent(Event{Kind: EventSync, Machine: a.machineID, Name: a.name, At: time.Now(), Generation: msg.Generation})
+			}
 			g.onSync(ctx, a)
 		case wire.MsgClose:
 			return fmt.Errorf("closed: %s", msg.Reason)

@@ -31,8 +31,11 @@ import (
 // Channel is the PostgreSQL notification channel of push messages.
 const Channel = "corral_push"
 
-// sweeperLockKey is the advisory lock id of the status sweeper.
-const sweeperLockKey = 0x636f7272616c01 // "corral" + 1
+// SweeperLockKey is the PostgreSQL advisory lock id (session level) the
+// status sweeper holds while it sweeps; one replica sweeps at a time.
+const SweeperLockKey = 0x636f7272616c01 // "corral" + 1
+
+const sweeperLockKey = SweeperLockKey
 
 // senderConns bounds the connections PGBus opens for NOTIFY and the
 // sweeper lock (the listener has one more of its own).
