@@ -117,32 +117,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyFile := cfg.TokenKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(cfg.DataDir, "token-signing.key")
-	}
-	key, err := authn.LoadOrCreateSigningKey(keyFile)
+	key, err := signingKey(cfg.TokenKeyFile, cfg.DataDir, "token-signing.key", "--token-signing-key", "token signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load token signing key: %w", err)
+		return nil, err
 	}
 	if err := s.bootstrap(ctx, now); err != nil {
 		return nil, err
 	}
-	extKeyFile := cfg.ExtensionKeyFile
-	if extKeyFile == "" {
-		extKeyFile = filepath.Join(cfg.DataDir, "extension-signing.key")
-	}
-	extKey, err := authn.LoadOrCreateSigningKey(extKeyFile)
+	extKey, err := signingKey(cfg.ExtensionKeyFile, cfg.DataDir, "extension-signing.key", "--extension-signing-key", "extension signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
+		return nil, err
 	}
-	sigKeyFile := cfg.SignatureKeyFile
-	if sigKeyFile == "" {
-		sigKeyFile = filepath.Join(cfg.DataDir, "signature-signing.key")
-	}
-	sigKey, err := authn.LoadOrCreateSigningKey(sigKeyFile)
+	sigKey, err := signingKey(cfg.SignatureKeyFile, cfg.DataDir, "signature-signing.key", "--signature-signing-key", "signature set signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load signature set signing key %s: %w", sigKeyFile, err)
+		return nil, err
 	}
 
 	// Bound now: the relay needs this replica's address.
