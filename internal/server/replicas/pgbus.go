@@ -49,7 +49,9 @@ const publishTimeout = 5 * time.Second
 // including the sender, receives each message and delivers it to its own
 // hub if it holds the machine's stream.
 type PGBus struct {
-	dsn  string
+	// listenCfg is the listener's connection (the DSN without pgxpool's
+	// pool_* parameters, which PostgreSQL itself would refuse).
+	listenCfg *pgx.ConnConfig
 	hub  *push.Hub
 	log  *slog.Logger
 	pool *pgxpool.Pool
@@ -73,7 +75,7 @@ func NewPGBus(dsn string, hub *push.Hub, log *slog.Logger) (*PGBus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push bus: %w", err)
 	}
-	return &PGBus{dsn: dsn, hub: hub, log: log, pool: pool}, nil
+	return &PGBus{listenCfg: cfg.ConnConfig.Copy(), hub: hub, log: log, pool: pool}, nil
 }
 
 // Close releases the sender connections. Call it after Run has returned.
@@ -119,7 +121,7 @@ func (b *PGBus) Run(ctx context.Context) {
 }
 
 func (b *PGBus) listen(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, b.dsn)
+	conn, err := pgx.ConnectConfig(ctx, b.listenCfg.Copy())
 	if err != nil {
 		return err
 	}

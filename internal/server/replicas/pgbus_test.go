@@ -118,3 +118,25 @@ func TestSweeperLockIsExclusive(t *testing.T) {
 		return ""
 	})
 }
+
+// pool_max_conns, which sizes the store's pool, may be in the DSN every
+// replica component shares: the bus's listener does not pass it on to
+// PostgreSQL (which would refuse the connection).
+func TestBusAcceptsTheStorePoolSize(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t) + "&pool_max_conns=7"
+	sender := startBus(t, dsn, push.NewHub())
+	hub := push.NewHub()
+	startBus(t, dsn, hub)
+	machine := "m-" + rand.Text()
+	stream := hub.Register(machine)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		sender.Notify(t.Context(), machine, 1)
+		select {
+		case <-stream.Out:
+			return ""
+		case <-time.After(100 * time.Millisecond):
+			return "no sync reached the other replica's listener"
+		}
+	})
+}
