@@ -26,7 +26,7 @@ func TestGivenSigningKeysMustExist(t *testing.T) {
 	}
 	base := func(t *testing.T) Config {
 		return Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: "a-long-enough-password",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 			TokenKeyFile: filepath.Join(shared, "token.key"), ExtensionKeyFile: filepath.Join(shared, "extension.key"),
 			SignatureKeyFile: filepath.Join(shared, "signature.key")}
 	}

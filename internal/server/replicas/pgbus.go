@@ -52,9 +52,9 @@ type PGBus struct {
 	// listenCfg is the listener's connection (the DSN without pgxpool's
 	// pool_* parameters, which PostgreSQL itself would refuse).
 	listenCfg *pgx.ConnConfig
-	hub  *push.Hub
-	log  *slog.Logger
-	pool *pgxpool.Pool
+	hub       *push.Hub
+	log       *slog.Logger
+	pool      *pgxpool.Pool
 	// OnTunnel receives every tunnel announced by any replica (set it
 	// before Run): the relay asks the agent if this replica holds its
 	// channel.
