@@ -53,7 +53,7 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA, keys and the embedded SQLite store (required)")
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "TLS listen address host:port")
 	f.StringVar(&cfg.Store, "store", "", "store DSN: postgres://... or sqlite:PATH (default: SQLite in --data-dir)")
-	f.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "https://HOST:PORT the other replicas reach this one at, for SSH sessions relayed between replicas (default: the listen address; its certificate must cover HOST, see --host)")
+	f.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "https://HOST:PORT the other replicas reach this one at, for SSH sessions relayed between replicas (default: the listen address; the generated server certificate names HOST, a --tls-cert must)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "server certificate PEM (default: issued by the built-in CA)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "server private key PEM")
 	f.StringVar(&cfg.CACertFile, "ca-cert", "", "CA certificate PEM that signs machine certificates (default: generated in --data-dir)")

@@ -161,11 +161,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	var bus relay.Bus // nil: one server, tunnels announced here directly
+	peers := peerRoots(s.CA.Certificate())
 	if s.bus != nil {
 		bus = s.bus
+		if err := checkPeerCertificate(tlsCert, self, peers); err != nil {
+			cfg.Logger.Error("the other replicas cannot verify this replica's certificate at "+self+", so SSH sessions relayed to users on this replica fail; "+
+				"name its host with --host or give a --tls-cert that covers it", "err", err)
+		}
 	}
 	s.relay = relay.New(relay.Config{Self: self, Bus: bus, Hub: s.Hub, Tokens: authn.NewTokenIssuer(key, "corral"),
-		PeerTLS: &tls.Config{RootCAs: s.CA.Pool(), MinVersion: tls.VersionTLS12}, Clock: cfg.Clock,
+		PeerTLS: &tls.Config{RootCAs: peers, MinVersion: tls.VersionTLS12}, Clock: cfg.Clock,
 		Logger: cfg.Logger.With("component", "relay")})
 	if s.bus != nil {
 		s.bus.OnTunnel = s.relay.Announce
@@ -222,6 +227,9 @@ func (s *Server) serverCertificate(now time.Time) (tls.Certificate, error) {
 		return c, nil
 	}
 	hosts := append([]string{}, s.cfg.Hosts...)
+	if h := advertiseHost(s.cfg.AdvertiseURL); h != "" {
+		hosts = append(hosts, h) // the other replicas connect to it
+	}
 	if h, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
 		hosts = append(hosts, h)
 	}
