@@ -28,8 +28,43 @@ const lbIP = "127.0.0.10"
 
 var replicaIPs = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 
-// shippedHAProxyConfig is the configuration the deployment guide installs.
-const shippedHAProxyConfig = "../../packaging/haproxy/corral.cfg"
+// The files the deployment guide installs.
+const (
+	shippedHAProxyConfig = "../../packaging/haproxy/corral.cfg"
+	shippedServerEnv     = "../../packaging/corral-server.env"
+	shippedServerUnit    = "../../packaging/corral-server.service"
+)
+
+// serverEnv is packaging/corral-server.env with the test's values: every
+// variable it sets, and only those, must have one in values.
+func serverEnv(t *testing.T, values map[string]string) []string {
+	t.Helper()
+	b, err := os.ReadFile(shippedServerEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	seen := map[string]bool{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		v, known := values[k]
+		if !ok || !known {
+			t.Fatalf("%s line %d sets %q, which the test gives no value", shippedServerEnv, i+1, line)
+		}
+		seen[k] = true
+		env = append(env, k+"="+v)
+	}
+	for k := range values {
+		if !seen[k] {
+			t.Fatalf("%s does not set %s", shippedServerEnv, k)
+		}
+	}
+	return env
+}
 
 // freePort returns a TCP port free on ip now.
 func freePort(t *testing.T, ip string) int {

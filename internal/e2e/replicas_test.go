@@ -96,19 +96,25 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 	lbAddr := net.JoinHostPort(lbIP, strconv.Itoa(lbPort))
 	lbURL := "https://" + lbAddr
 	reps := make([]*replica, len(replicaIPs))
+	// Each replica is configured as packaging/corral-server.env says, with
+	// this test's values; only the lifecycle timings are flags.
+	startReplica := func(r *replica) {
+		env := serverEnv(t, map[string]string{
+			"CORRAL_DATA_DIR": r.dataDir, "CORRAL_LISTEN": strings.TrimPrefix(r.url, "https://"), "CORRAL_STORE": dsn,
+			"CORRAL_CA_CERT": caFile, "CORRAL_CA_KEY": filepath.Join(keys, "ca.key"),
+			"CORRAL_TOKEN_SIGNING_KEY":     filepath.Join(keys, "token-signing.key"),
+			"CORRAL_EXTENSION_SIGNING_KEY": filepath.Join(keys, "extension-signing.key"),
+			"CORRAL_SIGNATURE_SIGNING_KEY": filepath.Join(keys, "signature-signing.key"),
+			"CORRAL_HOST":                  lbIP, "CORRAL_ADVERTISE_URL": r.url, "CORRAL_LOG_FORMAT": "json",
+		})
+		r.proc = start(t, append(env, "CORRAL_ADMIN_PASSWORD="+adminPassword), corral, "server",
+			"--heartbeat-interval", replicaHeartbeat.String(), "--disconnect-after", replicaDisconnect.String(),
+			"--sweep-interval", "500ms")
+	}
 	for i, ip := range replicaIPs {
 		addr := net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
-		r := &replica{name: fmt.Sprintf("corral-%d", i+1), url: "https://" + addr, dataDir: t.TempDir()}
-		r.proc = start(t, []string{"CORRAL_ADMIN_PASSWORD=" + adminPassword}, corral, "server",
-			"--data-dir", r.dataDir, "--listen", addr, "--store", dsn,
-			"--ca-cert", caFile, "--ca-key", filepath.Join(keys, "ca.key"),
-			"--token-signing-key", filepath.Join(keys, "token-signing.key"),
-			"--extension-signing-key", filepath.Join(keys, "extension-signing.key"),
-			"--signature-signing-key", filepath.Join(keys, "signature-signing.key"),
-			"--host", lbIP, "--advertise-url", r.url,
-			"--heartbeat-interval", replicaHeartbeat.String(), "--disconnect-after", replicaDisconnect.String(),
-			"--sweep-interval", "500ms", "--log-format", "json")
-		reps[i] = r
+		reps[i] = &replica{name: fmt.Sprintf("corral-%d", i+1), url: "https://" + addr, dataDir: t.TempDir()}
+		startReplica(reps[i])
 	}
 	for _, r := range reps {
 		r.proc.waitFor(t, "Corral control plane at ", 60*time.Second)
@@ -480,7 +486,13 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 	rssBefore := map[string]string{}
 	for _, r := range reps {
 		rss, cpu := usage(r.proc.cmd.Process.Pid)
-		rssBefore[r.name] = fmt.Sprintf("%.0f MiB RSS, %s CPU", rss, cpu.Round(10*time.Millisecond))
+		n := perReplicaCount(live, holder, r.name)
+		for _, ra := range reals {
+			if realHolder[ra.name] == r.name {
+				n++
+			}
+		}
+		rssBefore[r.name] = fmt.Sprintf("%d agents, %.0f MiB RSS, %s CPU since start", n, rss, cpu.Round(10*time.Millisecond))
 	}
 	killed := time.Now()
 	if err := victimRep.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -588,9 +600,7 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 		// Each run's outcome is in the activity log once, even where its
 		// result was delivered twice.
 		for _, run := range []string{"before", "across", "after"} {
-			if n := outcomeEntries(t, lbAPI, admin, ra.name, run); n != 1 {
-				t.Errorf("%s run %s has %d outcome entries in the activity log, want 1", ra.name, run, n)
-			}
+			wantOneOutcome(t, lbAPI, admin, "real", ra.name, run)
 		}
 	}
 
@@ -614,9 +624,7 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 		t.Errorf("the sweepers recorded %d status changes, want %d (one per silent machine)", changes, quietAgents)
 	}
 	for name := range expiring {
-		if n := outcomeEntries(t, lbAPI, admin, quiet[0].Name(), name, "fleet"); n != 1 {
-			t.Errorf("expired run %s has %d outcome entries, want 1", name, n)
-		}
+		wantOneOutcome(t, lbAPI, admin, "fleet", quiet[0].Name(), name)
 	}
 
 	// Pushes still cross the two survivors.
@@ -648,23 +656,79 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 	}
 	t.Logf("PUSH after the failover, to moved agents from the other survivor: %s", after)
 
-	// Figures for the sizing table.
-	perReplica = map[string]int{}
-	for _, a := range live {
-		perReplica[holder(a.MachineID())]++
-	}
+	// An upgrade, one replica at a time: the killed replica comes back
+	// (same data directory and flags) and HAProxy sends it new connections;
+	// then another replica stops gracefully (SIGTERM, as systemd stops it
+	// for an upgrade): its agents are told to go and reconnect through
+	// HAProxy, the restarted replica among the ones taking them.
+	startReplica(victimRep)
+	victimRep.proc.waitFor(t, "Corral control plane at ", 60*time.Second)
+	var upgraded *replica
 	for _, r := range reps {
-		if r == victimRep {
-			t.Logf("SIZE %s before the kill: %s", r.name, rssBefore[r.name])
-			continue
+		if r != victimRep && (upgraded == nil || perReplicaCount(live, holder, r.name) > perReplicaCount(live, holder, upgraded.name)) {
+			upgraded = r
 		}
-		rss, cpu := usage(r.proc.cmd.Process.Pid)
-		t.Logf("SIZE %s: %d simulated agents, %.0f MiB RSS, %s CPU over the run (before the kill: %s)", r.name, perReplica[r.name], rss, cpu.Round(10*time.Millisecond), rssBefore[r.name])
+	}
+	onUpgraded := map[string]bool{}
+	for _, a := range live {
+		if holder(a.MachineID()) == upgraded.name {
+			onUpgraded[a.MachineID()] = true
+		}
+	}
+	time.Sleep(3 * time.Second) // HAProxy's health check: rise 2, inter 1s
+	stopped := time.Now()
+	upgraded.proc.stop(t)
+	stopTook := time.Since(stopped)
+	var moved2 latency
+	landed := map[string]int{}
+	testutil.Eventually(t, 30*time.Second, func() string {
+		moved2, landed = moved2[:0], map[string]int{}
+		for id := range onUpgraded {
+			addr, up, upAt := watch.state(id)
+			if !up || !upAt.After(stopped) {
+				return fmt.Sprintf("%s's agent is not back", id)
+			}
+			h := lbHolders(lb)[addr]
+			if h == "" || h == upgraded.name {
+				return fmt.Sprintf("%s's agent came back on %q", id, h)
+			}
+			landed[h]++
+			moved2 = append(moved2, upAt.Sub(stopped))
+		}
+		return ""
+	})
+	t.Logf("UPGRADE %s restarted after the kill; %s stopped gracefully in %s: its %d agents back in %s (%s), on %v",
+		victimRep.name, upgraded.name, stopTook.Round(time.Millisecond), len(onUpgraded), moved2.max().Round(time.Millisecond), moved2, landed)
+	if landed[victimRep.name] == 0 {
+		t.Errorf("HAProxy sent none of the moving agents to the restarted replica %s: %v", victimRep.name, landed)
+	}
+	counts = machineStatuses(t, lbAPI, admin, "fleet")
+	for _, a := range live {
+		if s := counts[a.Name()]; s != wire.StatusConnected {
+			t.Errorf("%s is %s after the graceful stop", a.Name(), s)
+		}
+	}
+
+	// Figures for the sizing table: each replica while it held its third
+	// of the agents, reporting, with the pushes and tunnels behind it.
+	for _, r := range reps {
+		t.Logf("SIZE %s before the kill: %s", r.name, rssBefore[r.name])
 	}
 	if n, first := fleet.Errors(); n > 0 {
 		t.Logf("the simulated agents met %d errors (channels ended by the kill among them); first: %s", n, first)
 	}
 	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
+
+// perReplicaCount counts the agents among live that replica holds.
+func perReplicaCount(live []*loadgen.Agent, holder func(string) string, replica string) int {
+	n := 0
+	for _, a := range live {
+		if holder(a.MachineID()) == replica {
+			n++
+		}
+	}
+	return n
 }
 
 // parallel runs f(0..n-1) on workers goroutines and fails on the first error.
@@ -824,14 +888,26 @@ func machineStatuses(t *testing.T, api *testutil.API, token, rg string) map[stri
 	return out
 }
 
-// outcomeEntries counts the activity entries of a run command's outcome.
-func outcomeEntries(t *testing.T, api *testutil.API, token, machine, run string, rg ...string) int {
+// wantOneOutcome checks that a finished run command's outcome is in the
+// activity log once (it is written just after the run's state).
+func wantOneOutcome(t *testing.T, api *testutil.API, token, rg, machine, run string) {
 	t.Helper()
-	group := "real"
-	if len(rg) > 0 {
-		group = rg[0]
+	n := 0
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n = outcomeEntries(t, api, token, rg, machine, run); n == 0 {
+			return "no outcome entry for run " + run + " on " + machine
+		}
+		return ""
+	})
+	if n != 1 {
+		t.Errorf("%s run %s has %d outcome entries in the activity log, want 1", machine, run, n)
 	}
-	m := resource.Machine("default", group, machine)
+}
+
+// outcomeEntries counts the activity entries of a run command's outcome.
+func outcomeEntries(t *testing.T, api *testutil.API, token, rg, machine, run string) int {
+	t.Helper()
+	m := resource.Machine("default", rg, machine)
 	scope := m.RunCommand(run).String()
 	path := "/api/v1/activityLogs?$top=1000&scope=" + url.QueryEscape(m.String())
 	n := 0
@@ -893,4 +969,26 @@ func countMap(m *sync.Map) int {
 	n := 0
 	m.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// The replica's systemd unit is one systemd accepts (pointing at the
+// binary built here).
+func TestServerUnitVerifies(t *testing.T) {
+	analyze := testutil.NeedTool(t, "systemd-analyze")
+	corral, _ := binaries(t)
+	unit, err := os.ReadFile(shippedServerUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/corral server\n") {
+		t.Fatalf("%s does not run /usr/bin/corral server", shippedServerUnit)
+	}
+	local := filepath.Join(t.TempDir(), "corral-server.service")
+	if err := os.WriteFile(local, bytes.ReplaceAll(unit, []byte("/usr/bin/corral "), []byte(corral+" ")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, nil, []string{"SYSTEMD_LOG_LEVEL=warning"}, analyze, "verify", local)
+	if err != nil || strings.Contains(out, "corral-server.service:") {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }
