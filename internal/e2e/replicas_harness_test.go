@@ -204,8 +204,7 @@ func procAddr(s string) string {
 func realAgentHolder(t *testing.T, lb *proc, agent *proc, lbAddr string) string {
 	t.Helper()
 	var conns []string
-	// One connection carries the push channel and every request; a second
-	// one dialled in a race at start is closed at once by the transport.
+	// One connection carries the push channel and every request.
 	testutil.Eventually(t, 10*time.Second, func() string {
 		conns = procConnections(t, agent.cmd.Process.Pid, lbAddr)
 		if len(conns) != 1 {
