@@ -270,6 +270,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "starting or shutting down"})
 		return
 	}
+	if s.bus != nil && !s.bus.Listening() {
+		// It would miss the other replicas' changes for the agents it holds.
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "not listening for the other replicas' changes"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Store.Ping(ctx); err != nil {

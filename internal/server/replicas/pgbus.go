@@ -6,6 +6,11 @@
 //
 // With SQLite there is one server; its push.Hub is the whole bus.
 //
+// A replica hears nothing before its first LISTEN and while its listener
+// reconnects: it reports that (Listening; /readyz answers 503 meanwhile),
+// and each time it listens again it tells every agent it holds to fetch its
+// desired state, so a change notified in the gap is not missed.
+//
 // Concurrency: PGBus holds no lock of its own. NOTIFYs and the sweeper's
 // advisory lock go through a small connection pool (pgxpool), so a slow
 // NOTIFY delays only its own caller; the listener has its own connection,
@@ -19,6 +24,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,6 +65,8 @@ type PGBus struct {
 	// before Run): the relay asks the agent if this replica holds its
 	// channel.
 	OnTunnel func(machineID string, t wire.TunnelRequest, origin string)
+	// listening is true while the listener's LISTEN is in place.
+	listening atomic.Bool
 }
 
 var _ push.Notifier = (*PGBus)(nil)
@@ -129,12 +137,34 @@ func (b *PGBus) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
+	b.listening.Store(true)
+	defer b.listening.Store(false)
+	b.resync(ctx)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
 		b.deliver(ctx, n.Payload)
+	}
+}
+
+// Listening reports whether this replica hears the other replicas' pushes
+// now. It is false until Run's first LISTEN and while the listener
+// reconnects: a replica that does not hear them is not ready for agents.
+func (b *PGBus) Listening() bool { return b.listening.Load() }
+
+// resync asks every agent whose channel is held here to fetch its desired
+// state: whatever was notified before this LISTEN (at start, or while the
+// listener reconnected) was not heard. The sync names no generation; the
+// agent fetches and sees.
+func (b *PGBus) resync(ctx context.Context) {
+	ids := b.hub.MachineIDs()
+	for _, id := range ids {
+		b.hub.Notify(ctx, id, 0)
+	}
+	if len(ids) > 0 {
+		b.log.InfoContext(ctx, "listening for pushes again; the agents held here fetch their desired state", "agents", len(ids))
 	}
 }
 
