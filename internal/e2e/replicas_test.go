@@ -588,7 +588,7 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 			dup++
 		}
 	}
-	t.Logf("REPORTS %d made by %d agents before, during and after the kill: %d stored, %d lost, %d stored twice (%d sent again after a failed delivery; %d agents saw an error)",
+	t.Logf("REPORTS %d made by %d agents before, during and after the kill: %d stored, %d lost, %d stored twice (%d sent again after a failed delivery; agents that saw a delivery fail: %d)",
 		made, len(outboxes), len(got), lost, dup, resent, countMap(&sendErrors))
 	if lost != 0 || dup != 0 || len(got) != len(want) {
 		t.Errorf("reports: %d made, %d stored, %d lost, %d duplicated", len(want), len(got), lost, dup)
