@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corralhq/corral/internal/scan"
+	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -62,6 +63,12 @@ func TestEndpointProtectionEndToEnd(t *testing.T) {
 		t.Fatalf("make mounts private: %v", err)
 	}
 	serverKeys := t.TempDir()
+	// A key given with --signature-signing-key must exist: make both now.
+	for _, k := range []string{"good.key", "other.key"} {
+		if _, err := authn.LoadOrCreateSigningKey(filepath.Join(serverKeys, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c := startServer(t, "--signature-signing-key", filepath.Join(serverKeys, "good.key"))
 	home := t.TempDir()
 	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config")}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,9 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 		} else if err != nil && !a.dropped.Load() { // a cut by the storm phase is expected
 			g.noteError(err)
 		}
+		if g.onEvent != nil {
+			g.onEvent(Event{Kind: EventDown, Machine: a.machineID, Name: a.name, At: time.Now(), Err: err})
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -131,10 +135,17 @@ func (g *run) stream(ctx context.Context, a *simAgent) {
 func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	var ch client.Channel
 	var err error
+	dialCtx := ctx
+	var local atomic.Value // the connection's local address, for a Fleet's events
+	if g.onEvent != nil {
+		dialCtx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			local.Store(i.Conn.LocalAddr().String())
+		}})
+	}
 	if g.opts.Transport == "websocket" {
-		ch, err = a.api.DialWebSocket(ctx)
+		ch, err = a.api.DialWebSocket(dialCtx)
 	} else {
-		ch, err = a.api.DialChannel(ctx)
+		ch, err = a.api.DialChannel(dialCtx)
 	}
 	if err != nil {
 		return fmt.Errorf("dial stream: %w", err)
@@ -151,6 +162,10 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	defer g.stats.connected.Add(-1)
 	if a.dropped.CompareAndSwap(true, false) {
 		g.stats.back.Add(1)
+	}
+	if g.onEvent != nil {
+		addr, _ := local.Load().(string)
+		g.onEvent(Event{Kind: EventConnected, Machine: a.machineID, Name: a.name, At: time.Now(), LocalAddr: addr})
 	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
@@ -185,6 +200,9 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 		switch msg.Type {
 		case wire.MsgSync:
 			g.pushReceived(a.machineID, time.Now())
+			if g.onEvent != nil {
+				g.onEvent(Event{Kind: EventSync, Machine: a.machineID, Name: a.name, At: time.Now(), Generation: msg.Generation})
+			}
 			g.onSync(ctx, a)
 		case wire.MsgClose:
 			return fmt.Errorf("closed: %s", msg.Reason)

@@ -133,6 +133,9 @@ type run struct {
 	// inflight bounds the simulated agents' API calls in flight (see
 	// limited in updates.go).
 	inflight chan struct{}
+
+	// onEvent, when set (a Fleet), is told of every channel event.
+	onEvent func(Event)
 }
 
 // Run executes the load test and returns its figures.
@@ -140,33 +143,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Agents <= 0 || o.Concurrency <= 0 || o.HeartbeatInterval <= 0 {
 		return Result{}, errors.New("agents, concurrency and heartbeat interval must be positive")
 	}
-	if o.ResourceGroup == "" {
-		o.ResourceGroup = "loadgen"
-	}
-	switch o.Transport {
-	case "":
-		o.Transport = "http2"
-	case "http2", "websocket":
-	default:
-		return Result{}, fmt.Errorf("--transport must be http2 or websocket, not %q", o.Transport)
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	g := &run{opts: o, pending: map[string]time.Time{}, inflight: make(chan struct{}, maxInflight)}
-	pem, err := os.ReadFile(o.CAFile)
+	g, err := newRun(ctx, o)
 	if err != nil {
-		return Result{}, fmt.Errorf("read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return Result{}, fmt.Errorf("%s holds no certificate", o.CAFile)
-	}
-	g.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	g.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}}
-	if err := g.setup(ctx); err != nil {
 		return Result{}, err
 	}
+	o = g.opts
 
 	res := Result{Agents: o.Agents}
 	if o.ServerPID > 0 {
@@ -260,6 +241,39 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.FirstError = e
 	}
 	return res, nil
+}
+
+// newRun checks o, fills its defaults, signs in as the admin and prepares
+// the onboarding principal.
+func newRun(ctx context.Context, o Options) (*run, error) {
+	if o.ResourceGroup == "" {
+		o.ResourceGroup = "loadgen"
+	}
+	switch o.Transport {
+	case "":
+		o.Transport = "http2"
+	case "http2", "websocket":
+	default:
+		return nil, fmt.Errorf("--transport must be http2 or websocket, not %q", o.Transport)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	g := &run{opts: o, pending: map[string]time.Time{}, inflight: make(chan struct{}, maxInflight)}
+	pem, err := os.ReadFile(o.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", o.CAFile)
+	}
+	g.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	g.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: g.tls, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}}
+	if err := g.setup(ctx); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // apiClient is an API client over hc acting with token.

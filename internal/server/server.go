@@ -133,32 +133,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyFile := cfg.TokenKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(cfg.DataDir, "token-signing.key")
-	}
-	key, err := authn.LoadOrCreateSigningKey(keyFile)
+	key, err := signingKey(cfg.TokenKeyFile, cfg.DataDir, "token-signing.key", "--token-signing-key", "token signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load token signing key: %w", err)
+		return nil, err
 	}
 	if err := s.bootstrap(ctx, now); err != nil {
 		return nil, err
 	}
-	extKeyFile := cfg.ExtensionKeyFile
-	if extKeyFile == "" {
-		extKeyFile = filepath.Join(cfg.DataDir, "extension-signing.key")
-	}
-	extKey, err := authn.LoadOrCreateSigningKey(extKeyFile)
+	extKey, err := signingKey(cfg.ExtensionKeyFile, cfg.DataDir, "extension-signing.key", "--extension-signing-key", "extension signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load extension signing key %s: %w", extKeyFile, err)
+		return nil, err
 	}
-	sigKeyFile := cfg.SignatureKeyFile
-	if sigKeyFile == "" {
-		sigKeyFile = filepath.Join(cfg.DataDir, "signature-signing.key")
-	}
-	sigKey, err := authn.LoadOrCreateSigningKey(sigKeyFile)
+	sigKey, err := signingKey(cfg.SignatureKeyFile, cfg.DataDir, "signature-signing.key", "--signature-signing-key", "signature set signing key")
 	if err != nil {
-		return nil, fmt.Errorf("load signature set signing key %s: %w", sigKeyFile, err)
+		return nil, err
 	}
 
 	// Bound now: the relay needs this replica's address.
@@ -190,11 +178,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	var bus relay.Bus // nil: one server, tunnels announced here directly
+	peers := peerRoots(s.CA.Certificate())
 	if s.bus != nil {
 		bus = s.bus
+		if err := checkPeerCertificate(tlsCert, self, peers); err != nil {
+			cfg.Logger.Error("the other replicas cannot verify this replica's certificate at "+self+", so SSH sessions relayed to users on this replica fail; "+
+				"name its host with --host or give a --tls-cert that covers it", "err", err)
+		}
 	}
 	s.relay = relay.New(relay.Config{Self: self, Bus: bus, Hub: s.Hub, Tokens: authn.NewTokenIssuer(key, "corral"),
-		PeerTLS: &tls.Config{RootCAs: s.CA.Pool(), MinVersion: tls.VersionTLS12}, Clock: cfg.Clock,
+		PeerTLS: &tls.Config{RootCAs: peers, MinVersion: tls.VersionTLS12}, Clock: cfg.Clock,
 		Logger: cfg.Logger.With("component", "relay")})
 	if s.bus != nil {
 		s.bus.OnTunnel = s.relay.Announce
@@ -295,6 +288,9 @@ func (s *Server) serverCertificate(now time.Time) (tls.Certificate, error) {
 		return c, nil
 	}
 	hosts := append([]string{}, s.cfg.Hosts...)
+	if h := advertiseHost(s.cfg.AdvertiseURL); h != "" {
+		hosts = append(hosts, h) // the other replicas connect to it
+	}
 	if h, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
 		hosts = append(hosts, h)
 	}
@@ -335,6 +331,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if !ready {
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "starting or shutting down"})
+		return
+	}
+	if s.bus != nil && !s.bus.Listening() {
+		// It would miss the other replicas' changes for the agents it holds.
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "not listening for the other replicas' changes"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

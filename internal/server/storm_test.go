@@ -26,15 +26,15 @@ import (
 func TestStormsArePaced(t *testing.T) {
 	t.Parallel()
 	s := testutil.StartServer(t, func(c *server.Config) {
-		c.Limits.StreamsPerSecond, c.Limits.StreamBurst = 2, 2
-		c.Limits.ConnectsPerSecond, c.Limits.ConnectBurst = 3, 3
+		c.Limits.StreamsPerSecond, c.Limits.StreamBurst = 1, 2
+		c.Limits.ConnectsPerSecond, c.Limits.ConnectBurst = 8, 8
 	})
 	id, secret := s.OnboardingPrincipal(t, "rg1")
 	tok := s.ClientToken(t, id, secret)
 
-	// Onboarding: three at once, then refusals that say when to come back.
+	// Onboarding: eight at once, then refusals that say when to come back.
 	var machines []*testutil.Machine
-	for i := range 3 {
+	for i := range 8 {
 		machines = append(machines, s.OnboardMachine(t, tok, "rg1", "m"+strconv.Itoa(i), wire.MachineProperties{}))
 	}
 	_, csr, _ := machinekey.New("m9")
@@ -52,32 +52,49 @@ func TestStormsArePaced(t *testing.T) {
 		t.Errorf("a fourth onboarding at once: %d Retry-After %q, want 503 with a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 
-	// Channels: two at once, the third refused with a Retry-After; its
-	// connection still serves requests.
-	var refused *wire.APIError
-	for i, m := range machines {
+	// Channels: eight dialled at once; past the burst of two (and the one a
+	// second that refills), refused with a Retry-After; a refused agent's
+	// connection still serves its requests.
+	type dial struct {
+		c   *client.Client
+		err error
+	}
+	dials := make(chan dial, len(machines))
+	for _, m := range machines {
 		tr := m.Client.Transport.(*http.Transport).Clone()
 		tr.ForceAttemptHTTP2 = true // one connection, as the agent has
 		c, err := client.New(s.URL, client.WithHTTPClient(&http.Client{Transport: tr}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ch, err := c.DialChannel(t.Context())
-		if i < 2 {
-			if err != nil {
-				t.Fatalf("channel %d: %v", i, err)
+		go func() {
+			ch, err := c.DialChannel(t.Context())
+			if err == nil {
+				t.Cleanup(ch.Close)
 			}
-			defer ch.Close()
-			continue
+			dials <- dial{c, err}
+		}()
+	}
+	admitted, refusedN := 0, 0
+	for range machines {
+		d := <-dials
+		var refused *wire.APIError
+		switch {
+		case d.err == nil:
+			admitted++
+		case errors.As(d.err, &refused) && refused.Status == http.StatusServiceUnavailable && refused.RetryAfter >= time.Second &&
+			strings.Contains(refused.Message, "try again"):
+			refusedN++
+			var ds wire.DesiredState
+			if err := d.c.Do(t.Context(), "GET", wire.PathDesiredState, nil, &ds); err != nil {
+				t.Errorf("a refused agent's requests: %v", err)
+			}
+		default:
+			t.Errorf("a channel dial: %v, want success or 503 with a Retry-After", d.err)
 		}
-		if !errors.As(err, &refused) || refused.Status != http.StatusServiceUnavailable || refused.RetryAfter < time.Second ||
-			!strings.Contains(refused.Message, "try again") {
-			t.Fatalf("a third channel at once: %v, want 503 with a Retry-After", err)
-		}
-		var ds wire.DesiredState
-		if err := c.Do(t.Context(), "GET", wire.PathDesiredState, nil, &ds); err != nil {
-			t.Errorf("a refused agent's requests: %v", err)
-		}
+	}
+	if admitted < 2 || refusedN == 0 {
+		t.Errorf("%d channels admitted and %d refused of 8 dialled at once, want the burst of 2 admitted and the rest paced", admitted, refusedN)
 	}
 
 	// Real agents, all started at once, all get in at 2 a second.

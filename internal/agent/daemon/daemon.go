@@ -135,6 +135,12 @@ type Daemon struct {
 	wsUntil atomic.Int64
 	// lastInventory is the last inventory reported (watchLoop and run only).
 	lastInventory []byte
+	// dialed is closed when the push channel's first dial returned, up or
+	// not. The outbox waits for it, so a starting agent opens its one
+	// connection for the channel instead of racing a second TLS dial (to
+	// another replica, behind a load balancer) for the reports it queued.
+	dialed     chan struct{}
+	dialedOnce sync.Once
 }
 
 // Run runs the agent until ctx ends (nil) or the identity is revoked
@@ -160,7 +166,7 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if id.State.Revoked != "" {
 		return nil, fmt.Errorf("%w (%s): run \"corral-agent connect\" again", ErrRevoked, id.State.Revoked)
 	}
-	d := &Daemon{cfg: cfg, dir: dir, id: id, fetch: make(chan struct{}, 1), recheck: make(chan struct{}, 1),
+	d := &Daemon{cfg: cfg, dir: dir, id: id, fetch: make(chan struct{}, 1), recheck: make(chan struct{}, 1), dialed: make(chan struct{}),
 		log: cfg.Logger.With("component", "agent", "machine", id.State.ResourceID)}
 	lc := d.currentConfig()
 	d.localCfg.Store(&lc)

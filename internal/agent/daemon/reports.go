@@ -160,6 +160,11 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 // than the server accepts (413) is sent again halved, down to one report;
 // a single report that is still too large is dropped like a rejected one.
 func (d *Daemon) deliverLoop(ctx context.Context) {
+	select { // the connection the channel makes carries the reports too
+	case <-ctx.Done():
+		return
+	case <-d.dialed:
+	}
 	retry := time.NewTicker(30 * time.Second)
 	defer retry.Stop()
 	for {

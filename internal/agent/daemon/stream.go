@@ -73,6 +73,7 @@ func backoff(attempt int, maxDelay time.Duration) time.Duration {
 // streamOnce runs one connection; welcomed says whether the server accepted it.
 func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 	ch, err := d.dialChannel(ctx)
+	d.dialedOnce.Do(func() { close(d.dialed) })
 	if err != nil {
 		return false, err
 	}

@@ -281,6 +281,17 @@ func (h *Hub) Connected() int {
 	return len(h.streams)
 }
 
+// MachineIDs returns the machines with a live stream here.
+func (h *Hub) MachineIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.streams))
+	for id := range h.streams {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // Has reports whether machineID has a live stream here.
 func (h *Hub) Has(machineID string) bool {
 	h.mu.Lock()

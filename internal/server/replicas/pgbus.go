@@ -6,6 +6,11 @@
 //
 // With SQLite there is one server; its push.Hub is the whole bus.
 //
+// A replica hears nothing before its first LISTEN and while its listener
+// reconnects: it reports that (Listening; /readyz answers 503 meanwhile),
+// and each time it listens again it tells every agent it holds to fetch its
+// desired state, so a change notified in the gap is not missed.
+//
 // Concurrency: PGBus holds no lock of its own. NOTIFYs and the sweeper's
 // advisory lock go through a small connection pool (pgxpool), so a slow
 // NOTIFY delays only its own caller; the listener has its own connection,
@@ -19,6 +24,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,8 +37,11 @@ import (
 // Channel is the PostgreSQL notification channel of push messages.
 const Channel = "corral_push"
 
-// sweeperLockKey is the advisory lock id of the status sweeper.
-const sweeperLockKey = 0x636f7272616c01 // "corral" + 1
+// SweeperLockKey is the PostgreSQL advisory lock id (session level) the
+// status sweeper holds while it sweeps; one replica sweeps at a time.
+const SweeperLockKey = 0x636f7272616c01 // "corral" + 1
+
+const sweeperLockKey = SweeperLockKey
 
 // retentionLockKey is the advisory lock id of the retention job (device
 // code and activity purges).
@@ -56,14 +65,18 @@ const publishTimeout = 5 * time.Second
 // including the sender, receives each message and delivers it to its own
 // hub if it holds the machine's stream.
 type PGBus struct {
-	dsn  string
-	hub  *push.Hub
-	log  *slog.Logger
-	pool *pgxpool.Pool
+	// listenCfg is the listener's connection (the DSN without pgxpool's
+	// pool_* parameters, which PostgreSQL itself would refuse).
+	listenCfg *pgx.ConnConfig
+	hub       *push.Hub
+	log       *slog.Logger
+	pool      *pgxpool.Pool
 	// OnTunnel receives every tunnel announced by any replica (set it
 	// before Run): the relay asks the agent if this replica holds its
 	// channel.
 	OnTunnel func(machineID string, t wire.TunnelRequest, origin string)
+	// listening is true while the listener's LISTEN is in place.
+	listening atomic.Bool
 }
 
 var _ push.Notifier = (*PGBus)(nil)
@@ -80,7 +93,7 @@ func NewPGBus(dsn string, hub *push.Hub, log *slog.Logger) (*PGBus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push bus: %w", err)
 	}
-	return &PGBus{dsn: dsn, hub: hub, log: log, pool: pool}, nil
+	return &PGBus{listenCfg: cfg.ConnConfig.Copy(), hub: hub, log: log, pool: pool}, nil
 }
 
 // Close releases the sender connections. Call it after Run has returned.
@@ -126,7 +139,7 @@ func (b *PGBus) Run(ctx context.Context) {
 }
 
 func (b *PGBus) listen(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, b.dsn)
+	conn, err := pgx.ConnectConfig(ctx, b.listenCfg.Copy())
 	if err != nil {
 		return err
 	}
@@ -134,12 +147,34 @@ func (b *PGBus) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
+	b.listening.Store(true)
+	defer b.listening.Store(false)
+	b.resync(ctx)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
 		b.deliver(ctx, n.Payload)
+	}
+}
+
+// Listening reports whether this replica hears the other replicas' pushes
+// now. It is false until Run's first LISTEN and while the listener
+// reconnects: a replica that does not hear them is not ready for agents.
+func (b *PGBus) Listening() bool { return b.listening.Load() }
+
+// resync asks every agent whose channel is held here to fetch its desired
+// state: whatever was notified before this LISTEN (at start, or while the
+// listener reconnected) was not heard. The sync names no generation; the
+// agent fetches and sees.
+func (b *PGBus) resync(ctx context.Context) {
+	ids := b.hub.MachineIDs()
+	for _, id := range ids {
+		b.hub.Notify(ctx, id, 0)
+	}
+	if len(ids) > 0 {
+		b.log.InfoContext(ctx, "listening for pushes again; the agents held here fetch their desired state", "agents", len(ids))
 	}
 }
 

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/replicas"
@@ -117,4 +120,90 @@ func TestSweeperLockIsExclusive(t *testing.T) {
 		r()
 		return ""
 	})
+}
+
+// pool_max_conns, which sizes the store's pool, may be in the DSN every
+// replica component shares: the bus's listener does not pass it on to
+// PostgreSQL (which would refuse the connection).
+func TestBusAcceptsTheStorePoolSize(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t) + "&pool_max_conns=7"
+	sender := startBus(t, dsn, push.NewHub())
+	hub := push.NewHub()
+	startBus(t, dsn, hub)
+	machine := "m-" + rand.Text()
+	stream := hub.Register(machine)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		sender.Notify(t.Context(), machine, 1)
+		select {
+		case <-stream.Out:
+			return ""
+		case <-time.After(100 * time.Millisecond):
+			return "no sync reached the other replica's listener"
+		}
+	})
+}
+
+// A replica hears no push while its listener is down: it says so
+// (Listening, which /readyz reports), and once it listens again every agent
+// it holds is told to fetch its desired state, so a change notified
+// meanwhile is not missed. The same happens at the first LISTEN, for agents
+// that connected before it.
+func TestResyncWhenTheListenerReconnects(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	app := "corral-test-" + strings.ToLower(rand.Text()[:10])
+	hub := push.NewHub()
+	stream := hub.Register("m-1")
+	b, err := replicas.NewPGBus(dsn+"&application_name="+app, hub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Listening() {
+		t.Fatal("listening before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; b.Close() })
+
+	resynced := func(when string) {
+		t.Helper()
+		select {
+		case msg := <-stream.Out:
+			if msg.Type != wire.MsgSync || msg.Generation != 0 {
+				t.Fatalf("%s: got %+v, want a sync naming no generation", when, msg)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the agent held here was not told to fetch", when)
+		}
+	}
+	resynced("first LISTEN")
+	testutil.Eventually(t, 5*time.Second, func() string {
+		if !b.Listening() {
+			return "not listening after the first LISTEN"
+		}
+		return ""
+	})
+
+	admin, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var ended int
+	if err := admin.QueryRow(t.Context(), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND query = $2",
+		app, "LISTEN "+replicas.Channel).Scan(&ended); err != nil || ended != 1 {
+		t.Fatalf("end the listener's session: %d ended, %v", ended, err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() string {
+		if b.Listening() {
+			return "still says it listens after its session ended"
+		}
+		return ""
+	})
+	resynced("LISTEN again")
+	if !b.Listening() {
+		t.Error("not listening after the resync")
+	}
 }

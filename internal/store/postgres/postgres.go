@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"strings"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,17 +62,27 @@ func sqlState(err error) string {
 	return ""
 }
 
+// DefaultMaxConns is the size of a store's connection pool unless the DSN's
+// pool_max_conns says otherwise.
+const DefaultMaxConns = 32
+
 // Open connects with a pgx DSN (postgres://user@host:port/db?sslmode=...;
 // extra query parameters such as search_path become session settings) and
-// applies pending migrations.
+// applies pending migrations. pool_max_conns (pgx's name for it) sizes the
+// connection pool, DefaultMaxConns by default: with several replicas their
+// pools together must fit in the server's max_connections.
 func Open(ctx context.Context, dsn string) (store.Store, error) {
 	cfg, err := pgx.ParseConfig(dsn) // its errors redact the password
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	maxConns, err := poolSize(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(min(8, maxConns))
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
@@ -82,6 +93,21 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
 	}
 	return sqlstore.New(Dialect, db, db), nil
+}
+
+// poolSize takes pool_max_conns out of the session settings (PostgreSQL
+// would refuse it as an unknown parameter) and returns the pool size.
+func poolSize(cfg *pgx.ConnConfig) (int, error) {
+	v, ok := cfg.RuntimeParams["pool_max_conns"]
+	if !ok {
+		return DefaultMaxConns, nil
+	}
+	delete(cfg.RuntimeParams, "pool_max_conns")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 10000 {
+		return 0, fmt.Errorf("pool_max_conns=%q in the store DSN must be a number from 1 to 10000", v)
+	}
+	return n, nil
 }
 
 // migrate brings the schema up to date under a session-level advisory lock.
