@@ -84,6 +84,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.DurationVar(&o.Steady, "steady", o.Steady, "how long to measure heartbeats once all agents are connected")
 	f.IntVar(&o.Pushes, "pushes", o.Pushes, "number of timed pushes (tag changes)")
 	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
+	f.IntVar(&o.JITGrants, "jit-grants", 1000, "set a JIT policy on the resource group, then request a grant on this many machines at once and time each until Applied (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
 	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")
 	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")

@@ -70,6 +70,7 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.StringVar(&cfg.TokenKeyFile, "token-signing-key", "", "Ed25519 key that signs access tokens; replicas share it, so a file given here must exist (default: created in --data-dir)")
 	f.StringVar(&cfg.ExtensionKeyFile, "extension-signing-key", "", "Ed25519 key that signs the first-party (Corral) extension catalog; replicas share it, so a file given here must exist (default: created in --data-dir)")
 	f.StringVar(&cfg.SignatureKeyFile, "signature-signing-key", "", "Ed25519 key that signs endpoint protection's signature sets; replicas share it, so a file given here must exist; agents pin it (default: created in --data-dir)")
+	f.StringVar(&cfg.SSHCAKeyFile, "ssh-ca-key", "", "SSH user CA private key (OpenSSH format, mode 0600) that signs corral ssh certificates; replicas share it, so a file given here must exist (default: created in --data-dir as ssh-user-ca)")
 	f.StringSliceVar(&cfg.Hosts, "host", nil, "extra DNS name or IP for the generated server certificate (repeatable)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "how often agents send heartbeats")
 	f.DurationVar(&cfg.DisconnectAfter, "disconnect-after", cfg.DisconnectAfter, "a machine without heartbeat for this long becomes Disconnected")

@@ -40,6 +40,8 @@ var uncoveredOps = map[string]string{
 	"POST /agent/v1/channel":      "a stream that stays open both ways; the agent daemon's tests (TestPushChannelTransports and every agent test) drive it",
 	"POST /agent/v1/tunnels/{id}": "a byte stream both ways, opened by the agent when asked; internal/server/relay's tests drive it",
 	"POST /api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/tunnel": "a byte stream both ways; internal/server/relay's tests drive it (single server and two replicas)",
+	"GET /api/v1/sshSessions/{id}":      "a session exists only while a tunnel runs through a real agent; internal/server/access's session tests get and end one",
+	"POST /api/v1/sshSessions/{id}/end": "a session exists only while a tunnel runs through a real agent; internal/server/access's session tests get and end one",
 }
 
 // apiCall is one request of the sweep.
@@ -259,6 +261,8 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 	}
 	dc.Body.Close()
 
+	jit := accessFixtures(t, s, k.ms["m1"], m1, adm)
+
 	const (
 		sub     = "/api/v1/subscriptions/{sub}"
 		rg      = sub + "/resourceGroups/{rg}"
@@ -340,6 +344,22 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{method: "GET", pattern: machine + "/runCommands/{run}", params: with(onM1, "run", "r1"), as: "admin"},
 		{method: "PUT", pattern: machine + "/runCommands/{run}", params: with(onM1, "run", "r2"), as: "admin", contentType: js,
 			body: []byte(`{"script":"echo hi","parameters":{"A":"1"},"timeout":"5m"}`)},
+		{method: "PUT", pattern: "/api/v1/jitPolicy", query: "scope=" + url.QueryEscape(m1ID), as: "admin", contentType: js,
+			body: []byte(`{"ports":["22","53/udp"],"allowedSources":["192.0.2.0/24"],"maxDuration":"3h","requireApproval":true}`)},
+		{method: "GET", pattern: "/api/v1/jitPolicy", query: "scope=" + url.QueryEscape(m1ID), as: "admin"},
+		{method: "GET", pattern: "/api/v1/jitPolicies", query: "scope=/subscriptions/default", as: "admin"},
+		{method: "GET", pattern: machine + "/jitStatus", params: onM1, as: "admin"},
+		{method: "POST", pattern: machine + "/jitRequests", params: onM1, as: "admin", contentType: js,
+			body: []byte(`{"port":"22","sourceIp":"192.0.2.9","duration":"1h","justification":"deploy"}`)},
+		{method: "GET", pattern: machine + "/jitRequests", params: onM1, query: "active=true&$top=10", as: "admin"},
+		{method: "GET", pattern: "/api/v1/jitRequests", query: "scope=/subscriptions/default&$top=10", as: "admin"},
+		{method: "GET", pattern: "/api/v1/jitRequests/{id}", params: at("id", jit.approve), as: "admin"},
+		{method: "POST", pattern: "/api/v1/jitRequests/{id}/approve", params: at("id", jit.approve), as: "admin"},
+		{method: "POST", pattern: "/api/v1/jitRequests/{id}/reject", params: at("id", jit.reject), as: "admin"},
+		{method: "POST", pattern: "/api/v1/jitRequests/{id}/revoke", params: at("id", jit.approve), as: "admin"},
+		{method: "POST", pattern: machine + "/sshCertificate", params: onM1, as: "admin", contentType: js, body: jsonBody(t, wire.SSHCertificateRequest{PublicKey: jit.publicKey})},
+		{method: "GET", pattern: "/api/v1/sshSessions", query: "active=false", as: "admin"},
+		{method: "GET", pattern: machine + "/sshSessions", params: onM1, as: "admin"},
 		{method: "POST", pattern: wire.PathConnect, as: "admin", contentType: js, body: jsonBody(t, wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion,
 			SubscriptionID: "default", ResourceGroup: "rg1", Name: "m4", CSR: string(connectCSR), AgentVersion: "2026.11.0", Properties: props,
 			AgentConfig: wire.AgentConfig{Mode: "full"}})},
@@ -350,6 +370,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 		{method: "GET", pattern: wire.PathPackages + "{digest}", params: at("digest", ds.Extensions[0].Digest), as: "m1"},
 		{method: "POST", pattern: wire.PathCertificate, as: "m5", contentType: js, body: jsonBody(t, wire.RenewRequest{CSR: string(renewCSR)})},
 		{method: "DELETE", pattern: wire.PathMachine, as: "m2"},
+		{method: "DELETE", pattern: "/api/v1/jitPolicy", query: "scope=" + url.QueryEscape(m1ID), as: "admin"},
 		{method: "DELETE", pattern: machine, params: at("sub", "default", "rg", "rg1", "name", "m3"), as: "admin"},
 		{method: "DELETE", pattern: machine + "/extensions/{ext}", params: with(onM1, "ext", "rc"), as: "admin"},
 		{method: "DELETE", pattern: rg, params: at("sub", "default", "rg", "rg-del"), as: "admin"},

@@ -5,6 +5,7 @@ package archtest
 // interface that the server assembly satisfies with the other context
 // (onboarding.Principals, roles.Principals).
 var contexts = []string{
+	"internal/server/access",
 	"internal/server/activity",
 	"internal/server/extensions",
 	"internal/server/identity",
@@ -39,9 +40,10 @@ var Rules = []Rule{
 		// The extension context also needs the package format and sealing;
 		// endpoint protection builds signed signature sets; updates the
 		// schedule logic (cron, windows, waves); the activity context seals
-		// its hash chain with the encoding clients verify.
+		// its hash chain with the encoding clients verify; the access
+		// context signs SSH certificates with the user CA.
 		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/scan", "internal/scan/sigset", "internal/schedule",
-			"internal/auditchain"),
+			"internal/auditchain", "internal/server/sshca"),
 	},
 	{
 		Name:  "the seam and the shared refusal type import no context",

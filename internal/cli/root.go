@@ -46,6 +46,7 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 		a.userCommand(), a.tokenCommand(), a.activityCommand(), a.publisherCommand(), a.extensionCommand(),
 		a.policyCommand(),
 		a.updateCommand(),
+		a.jitCommand(), a.sshCommand(), a.sshProxyCommand(), a.sshCertCommand(), a.sshSessionCommand(),
 	)
 	root.AddCommand(a.protectionCommand(), a.scanCommand(), a.signaturesCommand(), a.alertCommand())
 	for _, c := range extra {

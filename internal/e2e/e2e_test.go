@@ -72,7 +72,7 @@ type cluster struct {
 	dataDir       string
 }
 
-func startServer(t *testing.T, extra ...string) *cluster {
+func startServer(t testing.TB, extra ...string) *cluster {
 	t.Helper()
 	corral, agent := binaries(t)
 	dir := t.TempDir()
@@ -85,12 +85,12 @@ func startServer(t *testing.T, extra ...string) *cluster {
 }
 
 // fingerprint is the CA fingerprint the server printed at first start.
-func (c *cluster) fingerprint(t *testing.T) string {
+func (c *cluster) fingerprint(t testing.TB) string {
 	t.Helper()
 	return c.server.waitFor(t, "CA fingerprint: ", 5*time.Second)
 }
 
-func (c *cluster) machine(t *testing.T, rg, name string) (wire.Machine, int) {
+func (c *cluster) machine(t testing.TB, rg, name string) (wire.Machine, int) {
 	t.Helper()
 	var m wire.Machine
 	status, b := c.api.Do(t, "GET", "/api/v1/subscriptions/default/resourceGroups/"+rg+"/machines/"+name, c.api.AdminToken(t), nil)

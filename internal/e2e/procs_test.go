@@ -25,7 +25,7 @@ var (
 )
 
 // binaries builds corral and corral-agent once per test run.
-func binaries(t *testing.T) (corral, agent string) {
+func binaries(t testing.TB) (corral, agent string) {
 	t.Helper()
 	if dir := os.Getenv(binDirEnv); dir != "" {
 		// A test re-run in a child process (testutil.InChild) uses the
@@ -71,7 +71,7 @@ type proc struct {
 	waited error
 }
 
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+func start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
@@ -86,7 +86,7 @@ func start(t *testing.T, env []string, name string, args ...string) *proc {
 }
 
 // stop sends SIGTERM and waits for a graceful exit.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -104,7 +104,7 @@ func (p *proc) stop(t *testing.T) {
 }
 
 // waitFor polls the process output for a line starting with prefix.
-func (p *proc) waitFor(t *testing.T, prefix string, timeout time.Duration) string {
+func (p *proc) waitFor(t testing.TB, prefix string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -125,7 +125,7 @@ func (p *proc) waitFor(t *testing.T, prefix string, timeout time.Duration) strin
 }
 
 // run runs a command to completion and returns its combined output.
-func run(t *testing.T, stdin io.Reader, env []string, name string, args ...string) (string, error) {
+func run(t testing.TB, stdin io.Reader, env []string, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

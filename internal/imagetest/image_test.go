@@ -248,12 +248,15 @@ func runImage(t *testing.T) {
 	}
 	firstReady := runServer("corral")
 
-	// The one-time admin password and the CA fingerprint, from the logs.
+	// The CA fingerprint from the logs; the first admin's password from the
+	// 0600 file on the volume the logs name (never the logs themselves).
 	logs := pm.Must(t, "logs", "corral")
-	password := lineAfter(logs, `Created user "admin" with one-time password (shown only now):`)
 	fingerprint := valueOf(logs, "CA fingerprint: ")
-	if password == "" || fingerprint == "" {
-		t.Fatalf("the first start printed no admin password or CA fingerprint:\n%s", logs)
+	volumeDir := pm.Must(t, "volume", "inspect", "--format", "{{.Mountpoint}}", "corral-data")
+	pwBytes, err := os.ReadFile(filepath.Join(strings.TrimSpace(volumeDir), "admin-password"))
+	password := strings.TrimSpace(string(pwBytes))
+	if err != nil || password == "" || fingerprint == "" || !strings.Contains(logs, "/var/lib/corral/admin-password") {
+		t.Fatalf("the first start left no admin password file (%v) or printed no CA fingerprint:\n%s", err, logs)
 	}
 
 	// The server runs as corral (65532) without capabilities, on a data
@@ -364,7 +367,7 @@ func runImage(t *testing.T) {
 	// is still there and its agent comes back by itself.
 	secondReady := runServer("corral-2")
 	logs = pm.Must(t, "logs", "corral-2")
-	if strings.Contains(logs, "one-time password") || valueOf(logs, "CA fingerprint: ") != fingerprint {
+	if strings.Contains(logs, "Created user") || valueOf(logs, "CA fingerprint: ") != fingerprint {
 		t.Errorf("the second start did not find the first one's data:\n%s", logs)
 	}
 	corral(password+"\n", "login", "--server", url, "--username", "admin", "--password-stdin", "--ca-file", caFile)
@@ -395,17 +398,6 @@ func waitReady(t *testing.T, pm *testutil.Podman, name, url string) {
 	}
 	out, _ := pm.Run("logs", name)
 	t.Fatalf("%s: /readyz did not answer 200 within 60s:\n%s", name, out)
-}
-
-// lineAfter is the trimmed line that follows the line marker in text.
-func lineAfter(text, marker string) string {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == marker && sc.Scan() {
-			return strings.TrimSpace(sc.Text())
-		}
-	}
-	return ""
 }
 
 // valueOf is the rest of the first line of text that starts with prefix.

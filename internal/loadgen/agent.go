@@ -38,6 +38,7 @@ type simAgent struct {
 	// dropped is set by a cut until the next welcome.
 	conns   []net.Conn
 	dropped atomic.Bool
+	access   accessState      // the access feature's last report
 }
 
 // onboard connects the agent with an onboarding token.

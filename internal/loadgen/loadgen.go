@@ -55,6 +55,9 @@ type Options struct {
 	// Storm runs the reconnect storm phase last: every agent's connection
 	// dropped at once, timed until all are back.
 	Storm bool
+	// JITGrants is how many machines get a JIT grant at once in the JIT
+	// phase, after a policy is set on the resource group (0 = skip it).
+	JITGrants int
 
 	// Transport carries the simulated agents' push channels: "http2" (the
 	// channel on each agent's one connection, as corral-agent does) or
@@ -101,6 +104,14 @@ type Result struct {
 	Storm      StormResult
 	// Updates holds the figures of the updates phase (nil: skipped).
 	Updates *UpdatesResult
+	// JIT: a grant requested on JITMachines machines at once, each timed
+	// from its request until its agent's Applied report is recorded.
+	JITMachines    int
+	JITSamples     int
+	JITLost        int
+	JITP50, JITP99 time.Duration
+	JITMax         time.Duration
+	JITAllDone     time.Duration
 }
 
 type run struct {
@@ -122,6 +133,10 @@ type run struct {
 	extAllDone     time.Duration
 
 	prot protState
+	jitPending map[string]time.Time // grant id -> requested at
+	jitEarly   map[string]time.Time // grant id -> applied before its request returned
+	jitSamples []time.Duration
+	jitAllDone time.Duration
 
 	stats struct {
 		connected, heartbeats, reconnects, errors atomic.Int64
@@ -227,6 +242,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.Updates && res.Onboarded > 0 {
 		res.Updates = g.measureUpdates(ctx, res.Onboarded)
+	}
+	if n := min(o.JITGrants, res.Onboarded); n > 0 {
+		fmt.Fprintf(o.Log, "requesting a JIT grant on %d machines at once...\n", n)
+		g.measureJIT(ctx, agents, n)
+		g.mu.Lock()
+		res.JITMachines, res.JITSamples, res.JITLost = n, len(g.jitSamples), len(g.jitPending)
+		res.JITP50, res.JITP99, res.JITMax = percentiles(g.jitSamples)
+		res.JITAllDone = g.jitAllDone
+		g.mu.Unlock()
 	}
 	if o.Storm && res.Onboarded > 0 {
 		fmt.Fprintf(o.Log, "dropping all %d agents' connections at once...\n", res.Onboarded)

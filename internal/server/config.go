@@ -35,6 +35,10 @@ type Config struct {
 	// signature sets; replicas must share it, and agents pin its public
 	// half. Empty = DataDir/signature-signing.key (created if missing).
 	SignatureKeyFile string
+	// SSHCAKeyFile is the SSH user CA's private key (OpenSSH format, mode
+	// 0600) that signs `corral ssh` certificates; replicas must share it.
+	// Empty = DataDir/ssh-user-ca (created if missing).
+	SSHCAKeyFile string
 	// Hosts are extra DNS names / IPs for the generated server certificate.
 	Hosts []string
 	// AdvertiseURL is this replica's URL as the other replicas reach it

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/corralhq/corral/internal/server/access"
 	"github.com/corralhq/corral/internal/server/activity"
 	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/server/capability"
@@ -19,6 +20,7 @@ import (
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
 	"github.com/corralhq/corral/internal/server/updates"
+	"github.com/corralhq/corral/internal/server/sshca"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -40,6 +42,7 @@ type contexts struct {
 	protection *protection.Service
 	// updates is update management (assessments, runs, schedules).
 	updates *updates.Service
+	access     *access.Service
 
 	// seam assembles desired states and dispatches agent reports to the
 	// contexts registered on it.
@@ -54,6 +57,7 @@ type keys struct {
 	extension ed25519.PrivateKey // the first-party extension publisher
 	// signatures signs endpoint protection's signature sets.
 	signatures ed25519.PrivateKey
+	sshCA     *sshca.CA          // signs SSH user certificates
 }
 
 func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k keys, n push.Notifier) (*contexts, error) {
@@ -79,6 +83,8 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.updates = updates.New(st, c.extensions, c.syncer, cfg.Clock, log("updates"),
 		updates.Settings{AssessmentInterval: cfg.UpdateAssessmentInterval, Tick: cfg.UpdateTick})
 	c.updates.LogOutcomes(c.activity)
+	c.access = access.New(st, c.syncer, k.sshCA, cfg.Clock, log("access"))
+	c.access.LogOutcomes(c.activity)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and
@@ -90,6 +96,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 		c.extensions, // extensions, publishers, run commands; extension and runCommand reports; applied
 		c.protection, // signature key and set, scans, restores, schedule; protection reports; properties (joins protected scopes)
 		c.updates,    // the updates slice of enrolled machines; update assessment, deployment and reboot reports
+		c.access,     // JIT policy and grants, SSH user CA and principals; access reports
 	)
 	return c, nil
 }

@@ -149,6 +149,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	sshCA, err := loadSSHCA(cfg)
+	if err != nil {
+		return nil, err
+	}
+
 	// Bound now: the relay needs this replica's address.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -193,19 +198,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.bus.OnTunnel = s.relay.Announce
 	}
 	s.batcher = heartbeat.NewBatcher(st, cfg.Logger.With("component", "heartbeat"), cfg.HeartbeatFlush, 2000)
-	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey, signatures: sigKey}, notifier)
+	cs, err := newContexts(ctx, cfg, st, s.CA, keys{token: key, extension: extKey, signatures: sigKey, sshCA: sshCA}, notifier)
 	if err != nil {
 		return nil, err
 	}
 	s.updates = cs.updates
 	if s.bus != nil {
 		s.schedLock = func(ctx context.Context) (func(), bool) { return s.bus.TryLock(ctx, "updates") }
+		cs.access.Attach(self, s.bus)
+		s.bus.OnEndSession = cs.access.EndLocal
+	} else {
+		cs.access.Attach(self, nil)
 	}
 	l := cfg.Limits
 	s.API = httpapi.New(httpapi.Deps{
 		CA: s.CA, Hub: s.Hub, Relay: s.relay, Heartbeats: s.batcher, Capabilities: cs.seam,
 		Inventory: cs.inventory, Identity: cs.identity, Onboarding: cs.onboarding, Roles: cs.roles, Activity: cs.activity,
-		Extensions: cs.extensions, Protection: cs.protection, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
+		Extensions: cs.extensions, Protection: cs.protection, Access: cs.access, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "api"), Metrics: metrics,
 		Settings: httpapi.Settings{Version: version.Version, HeartbeatInterval: cfg.HeartbeatInterval, MaxBodyBytes: cfg.MaxBodyBytes,
 			Limits: httpapi.Limits{
 				SignInFailuresPerAccount: l.SignInFailuresPerAccount, SignInFailuresPerSource: l.SignInFailuresPerSource,

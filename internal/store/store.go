@@ -48,6 +48,7 @@ type Store interface {
 	RunCommands
 	Protection
 	Updates
+	Access
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// ProbeWrite proves the backend can still write: it replaces one small

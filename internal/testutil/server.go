@@ -44,7 +44,7 @@ type Server struct {
 func (s *Server) Stop(t testing.TB) { s.stop(t) }
 
 // WithCAFrom makes a second replica: the same CA, token signing key,
-// extension signing key and signature set signing key as other.
+// extension signing key, signature set signing key and SSH user CA as other.
 func WithCAFrom(other *Server) Option {
 	return func(c *server.Config) {
 		c.CACertFile = filepath.Join(other.DataDir, "ca.crt")
@@ -52,6 +52,7 @@ func WithCAFrom(other *Server) Option {
 		c.TokenKeyFile = filepath.Join(other.DataDir, "token-signing.key")
 		c.ExtensionKeyFile = filepath.Join(other.DataDir, "extension-signing.key")
 		c.SignatureKeyFile = filepath.Join(other.DataDir, "signature-signing.key")
+		c.SSHCAKeyFile = filepath.Join(other.DataDir, "ssh-user-ca")
 	}
 }
 

@@ -146,6 +146,11 @@ type AgentConfig struct {
 	ProxyBypass                []string `json:"proxy.bypass,omitempty"`
 	ExtensionsCPULimit         int      `json:"extensions.agent.cpulimit"`
 	GuestConfigurationCPULimit int      `json:"guestconfiguration.agent.cpulimit"`
+	// SSHManage true: sshd trusts the control plane's SSH user CA for the
+	// accounts SSHAdminUser and SSHUser.
+	SSHManage    bool   `json:"ssh.manage"`
+	SSHAdminUser string `json:"ssh.adminuser,omitempty"`
+	SSHUser      string `json:"ssh.user,omitempty"`
 }
 
 // Principal types.

@@ -106,14 +106,31 @@ func TestLocalRepairAndConfigChangesWorkWhileTheServerIsDown(t *testing.T) {
 	s.MustDo(t, http.StatusCreated, "PUT", ext, s.AdminToken(t),
 		wire.MachineExtensionSet{Publisher: "Acme", Type: "Monitor", Version: "1.0.0"}, nil)
 	packages := filepath.Join(state, "extensions", "packages")
+	// Installed: one unpacked package (an install in progress also holds a
+	// hidden ".unpacking" directory, which does not count).
 	installed := func() string {
 		entries, _ := os.ReadDir(packages)
-		if len(entries) != 1 {
-			return fmt.Sprintf("%d package directories", len(entries))
+		n := 0
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Sprintf("%d package directories", n)
 		}
 		return ""
 	}
 	testutil.Eventually(t, 20*time.Second, installed)
+	// And reported: the install is over, so nothing below races it.
+	testutil.Eventually(t, 20*time.Second, func() string {
+		var e wire.MachineExtension
+		s.MustDo(t, http.StatusOK, "GET", ext, s.AdminToken(t), nil, &e)
+		if e.State != wire.ExtSucceeded {
+			return "extension " + e.State
+		}
+		return ""
+	})
 
 	s.Stop(t) // the control plane goes away
 	// Root blocks it and someone deletes it: it is not put back.

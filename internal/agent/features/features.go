@@ -5,6 +5,7 @@
 package features
 
 import (
+	"github.com/corralhq/corral/internal/agent/access"
 	"github.com/corralhq/corral/internal/agent/extensions"
 	"github.com/corralhq/corral/internal/agent/feature"
 	"github.com/corralhq/corral/internal/agent/protection"
@@ -20,5 +21,6 @@ func Default() []feature.Feature {
 		runcommand.New(),
 		protection.New(),
 		updates.New(),
+		access.New(),
 	}
 }

@@ -33,6 +33,9 @@ const (
 	// KeyRebootCommand is the command update management runs when a
 	// deployment reboots the machine; only root on the machine sets it.
 	KeyRebootCommand = "update.rebootcommand"
+	KeySSHManage           = "ssh.manage"
+	KeySSHAdminUser        = "ssh.adminuser"
+	KeySSHUser             = "ssh.user"
 )
 
 // DefaultRebootCommand is update.rebootcommand's default.
@@ -97,6 +100,30 @@ var keys = []key{
 		help: "ed25519:KEY endpoint protection's signature sets must be signed with (default: the control plane's key, pinned on first use)"},
 	{name: KeyRebootCommand, kind: kindString, def: DefaultRebootCommand, check: checkCommand,
 		help: "command (run with /bin/sh -c) that reboots the machine when an update deployment asks for a reboot"},
+	{name: KeySSHManage, kind: kindBool, def: "false", check: checkBool,
+		help: "true | false (true: sshd trusts the control plane's SSH user CA for the two accounts below; false undoes it)"},
+	{name: KeySSHAdminUser, kind: kindString, def: DefaultSSHAdminUser, check: checkAccount,
+		help: "local account of Virtual Machine Administrator Login (may sudo; created if absent)"},
+	{name: KeySSHUser, kind: kindString, def: DefaultSSHUser, check: checkAccount,
+		help: "local account of Virtual Machine User Login (unprivileged; created if absent)"},
+}
+
+// Default account names of ssh.adminuser and ssh.user.
+const (
+	DefaultSSHAdminUser = "corral-admin"
+	DefaultSSHUser      = "corral-user"
+)
+
+var accountName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+func checkAccount(name, v string) (string, error) {
+	switch {
+	case !accountName.MatchString(v):
+		return "", fmt.Errorf("%s: %q is not a valid account name (lower case letters, digits, _ and -, at most 32)", name, v)
+	case v == "root":
+		return "", fmt.Errorf("%s: root cannot be a certificate login; the administrator account uses sudo", name)
+	}
+	return v, nil
 }
 
 // Keys lists every key in the order `config list` shows them.

@@ -296,6 +296,11 @@ type Effective struct {
 	ProxyBypass         []string
 	ExtensionsCPULimit  int
 	GuestConfigCPULimit int
+	// SSHManage lets the agent make sshd trust the control plane's SSH
+	// user CA for SSHAdminUser and SSHUser.
+	SSHManage    bool
+	SSHAdminUser string
+	SSHUser      string
 	// PublisherKeys are the signing keys root configured.
 	PublisherKeys []PublisherKey
 	// ProtectionSignatureKey is the key root configured for endpoint
@@ -328,6 +333,9 @@ func (c Config) Effective() Effective {
 		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
 		ChangedOutside:      c.changedOutside,
 		RebootCommand:       c.value(KeyRebootCommand),
+		SSHManage:           c.value(KeySSHManage) == "true",
+		SSHAdminUser:        c.value(KeySSHAdminUser),
+		SSHUser:             c.value(KeySSHUser),
 	}
 	for _, p := range splitList(c.value(KeyIncomingPorts)) {
 		e.IncomingPorts = append(e.IncomingPorts, atoi(p))
@@ -402,6 +410,7 @@ func (e Effective) HostChangesRefused() error {
 func FailClosed(why error) Effective {
 	e := Config{}.Effective()
 	e.ExtensionsEnabled, e.GuestConfigEnabled, e.IncomingEnabled, e.HostChanges = false, false, false, false
+	e.SSHManage = false
 	e.Damaged = why
 	return e
 }
@@ -427,6 +436,9 @@ func (e Effective) Wire() wire.AgentConfig {
 		ProxyBypass:                slices.Clone(e.ProxyBypass),
 		ExtensionsCPULimit:         e.ExtensionsCPULimit,
 		GuestConfigurationCPULimit: e.GuestConfigCPULimit,
+		SSHManage:                  e.SSHManage,
+		SSHAdminUser:               e.SSHAdminUser,
+		SSHUser:                    e.SSHUser,
 	}
 }
 

@@ -86,6 +86,18 @@ const (
 	ActUpdateSchedulesRead   = "Corral.Updates/updateSchedules/read"
 	ActUpdateSchedulesWrite  = "Corral.Updates/updateSchedules/write"
 	ActUpdateSchedulesDelete = "Corral.Updates/updateSchedules/delete"
+	// Secure access (DESIGN §9). JIT policies and requests (scope: the
+	// policy's scope, the request's machine); approving a request, or
+	// revoking another user's grant, takes jitRequests/approve/action.
+	ActJITPoliciesRead    = "Corral.Security/jitPolicies/read"
+	ActJITPoliciesWrite   = "Corral.Security/jitPolicies/write"
+	ActJITPoliciesDelete  = "Corral.Security/jitPolicies/delete"
+	ActJITRequestsRead    = "Corral.Security/jitRequests/read"
+	ActJITRequestsWrite   = "Corral.Security/jitRequests/write"
+	ActJITRequestsApprove = "Corral.Security/jitRequests/approve/action"
+	// Relayed sessions of a machine (scope: the machine).
+	ActSSHSessionsRead = "Corral.HybridCompute/machines/sshSessions/read"
+	ActSSHSessionsEnd  = "Corral.HybridCompute/machines/sshSessions/end/action"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -113,4 +125,6 @@ var AllActions = []string{
 	ActAlertsRead, ActAlertsAcknowledge, ActSignaturesRead, ActSignaturesWrite,
 	ActUpdatesRead, ActUpdatesAssess, ActUpdateRunsRead, ActUpdateRunsWrite,
 	ActUpdateSchedulesRead, ActUpdateSchedulesWrite, ActUpdateSchedulesDelete,
+	ActJITPoliciesRead, ActJITPoliciesWrite, ActJITPoliciesDelete, ActJITRequestsRead, ActJITRequestsWrite, ActJITRequestsApprove,
+	ActSSHSessionsRead, ActSSHSessionsEnd,
 }

@@ -12,6 +12,7 @@ const (
 	RoleSecurityAdmin  = "Security Admin"
 	RoleSecurityReader = "Security Reader"
 	RoleUpdateManager  = "Update Manager"
+	RoleJITRequester   = "JIT Requester"
 )
 
 // Role is a set of granted actions. Built-in roles are defined in code; custom
@@ -90,6 +91,11 @@ var BuiltInRoles = []Role{
 		ID: RoleUpdateManager, Name: RoleUpdateManager, BuiltIn: true,
 		Description: "Assess machines' pending updates, deploy updates and schedule deployments and assessments; read machines.",
 		Actions:     []string{"Corral.Updates/*", ActMachinesRead, ActResourceGroupsRead, ActSubscriptionsRead},
+	},
+	{
+		ID: RoleJITRequester, Name: RoleJITRequester, BuiltIn: true,
+		Description: "View machines and their JIT policies, and request just-in-time port openings.",
+		Actions:     []string{ActMachinesRead, ActJITPoliciesRead, ActJITRequestsRead, ActJITRequestsWrite},
 	},
 }
 

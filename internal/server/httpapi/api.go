@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/corralhq/corral/internal/server/access"
 	"github.com/corralhq/corral/internal/server/activity"
 	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/capability"
@@ -124,6 +125,10 @@ type Deps struct {
 
 	// Updates is the update-management context.
 	Updates *updates.Service
+
+	// Access is the secure-access context (JIT, SSH certificates and
+	// sessions).
+	Access *access.Service
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.

@@ -218,7 +218,7 @@ func TestPublishersPackagesAndCatalogs(t *testing.T) {
 	// list-available: listed flags and filters; the first-party package is there.
 	var list wire.List[wire.ExtensionPackage]
 	s.MustDo(t, http.StatusOK, "GET", "/api/v1/extensionPackages", admin, nil, &list)
-	if len(list.Value) != 3 || list.Value[0].Publisher != "Contoso" || !list.Value[0].Listed ||
+	if len(list.Value) != 4 || list.Value[0].Publisher != "Contoso" || !list.Value[0].Listed ||
 		list.Value[1].Publisher != wire.PublisherCorral || list.Value[1].Type != wire.ProtectionExtensionType || !list.Value[1].Listed ||
 		list.Value[2].Type != "PatchManagement" || list.Value[2].Manifest.Handlers.Install != "builtin:patchmanagement" ||
 		list.Value[3].Publisher != wire.PublisherCorral || list.Value[3].Type != "RunCommand" || !list.Value[3].Listed ||

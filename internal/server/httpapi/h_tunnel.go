@@ -1,12 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
+	"github.com/corralhq/corral/internal/server/access"
 	"github.com/corralhq/corral/internal/server/relay"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -29,12 +30,23 @@ func (a *API) postAgentTunnel(w http.ResponseWriter, r *http.Request, c *Caller)
 	return nil
 }
 
+// tunnelQuery describes the query of the machine tunnel route.
+var tunnelQuery = []QueryParam{
+	{Name: "port", Description: "the machine's local port; the machine must allow it in incomingconnections.ports", Type: "integer", Min: 1, Max: 65535},
+	{Name: "certificate", Type: "string", Description: "the id of the SSH certificate the session logs in with (from sshCertificate): " +
+		"checked to be the caller's, for this machine and still valid; the session's login is then known."},
+}
+
 // postMachineTunnel connects the caller's byte stream (HTTP/2, both bodies
 // open) to a local port of the machine through its agent's outbound
 // connection: `corral ssh-proxy` and `corral ssh` use it. The machine's
 // agent decides under its local configuration (incomingconnections.*).
-// The activity entry, written when the session ends, says how long it
-// lasted and how many bytes went each way.
+// Each tunnel is an SSH session of the access context: recorded when it
+// starts (with the login, when ?certificate= names the certificate it logs
+// in with), its bytes refreshed while it runs, and ended from the server
+// on request whichever replica relays it. The activity entry, written when
+// the session ends, says who, as which account, from where, how long and
+// how many bytes went each way.
 func (a *API) postMachineTunnel(w http.ResponseWriter, r *http.Request, c *Caller) error {
 	port := 22
 	if v := r.URL.Query().Get("port"); v != "" {
@@ -52,10 +64,17 @@ func (a *API) postMachineTunnel(w http.ResponseWriter, r *http.Request, c *Calle
 	if err != nil {
 		return err
 	}
+	caller := accessCaller(r, c)
+	var login string
+	certID := r.URL.Query().Get("certificate")
+	if certID != "" {
+		if login, err = a.Access.SessionLogin(r.Context(), certID, caller, m.ID, m.Name); err != nil {
+			return err
+		}
+	}
 	if m.Status != wire.StatusConnected {
 		return &apiError{status: http.StatusConflict, code: "MachineNotConnected", message: fmt.Sprintf("machine %q is %s: a tunnel needs its agent connected", m.Name, m.Status)}
 	}
-	start := time.Now()
 	id, tun, err := a.Relay.Open(r.Context(), m.ID, port)
 	switch {
 	case errors.Is(err, relay.ErrRefused):
@@ -70,8 +89,16 @@ func (a *API) postMachineTunnel(w http.ResponseWriter, r *http.Request, c *Calle
 		tun.Close()
 		return nil
 	}
-	n := relay.Splice(user, tun, nil)
-	setAuditMessage(r, fmt.Sprintf("tunnel %s to port %d of %s: %s, %d bytes to the machine, %d bytes back",
-		id, port, m.Name, time.Since(start).Round(time.Second), n.AToB, n.BToA))
+	live, err := a.Access.StartSession(r.Context(), access.SessionStart{ID: id, MachineID: m.ID, MachineScope: m.ResourceID().String(),
+		MachineName: m.Name, Port: port, Caller: caller, CertificateID: certID, Login: login},
+		func() { user.Close(); tun.Close() })
+	if err != nil {
+		user.Close()
+		tun.Close()
+		return err
+	}
+	relay.Splice(user, tun, func(fromUser bool, p []byte) { live.Count(fromUser, len(p)) })
+	x := live.Finish(context.WithoutCancel(r.Context()))
+	setAuditMessage(r, access.SessionSummary(x))
 	return nil
 }

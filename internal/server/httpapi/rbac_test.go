@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/server/authz"
 	"github.com/corralhq/corral/internal/server/httpapi"
 	"github.com/corralhq/corral/internal/testutil"
@@ -18,7 +19,8 @@ import (
 // what the role grants: denied calls get 403 AuthorizationFailed, allowed
 // calls never do. Agent routes refuse bearer tokens altogether.
 func TestEveryRouteEveryBuiltInRole(t *testing.T) {
-	s := testutil.StartServer(t)
+	// Every role asks for a device code from this one address: no rate.
+	s := testutil.StartServer(t, func(c *server.Config) { c.Limits.DeviceCodesPerSource = -1 })
 	admin := s.AdminToken(t)
 	s.MustDo(t, http.StatusCreated, "PUT", "/api/v1/subscriptions/default/resourceGroups/rg1", admin, wire.ResourceGroupCreate{}, nil)
 

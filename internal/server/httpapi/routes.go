@@ -137,7 +137,7 @@ func (a *API) buildRoutes() []Route {
 			"Connect to a local port of the machine through its agent's outbound connection (HTTP/2, both bodies stay open): what corral ssh-proxy uses.", a.postMachineTunnel)),
 			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's port (e.g. an SSH client's)."},
 				resp:  Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes from the machine's port, until either side ends."},
-				query: []QueryParam{{Name: "port", Description: "the machine's local port; the machine must allow it in incomingconnections.ports", Type: "integer", Min: 1, Max: 65535}},
+				query: tunnelQuery,
 				errs:  []int{http.StatusConflict, http.StatusUpgradeRequired, http.StatusServiceUnavailable}}),
 
 		d(inHandler(api("GET", "/api/v1/deviceCodes", authz.ActMachinesOnboard, scopeRoot, "List pending device-code onboardings the caller may approve.", a.listDeviceCodes)),
@@ -259,5 +259,6 @@ func (a *API) buildRoutes() []Route {
 	routes = append(routes, a.protectionRoutes()...)
 	routes = append(routes, a.securityRoutes()...)
 	routes = append(routes, a.updatesRoutes()...)
+	routes = append(routes, a.accessRoutes()...)
 	return routes
 }

@@ -61,7 +61,7 @@ func allowPorts(t *testing.T, state string, kv ...string) {
 	}
 }
 
-func userClient(t *testing.T, api *testutil.API, token string) *client.Client {
+func userClient(t testing.TB, api *testutil.API, token string) *client.Client {
 	t.Helper()
 	c, err := client.New(api.URL, client.WithCAFile(api.CAFile), client.WithToken(token))
 	if err != nil {

@@ -77,6 +77,9 @@ type PGBus struct {
 	OnTunnel func(machineID string, t wire.TunnelRequest, origin string)
 	// listening is true while the listener's LISTEN is in place.
 	listening atomic.Bool
+	// OnEndSession, when set, receives every request to end an SSH session
+	// (each replica ends it if it relays it).
+	OnEndSession func(id string)
 }
 
 var _ push.Notifier = (*PGBus)(nil)
@@ -112,6 +115,9 @@ func (b *PGBus) Goodbye(ctx context.Context, id, reason string) { b.publish(ctx,
 func (b *PGBus) AnnounceTunnel(ctx context.Context, machineID string, t wire.TunnelRequest, origin string) {
 	b.publish(ctx, "tunnel "+machineID+" "+t.ID+" "+strconv.Itoa(t.Port)+" "+origin)
 }
+
+// EndSession asks every replica to end the SSH session id.
+func (b *PGBus) EndSession(ctx context.Context, id string) { b.publish(ctx, "endsession "+id) }
 
 func (b *PGBus) publish(ctx context.Context, payload string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
@@ -189,6 +195,10 @@ func (b *PGBus) deliver(ctx context.Context, payload string) {
 		}
 	case "bye":
 		b.hub.Send(id, wire.StreamMessage{Type: wire.MsgGoodbye, Reason: arg})
+	case "endsession":
+		if b.OnEndSession != nil {
+			b.OnEndSession(id)
+		}
 	case "tunnel":
 		f := strings.Fields(arg)
 		if len(f) != 3 || b.OnTunnel == nil {

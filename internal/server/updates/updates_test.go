@@ -212,7 +212,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		{"bad pattern", "/updateRuns", "POST", wire.UpdateRunCreate{UpdateTargets: web,
 			UpdateDeploymentSettings: withSet(func(s *wire.UpdateDeploymentSettings) { s.Include = []string{"lib[a-"} })}, 400, "malformed"},
 		{"NUL in a script", "/updateRuns", "POST", wire.UpdateRunCreate{UpdateTargets: web,
-			UpdateDeploymentSettings: withSet(func(s *wire.UpdateDeploymentSettings) { s.PreScript = "echo \x00" })}, 400, "preScript"},
+			UpdateDeploymentSettings: withSet(func(s *wire.UpdateDeploymentSettings) { s.PreScript = "echo \x00" })}, 400, "NUL"},
 		{"scope without machines", "/updateRuns", "POST", wire.UpdateRunCreate{UpdateTargets: wire.UpdateTargets{Scope: "/subscriptions/default/resourceGroups/empty"},
 			UpdateDeploymentSettings: good}, 400, "has no machines"},
 		{"tag without machines", "/updateAssessments", "POST", wire.UpdateAssessmentCreate{UpdateTargets: wire.UpdateTargets{Tag: "ring=none"}}, 400, "has no machines"},

@@ -68,6 +68,10 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /ui/password", h.authed(h.passwordPage))
 	h.mux.Handle("POST /ui/password", h.authedPost(h.changePassword))
 	h.updatesRoutes()
+	h.mux.Handle("GET /ui/access", h.authed(h.access))
+	h.mux.Handle("POST /ui/access/jit", h.authedPost(h.requestJIT))
+	h.mux.Handle("POST /ui/access/jit/{id}/{action}", h.authedPost(h.jitAction))
+	h.mux.Handle("POST /ui/access/sessions/{id}/end", h.authedPost(h.endSession))
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }

@@ -20,13 +20,11 @@ const probeFillerBytes = 16 << 10
 func (s *Store) ProbeWrite(ctx context.Context, at time.Time) error {
 	filler := make([]byte, probeFillerBytes)
 	_, _ = rand.Read(filler)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `DELETE FROM write_probe WHERE id = 1`); err != nil {
-			return err
-		}
-		_, err := s.exec(ctx, tx, `INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?, ?)`, micros(at), filler)
-		return err
-	})
+	// One statement, an upsert: replicas probing at once never collide
+	// (a delete then an insert did, on PostgreSQL, and a failed probe makes
+	// the replica refuse every change).
+	_, err := s.exec(ctx, s.write, `INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, filler = excluded.filler`, micros(at), filler)
 	if err != nil {
 		return fmt.Errorf("write probe: %w", err)
 	}

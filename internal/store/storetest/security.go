@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,6 +208,19 @@ func testWriteProbe(t *testing.T, s store.Store) {
 	for i := range 3 {
 		ok(t, s.ProbeWrite(t.Context(), t0.Add(time.Duration(i)*time.Second)), "probe %d", i)
 	}
+	// Replicas probe the same store at once: no probe may fail for it.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 10 {
+				if err := s.ProbeWrite(t.Context(), t0.Add(time.Duration(i*10+j)*time.Millisecond)); err != nil {
+					t.Errorf("concurrent probe: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func testBootstrapped(t *testing.T, s store.Store) {
