@@ -55,7 +55,11 @@ type Feature struct {
 	mu     sync.Mutex
 	wg     sync.WaitGroup
 	active map[string]context.CancelCauseFunc
-	closed bool
+	// refused names the listed runs this process refused and reported:
+	// a desired state fetched again does not report them again. It holds
+	// only names still listed, so at most MaxDesiredRuns.
+	refused map[string]struct{}
+	closed  bool
 }
 
 var (
@@ -65,7 +69,9 @@ var (
 )
 
 // New returns the run command feature.
-func New() *Feature { return &Feature{active: map[string]context.CancelCauseFunc{}} }
+func New() *Feature {
+	return &Feature{active: map[string]context.CancelCauseFunc{}, refused: map[string]struct{}{}}
+}
 
 // Name implements feature.Feature.
 func (f *Feature) Name() string { return Name }
@@ -142,6 +148,11 @@ func (f *Feature) Apply(ctx context.Context, d feature.Desired) error {
 				"listed", len(runs), "max", feature.MaxDesiredRuns)
 			runs = runs[:feature.MaxDesiredRuns]
 		}
+		listed := make(map[string]struct{}, len(runs))
+		for _, run := range runs {
+			listed[run.Name] = struct{}{}
+		}
+		maps.DeleteFunc(f.refused, func(name string, _ struct{}) bool { _, ok := listed[name]; return !ok })
 		for _, run := range runs {
 			f.start(ctx, run)
 		}
@@ -159,6 +170,9 @@ func (f *Feature) start(ctx context.Context, run wire.DesiredRunCommand) {
 	if _, busy := f.active[run.Name]; busy {
 		return
 	}
+	if _, done := f.refused[run.Name]; done {
+		return
+	}
 	rr, known := f.load(run.Name)
 	switch {
 	case known && rr.State == wire.RunRunning:
@@ -173,6 +187,7 @@ func (f *Feature) start(ctx context.Context, run wire.DesiredRunCommand) {
 		f.env.LogRefused(ctx, "run command refused by the local configuration", "run", run.Name, "err", err)
 		// Refusals are final for this run and reported, but not written to
 		// disk: a control plane sending thousands cannot fill it.
+		f.refused[run.Name] = struct{}{}
 		f.report(wire.RunCommandResult{Name: run.Name, State: wire.RunFailed, Message: err.Error(), FinishedAt: f.now()})
 		return
 	}
