@@ -41,16 +41,19 @@ func PostgresDatabase(t testing.TB) string {
 		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Dropping waits for a checkpoint, which a loaded machine can take
+		// a while to finish. A database left behind is only litter on a
+		// test server, so failing to drop it is logged, not a test failure.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		c, err := pgx.Connect(ctx, base)
 		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+			t.Logf("drop database %s: %v (left behind)", name, err)
 			return
 		}
 		defer c.Close(ctx)
 		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
+			t.Logf("drop database %s: %v (left behind)", name, err)
 		}
 	})
 	u, err := url.Parse(base)
