@@ -72,8 +72,16 @@ func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error
 	if e.Time.IsZero() {
 		e.Time = s.clock().UTC()
 	}
+	// The state change this entry reports is already committed: an agent
+	// that gives up on its request (and sends the report again later, when
+	// it may be applied as a no-op) must not cost the log its entry.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
 	return s.store.AppendActivity(ctx, e)
 }
+
+// outcomeTimeout bounds writing one outcome entry once its request is gone.
+const outcomeTimeout = 30 * time.Second
 
 var _ capability.Outcomes = (*Service)(nil)
 

@@ -1,6 +1,7 @@
 package activity_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/server/activity"
+	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testutil"
@@ -66,5 +68,23 @@ func TestRecordAndList(t *testing.T) {
 		if _, err := svc.List(ctx, bad); !errors.Is(err, refusal.ErrInvalid) {
 			t.Errorf("%+v: %v, want refused", bad, err)
 		}
+	}
+}
+
+// An outcome reports a change already committed: the agent hanging up on
+// its request must not cost the log its entry.
+func TestOutcomeOutlivesItsRequest(t *testing.T) {
+	t.Parallel()
+	clock := &testutil.Clock{}
+	svc := activity.New(testutil.Store(t), clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := svc.RecordOutcome(ctx, capability.Outcome{Scope: "/subscriptions/default/resourceGroups/web/machines/m1",
+		Action: "Corral.Test/things/write", Result: wire.ResultFailed, Message: "refused"}); err != nil {
+		t.Fatalf("outcome after the request was cancelled: %v", err)
+	}
+	page, err := svc.List(t.Context(), activity.Query{Action: "Corral.Test/*"})
+	if err != nil || len(page.Items) != 1 || page.Items[0].Message != "refused" {
+		t.Fatalf("outcome entries = %+v, %v", page.Items, err)
 	}
 }

@@ -193,7 +193,13 @@ func (a *API) wrap(rt Route) http.Handler {
 			if errors.Is(err, store.ErrFull) {
 				a.StoreHealth.Failed(err)
 			}
-			if ae.status >= 500 {
+			switch {
+			case ae.status >= 500 && r.Context().Err() != nil && errors.Is(err, context.Canceled):
+				// The caller hung up first (an agent's request timeout, a
+				// dropped connection): nothing failed here worth an error.
+				a.Logger.InfoContext(context.WithoutCancel(r.Context()), "request abandoned by the caller", "route", rt.Pattern,
+					"method", r.Method, "correlation_id", ri.correlationID, "err", err)
+			case ae.status >= 500:
 				a.Logger.ErrorContext(r.Context(), "request failed", "route", rt.Pattern, "method", r.Method,
 					"correlation_id", ri.correlationID, "err", err)
 			}
