@@ -63,9 +63,10 @@ type Feature struct {
 }
 
 var (
-	_ feature.Feature         = (*Feature)(nil)
-	_ feature.ConfigWatcher   = (*Feature)(nil)
-	_ feature.BuiltinProvider = (*Feature)(nil)
+	_ feature.Feature           = (*Feature)(nil)
+	_ feature.ConfigWatcher     = (*Feature)(nil)
+	_ feature.BuiltinProvider   = (*Feature)(nil)
+	_ feature.ReportOnlyBuiltin = builtin{}
 )
 
 // New returns the run command feature.
@@ -83,6 +84,10 @@ func (f *Feature) Builtins() []feature.Builtin { return []feature.Builtin{builti
 type builtin struct{}
 
 func (builtin) ExtensionName() string { return wire.ExtRunCommand }
+
+// RunsWithoutHostChanges: installing it changes nothing; each run is
+// refused by the feature while host changes are off.
+func (builtin) RunsWithoutHostChanges() bool { return true }
 
 func (builtin) RunHandler(_ context.Context, handler string, _ wire.HandlerInput) (string, error) {
 	return wire.ExtRunCommand + " " + handler + " succeeded", nil

@@ -83,10 +83,11 @@ type Feature struct {
 }
 
 var (
-	_ feature.Feature         = (*Feature)(nil)
-	_ feature.ConfigWatcher   = (*Feature)(nil)
-	_ feature.Ticker          = (*Feature)(nil)
-	_ feature.BuiltinProvider = (*Feature)(nil)
+	_ feature.ReportOnlyBuiltin = builtin{}
+	_ feature.Feature           = (*Feature)(nil)
+	_ feature.ConfigWatcher     = (*Feature)(nil)
+	_ feature.Ticker            = (*Feature)(nil)
+	_ feature.BuiltinProvider   = (*Feature)(nil)
 )
 
 // New returns the updates feature.
@@ -184,6 +185,11 @@ func (f *Feature) Builtins() []feature.Builtin { return []feature.Builtin{builti
 type builtin struct{ f *Feature }
 
 func (builtin) ExtensionName() string { return wire.ExtPatchManagement }
+
+// RunsWithoutHostChanges: its handlers only look for a package manager;
+// the feature refuses deployments itself while host changes are off, and
+// assessments then read what the lists already hold.
+func (builtin) RunsWithoutHostChanges() bool { return true }
 
 func (b builtin) RunHandler(_ context.Context, handler string, _ wire.HandlerInput) (string, error) {
 	if handler == wire.HandlerInstall || handler == wire.HandlerEnable || handler == wire.HandlerUpdate {

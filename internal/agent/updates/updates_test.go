@@ -448,3 +448,15 @@ func TestInterruptedDeploymentIsReportedFromTheJournal(t *testing.T) {
 		t.Errorf("run-x reported %d times (ran again?): %s", n, h.dump())
 	}
 }
+
+// Corral/PatchManagement's handlers change nothing on the host, so with
+// host changes off (corral dev, trial mode) the extension installs and
+// assessments work; deployments are refused by the feature itself.
+func TestPatchManagementInstallsWithHostChangesOff(t *testing.T) {
+	for _, b := range updates.New().Builtins() {
+		ro, ok := b.(feature.ReportOnlyBuiltin)
+		if b.ExtensionName() == wire.ExtPatchManagement && (!ok || !ro.RunsWithoutHostChanges()) {
+			t.Errorf("%s is refused while host changes are off", b.ExtensionName())
+		}
+	}
+}
