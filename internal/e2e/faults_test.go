@@ -263,3 +263,222 @@ func firstFailure(ops []burstOp) error {
 	}
 	return errors.New("none failed")
 }
+
+// readyzProbe is one GET /readyz: when it was sent and answered, and how.
+type readyzProbe struct {
+	sent, answered time.Time
+	status         int // 0: no answer
+	detail         string
+}
+
+// pollReadyz asks /readyz every 100 ms until ctx ends.
+func pollReadyz(ctx context.Context, api *testutil.API) []readyzProbe {
+	var probes []readyzProbe
+	for ctx.Err() == nil {
+		p := readyzProbe{sent: time.Now()}
+		st, b, err := tryDo(ctx, api, "GET", "/readyz", "", nil)
+		p.answered = time.Now()
+		if err == nil {
+			var h wire.Health
+			_ = json.Unmarshal(b, &h)
+			p.status, p.detail = st, h.Detail
+		}
+		if ctx.Err() == nil {
+			probes = append(probes, p)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return probes
+}
+
+// TestPostgresRestartUnderLoad (issue 15.4): the PostgreSQL under a real
+// `corral server` is stopped and started again while writers and readers
+// keep calling the API. Meanwhile /readyz answers 503 every time it is asked,
+// saying the store is unreachable (a load balancer takes the replica out),
+// and writes get 503 saying so, none acknowledged;
+// once PostgreSQL is back the server reconnects by itself — /readyz 200,
+// writes acknowledged — without a restart, and every write acknowledged
+// before, during or after is stored. The cluster is the test's own
+// (testutil.NewPGCluster), never the shared CORRAL_TEST_POSTGRES server. It
+// is stopped both ways: "fast" (a restart: sessions ended, a checkpoint)
+// and "immediate" (like a crash: recovery from the WAL at start).
+func TestPostgresRestartUnderLoad(t *testing.T) {
+	for _, mode := range []string{"fast", "immediate"} {
+		t.Run(mode, func(t *testing.T) { postgresRestartUnderLoad(t, mode) })
+	}
+}
+
+func postgresRestartUnderLoad(t *testing.T, mode string) {
+	pg := testutil.NewPGCluster(t, testutil.PGClusterOptions{})
+	c := startServer(t, "--store", pg.DSN(), "--store-probe-interval", "500ms")
+	admin := c.api.AdminToken(t)
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if st, b, err := tryDo(t.Context(), c.api, "GET", "/readyz", "", nil); err != nil || st != 200 {
+			return fmt.Sprintf("readyz before the restart: %d %s %v", st, b, err)
+		}
+		return ""
+	})
+
+	type write struct {
+		name           string
+		sent, answered time.Time
+		status         int
+		message        string
+	}
+	ctx, stopLoad := context.WithCancel(t.Context())
+	defer stopLoad()
+	var mu sync.Mutex
+	var writes []write
+	acked := func(after time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, w := range writes {
+			if w.status == http.StatusCreated && w.sent.After(after) {
+				n++
+			}
+		}
+		return n
+	}
+	var load sync.WaitGroup
+	for g := range 4 {
+		load.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				w := write{name: fmt.Sprintf("pgr-%d-%d", g, i), sent: time.Now()}
+				var b []byte
+				w.status, b, _ = tryDo(ctx, c.api, "PUT", rgPath(w.name), admin, wire.ResourceGroupCreate{})
+				w.answered = time.Now()
+				if w.status >= 300 {
+					var e wire.ErrorResponse
+					_ = json.Unmarshal(b, &e)
+					w.message = e.Error.Message
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				writes = append(writes, w)
+				mu.Unlock()
+				if w.status != http.StatusCreated {
+					time.Sleep(100 * time.Millisecond) // the API refuses: do not spin
+				}
+			}
+		})
+		load.Go(func() { // readers
+			for ctx.Err() == nil {
+				if _, _, err := tryDo(ctx, c.api, "GET", "/api/v1/subscriptions/default/resourceGroups?$top=50", admin, nil); err != nil && ctx.Err() == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		})
+	}
+	probesc := make(chan []readyzProbe, 1)
+	go func() { probesc <- pollReadyz(ctx, c.api) }()
+
+	began := time.Now()
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if n := acked(began); n < 50 {
+			return fmt.Sprintf("%d writes acknowledged under load before the restart", n)
+		}
+		return ""
+	})
+	pg.Stop(t, mode)
+	down := time.Now()
+	// Down long enough for several probes and for writers to hit the
+	// missing database: until 20 probes were made after the stop.
+	testutil.Eventually(t, 60*time.Second, func() string {
+		st, _, err := tryDo(ctx, c.api, "GET", "/readyz", "", nil)
+		if err != nil || st != http.StatusServiceUnavailable {
+			return fmt.Sprintf("readyz with PostgreSQL down: %d %v", st, err)
+		}
+		return ""
+	})
+	time.Sleep(3 * time.Second)
+	upAsked := time.Now()
+	pg.Start(t)
+	up := time.Now()
+	testutil.Eventually(t, 60*time.Second, func() string {
+		st, b, err := tryDo(ctx, c.api, "GET", "/readyz", "", nil)
+		if err != nil || st != http.StatusOK {
+			return fmt.Sprintf("readyz after PostgreSQL came back: %d %s %v", st, b, err)
+		}
+		return ""
+	})
+	ready := time.Now()
+	testutil.Eventually(t, 60*time.Second, func() string {
+		if n := acked(up); n < 50 {
+			return fmt.Sprintf("%d writes acknowledged since PostgreSQL came back", n)
+		}
+		return ""
+	})
+	stopLoad()
+	load.Wait()
+	probes := <-probesc
+
+	// While PostgreSQL was down: every probe answered 503, no write 2xx.
+	var during []string
+	downProbes := 0
+	for _, p := range probes {
+		if p.sent.After(down) && p.answered.Before(upAsked) {
+			downProbes++
+			if p.status != http.StatusServiceUnavailable || !strings.Contains(p.detail, "store unreachable") {
+				t.Errorf("/readyz answered %d (%q) %s after PostgreSQL stopped, want 503 saying the store is unreachable", p.status, p.detail, p.sent.Sub(down).Round(time.Millisecond))
+			}
+			if len(during) == 0 || during[len(during)-1] != p.detail {
+				during = append(during, p.detail)
+			}
+		}
+	}
+	if downProbes == 0 {
+		t.Error("no /readyz probe was made while PostgreSQL was down")
+	}
+	statuses := map[string]int{}
+	for _, w := range writes {
+		if w.sent.After(down) && w.answered.Before(upAsked) {
+			statuses[fmt.Sprintf("%d %q", w.status, w.message)]++
+			if w.status != http.StatusServiceUnavailable || !strings.Contains(w.message, "cannot reach its store") {
+				t.Errorf("%s answered %d %q while PostgreSQL was down, want 503 saying the store cannot be reached", w.name, w.status, w.message)
+			}
+		}
+	}
+	t.Logf("PostgreSQL down %s: %d /readyz probes all 503 (%q); writes meanwhile answered %v; /readyz 200 again %s after PostgreSQL was back",
+		upAsked.Sub(down).Round(time.Millisecond), downProbes, during, statuses, ready.Sub(up).Round(time.Millisecond))
+
+	// A write caught by the stop mid-way gets 503 too, never a bare 500.
+	for _, w := range writes {
+		if w.status == http.StatusInternalServerError {
+			t.Errorf("%s answered 500 %q %s after PostgreSQL stopped: a lost database must be told as 503", w.name, w.message, w.answered.Sub(down).Round(time.Millisecond))
+		}
+	}
+	if t.Failed() {
+		for line := range strings.SplitSeq(c.server.out.String(), "\n") {
+			if strings.Contains(line, `"level":"ERROR"`) {
+				t.Log(line)
+			}
+		}
+	}
+
+	// Every acknowledged write is stored.
+	names := map[string]bool{}
+	for next := "/api/v1/subscriptions/default/resourceGroups?$top=1000"; next != ""; {
+		var stored wire.List[wire.ResourceGroup]
+		c.api.MustDo(t, 200, "GET", strings.TrimPrefix(next, c.api.URL), admin, nil, &stored)
+		for _, g := range stored.Value {
+			names[g.Name] = true
+		}
+		next = stored.NextLink
+	}
+	n := 0
+	for _, w := range writes {
+		if w.status == http.StatusCreated {
+			n++
+			if !names[w.name] {
+				t.Errorf("%s was acknowledged %s after the start but is not stored", w.name, w.sent.Sub(began).Round(time.Millisecond))
+			}
+		}
+	}
+	t.Logf("%d writes acknowledged before, during and after the restart, all stored", n)
+}

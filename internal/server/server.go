@@ -342,21 +342,26 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "starting or shutting down"})
 		return
 	}
+	// The store first: with the database down the listener is down too,
+	// and the operator should read the cause.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable: the database cannot be reached; API calls that need it get 503 until it is back"})
+		return
+	}
 	if s.bus != nil && !s.bus.Listening() {
 		// It would miss the other replicas' changes for the agents it holds.
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "not listening for the other replicas' changes"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
-		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable"})
-		return
-	}
 	if err := s.health.Err(); err != nil {
 		detail := "the store cannot write"
-		if errors.Is(err, store.ErrFull) {
+		switch {
+		case errors.Is(err, store.ErrFull):
 			detail = "the store has no space left to write: sign-ins and changes are refused until space is freed"
+		case errors.Is(err, store.ErrUnavailable):
+			detail = "store unreachable: the last write probe could not reach the database"
 		}
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: detail})
 		return
