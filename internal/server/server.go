@@ -271,7 +271,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(serverErrorLog{cfg.Logger.With("component", "http")}, "", 0),
+		// An HTTP/2 connection (an agent's: its channel and requests)
+		// silent for --disconnect-after is probed with a PING and closed
+		// when none comes back: a peer the network lost silently does not
+		// hold a stream, its memory and a descriptor until TCP gives up.
+		HTTP2:    &http.HTTP2Config{SendPingTimeout: cfg.DisconnectAfter, PingTimeout: 15 * time.Second},
+		ErrorLog: log.New(serverErrorLog{cfg.Logger.With("component", "http")}, "", 0),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{tlsCert},
