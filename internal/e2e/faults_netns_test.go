@@ -33,7 +33,8 @@ const outsideChangeLog = "the local configuration was changed outside corral-age
 // loses its link for 60 s. Meanwhile it makes reports — three run commands
 // started before the cut finish, and its local configuration is changed by
 // hand three times — and the server marks it Disconnected and takes a tag
-// change for it. The agent gives the dead connection up by itself (its
+// change for it. The server closes the silent connection (an HTTP/2 PING
+// after --disconnect-after, unanswered). The agent gives it up by itself (its
 // HTTP/2 PING goes unanswered: localconfig.PingAfterSilence + PingTimeout,
 // 45 s, shorter than the cut) and, once the link is back, reconnects on a
 // new connection (no restart, default backoff, at most a minute apart);
@@ -156,6 +157,16 @@ func TestAgentLinkCutFor60s(t *testing.T) {
 		return ""
 	})
 	api.MustDo(t, 200, "PATCH", machinePath, admin, wire.MachineUpdate{Tags: map[string]string{"during": "the-cut"}}, nil)
+	// The server gives the silent connection up too (an HTTP/2 PING after
+	// --disconnect-after, unanswered for 15 s: 30 s into the cut).
+	deadline := cut.Add(linkCut - 2*time.Second)
+	for established(t, srv.cmd.Process.Pid, agentIP) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server still holds an established connection from the agent at the end of the cut")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the server closed its connection from the agent %s into the cut", time.Since(cut).Round(time.Second))
 	if d := time.Since(cut); d >= linkCut {
 		t.Fatalf("the reports took %s to make, longer than the cut", d)
 	}
@@ -264,6 +275,27 @@ func outboxHolds(t *testing.T, state, kind string, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// established counts the TCP connections in ESTABLISHED state from
+// remoteIP that process pid's network namespace holds (/proc/PID/net/tcp).
+func established(t *testing.T, pid int, remoteIP string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		t.Fatalf("read the server's sockets: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		fs := strings.Fields(line)
+		// sl local rem st ...; 01: ESTABLISHED
+		if len(fs) > 3 && fs[3] == "01" {
+			if host, _, err := net.SplitHostPort(procAddr(fs[2])); err == nil && host == remoteIP {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // outboxLen counts the reports waiting in the agent's outbox.
