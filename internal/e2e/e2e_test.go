@@ -74,8 +74,14 @@ type cluster struct {
 
 func startServer(t testing.TB, extra ...string) *cluster {
 	t.Helper()
+	return startServerIn(t, t.TempDir(), extra...)
+}
+
+// startServerIn starts `corral server` on data directory dir (a restart
+// when it was used before).
+func startServerIn(t testing.TB, dir string, extra ...string) *cluster {
+	t.Helper()
 	corral, agent := binaries(t)
-	dir := t.TempDir()
 	args := append([]string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--heartbeat-interval", "300ms",
 		"--disconnect-after", "2s", "--sweep-interval", "200ms", "--log-format", "json", "--log-level", "debug"}, extra...)
 	srv := start(t, []string{"CORRAL_ADMIN_PASSWORD=" + adminPassword}, corral, args...)

@@ -84,6 +84,9 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	a := &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{}}
 	dialer := &net.Dialer{Timeout: 30 * time.Second}
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true,
+		// corral-agent's liveness PINGs (localconfig.PingAfterSilence,
+		// PingTimeout), which the server answers for every idle agent.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
 		// Connections are kept so the storm phase can cut them.
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialer.DialContext(ctx, network, addr)

@@ -271,7 +271,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(serverErrorLog{cfg.Logger.With("component", "http")}, "", 0),
+		// An HTTP/2 connection (an agent's: its channel and requests)
+		// silent for --disconnect-after is probed with a PING and closed
+		// when none comes back: a peer the network lost silently does not
+		// hold a stream, its memory and a descriptor until TCP gives up.
+		HTTP2:    &http.HTTP2Config{SendPingTimeout: cfg.DisconnectAfter, PingTimeout: 15 * time.Second},
+		ErrorLog: log.New(serverErrorLog{cfg.Logger.With("component", "http")}, "", 0),
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{tlsCert},
@@ -342,21 +347,26 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "starting or shutting down"})
 		return
 	}
+	// The store first: with the database down the listener is down too,
+	// and the operator should read the cause.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable: the database cannot be reached; API calls that need it get 503 until it is back"})
+		return
+	}
 	if s.bus != nil && !s.bus.Listening() {
 		// It would miss the other replicas' changes for the agents it holds.
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "not listening for the other replicas' changes"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.Store.Ping(ctx); err != nil {
-		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: "store unreachable"})
-		return
-	}
 	if err := s.health.Err(); err != nil {
 		detail := "the store cannot write"
-		if errors.Is(err, store.ErrFull) {
+		switch {
+		case errors.Is(err, store.ErrFull):
 			detail = "the store has no space left to write: sign-ins and changes are refused until space is freed"
+		case errors.Is(err, store.ErrUnavailable):
+			detail = "store unreachable: the last write probe could not reach the database"
 		}
 		writeHealth(w, http.StatusServiceUnavailable, wire.Health{Status: "unavailable", Version: version.Version, Detail: detail})
 		return

@@ -29,6 +29,11 @@ var (
 	// SQLITE_FULL, PostgreSQL's disk_full). Nothing was written; writes
 	// work again once space is freed.
 	ErrFull = errors.New("the store has no space left to write")
+	// ErrUnavailable: the backend cannot be reached (PostgreSQL down,
+	// restarting or the connection to it lost). The operation may or may
+	// not have been applied when the connection broke mid-way; retrying
+	// later is the answer, and readiness reports the same.
+	ErrUnavailable = errors.New("the store cannot be reached")
 	// ErrInvalidData: the backend cannot keep a value as given (PostgreSQL's
 	// data exceptions, e.g. a NUL character in text). Retrying the same
 	// write fails the same way.

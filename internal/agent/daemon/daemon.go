@@ -141,6 +141,10 @@ type Daemon struct {
 	// another replica, behind a load balancer) for the reports it queued.
 	dialed     chan struct{}
 	dialedOnce sync.Once
+	// welcomed is kicked each time the push channel is welcomed: the
+	// outbox then stops waiting out a backoff it began while the server
+	// was out of reach.
+	welcomed chan struct{}
 }
 
 // Run runs the agent until ctx ends (nil) or the identity is revoked
@@ -166,7 +170,7 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if id.State.Revoked != "" {
 		return nil, fmt.Errorf("%w (%s): run \"corral-agent connect\" again", ErrRevoked, id.State.Revoked)
 	}
-	d := &Daemon{cfg: cfg, dir: dir, id: id, fetch: make(chan struct{}, 1), recheck: make(chan struct{}, 1), dialed: make(chan struct{}),
+	d := &Daemon{cfg: cfg, dir: dir, id: id, fetch: make(chan struct{}, 1), recheck: make(chan struct{}, 1), dialed: make(chan struct{}), welcomed: make(chan struct{}, 1),
 		log: cfg.Logger.With("component", "agent", "machine", id.State.ResourceID)}
 	lc := d.currentConfig()
 	d.localCfg.Store(&lc)
@@ -253,12 +257,19 @@ func (d *Daemon) run(ctx context.Context) error {
 
 // sleep waits for d or ctx; it reports whether ctx is still alive.
 func sleep(ctx context.Context, d time.Duration) bool {
+	return sleepUnless(ctx, d, nil)
+}
+
+// sleepUnless is sleep that also ends early (true) when wake is signalled.
+func sleepUnless(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	}
 }

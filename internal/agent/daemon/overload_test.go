@@ -53,3 +53,31 @@ func TestAgentHonoursRetryAfter(t *testing.T) {
 		return ""
 	})
 }
+
+// Reports that failed while the server was out of reach are delivered as
+// soon as the push channel is welcomed again, not at the end of the
+// backoff (or Retry-After) that grew meanwhile: after a link cut or a
+// server restart, reports made during the outage arrive within seconds.
+func TestWelcomeEndsTheReportBackoff(t *testing.T) {
+	t.Parallel()
+	evil := evilcp.Start(t)
+	state := filepath.Join(t.TempDir(), "state")
+	evil.Enroll(t, state)
+	evil.Refuse(wire.PathChannel, 503, "1")
+	evil.Refuse(wire.PathReports, 503, "600") // ten minutes: far beyond this test
+	agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if evil.Attempts(wire.PathChannel) == 0 || evil.Attempts(wire.PathReports) == 0 {
+			return "the agent has not tried the channel and the reports yet"
+		}
+		return ""
+	})
+	evil.Refuse(wire.PathReports, 0, "")
+	evil.Refuse(wire.PathChannel, 0, "")
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if len(evil.Reports(wire.ReportProperties)) == 0 {
+			return "the reports wait out the Retry-After given before the channel was welcomed"
+		}
+		return ""
+	})
+}

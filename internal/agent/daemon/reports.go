@@ -101,7 +101,8 @@ func (d *Daemon) desiredLoop(ctx context.Context) {
 				break
 			}
 			d.log.WarnContext(ctx, "fetch desired state", "err", err)
-			if !sleep(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff)) {
+			// A sync or a welcome (which kicks fetch) ends the wait.
+			if !sleepUnless(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff), d.fetch) {
 				return
 			}
 		}
@@ -154,7 +155,8 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 }
 
 // deliverLoop sends outbox reports in order, in batches, until the outbox is
-// empty; failures back off and retry. A report the server rejects as
+// empty; failures back off and retry, at once when the push channel is
+// welcomed again (the server is back). A report the server rejects as
 // invalid would block the queue forever, so rejected batches are retried
 // one by one and the bad report is dropped (and logged). A batch larger
 // than the server accepts (413) is sent again halved, down to one report;
@@ -198,7 +200,10 @@ func (d *Daemon) deliverLoop(ctx context.Context) {
 				continue
 			}
 			d.log.WarnContext(ctx, "deliver reports", "pending", d.out.Len(), "err", err)
-			if !sleep(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff)) {
+			// A welcome on the push channel means the server is back:
+			// deliver at once rather than at the end of a backoff that
+			// grew while it was away.
+			if !sleepUnless(ctx, retryDelay(err, attempt, d.cfg.MaxBackoff), d.welcomed) {
 				return
 			}
 			attempt++

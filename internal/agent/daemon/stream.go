@@ -108,6 +108,7 @@ func (d *Daemon) streamOnce(ctx context.Context) (welcomed bool, err error) {
 		kick(d.fetch)
 	}
 	d.out.Kick()
+	kick(d.welcomed)
 
 	streamCtx, stop := context.WithCancel(ctx)
 	defer stop()

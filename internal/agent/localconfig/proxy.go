@@ -41,12 +41,26 @@ func (cfg *Effective) Proxy(r *http.Request) (*url.URL, error) {
 // the control plane has no reason to send one, and following it would let a
 // compromised one aim the agent's requests (and their error text, reported
 // back) at services only this machine can reach.
+//
+// The one HTTP/2 connection is checked with a PING after PingAfterSilence
+// without a frame from the server and closed when none comes back within
+// PingTimeout: a connection the network lost silently (a link cut, a NAT or
+// load balancer that forgot it) is then given up within a minute, and the
+// push channel reconnects, instead of waiting out TCP's retransmissions
+// (about 15 minutes) while pushes go nowhere.
 func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
 	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: RefuseRedirect, Transport: &http.Transport{
 		TLSClientConfig: tlsCfg, Proxy: proxy, ForceAttemptHTTP2: true,
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: PingAfterSilence, PingTimeout: PingTimeout},
 	}}
 }
+
+// Liveness of the agent's connection (see NewHTTPClient).
+const (
+	PingAfterSilence = 30 * time.Second
+	PingTimeout      = 15 * time.Second
+)
 
 // ErrRedirect is returned for any redirect the control plane answers with.
 var ErrRedirect = errors.New("the control plane answered with a redirect, which the agent never follows")

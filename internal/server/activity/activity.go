@@ -10,6 +10,7 @@ package activity
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -77,11 +78,35 @@ func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error
 	// it may be applied as a no-op) must not cost the log its entry.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
 	defer cancel()
+	if o.ReportID != "" {
+		e.CorrelationID = "report:" + truncateUTF8(o.ReportID, 128)
+		if seen, err := s.recordedFor(ctx, e); err != nil || seen {
+			return err
+		}
+	}
 	return s.store.AppendActivity(ctx, e)
 }
 
 // outcomeTimeout bounds writing one outcome entry once its request is gone.
 const outcomeTimeout = 30 * time.Second
+
+// recordedFor reports whether an entry like e (caller, action, scope and
+// correlation id) is among the newest of its kind: a report delivered again
+// comes right after the delivery whose acknowledgement was lost, so the
+// newest page is enough.
+func (s *Service) recordedFor(ctx context.Context, e store.ActivityEntry) (bool, error) {
+	es, err := s.store.ListActivity(ctx, store.ActivityFilter{ScopePrefix: e.Scope, CallerID: e.CallerID, Action: e.Action,
+		Page: store.Page{Limit: store.DefaultPageSize}})
+	if err != nil {
+		return false, fmt.Errorf("look for the outcome of %s: %w", e.CorrelationID, err)
+	}
+	for _, x := range es {
+		if x.CorrelationID == e.CorrelationID && x.Scope == e.Scope && x.CallerID == e.CallerID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 var _ capability.Outcomes = (*Service)(nil)
 

@@ -88,3 +88,37 @@ func TestOutcomeOutlivesItsRequest(t *testing.T) {
 		t.Fatalf("outcome entries = %+v, %v", page.Items, err)
 	}
 }
+
+// An event a machine reports is recorded once however often its report is
+// delivered (the agent resends what it did not see acknowledged); another
+// report, or the same id from another machine, is recorded.
+func TestOutcomeOfAReportDeliveredTwiceIsRecordedOnce(t *testing.T) {
+	t.Parallel()
+	clock := &testutil.Clock{}
+	svc := activity.New(testutil.Store(t), clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := t.Context()
+	const scope = "/subscriptions/default/resourceGroups/web/machines/m1"
+	outcome := func(machine, report string) capability.Outcome {
+		return capability.Outcome{Origin: capability.Origin{CallerID: machine, Caller: machine, CallerType: wire.PrincipalMachine},
+			Action: "Corral.HybridCompute/machines/localConfiguration/changed", Scope: scope, Result: wire.ResultFailed,
+			Message: "changed outside", ReportID: report}
+	}
+	for _, o := range []capability.Outcome{outcome("m1", "r1"), outcome("m1", "r1"), outcome("m1", "r2"), outcome("m1", "r1"), outcome("m2", "r1")} {
+		if err := svc.RecordOutcome(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+	}
+	page, err := svc.List(ctx, activity.Query{Scope: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range page.Items {
+		got[e.CallerID+" "+e.CorrelationID]++
+	}
+	want := map[string]int{"m1 report:r1": 1, "m1 report:r2": 1, "m2 report:r1": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("entries by machine and report: %v, want %v", got, want)
+	}
+}

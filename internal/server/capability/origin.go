@@ -63,6 +63,12 @@ type Outcome struct {
 	// Message says what happened, with the machine's reason when it failed.
 	Message string
 	At      time.Time
+	// ReportID, for an event a machine reported that has no state of its
+	// own to make a second delivery harmless (the agent sends a report
+	// again when it did not see it acknowledged), is that report's id: an
+	// outcome of the same caller, action and scope recorded for it before
+	// is not recorded again. The entry's correlation id is "report:ID".
+	ReportID string
 }
 
 // Outcomes records outcomes in the activity log (the activity context

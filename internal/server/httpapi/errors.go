@@ -72,6 +72,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: wire.CodeConflict, message: "the resource still has children; delete them first", cause: err}
 	case errors.Is(err, store.ErrFull):
 		return errStoreFull(err)
+	case errors.Is(err, store.ErrUnavailable):
+		return errStoreUnavailable(err)
 	case errors.Is(err, store.ErrInvalidData):
 		return &apiError{status: http.StatusBadRequest, code: wire.CodeValidation, cause: err,
 			message: "the request holds a value the store cannot keep (for example a NUL character); nothing was changed"}
@@ -105,6 +107,13 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 func errStoreFull(cause error) *apiError {
 	return &apiError{status: http.StatusInsufficientStorage, code: wire.CodeInsufficientStorage, cause: cause, retryAfter: 30 * time.Second,
 		message: "the control plane's store has no space left to write; nothing was changed. An operator must free disk space on the server (or its database)"}
+}
+
+// errStoreUnavailable is the answer while the store (PostgreSQL) cannot be
+// reached.
+func errStoreUnavailable(cause error) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, cause: cause, retryAfter: 5 * time.Second,
+		message: "the control plane cannot reach its store (database) right now; try again later. A change sent meanwhile was not acknowledged: check before repeating it"}
 }
 
 // refusalStatus is the HTTP status and default wire code of each kind of

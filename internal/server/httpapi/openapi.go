@@ -340,7 +340,7 @@ var errorStatus = map[int]struct{ name, desc string }{
 	426: {"UpgradeRequired", "The operation needs HTTP/2 (HTTP2Required); the agent channel then falls back to the WebSocket stream."},
 	429: {"TooManyRequests", "Too many requests; retry after the time the message (or Retry-After) names."},
 	500: {"InternalError", "The server failed (InternalError); its log has the detail under the X-Correlation-ID of the response."},
-	503: {"ServiceUnavailable", "The server cannot serve this now (ServiceUnavailable); retry later."},
+	503: {"ServiceUnavailable", "The server cannot serve this now (ServiceUnavailable): busy, or its store (database) cannot be reached; retry after Retry-After. A change not acknowledged may or may not have been made."},
 	507: {"InsufficientStorage", "The server has no room to store what was asked (InsufficientStorage)."},
 }
 

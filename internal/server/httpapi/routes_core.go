@@ -252,6 +252,11 @@ func (a *API) unwritableError(cause error) *apiError {
 		ae.message = "the control plane's store has no space left to write, so this request (which must be recorded in the activity log) was refused. An operator must free disk space on the server (or its database)"
 		return ae
 	}
+	if errors.Is(cause, store.ErrUnavailable) {
+		ae := errStoreUnavailable(cause)
+		ae.message = "the control plane cannot reach its store (database) right now, so this request (which must be recorded in the activity log) was refused; try again later"
+		return ae
+	}
 	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeActivityLogUnavailable, cause: cause, retryAfter: 10 * time.Second,
 		message: "the activity log cannot be written right now, so this request (which must be recorded) was refused; try again later"}
 }

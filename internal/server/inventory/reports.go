@@ -79,5 +79,6 @@ func (s *Service) handleLocalConfigChanged(ctx context.Context, m store.Machine,
 	return s.outcomes.RecordOutcome(ctx, capability.Outcome{
 		Origin: capability.Origin{CallerID: m.ID, Caller: m.Name, CallerType: wire.PrincipalMachine},
 		Action: ActLocalConfigChanged, Scope: m.ResourceID().String(), Result: wire.ResultFailed, Message: msg, At: at,
+		ReportID: r.ID, // an event: delivered twice, recorded once
 	})
 }

@@ -8,13 +8,16 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
-	"strings"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +39,13 @@ const (
 	foreignKeyViolation = "23503"
 	diskFull            = "53100"
 	dataExceptionClass  = "22"
+	// Class 08 (connection exception) and the server going away:
+	// admin_shutdown, crash_shutdown, cannot_connect_now (starting up or
+	// shutting down).
+	connectionExceptionClass = "08"
+	adminShutdown            = "57P01"
+	crashShutdown            = "57P02"
+	cannotConnectNow         = "57P03"
 )
 
 // Dialect is PostgreSQL's side of the shared queries.
@@ -49,9 +59,29 @@ var Dialect = sqlstore.Dialect{
 	IsUniqueViolation:     func(err error) bool { return sqlState(err) == uniqueViolation },
 	IsForeignKeyViolation: func(err error) bool { return sqlState(err) == foreignKeyViolation },
 	IsStorageFull:         func(err error) bool { return sqlState(err) == diskFull },
+	IsUnavailable:         isUnavailable,
 	// Class 22, e.g. 22021 for a NUL byte in text, 22P05 for \u0000 in
 	// jsonb: the same value fails the same way every time.
 	IsDataError: func(err error) bool { return strings.HasPrefix(sqlState(err), dataExceptionClass) },
+}
+
+// isUnavailable reports that PostgreSQL could not be reached or the session
+// was lost: a failed connect (refused, timed out, the server starting or
+// stopping), a session ended by the server (SQLSTATE 08..., 57P01-57P03),
+// or a connection that broke mid-query (pgx reports a network error, an
+// unexpected EOF or "conn closed"; database/sql's ErrBadConn when it gave up
+// retrying, ErrConnDone for a transaction whose connection is gone).
+func isUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne *net.OpError
+	switch code := sqlState(err); {
+	case code != "":
+		return strings.HasPrefix(code, connectionExceptionClass) || code == adminShutdown || code == crashShutdown || code == cannotConnectNow
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, driver.ErrBadConn),
+		errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, sql.ErrConnDone):
+		return true
+	}
+	return false
 }
 
 func sqlState(err error) string {

@@ -47,6 +47,10 @@ type Dialect struct {
 	IsForeignKeyViolation func(error) bool
 	// IsStorageFull reports that the engine has no space left to write.
 	IsStorageFull func(error) bool
+	// IsUnavailable reports that the engine could not be reached or the
+	// connection to it was lost (a server stopped or restarting); nil:
+	// never (an embedded engine).
+	IsUnavailable func(error) bool
 	// IsDataError reports a value the engine refuses to store as given
 	// (PostgreSQL's class 22, data exceptions); nil: never.
 	IsDataError func(error) bool
@@ -70,14 +74,15 @@ func New(d Dialect, read, write *sql.DB) *Store {
 	return &Store{d: d, read: read, write: write}
 }
 
-// Ping checks both pools.
+// Ping checks both pools; an engine that cannot be reached is
+// ErrUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.write.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", s.d.Name, err)
+		return fmt.Errorf("ping %s: %w", s.d.Name, s.mapErr(err))
 	}
 	if s.read != s.write {
 		if err := s.read.PingContext(ctx); err != nil {
-			return fmt.Errorf("ping %s: %w", s.d.Name, err)
+			return fmt.Errorf("ping %s: %w", s.d.Name, s.mapErr(err))
 		}
 	}
 	return nil
@@ -160,7 +165,8 @@ func (s *Store) exec(ctx context.Context, db querier, query string, args ...any)
 // mapErr turns driver errors into the store's sentinels, keeping the
 // original in the chain: sql.ErrNoRows is ErrNotFound, a unique violation is
 // ErrConflict, a foreign-key violation (a missing parent) is ErrNotFound, a
-// full disk ErrFull and a value the engine cannot keep ErrInvalidData.
+// full disk ErrFull, a lost or refused connection ErrUnavailable and a value
+// the engine cannot keep ErrInvalidData.
 // Callers that know better (a delete blocked by children) check first. An
 // error already carrying a sentinel is returned as is.
 func (s *Store) mapErr(err error) error {
@@ -168,7 +174,7 @@ func (s *Store) mapErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotEmpty),
-		errors.Is(err, store.ErrFull), errors.Is(err, store.ErrInvalidData):
+		errors.Is(err, store.ErrFull), errors.Is(err, store.ErrInvalidData), errors.Is(err, store.ErrUnavailable):
 		return err
 	case errors.Is(err, sql.ErrNoRows):
 		return store.ErrNotFound
@@ -178,6 +184,8 @@ func (s *Store) mapErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	case s.d.IsStorageFull != nil && s.d.IsStorageFull(err):
 		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	case s.d.IsUnavailable != nil && s.d.IsUnavailable(err):
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	case s.d.IsDataError != nil && s.d.IsDataError(err):
 		return fmt.Errorf("%w: %w", store.ErrInvalidData, err)
 	}
