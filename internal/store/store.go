@@ -46,6 +46,7 @@ type Store interface {
 	ExtensionCatalog
 	MachineExtensions
 	RunCommands
+	BulkOperations
 	Protection
 	Updates
 	Access

@@ -45,6 +45,8 @@ type Store interface {
 	store.ExtensionCatalog
 	store.MachineExtensions
 	store.RunCommands
+	store.BulkOperations
+	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
 }
