@@ -45,7 +45,7 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 		a.spCommand(), a.roleCommand(), a.groupCommand(), a.machineCommand(),
 		a.userCommand(), a.tokenCommand(), a.activityCommand(), a.publisherCommand(), a.extensionCommand(),
 		a.policyCommand(),
-		a.updateCommand(),
+		a.updateCommand(), a.bulkCommand(),
 		a.jitCommand(), a.sshCommand(), a.sshProxyCommand(), a.sshCertCommand(), a.sshSessionCommand(),
 	)
 	root.AddCommand(a.protectionCommand(), a.scanCommand(), a.signaturesCommand(), a.alertCommand())
