@@ -162,15 +162,15 @@ func (g *run) measureExtensionFanoutBulk(ctx context.Context, agents []*simAgent
 	g.extSetDuration = time.Since(start)
 	g.mu.Unlock()
 	if err != nil {
+		// A request that timed out is still being written by the server:
+		// its machines are waited for all the same.
 		g.noteError(err)
-		g.mu.Lock()
-		clear(g.extPending)
-		g.mu.Unlock()
-		stopRSS()
-		return
 	}
 	g.waitExtensions(ctx, start)
 	stopRSS()
+	if err != nil {
+		return
+	}
 	// The server's own account of the operation.
 	if op, err = g.admin.GetBulkOperation(ctx, "default", op.Name); err != nil {
 		g.noteError(err)

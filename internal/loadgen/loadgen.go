@@ -96,9 +96,11 @@ type Result struct {
 	ExtAllDone     time.Duration // until the last Succeeded
 	// ExtPeakRSS is the server's highest RSS sampled during the phase.
 	ExtPeakRSS int64
-	// ExtBulk is the bulk operation as the server reports it after the
-	// phase (nil without ExtensionBulk).
-	ExtBulk *wire.BulkOperation
+	// ExtBulkRequest says the phase was one bulk request; ExtBulk is the
+	// operation as the server reports it after the phase (nil without
+	// ExtensionBulk, or when the request failed).
+	ExtBulkRequest bool
+	ExtBulk        *wire.BulkOperation
 	ServerRSSBytes int64         // at the end
 	ServerPeakRSS  int64         // VmHWM
 	// ServerRSSIdle is the server's RSS before the agents onboarded and
@@ -251,6 +253,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ExtMachines, res.ExtSamples, res.ExtLost = n, len(g.extSamples), len(g.extPending)
 		res.ExtP50, res.ExtP99, res.ExtMax = percentiles(g.extSamples)
 		res.ExtSetDuration, res.ExtAllDone, res.ExtPeakRSS, res.ExtBulk = g.extSetDuration, g.extAllDone, g.extPeakRSS, g.extBulk
+		res.ExtBulkRequest = o.ExtensionBulk
 		g.mu.Unlock()
 	}
 	if o.Protection && res.Onboarded > 0 {

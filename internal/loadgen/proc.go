@@ -45,7 +45,7 @@ func (r Result) Format(w io.Writer) {
 	fmt.Fprintf(w, "push latency      p50 %s  p99 %s  max %s  (%d samples, %d lost)\n", r.PushP50.Round(1e4), r.PushP99.Round(1e4), r.PushMax.Round(1e4), r.PushSamples, r.PushLost)
 	if r.ExtMachines > 0 {
 		how := "PUTs took"
-		if r.ExtBulk != nil {
+		if r.ExtBulkRequest {
 			how = "the bulk request took"
 		}
 		fmt.Fprintf(w, "extension set     %d machines: set->Succeeded p50 %s  p99 %s  max %s  (%d done, %d lost; %s %s, all done in %s)\n",

@@ -210,25 +210,33 @@ func (s *Service) CreateBulkOperation(ctx context.Context, sub string, req wire.
 		return wire.BulkOperation{}, err
 	}
 	// Once begun, every machine is written: a half-applied operation helps
-	// nobody.
+	// nobody. The syncs go out once every chunk is written (or the writing
+	// stopped): agents that fetched and reported while later chunks were
+	// written would queue their writes ahead of them on a single-writer
+	// store, and one burst of pushes costs the push fan-out no more.
 	wctx := context.WithoutCancel(ctx)
-	changed := 0
+	gens := make(map[string]int64, len(ms))
+	defer func() {
+		for id, gen := range gens {
+			s.notify.Notify(wctx, id, gen)
+		}
+	}()
 	for chunk := range slices.Chunk(ms, store.BulkChunk) {
-		n, err := s.applyBulkChunk(wctx, op, p, chunk, by)
-		if err != nil {
-			s.log.ErrorContext(ctx, "bulk operation stopped", "op", op.ID, "err", err)
+		if err := s.applyBulkChunk(wctx, op, p, chunk, by, gens); err != nil {
+			s.log.ErrorContext(ctx, "bulk operation stopped", "op", op.ID, "written", len(gens), "err", err)
 			return wire.BulkOperation{}, err
 		}
-		changed += n
 	}
 	s.log.InfoContext(ctx, "bulk operation applied", "op", op.ID, "kind", op.Kind, "scope", op.Scope, "tag", op.Tag,
-		"name", op.Name, "machines", len(ms), "changed", changed, "by", by)
+		"name", op.Name, "machines", len(ms), "changed", len(gens), "by", by)
 	return s.GetBulkOperation(ctx, sub, op.ID)
 }
 
 // applyBulkChunk writes one chunk of machines, deciding again those that
-// changed meanwhile, and pushes the syncs of those it changed.
-func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p bulkPlan, chunk []store.Machine, by string) (int, error) {
+// changed meanwhile, and adds the new generations of those it changed to
+// gens.
+func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p bulkPlan, chunk []store.Machine, by string,
+	gens map[string]int64) error {
 	byID := make(map[string]store.Machine, len(chunk))
 	pending := make([]string, 0, len(chunk))
 	for _, m := range chunk {
@@ -236,7 +244,6 @@ func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p 
 		pending = append(pending, m.ID)
 	}
 	origin := capability.OriginFrom(ctx).Encode()
-	changed := 0
 	for round := 0; len(pending) > 0; round++ {
 		var fixed []store.BulkMachine
 		if round == maxBulkRounds {
@@ -248,7 +255,7 @@ func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p 
 		}
 		targets, err := s.store.BulkTargets(ctx, pending, op.Name)
 		if err != nil {
-			return changed, err
+			return err
 		}
 		var res store.BulkApplied
 		switch p.kind {
@@ -292,15 +299,14 @@ func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p 
 			res, err = s.store.BulkCreateRunCommands(ctx, op.ID, rcs, fixed, s.now())
 		}
 		if err != nil {
-			return changed, err
+			return err
 		}
 		for id, gen := range res.Generations {
-			s.notify.Notify(ctx, id, gen)
+			gens[id] = gen
 		}
-		changed += len(res.Generations)
 		pending = res.Conflicts
 	}
-	return changed, nil
+	return nil
 }
 
 // bulkPut decides one machine's extension as SetExtension would, or says
