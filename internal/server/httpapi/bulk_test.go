@@ -133,3 +133,34 @@ func TestBulkOperationsAPI(t *testing.T) {
 		t.Errorf("activity: %d request entries and %d outcomes, want 1 and 1: %+v", request, outcome, acts.Value)
 	}
 }
+
+// TestBulkOperationsAcrossReplicas: two replicas on one PostgreSQL
+// database; a bulk operation made through B reaches the agent whose stream
+// A holds, the agent's report through A shows in B's totals, and A answers
+// for the operation B made (nothing of it is kept in memory).
+func TestBulkOperationsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	a := testutil.StartServer(t, testutil.WithStore(dsn))
+	b := testutil.StartServer(t, testutil.WithStore(dsn), testutil.WithCAFrom(a))
+	id, secret := a.OnboardingPrincipal(t, "rg1")
+	m := a.OnboardMachine(t, a.ClientToken(t, id, secret), "rg1", "m1", wire.MachineProperties{})
+	e := &extTestEnv{s: a, m: m, conn: a.DialStream(t, m)}
+
+	var op wire.BulkOperation
+	b.MustDo(t, http.StatusCreated, "POST", bulkURL, b.AdminToken(t), wire.BulkOperationCreate{Kind: wire.BulkExtensionSet, Name: "rc",
+		Scope: "/subscriptions/default/resourceGroups/rg1", Extension: &wire.MachineExtensionSet{Publisher: wire.PublisherCorral, Type: "RunCommand"}}, &op)
+	e.waitSync(t, 2)
+	d, ok := findDesired(e.desired(t), "rc")
+	if !ok {
+		t.Fatal("the extension set in bulk through B is not in A's desired state")
+	}
+	e.report(t, wire.ReportExtension, wire.ExtensionStatus{Name: "rc", SeqNo: d.SeqNo, Operation: "install", State: wire.ExtSucceeded})
+	for _, s := range []*testutil.Server{a, b} {
+		var got wire.BulkOperation
+		s.MustDo(t, http.StatusOK, "GET", bulkURL+"/"+op.Name, s.AdminToken(t), nil, &got)
+		if got.Totals != (wire.BulkTotals{Succeeded: 1}) || !got.Done {
+			t.Errorf("totals through %s: %+v", s.URL, got.Totals)
+		}
+	}
+}
