@@ -48,6 +48,10 @@ func (b *bulkTarget) resolve() (sub, scope string, err error) {
 	return b.sub, resource.Subscription(b.sub).String(), nil
 }
 
+// bulkRequestTimeout bounds the bulk request itself (the server's write
+// deadline is 10 minutes).
+const bulkRequestTimeout = 10 * time.Minute
+
 // bulkWait is the waiting behaviour of a bulk command.
 type bulkWait struct {
 	noWait  bool
@@ -217,7 +221,9 @@ func (a *app) runBulk(cmd *cobra.Command, t bulkTarget, w bulkWait, body wire.Bu
 		return err
 	}
 	body.Scope, body.Tag = scope, t.tag
-	c, err := a.client()
+	// The request answers once every machine is written: tens of
+	// thousands take longer than the default minute on a busy server.
+	c, err := a.client(client.WithTimeout(bulkRequestTimeout))
 	if err != nil {
 		return err
 	}

@@ -122,12 +122,13 @@ func sameURL(a, b string) bool {
 	return err1 == nil && err2 == nil && ua.String() == ub.String()
 }
 
-func (a *app) client() (*client.Client, error) {
+func (a *app) client(opts ...client.Option) (*client.Client, error) {
 	s, err := a.resolveSession()
 	if err != nil {
 		return nil, err
 	}
-	return client.New(s.Server, client.WithCAPEM(s.CAPEM), client.WithToken(s.Token), client.WithUserAgent("corral-cli/"+a.version))
+	return client.New(s.Server, append([]client.Option{client.WithCAPEM(s.CAPEM), client.WithToken(s.Token),
+		client.WithUserAgent("corral-cli/" + a.version)}, opts...)...)
 }
 
 func ctxOf(cmd *cobra.Command) context.Context {
