@@ -25,6 +25,14 @@ import (
 // A machine's result is not kept twice: it is read from its extension or
 // run as its agent reports it, so any replica answers for any operation.
 
+// maxBulkMachines is wire.MaxBulkMachines unless a test set a lower bound.
+func (s *Service) maxBulkMachines() int {
+	if s.bulkLimit > 0 {
+		return s.bulkLimit
+	}
+	return wire.MaxBulkMachines
+}
+
 // maxBulkRounds bounds how often a machine is decided again after losing a
 // race with another change of the same extension or run name.
 const maxBulkRounds = 5
@@ -163,8 +171,8 @@ func (s *Service) bulkMachines(ctx context.Context, sub, scope, tag string) ([]s
 				out = append(out, m)
 			}
 		}
-		if len(out) > wire.MaxBulkMachines {
-			return nil, "", refusal.Invalid("scope", "the scope selects more than %d machines, the most one bulk operation may change: narrow it with a resource group or a tag", wire.MaxBulkMachines)
+		if len(out) > s.maxBulkMachines() {
+			return nil, "", refusal.Invalid("scope", "the scope selects more than %d machines, the most one bulk operation may change: narrow it with a resource group or a tag", s.maxBulkMachines())
 		}
 		if len(ms) < store.MaxPageSize {
 			break

@@ -316,3 +316,26 @@ func BenchmarkBulkExtensionSet(b *testing.B) {
 		}
 	}
 }
+
+// TestBulkMachineLimit: a selection above the limit is refused whole, and
+// nothing of it is written.
+func TestBulkMachineLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.addMachines(t, "web", 12, nil)
+	e.svc.SetBulkLimit(10)
+	req := wire.BulkOperationCreate{Kind: wire.BulkRunCommand, Name: "r", RunCommand: &wire.RunCommandCreate{Command: "true"}}
+	_, err := e.svc.CreateBulkOperation(t.Context(), "default", req, "admin")
+	var r *refusal.Error
+	if !errors.As(err, &r) || r.Target != "scope" || !strings.Contains(r.Message, "more than 10 machines") {
+		t.Fatalf("13 machines with a limit of 10: %v", err)
+	}
+	if len(e.n.gens) != 0 {
+		t.Errorf("machines notified: %v", e.n.gens)
+	}
+	req.Scope = "/subscriptions/default/resourceGroups/web"
+	e.svc.SetBulkLimit(12)
+	if op, err := e.svc.CreateBulkOperation(t.Context(), "default", req, "admin"); err != nil || op.Machines != 12 {
+		t.Fatalf("12 machines of one group: %+v %v", op, err)
+	}
+}

@@ -59,6 +59,8 @@ type Service struct {
 	log      *slog.Logger
 	newID    func() string
 	outcomes capability.Outcomes
+	// bulkLimit lowers wire.MaxBulkMachines in tests (0: the constant).
+	bulkLimit int
 }
 
 // LogOutcomes makes the Service log the outcome of every operation a
