@@ -101,8 +101,8 @@ type Result struct {
 	// ExtensionBulk, or when the request failed).
 	ExtBulkRequest bool
 	ExtBulk        *wire.BulkOperation
-	ServerRSSBytes int64         // at the end
-	ServerPeakRSS  int64         // VmHWM
+	ServerRSSBytes int64 // at the end
+	ServerPeakRSS  int64 // VmHWM
 	// ServerRSSIdle is the server's RSS before the agents onboarded and
 	// ServerRSSConnected once all were connected and settled: the
 	// difference per connected agent is what one agent costs the server.
@@ -145,7 +145,7 @@ type run struct {
 	extPeakRSS     int64
 	extBulk        *wire.BulkOperation
 
-	prot protState
+	prot       protState
 	jitPending map[string]time.Time // grant id -> requested at
 	jitEarly   map[string]time.Time // grant id -> applied before its request returned
 	jitSamples []time.Duration

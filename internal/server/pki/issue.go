@@ -2,11 +2,11 @@ package pki
 
 import (
 	"crypto/ecdsa"
-	"crypto/sha256"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"

@@ -21,7 +21,9 @@ func bulkAPIPath(sub string) string {
 	return client.APIBase + "/subscriptions/" + url.PathEscape(sub) + "/bulkOperations"
 }
 
-func bulkURL(sub, id string) string { return "/ui/bulk/" + url.PathEscape(sub) + "/" + url.PathEscape(id) }
+func bulkURL(sub, id string) string {
+	return "/ui/bulk/" + url.PathEscape(sub) + "/" + url.PathEscape(id)
+}
 
 // bulkListData is the list of a subscription's bulk operations.
 type bulkListData struct {
