@@ -283,10 +283,17 @@ func (s *Service) applyBulkChunk(ctx context.Context, op store.BulkOperation, p 
 			}
 			res, err = s.store.BulkSetExtensions(ctx, op.ID, puts, fixed, s.now())
 		case wire.BulkExtensionDelete:
+			// Machines without the extension are done: no generation,
+			// no sync.
 			var ids []string
 			for _, id := range pending {
-				if _, ok := targets[id]; ok {
+				t, ok := targets[id]
+				switch {
+				case !ok:
+				case t.HasExtension:
 					ids = append(ids, id)
+				default:
+					fixed = append(fixed, store.BulkMachine{MachineID: id, State: wire.BulkSucceeded, Message: store.BulkNotPresentMessage})
 				}
 			}
 			res, err = s.store.BulkDeleteExtensions(ctx, op.ID, op.Name, ids, fixed, by, origin, s.now())

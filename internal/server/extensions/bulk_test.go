@@ -206,8 +206,16 @@ func TestBulkExtensionSet(t *testing.T) {
 		Operation: "remove", State: wire.ExtSucceeded, Removed: true})
 	totals(t, e, del.Name, wire.BulkTotals{Pending: 17, Succeeded: 3})
 
+	// Machines without it are done at once, and get no sync.
+	e.n.gens = nil
+	none, err := e.svc.CreateBulkOperation(ctx, "default", wire.BulkOperationCreate{Kind: wire.BulkExtensionDelete, Name: "agent",
+		Scope: "/subscriptions/default/resourceGroups/dev"}, "alice")
+	if err != nil || none.Totals != (wire.BulkTotals{Succeeded: 5}) || !none.Done || len(e.n.gens) != 0 {
+		t.Fatalf("delete where it is not: %+v %v, notified %v", none, err, e.n.gens)
+	}
+
 	ops, err := e.svc.ListBulkOperations(ctx, "default", store.Page{})
-	if err != nil || len(ops.Items) != 3 || ops.Items[0].Name != del.Name {
+	if err != nil || len(ops.Items) != 4 || ops.Items[0].Name != none.Name {
 		t.Errorf("operations %+v: %v", ops.Items, err)
 	}
 	if _, err := e.svc.GetBulkOperation(ctx, "other", op.Name); !errors.Is(err, refusal.ErrNotFound) {
