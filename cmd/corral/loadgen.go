@@ -31,7 +31,8 @@ func newLoadgenCommand() *cobra.Command {
 control plane and print the onboarding rate, heartbeats per second, push latency p50/p99 (a tag change
 through the API until the agent's stream receives it), the extension fan-out (Corral/RunCommand set on
 --extension-fanout machines at once, each timed until its agent's Succeeded is recorded; the simulated
-agents verify the signed catalog and package digest like the real one), endpoint protection (a signature
+agents verify the signed catalog and package digest like the real one; with --bulk through one bulk request
+over the resource group, every onboarded machine), endpoint protection (a signature
 set imported and protection enabled on the whole group: each machine timed until its status is recorded
 after it downloaded and verified the set; one in 20 reports an alert) and the server's RSS.
 
@@ -84,6 +85,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.DurationVar(&o.Steady, "steady", o.Steady, "how long to measure heartbeats once all agents are connected")
 	f.IntVar(&o.Pushes, "pushes", o.Pushes, "number of timed pushes (tag changes)")
 	f.IntVar(&o.ExtensionFanout, "extension-fanout", 1000, "set Corral/RunCommand on this many machines at once and time each until Succeeded (0 = skip)")
+	f.BoolVar(&o.ExtensionBulk, "bulk", false, "do the extension fan-out through one bulk request over the whole resource group (every onboarded machine) instead of one PUT per machine")
 	f.IntVar(&o.JITGrants, "jit-grants", 1000, "set a JIT policy on the resource group, then request a grant on this many machines at once and time each until Applied (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
 	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")

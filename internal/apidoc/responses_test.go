@@ -402,6 +402,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 	k.checkStream(at())
 	k.protectionCalls(onM1)
 	k.updatesCalls(onM1)
+	k.bulkCalls()
 
 	// Every operation refused: no credentials, a malformed or mistyped
 	// body, resources that do not exist.
@@ -727,4 +728,30 @@ func (k *docChecker) updatesCalls(onM1 map[string]string) {
 		body: []byte(`{` + scope + `,"cron":"0 3 * * *","timeZone":"Europe/Paris",` + deploy + `}`)})
 	must(apiCall{method: "GET", pattern: sub + "/updateSchedules/{schedule}", params: nightly, as: "admin"})
 	must(apiCall{method: "DELETE", pattern: sub + "/updateSchedules/{schedule}", params: nightly, as: "admin"})
+}
+
+// bulkCalls makes the bulk operation routes succeed: a run on every
+// machine of rg1, read back whole and by machine.
+func (k *docChecker) bulkCalls() {
+	t := k.t
+	const bulk = "/api/v1/subscriptions/{sub}/bulkOperations"
+	onSub := map[string]string{"sub": "default"}
+	must := func(c apiCall) []byte {
+		t.Helper()
+		st, b := k.do(c)
+		if st < 200 || st > 299 {
+			t.Fatalf("%s %s (as %s): %d, want success: %s", c.method, c.pattern, c.as, st, b)
+		}
+		return b
+	}
+	var op wire.BulkOperation
+	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: bulk, params: onSub, as: "admin", contentType: "application/json",
+		body: []byte(`{"kind":"runCommand","scope":"/subscriptions/default/resourceGroups/rg1","name":"bulk-hello","runCommand":{"command":"echo hi"}}`)}),
+		&op); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]string{"sub": "default", "id": op.Name}
+	must(apiCall{method: "GET", pattern: bulk, params: onSub, query: "$top=5", as: "admin"})
+	must(apiCall{method: "GET", pattern: bulk + "/{id}", params: byID, as: "admin"})
+	must(apiCall{method: "GET", pattern: bulk + "/{id}/machines", params: byID, query: "result=Pending&$top=10", as: "admin"})
 }

@@ -45,7 +45,7 @@ CORRAL_SERVER, CORRAL_TOKEN and CORRAL_CA_FILE override them.`,
 		a.spCommand(), a.roleCommand(), a.groupCommand(), a.machineCommand(),
 		a.userCommand(), a.tokenCommand(), a.activityCommand(), a.publisherCommand(), a.extensionCommand(),
 		a.policyCommand(),
-		a.updateCommand(),
+		a.updateCommand(), a.bulkCommand(),
 		a.jitCommand(), a.sshCommand(), a.sshProxyCommand(), a.sshCertCommand(), a.sshSessionCommand(),
 	)
 	root.AddCommand(a.protectionCommand(), a.scanCommand(), a.signaturesCommand(), a.alertCommand())
@@ -122,12 +122,13 @@ func sameURL(a, b string) bool {
 	return err1 == nil && err2 == nil && ua.String() == ub.String()
 }
 
-func (a *app) client() (*client.Client, error) {
+func (a *app) client(opts ...client.Option) (*client.Client, error) {
 	s, err := a.resolveSession()
 	if err != nil {
 		return nil, err
 	}
-	return client.New(s.Server, client.WithCAPEM(s.CAPEM), client.WithToken(s.Token), client.WithUserAgent("corral-cli/"+a.version))
+	return client.New(s.Server, append([]client.Option{client.WithCAPEM(s.CAPEM), client.WithToken(s.Token),
+		client.WithUserAgent("corral-cli/" + a.version)}, opts...)...)
 }
 
 func ctxOf(cmd *cobra.Command) context.Context {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -113,6 +114,8 @@ func (g *run) measureExtensionFanout(ctx context.Context, agents []*simAgent, n 
 	g.extPending = map[string]time.Time{}
 	g.mu.Unlock()
 	start := time.Now()
+	stopRSS := g.sampleRSS()
+	defer stopRSS()
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	for _, a := range live {
@@ -135,6 +138,52 @@ func (g *run) measureExtensionFanout(ctx context.Context, agents []*simAgent, n 
 	g.mu.Lock()
 	g.extSetDuration = time.Since(start)
 	g.mu.Unlock()
+	g.waitExtensions(ctx, start)
+}
+
+// measureExtensionFanoutBulk sets the run-command extension on every
+// machine of the resource group through one bulk request and times each
+// machine from the request until its agent's Succeeded is recorded.
+func (g *run) measureExtensionFanoutBulk(ctx context.Context, agents []*simAgent) {
+	g.mu.Lock()
+	g.extPending = map[string]time.Time{}
+	start := time.Now()
+	for _, a := range agents {
+		if a != nil {
+			g.extPending[a.machineID] = start
+		}
+	}
+	g.mu.Unlock()
+	body := wire.BulkOperationCreate{Kind: wire.BulkExtensionSet, Scope: resource.ResourceGroup("default", g.opts.ResourceGroup).String(),
+		Name: fanoutExtension, Extension: &wire.MachineExtensionSet{Publisher: wire.PublisherCorral, Type: "RunCommand"}}
+	stopRSS := g.sampleRSS()
+	op, err := g.admin.CreateBulkOperation(ctx, "default", body)
+	g.mu.Lock()
+	g.extSetDuration = time.Since(start)
+	g.mu.Unlock()
+	if err != nil {
+		// A request that timed out is still being written by the server:
+		// its machines are waited for all the same.
+		g.noteError(err)
+	}
+	g.waitExtensions(ctx, start)
+	stopRSS()
+	if err != nil {
+		return
+	}
+	// The server's own account of the operation.
+	if op, err = g.admin.GetBulkOperation(ctx, "default", op.Name); err != nil {
+		g.noteError(err)
+		return
+	}
+	g.mu.Lock()
+	g.extBulk = &op
+	g.mu.Unlock()
+}
+
+// waitExtensions waits (at most 2 minutes) until every pending machine's
+// Succeeded is recorded.
+func (g *run) waitExtensions(ctx context.Context, start time.Time) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		g.mu.Lock()
@@ -148,6 +197,32 @@ func (g *run) measureExtensionFanout(ctx context.Context, agents []*simAgent, n 
 	g.mu.Lock()
 	g.extAllDone = time.Since(start)
 	g.mu.Unlock()
+}
+
+// sampleRSS samples the server's RSS every 50 ms until the returned func
+// is called, keeping the highest in extPeakRSS.
+func (g *run) sampleRSS() func() {
+	if g.opts.ServerPID == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if rss, _ := procRSS(g.opts.ServerPID); rss > 0 {
+				g.mu.Lock()
+				g.extPeakRSS = max(g.extPeakRSS, rss)
+				g.mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 func (g *run) extensionDone(machineID string, at time.Time) {

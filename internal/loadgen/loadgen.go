@@ -46,6 +46,10 @@ type Options struct {
 	// ExtensionFanout is how many machines get Corral/RunCommand set at
 	// once in the extension phase (0 = skip it).
 	ExtensionFanout int
+	// ExtensionBulk makes the extension phase one bulk request over the
+	// whole resource group (every onboarded machine) instead of one PUT
+	// per machine.
+	ExtensionBulk bool
 	// Protection runs the endpoint protection phase: a signature set of
 	// 10,000 hashes imported, protection enabled on the whole group.
 	Protection bool
@@ -88,10 +92,17 @@ type Result struct {
 	ExtLost        int
 	ExtP50, ExtP99 time.Duration
 	ExtMax         time.Duration
-	ExtSetDuration time.Duration // issuing every PUT
+	ExtSetDuration time.Duration // issuing every PUT (or the one bulk request)
 	ExtAllDone     time.Duration // until the last Succeeded
-	ServerRSSBytes int64         // at the end
-	ServerPeakRSS  int64         // VmHWM
+	// ExtPeakRSS is the server's highest RSS sampled during the phase.
+	ExtPeakRSS int64
+	// ExtBulkRequest says the phase was one bulk request; ExtBulk is the
+	// operation as the server reports it after the phase (nil without
+	// ExtensionBulk, or when the request failed).
+	ExtBulkRequest bool
+	ExtBulk        *wire.BulkOperation
+	ServerRSSBytes int64 // at the end
+	ServerPeakRSS  int64 // VmHWM
 	// ServerRSSIdle is the server's RSS before the agents onboarded and
 	// ServerRSSConnected once all were connected and settled: the
 	// difference per connected agent is what one agent costs the server.
@@ -131,8 +142,10 @@ type run struct {
 	extSamples     []time.Duration
 	extSetDuration time.Duration
 	extAllDone     time.Duration
+	extPeakRSS     int64
+	extBulk        *wire.BulkOperation
 
-	prot protState
+	prot       protState
 	jitPending map[string]time.Time // grant id -> requested at
 	jitEarly   map[string]time.Time // grant id -> applied before its request returned
 	jitSamples []time.Duration
@@ -228,12 +241,19 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	g.mu.Unlock()
 
 	if n := min(o.ExtensionFanout, res.Onboarded); n > 0 {
-		fmt.Fprintf(o.Log, "setting %s on %d machines at once...\n", wire.ExtRunCommand, n)
-		g.measureExtensionFanout(ctx, agents, n)
+		if o.ExtensionBulk {
+			n = res.Onboarded
+			fmt.Fprintf(o.Log, "setting %s on the %d machines of resource group %s through one bulk request...\n", wire.ExtRunCommand, n, o.ResourceGroup)
+			g.measureExtensionFanoutBulk(ctx, agents)
+		} else {
+			fmt.Fprintf(o.Log, "setting %s on %d machines at once...\n", wire.ExtRunCommand, n)
+			g.measureExtensionFanout(ctx, agents, n)
+		}
 		g.mu.Lock()
 		res.ExtMachines, res.ExtSamples, res.ExtLost = n, len(g.extSamples), len(g.extPending)
 		res.ExtP50, res.ExtP99, res.ExtMax = percentiles(g.extSamples)
-		res.ExtSetDuration, res.ExtAllDone = g.extSetDuration, g.extAllDone
+		res.ExtSetDuration, res.ExtAllDone, res.ExtPeakRSS, res.ExtBulk = g.extSetDuration, g.extAllDone, g.extPeakRSS, g.extBulk
+		res.ExtBulkRequest = o.ExtensionBulk
 		g.mu.Unlock()
 	}
 	if o.Protection && res.Onboarded > 0 {

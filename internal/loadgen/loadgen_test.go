@@ -40,3 +40,27 @@ func TestSmallRun(t *testing.T) {
 		t.Fatalf("heartbeats %.0f/s, rss %d", res.HeartbeatsPerSec, res.ServerRSSBytes)
 	}
 }
+
+// TestSmallBulkFanout: the extension phase through one bulk request
+// reaches Succeeded on every one of 40 simulated agents, and the server's
+// account of the operation agrees.
+func TestSmallBulkFanout(t *testing.T) {
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		Server: s.URL, CAFile: s.CAFile, Username: "admin", Password: testutil.AdminPassword,
+		Agents: 40, Concurrency: 8, HeartbeatInterval: 200 * time.Millisecond, Steady: 200 * time.Millisecond,
+		Pushes: 5, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 1, ExtensionBulk: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Onboarded != 40 || res.Errors != 0 {
+		t.Fatalf("result %+v (first error %s)", res, res.FirstError)
+	}
+	if res.ExtMachines != 40 || res.ExtSamples != 40 || res.ExtLost != 0 || res.ExtP99 <= 0 || res.ExtPeakRSS == 0 {
+		t.Fatalf("bulk fan-out %+v (first error %s)", res, res.FirstError)
+	}
+	if b := res.ExtBulk; b == nil || b.Machines != 40 || b.Totals.Succeeded != 40 || !b.Done {
+		t.Fatalf("the server's account of the operation: %+v", b)
+	}
+}

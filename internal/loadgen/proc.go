@@ -44,9 +44,21 @@ func (r Result) Format(w io.Writer) {
 	fmt.Fprintf(w, "heartbeats        %.0f/s\n", r.HeartbeatsPerSec)
 	fmt.Fprintf(w, "push latency      p50 %s  p99 %s  max %s  (%d samples, %d lost)\n", r.PushP50.Round(1e4), r.PushP99.Round(1e4), r.PushMax.Round(1e4), r.PushSamples, r.PushLost)
 	if r.ExtMachines > 0 {
-		fmt.Fprintf(w, "extension set     %d machines: set->Succeeded p50 %s  p99 %s  max %s  (%d done, %d lost; PUTs took %s, all done in %s)\n",
+		how := "PUTs took"
+		if r.ExtBulkRequest {
+			how = "the bulk request took"
+		}
+		fmt.Fprintf(w, "extension set     %d machines: set->Succeeded p50 %s  p99 %s  max %s  (%d done, %d lost; %s %s, all done in %s)\n",
 			r.ExtMachines, r.ExtP50.Round(1e5), r.ExtP99.Round(1e5), r.ExtMax.Round(1e5), r.ExtSamples, r.ExtLost,
-			r.ExtSetDuration.Round(1e6), r.ExtAllDone.Round(1e6))
+			how, r.ExtSetDuration.Round(1e6), r.ExtAllDone.Round(1e6))
+		if r.ExtBulk != nil {
+			t := r.ExtBulk.Totals
+			fmt.Fprintf(w, "  bulk operation  %s: %d machines, server counts %d succeeded, %d failed, %d pending\n",
+				r.ExtBulk.Name, r.ExtBulk.Machines, t.Succeeded, t.Failed, t.Pending)
+		}
+		if r.ExtPeakRSS > 0 {
+			fmt.Fprintf(w, "  server RSS      peak %.0f MiB during the phase\n", float64(r.ExtPeakRSS)/(1<<20))
+		}
 	}
 	r.Protection.Format(w)
 	r.Storm.Format(w)

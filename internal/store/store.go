@@ -51,6 +51,7 @@ type Store interface {
 	ExtensionCatalog
 	MachineExtensions
 	RunCommands
+	BulkOperations
 	Protection
 	Updates
 	Access

@@ -45,6 +45,8 @@ type Store interface {
 	store.ExtensionCatalog
 	store.MachineExtensions
 	store.RunCommands
+	store.BulkOperations
+	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
 }
@@ -57,6 +59,8 @@ type Service struct {
 	log      *slog.Logger
 	newID    func() string
 	outcomes capability.Outcomes
+	// bulkLimit lowers wire.MaxBulkMachines in tests (0: the constant).
+	bulkLimit int
 }
 
 // LogOutcomes makes the Service log the outcome of every operation a

@@ -26,6 +26,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -34,6 +35,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/machinekey"
@@ -56,6 +58,11 @@ type CA struct {
 	certPEM []byte
 	key     crypto.Signer
 	pool    *x509.CertPool
+
+	// verified remembers machine certificates that passed
+	// VerifyMachineCert (see there).
+	verifiedMu sync.Mutex
+	verified   map[[sha256.Size]byte]verifiedCert
 }
 
 // LoadOrCreateCA loads DIR/ca.crt and DIR/ca.key, or creates them (ECDSA

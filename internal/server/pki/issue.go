@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -231,7 +233,72 @@ func checkKey(k any) error {
 //
 // It returns the machine id and serial. Whether that serial is still the
 // machine's current certificate is the caller's check.
+//
+// A certificate that passed is remembered (by the SHA-256 of its bytes,
+// with the window in which it and the CA are both valid), so the many
+// requests an agent makes over its one connection cost one hash each, not
+// two signature checks; a remembered certificate outside its window is
+// checked in full again.
 func (c *CA) VerifyMachineCert(chain []*x509.Certificate, now time.Time) (machineID string, serial *big.Int, err error) {
+	if len(chain) == 0 || chain[0] == nil {
+		return c.verifyMachineCert(chain, now)
+	}
+	key := certKey(chain[0])
+	c.verifiedMu.Lock()
+	v, ok := c.verified[key]
+	c.verifiedMu.Unlock()
+	if ok && !now.Before(v.from) && !now.After(v.to) {
+		return v.id, new(big.Int).Set(v.serial), nil
+	}
+	id, serial, err := c.verifyMachineCert(chain, now)
+	if err != nil {
+		return id, serial, err
+	}
+	v = verifiedCert{id: id, serial: new(big.Int).Set(serial), from: chain[0].NotBefore, to: chain[0].NotAfter}
+	if c.cert.NotBefore.After(v.from) {
+		v.from = c.cert.NotBefore
+	}
+	if c.cert.NotAfter.Before(v.to) {
+		v.to = c.cert.NotAfter
+	}
+	c.verifiedMu.Lock()
+	if c.verified == nil || len(c.verified) >= maxVerifiedCerts {
+		c.verified = map[[sha256.Size]byte]verifiedCert{} // bounded: start over
+	}
+	c.verified[key] = v
+	c.verifiedMu.Unlock()
+	return id, serial, nil
+}
+
+// certKey identifies a certificate by its bytes, its signed part and its
+// signature (the last two are what the signature checks read: a struct
+// altered after parsing is not taken for the one that was verified).
+func certKey(cert *x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{cert.Raw, cert.RawTBSCertificate, cert.Signature} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// maxVerifiedCerts bounds the certificates a CA remembers as verified
+// (about 150 bytes each).
+const maxVerifiedCerts = 100_000
+
+// verifiedCert is a machine certificate that passed verifyMachineCert,
+// valid for it from from to to.
+type verifiedCert struct {
+	id       string
+	serial   *big.Int
+	from, to time.Time
+}
+
+func (c *CA) verifyMachineCert(chain []*x509.Certificate, now time.Time) (machineID string, serial *big.Int, err error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return "", nil, fmt.Errorf("%w: no certificate", ErrUntrustedCert)
 	}

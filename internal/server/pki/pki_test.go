@@ -74,6 +74,13 @@ func TestMachineCertificates(t *testing.T) {
 	if _, _, err := ca.VerifyMachineCert([]*x509.Certificate{c}, now.Add(2*time.Hour)); !errors.Is(err, ErrCertExpired) {
 		t.Errorf("expired: %v", err)
 	}
+	// Remembered once verified, yet still bounded by its validity.
+	if id, _, err := ca.VerifyMachineCert([]*x509.Certificate{c}, now.Add(time.Minute)); err != nil || id != "m-1" {
+		t.Errorf("verified again: %q %v", id, err)
+	}
+	if _, _, err := ca.VerifyMachineCert([]*x509.Certificate{c}, now.Add(-time.Hour)); !errors.Is(err, ErrCertExpired) {
+		t.Errorf("not yet valid after it was remembered: %v", err)
+	}
 	// A certificate of another CA.
 	other, _ := newCA(t)
 	if _, _, err := ca.VerifyMachineCert([]*x509.Certificate{issue(t, other, "m-1", now, time.Hour)}, now); !errors.Is(err, ErrUntrustedCert) {

@@ -45,7 +45,7 @@ type page struct {
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
 var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error", "security", "password",
-	"updates", "updaterun", "machineupdates", "updateschedules", "access"}
+	"updates", "updaterun", "machineupdates", "updateschedules", "access", "bulk", "bulkop"}
 
 // partials are templates that pages include (besides layout.html).
 var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"},

@@ -68,6 +68,7 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("GET /ui/password", h.authed(h.passwordPage))
 	h.mux.Handle("POST /ui/password", h.authedPost(h.changePassword))
 	h.updatesRoutes()
+	h.bulkRoutes()
 	h.mux.Handle("GET /ui/access", h.authed(h.access))
 	h.mux.Handle("POST /ui/access/jit", h.authedPost(h.requestJIT))
 	h.mux.Handle("POST /ui/access/jit/{id}/{action}", h.authedPost(h.jitAction))

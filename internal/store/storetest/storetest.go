@@ -78,6 +78,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RunCommands", testRunCommands},
 		{"RunCommandUpdates", testRunCommandUpdates},
 		{"RunCommandExpiry", testRunCommandExpiry},
+		{"BulkOperations", testBulkOperations},
+		{"BulkLargeChunk", testBulkLargeChunk},
 		{"UpdateAssessments", testUpdateAssessments},
 		{"UpdateRuns", testUpdateRuns},
 		{"UpdateSchedules", testUpdateSchedules},

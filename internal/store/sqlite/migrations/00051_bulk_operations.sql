@@ -1,0 +1,36 @@
+-- +goose Up
+-- Bulk operations (docs/bulk.md): one request that sets or removes an
+-- extension, or starts a run, on every machine of a scope or tag selector.
+-- bulk_operation_machines names each machine it touched with the seqNo
+-- (extensionSet), delete generation (extensionDelete) or nothing
+-- (runCommand) it gave it; a machine's result is read from its extension
+-- or run, unless state holds a result fixed when the operation was made
+-- (refused for that machine, or nothing to do). Machines are not a foreign
+-- key: the history outlives them.
+CREATE TABLE bulk_operations (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    subscription TEXT    NOT NULL,
+    scope        TEXT    NOT NULL,
+    tag          TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    publisher    TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    version      TEXT    NOT NULL,
+    machines     INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT    NOT NULL
+);
+CREATE INDEX bulk_operations_sub ON bulk_operations (lower(subscription), id);
+CREATE TABLE bulk_operation_machines (
+    operation_id TEXT    NOT NULL REFERENCES bulk_operations (id) ON DELETE CASCADE,
+    machine_id   TEXT    NOT NULL,
+    seq_no       INTEGER NOT NULL,
+    state        TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    PRIMARY KEY (operation_id, machine_id)
+);
+
+-- +goose Down
+DROP TABLE bulk_operation_machines;
+DROP TABLE bulk_operations;
