@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -147,6 +148,21 @@ func TestLocalRepairAndConfigChangesWorkWhileTheServerIsDown(t *testing.T) {
 	// with the server still down.
 	agentCommand(t, state, "config", "clear", "extensions.blocklist")
 	testutil.Eventually(t, 20*time.Second, installed)
+	// Wait until that install is over (its handlers ran and it is recorded):
+	// a package removed under a running install fails that attempt.
+	testutil.Eventually(t, 20*time.Second, func() string {
+		var st struct {
+			Extensions map[string]struct {
+				Installed  bool `json:"installed"`
+				InProgress bool `json:"inProgress"`
+			} `json:"extensions"`
+		}
+		b, _ := os.ReadFile(filepath.Join(state, "extensions", "state.json"))
+		if err := json.Unmarshal(b, &st); err != nil || !st.Extensions["monitor"].Installed || st.Extensions["monitor"].InProgress {
+			return fmt.Sprintf("local record: %s (%v)", b, err)
+		}
+		return ""
+	})
 	// Removed locally again: the periodic repair puts it back.
 	if err := os.RemoveAll(packages); err != nil {
 		t.Fatal(err)
