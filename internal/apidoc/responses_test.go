@@ -402,6 +402,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 	k.checkStream(at())
 	k.protectionCalls(onM1)
 	k.updatesCalls(onM1)
+	k.policyCalls()
 
 	// Every operation refused: no credentials, a malformed or mistyped
 	// body, resources that do not exist.

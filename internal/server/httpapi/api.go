@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/server/access"
+	policyctx "github.com/corralhq/corral/internal/server/policy"
 	"github.com/corralhq/corral/internal/server/activity"
 	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/capability"
@@ -129,6 +130,10 @@ type Deps struct {
 	// Access is the secure-access context (JIT, SSH certificates and
 	// sessions).
 	Access *access.Service
+
+	// Policy is the policy context (definitions, assignments, exemptions,
+	// compliance, remediations).
+	Policy *policyctx.Service
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.
