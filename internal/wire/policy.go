@@ -95,6 +95,9 @@ type GuestAssignment struct {
 type GuestRollback struct {
 	ID    string `json:"id"`
 	Force bool   `json:"force,omitempty"`
+	// RequestedAt tells a new request for the same remediation (after a
+	// refusal) from the one already tried.
+	RequestedAt time.Time `json:"requestedAt"`
 }
 
 // GuestRuleResult is one rule's verdict with evidence in words.

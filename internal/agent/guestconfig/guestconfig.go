@@ -269,8 +269,9 @@ func (f *Feature) Apply(_ context.Context, d feature.Desired) error {
 	}
 	if d.Fresh {
 		for _, rb := range slice.Rollbacks {
-			if !f.attempted[rb.ID] && len(f.rollbacks) < 100 {
-				f.attempted[rb.ID] = true
+			key := rb.ID + "@" + rb.RequestedAt.Format(time.RFC3339Nano)
+			if !f.attempted[key] && len(f.rollbacks) < 100 {
+				f.attempted[key] = true
 				f.rollbacks = append(f.rollbacks, rb)
 			}
 		}

@@ -95,7 +95,7 @@ func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wi
 		return err
 	}
 	for _, r := range rbs {
-		slice.Rollbacks = append(slice.Rollbacks, wire.GuestRollback{ID: r.ID, Force: r.Force})
+		slice.Rollbacks = append(slice.Rollbacks, wire.GuestRollback{ID: r.ID, Force: r.Force, RequestedAt: r.RollbackRequestedAt})
 	}
 	ev, err := s.store.LatestPolicyEvaluation(ctx, append(ancestors(m), m.ResourceID().String()))
 	switch {
