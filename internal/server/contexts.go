@@ -95,6 +95,8 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	}
 	c.policy = pol
 	c.policy.LogOutcomes(c.activity)
+	c.inventory.GatePolicy(c.policy)
+	c.onboarding.GatePolicy(c.policy)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and

@@ -45,3 +45,8 @@ func (p policyResources) DeployExtension(ctx context.Context, m resource.Machine
 	_, err := p.ext.SetExtension(ctx, m, name, wire.MachineExtensionSet{Publisher: d.Publisher, Type: d.Type, Version: d.Version, Settings: settings}, by)
 	return err
 }
+
+func (p policyResources) SetMachineTags(ctx context.Context, m resource.MachineRef, tags map[string]string) error {
+	_, err := p.inv.SetMachineTags(ctx, m, tags)
+	return err
+}

@@ -243,6 +243,20 @@ func (s *Service) evaluateServerSide(ctx context.Context, m store.Machine, a sto
 			evidence += fmt.Sprintf("; deploying %s/%s as %s through the extensions path", ext.Publisher, ext.Type, ext.Name)
 		}
 	}
+	if res.ComplianceState == policy.NonCompliant && (res.Effect == policy.EffectModify || res.Effect == policy.EffectAppend) && len(res.TagChanges) > 0 {
+		note, err := s.remediateTags(ctx, m, a, res)
+		if err != nil {
+			evidence += "; tag remediation failed: " + err.Error()
+		} else if fresh, err := s.store.GetMachineByID(ctx, m.ID); err == nil {
+			m = fresh
+			if r, err := s.machineResource(ctx, m); err == nil {
+				if again, err := d.def.Evaluate(r, &p); err == nil && again.ComplianceState != "" {
+					res = again
+					evidence = note + "; " + again.Reason
+				}
+			}
+		}
+	}
 	now := s.now()
 	scope := m.ResourceID().String()
 	st := store.PolicyMachineStatus{Assignment: a.Name, MachineID: m.ID, MachineScope: scope, Definition: a.Definition,

@@ -222,3 +222,68 @@ func TestServerSideEvaluationExemptionsAndSlice(t *testing.T) {
 		t.Errorf("Resource Policy Contributor of a group assigning at the subscription: %d, want 403", status)
 	}
 }
+
+// TestDenyModifyAndDeploy: deny refuses tag changes and onboardings that
+// break it, with the message in the error and the activity log; modify
+// adds a tag to existing machines and to changes; deployIfNotExists
+// installs Corral/EndpointProtection through the extensions path.
+func TestDenyModifyAndDeploy(t *testing.T) {
+	e := newEnv(t)
+	e.onboard("vm1", map[string]string{"env": "prod"})
+	const msg = "every machine needs an env tag (ticket SEC-12)"
+	e.s.MustDo(t, 201, "PUT", "/api/v1/policyAssignments/need-env", e.admin, wire.PolicyAssignmentCreate{Definition: "require-tag-on-machines",
+		Scope: rgWeb, Parameters: json.RawMessage(`{"tagName":"env","effect":"Deny"}`), NonComplianceMessage: msg}, nil)
+	status, b := e.s.Do(t, "PATCH", "/api/v1"+rgWeb+"/machines/vm1", e.admin, map[string]any{"tags": map[string]string{"team": "web"}})
+	if status != 400 || !strings.Contains(string(b), msg) || !strings.Contains(string(b), "RequestDisallowedByPolicy") {
+		t.Errorf("tag change breaking deny: %d %s", status, b)
+	}
+	var m wire.Machine
+	e.s.MustDo(t, 200, "GET", "/api/v1"+rgWeb+"/machines/vm1", e.admin, nil, &m)
+	if m.Tags["env"] != "prod" {
+		t.Errorf("denied change was stored: %v", m.Tags)
+	}
+	var acts wire.List[wire.ActivityEntry]
+	e.s.MustDo(t, 200, "GET", "/api/v1/activityLogs?$top=20", e.admin, nil, &acts)
+	found := false
+	for _, a := range acts.Value {
+		if strings.Contains(a.Message, msg) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the denial's message is not in the activity log")
+	}
+	status, b = e.s.Do(t, "POST", wire.PathConnect, e.onb, wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default",
+		ResourceGroup: "web", Name: "vm9", CSR: "x", AgentVersion: "2026.11.0"})
+	if status != 400 || !strings.Contains(string(b), msg) {
+		t.Errorf("onboarding without the tag: %d %s", status, b)
+	}
+
+	// Modify adds owner=secops to existing machines and to changes.
+	e.s.MustDo(t, 201, "POST", "/api/v1/policyDefinitions", e.admin, `{"name":"owner-tag","properties":{"mode":"Indexed","policyRule":{
+		"if":{"field":"tags['owner']","exists":false},"then":{"effect":"modify","details":{"roleDefinitionIds":["Contributor"],
+		"operations":[{"operation":"addOrReplace","field":"tags['owner']","value":"secops"}]}}}}}`, nil)
+	e.s.MustDo(t, 201, "PUT", "/api/v1/policyAssignments/owner", e.admin, wire.PolicyAssignmentCreate{Definition: "owner-tag", Scope: rgWeb}, nil)
+	e.s.MustDo(t, 200, "GET", "/api/v1"+rgWeb+"/machines/vm1", e.admin, nil, &m)
+	if m.Tags["owner"] != "secops" || m.Tags["env"] != "prod" {
+		t.Errorf("modify remediation of an existing machine: %v", m.Tags)
+	}
+	e.s.MustDo(t, 200, "PATCH", "/api/v1"+rgWeb+"/machines/vm1", e.admin, map[string]any{"tags": map[string]string{"env": "dev"}}, &m)
+	if m.Tags["owner"] != "secops" || m.Tags["env"] != "dev" {
+		t.Errorf("modify on a change: %v", m.Tags)
+	}
+
+	// deployIfNotExists installs the endpoint protection extension.
+	e.s.MustDo(t, 201, "PUT", "/api/v1/policyAssignments/ep", e.admin, wire.PolicyAssignmentCreate{Definition: "deploy-endpoint-protection", Scope: rgWeb}, nil)
+	var exts wire.List[wire.MachineExtension]
+	e.s.MustDo(t, 200, "GET", "/api/v1"+rgWeb+"/machines/vm1/extensions", e.admin, nil, &exts)
+	ok := false
+	for _, x := range exts.Value {
+		if x.Publisher == wire.PublisherCorral && x.Type == "EndpointProtection" {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Errorf("deployIfNotExists did not install EndpointProtection: %+v", exts.Value)
+	}
+}

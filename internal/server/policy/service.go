@@ -58,6 +58,9 @@ type Resources interface {
 	// DeployExtension installs an extension on a machine (the machine's
 	// local lock-down still decides on the machine).
 	DeployExtension(ctx context.Context, m resource.MachineRef, name string, d policy.ExtensionDeployment, by string) error
+	// SetMachineTags replaces an existing machine's tags (modify and
+	// append remediation), through the same policy gate as any change.
+	SetMachineTags(ctx context.Context, m resource.MachineRef, tags map[string]string) error
 }
 
 // Service implements the policy context.
