@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/server/access"
-	policyctx "github.com/corralhq/corral/internal/server/policy"
 	"github.com/corralhq/corral/internal/server/activity"
 	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/capability"
@@ -16,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
+	policyctx "github.com/corralhq/corral/internal/server/policy"
 	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/relay"
