@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/policy"
+	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/capability"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
@@ -485,18 +486,17 @@ func (s *Service) Summary(ctx context.Context, scope string) ([]wire.PolicyCompl
 
 // allMachines lists every machine of every subscription.
 func (s *Service) allMachines(ctx context.Context) ([]store.Machine, error) {
+	subs, err := s.store.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []store.Machine
-	f := store.MachineFilter{Page: store.Page{Limit: store.MaxPageSize}}
-	for {
-		ms, err := s.store.ListMachines(ctx, f)
+	for _, sub := range subs {
+		ms, err := s.machinesUnder(ctx, resource.Subscription(sub.Name).String())
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ms...)
-		if len(ms) < store.MaxPageSize {
-			return out, nil
-		}
-		last := ms[len(ms)-1]
-		f.Page.After = last.ResourceGroup + "/" + last.Name
 	}
+	return out, nil
 }
