@@ -5,7 +5,7 @@
 // evidence (wire.ReportGuestCompliance).
 //
 // When it evaluates: when an assignment is added or changed, every
-// Interval (15 minutes by default), on demand (a new evaluation request
+// guestconfiguration.interval minutes (local key, default 15), on demand (a new evaluation request
 // id in the slice), when root changes the local configuration, and —
 // through inotify (fsnotify) on the files and directories the assigned
 // rules read — within a moment of a change to one of them.
@@ -64,7 +64,9 @@ const DefaultInterval = 15 * time.Minute
 
 // Feature is the guest configuration feature.
 type Feature struct {
-	// Interval is the periodic evaluation (default DefaultInterval).
+	// Interval, when set, overrides the periodic evaluation's local key
+	// guestconfiguration.interval (default DefaultInterval); tests make
+	// it short.
 	Interval time.Duration
 	// Debounce gathers a burst of file events into one evaluation
 	// (default 150 ms).
@@ -85,6 +87,9 @@ type Feature struct {
 	watched   map[string]bool // directories watched (host paths)
 	relevant  map[string]bool // host paths the rules read
 	debounce  *time.Timer
+	// lastPeriodic is when the last periodic evaluation was queued (only
+	// Tick touches it).
+	lastPeriodic time.Time
 }
 
 var (
@@ -135,9 +140,7 @@ func (f *Feature) hostRoot() string {
 // and starts the worker and the file watcher.
 func (f *Feature) Start(ctx context.Context, env feature.Env) error {
 	f.env = env
-	if f.Interval <= 0 {
-		f.Interval = DefaultInterval
-	}
+	f.lastPeriodic = f.now()
 	if f.Debounce <= 0 {
 		f.Debounce = 150 * time.Millisecond
 	}
@@ -286,17 +289,33 @@ func sameAssignment(a, b wire.GuestAssignment) bool {
 		a.Definition == b.Definition && slices.Equal(a.Rules, b.Rules)
 }
 
-// TickInterval implements feature.Ticker.
+// TickInterval implements feature.Ticker: a minute, so that a change of
+// guestconfiguration.interval is in force at once.
 func (f *Feature) TickInterval() time.Duration {
-	if f.Interval <= 0 {
-		return DefaultInterval
+	if f.Interval > 0 && f.Interval < time.Minute {
+		return f.Interval
 	}
-	return f.Interval
+	return time.Minute
 }
 
-// Tick queues the periodic evaluation of every assignment.
+// interval is the periodic evaluation's interval now.
+func (f *Feature) interval() time.Duration {
+	if f.Interval > 0 {
+		return f.Interval
+	}
+	if d := f.env.Config().GuestConfigInterval; d > 0 {
+		return d
+	}
+	return DefaultInterval
+}
+
+// Tick queues the periodic evaluation of every assignment when the
+// interval has passed.
 func (f *Feature) Tick(context.Context) error {
-	f.queueAll(wire.TriggerPeriodic)
+	if now := f.now(); now.Sub(f.lastPeriodic) >= f.interval() {
+		f.lastPeriodic = now
+		f.queueAll(wire.TriggerPeriodic)
+	}
 	return nil
 }
 
