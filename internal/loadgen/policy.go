@@ -124,7 +124,7 @@ func (g *run) measurePolicy(ctx context.Context, machines int) *PolicyResult {
 			last = time.Now()
 			fmt.Fprintf(g.opts.Log, "  %s: %d evaluated, %d left\n", time.Since(start).Round(time.Second), res.Evaluated, res.Left)
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	res.AllDone = time.Since(start)
 	res.CPU = procCPU(g.opts.ServerPID) - cpu0

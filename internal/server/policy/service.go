@@ -43,11 +43,11 @@ import (
 type Store interface {
 	store.Policy
 	GetSubscription(ctx context.Context, name string) (store.Subscription, error)
-	ListSubscriptions(ctx context.Context) ([]store.Subscription, error)
 	GetResourceGroup(ctx context.Context, sub, name string) (store.ResourceGroup, error)
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
+	MachineIDsInScope(ctx context.Context, sub, rg, name string) ([]string, error)
 }
 
 // Resources is what the context needs from inventory and extensions to
