@@ -52,6 +52,12 @@ func (k *docChecker) policyCalls() {
 	}})})
 	must(apiCall{method: "GET", pattern: "/api/v1/policyStates", query: "scope=/subscriptions/default&$top=10", as: "admin"})
 	must(apiCall{method: "GET", pattern: "/api/v1/policyStates/summary", query: "scope=" + rg, as: "admin"})
+	var states wire.List[wire.PolicyState]
+	if err := json.Unmarshal(must(apiCall{method: "GET", pattern: "/api/v1/policyStates", query: "assignment=passwd", as: "admin"}), &states); err != nil || len(states.Value) == 0 {
+		t.Fatalf("states of passwd: %v %+v", err, states)
+	}
+	must(apiCall{method: "GET", pattern: "/api/v1/policyStates/history", query: "assignment=passwd&machineId=" + states.Value[0].MachineID +
+		"&rule=file-passwd-permissions", as: "admin"})
 	var ev wire.PolicyEvaluation
 	if err := json.Unmarshal(must(apiCall{method: "POST", pattern: "/api/v1/policyEvaluations", as: "admin", contentType: js,
 		body: []byte(`{"scope":"` + rg + `"}`)}), &ev); err != nil {

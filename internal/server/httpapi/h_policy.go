@@ -79,6 +79,12 @@ func (a *API) policyRoutes() []Route {
 		d(api("GET", polStatePath+"/summary", authz.ActPolicyStatesRead, scopeQuery,
 			"Compliance rolled up per assignment for the machines at or below a scope.", a.getPolicySummary),
 			nil, wire.List[wire.PolicyComplianceSummary]{}, ok, []QueryParam{listScope}, 400),
+		d(inHandler(api("GET", polStatePath+"/history", authz.ActPolicyStatesRead, scopeRoot,
+			"The changes of one rule's state on one machine for one assignment, newest first.", a.getPolicyStateHistory)),
+			nil, wire.List[wire.PolicyStateChange]{}, ok, []QueryParam{
+				{Name: "assignment", Type: "string", Description: "The assignment (name or id)."},
+				{Name: "machineId", Type: "string", Description: "The machine's id (UUID)."},
+				{Name: "rule", Type: "string", Description: "The rule id (or, for a definition the server evaluates, its name)."}}, 400, e404),
 		d(inHandler(api("POST", polEvalPath, authz.ActPolicyEvaluate, scopeRoot,
 			"Evaluate a scope now: the server's definitions at once, machine configurations by every agent in scope (PolicyEvaluationCreate).", a.postPolicyEvaluation)),
 			wire.PolicyEvaluationCreate{}, wire.PolicyEvaluation{}, accepted, nil, 400, e404),
@@ -468,5 +474,30 @@ func (a *API) postPolicyRollback(w http.ResponseWriter, r *http.Request, c *Call
 	}
 	setAuditMessage(r, msg)
 	writeJSON(w, http.StatusAccepted, rem)
+	return nil
+}
+
+func (a *API) getPolicyStateHistory(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	q := r.URL.Query()
+	for _, k := range []string{"assignment", "machineId", "rule"} {
+		if q.Get(k) == "" {
+			return errValidation(k, "%s is required", k)
+		}
+	}
+	if err := a.authorizeAnywhere(r.Context(), c, authz.ActPolicyStatesRead); err != nil {
+		return err
+	}
+	scope, err := a.Policy.MachineScope(r.Context(), q.Get("machineId"))
+	if err != nil {
+		return err
+	}
+	if err := a.authorize(r.Context(), c, authz.ActPolicyStatesRead, scope); err != nil {
+		return err
+	}
+	hs, err := a.Policy.StateHistory(r.Context(), q.Get("assignment"), q.Get("machineId"), q.Get("rule"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wire.List[wire.PolicyStateChange]{Value: hs})
 	return nil
 }

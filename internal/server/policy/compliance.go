@@ -368,6 +368,18 @@ func (s *Service) ListStates(ctx context.Context, q StateQuery) (store.PageOf[wi
 	return out, nil
 }
 
+// MachineScope returns a machine's resource id (for authorization).
+func (s *Service) MachineScope(ctx context.Context, machineID string) (string, error) {
+	m, err := s.store.GetMachineByID(ctx, machineID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", refusal.NotFound("machine %q was not found", machineID)
+	}
+	if err != nil {
+		return "", err
+	}
+	return m.ResourceID().String(), nil
+}
+
 // StateHistory lists a rule's changes on a machine, newest first.
 func (s *Service) StateHistory(ctx context.Context, assignment, machineID, rule string) ([]wire.PolicyStateChange, error) {
 	hs, err := s.store.PolicyStateHistory(ctx, assignmentName(assignment), machineID, rule, 100)
