@@ -272,35 +272,46 @@ func (s *Store) PutPolicyStates(ctx context.Context, st store.PolicyMachineStatu
 			return fmt.Errorf("assignment %s: %w", st.Assignment, s.mapErr(err))
 		}
 		st.Assignment = stored
-		n, err := s.exec(ctx, tx, `UPDATE policy_machine_status SET machine_scope = ?, definition = ?, compliance_state = ?, reason = ?,
-			evaluation_request = ?, evaluated_at = ? WHERE assignment = ? AND machine_id = ?`,
-			st.MachineScope, st.Definition, st.ComplianceState, st.Reason, st.EvaluationRequest, micros(st.EvaluatedAt), st.Assignment, st.MachineID)
-		if err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO policy_machine_status (`+policyStatusCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (assignment, machine_id) DO UPDATE SET machine_scope = excluded.machine_scope, definition = excluded.definition,
+			compliance_state = excluded.compliance_state, reason = excluded.reason, evaluation_request = excluded.evaluation_request,
+			evaluated_at = excluded.evaluated_at`,
+			st.Assignment, st.MachineID, st.MachineScope, st.Definition, st.ComplianceState, st.Reason, st.EvaluationRequest,
+			micros(st.EvaluatedAt)); err != nil {
 			return err
 		}
-		if n == 0 {
-			if _, err := s.exec(ctx, tx, `INSERT INTO policy_machine_status (`+policyStatusCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				st.Assignment, st.MachineID, st.MachineScope, st.Definition, st.ComplianceState, st.Reason, st.EvaluationRequest,
-				micros(st.EvaluatedAt)); err != nil {
-				return err
-			}
-		}
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT skey, compliance_state, evidence FROM policy_states WHERE assignment = ? AND machine_id = ?`),
-			st.Assignment, st.MachineID)
-		type prev struct{ state, evidence string }
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT skey, compliance_state, evidence, title, severity, ssg_rule_id, definition, machine_scope
+			FROM policy_states WHERE assignment = ? AND machine_id = ?`), st.Assignment, st.MachineID)
+		type prev struct{ state, evidence, title, severity, ssg, definition, scope string }
 		old := map[string]prev{}
 		_, err = collect(rows, err, func(r scanner) (struct{}, error) {
 			var k string
 			var p prev
-			err := r.Scan(&k, &p.state, &p.evidence)
+			err := r.Scan(&k, &p.state, &p.evidence, &p.title, &p.severity, &p.ssg, &p.definition, &p.scope)
 			old[k] = p
 			return struct{}{}, err
 		})
 		if err != nil {
 			return err
 		}
-		if _, err := s.exec(ctx, tx, `DELETE FROM policy_states WHERE assignment = ? AND machine_id = ?`, st.Assignment, st.MachineID); err != nil {
+		// The usual periodic evaluation changes nothing but the time.
+		same := len(old) == len(rules) && len(rules) > 0
+		for _, r := range rules {
+			r.Assignment, r.MachineID = st.Assignment, st.MachineID
+			p, ok := old[store.PolicyStateKey(r)]
+			if !ok || p != (prev{r.ComplianceState, r.Evidence, r.Title, r.Severity, r.SSGRuleID, r.Definition, r.MachineScope}) || !r.Timestamp.Equal(rules[0].Timestamp) {
+				same = false
+				break
+			}
+		}
+		if same {
+			_, err := s.exec(ctx, tx, `UPDATE policy_states SET ts = ? WHERE assignment = ? AND machine_id = ?`, micros(rules[0].Timestamp), st.Assignment, st.MachineID)
 			return err
+		}
+		if len(old) > 0 {
+			if _, err := s.exec(ctx, tx, `DELETE FROM policy_states WHERE assignment = ? AND machine_id = ?`, st.Assignment, st.MachineID); err != nil {
+				return err
+			}
 		}
 		for _, r := range rules {
 			r.Assignment, r.MachineID = st.Assignment, st.MachineID
