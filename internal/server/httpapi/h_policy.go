@@ -478,14 +478,14 @@ func (a *API) postPolicyRollback(w http.ResponseWriter, r *http.Request, c *Call
 }
 
 func (a *API) getPolicyStateHistory(w http.ResponseWriter, r *http.Request, c *Caller) error {
+	if err := a.authorizeAnywhere(r.Context(), c, authz.ActPolicyStatesRead); err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	for _, k := range []string{"assignment", "machineId", "rule"} {
 		if q.Get(k) == "" {
 			return errValidation(k, "%s is required", k)
 		}
-	}
-	if err := a.authorizeAnywhere(r.Context(), c, authz.ActPolicyStatesRead); err != nil {
-		return err
 	}
 	scope, err := a.Policy.MachineScope(r.Context(), q.Get("machineId"))
 	if err != nil {
