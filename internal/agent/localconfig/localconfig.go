@@ -33,7 +33,6 @@
 package localconfig
 
 import (
-	"time"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/extpkg"
