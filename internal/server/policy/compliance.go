@@ -90,6 +90,11 @@ func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wi
 		slice.Assignments = append(slice.Assignments, wire.GuestAssignment{ID: AssignmentID(a.Scope, a.Name), Name: a.Name,
 			Definition: a.Definition, Configuration: d.guestCfg, Version: d.def.GuestConfiguration.Version, AssignmentType: a.AssignmentType})
 	}
+	if len(slice.Assignments) == 0 {
+		// No machine configuration: no remediation to roll back, nothing
+		// to evaluate on demand (most machines, most of the time).
+		return capability.SetFeature(ds, wire.FeatureGuestConfiguration, slice)
+	}
 	rbs, err := s.store.ListPolicyRemediations(ctx, store.PolicyRemediationFilter{MachineID: m.ID, State: wire.RemediationRollbackRequested,
 		Page: store.Page{Limit: 100}})
 	if err != nil {
