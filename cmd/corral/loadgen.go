@@ -92,6 +92,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")
 	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
 	f.BoolVar(&o.Updates, "updates", false, "assess every machine's pending updates, then deploy Security updates to all, each timed until every result is on the server")
+	f.BoolVar(&o.Policy, "policy", true, "assign the built-in linux-passwd-0644 to the resource group and time until the server shows every machine's compliance")
 	return cmd
 }
 

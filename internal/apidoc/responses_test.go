@@ -403,6 +403,7 @@ func TestResponsesMatchTheDocument(t *testing.T) {
 	k.protectionCalls(onM1)
 	k.updatesCalls(onM1)
 	k.bulkCalls()
+	k.policyCalls()
 
 	// Every operation refused: no credentials, a malformed or mistyped
 	// body, resources that do not exist.

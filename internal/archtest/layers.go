@@ -11,6 +11,7 @@ var contexts = []string{
 	"internal/server/identity",
 	"internal/server/inventory",
 	"internal/server/onboarding",
+	"internal/server/policy",
 	"internal/server/protection",
 	"internal/server/roles",
 	"internal/server/updates",
@@ -41,9 +42,10 @@ var Rules = []Rule{
 		// endpoint protection builds signed signature sets; updates the
 		// schedule logic (cron, windows, waves); the activity context seals
 		// its hash chain with the encoding clients verify; the access
-		// context signs SSH certificates with the user CA.
+		// context signs SSH certificates with the user CA; the policy
+		// context parses and evaluates definitions with the policy language.
 		Allow: append(append([]string{}, kernel...), "internal/extpkg", "internal/sealing", "internal/scan", "internal/scan/sigset", "internal/schedule",
-			"internal/auditchain", "internal/server/sshca"),
+			"internal/auditchain", "internal/server/sshca", "internal/policy", "internal/policy/builtin", "internal/policy/guest"),
 	},
 	{
 		Name:  "the seam and the shared refusal type import no context",

@@ -12,14 +12,15 @@ import (
 	"github.com/corralhq/corral/internal/policy/guest"
 )
 
-// policyCommand is the "corral policy" group. Server-backed subcommands
-// (definition, assignment, exemption, evaluate, state, remediation) join it
-// when the policy context lands; "test" runs locally, without a server.
+// policyCommand is the "corral policy" group: server-backed subcommands
+// (definition, assignment, exemption, evaluate, state, remediation) and
+// "test", which runs locally, without a server.
 func (a *app) policyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Policy definitions and machine configurations",
 	}
+	cmd.AddCommand(a.policyServerCommands()...)
 	cmd.AddCommand(a.policyTestCommand())
 	return cmd
 }

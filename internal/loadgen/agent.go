@@ -32,6 +32,7 @@ type simAgent struct {
 	mu       sync.Mutex
 	answered map[string]int64 // extension name -> last seqNo reported
 	updates  map[string]bool  // update requests answered (updates.go)
+	guest    map[string]bool  // guest assignments answered (policy.go)
 	syncing  bool             // a desired-state fetch is running
 	again    bool             // another sync arrived meanwhile
 	// conns are the connections dialled (the storm phase cuts them);

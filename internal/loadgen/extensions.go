@@ -32,6 +32,7 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	}
 	g.syncProtection(ctx, a, ds)
 	g.answerUpdates(ctx, a, ds)
+	g.answerGuest(ctx, a, ds)
 	g.syncAccess(ctx, a, ds)
 	a.mu.Lock()
 	var todo []wire.DesiredExtension

@@ -56,6 +56,10 @@ type Options struct {
 	// Updates runs the updates phase: a scope-wide assessment and a
 	// deployment to every machine (updates.go).
 	Updates bool
+	// Policy runs the policy phase: linux-passwd-0644 assigned to the
+	// resource group, timed until the server shows every machine's
+	// compliance (policy.go).
+	Policy bool
 	// Storm runs the reconnect storm phase last: every agent's connection
 	// dropped at once, timed until all are back.
 	Storm bool
@@ -115,6 +119,8 @@ type Result struct {
 	Storm      StormResult
 	// Updates holds the figures of the updates phase (nil: skipped).
 	Updates *UpdatesResult
+	// Policy holds the figures of the policy phase (nil: skipped).
+	Policy *PolicyResult
 	// JIT: a grant requested on JITMachines machines at once, each timed
 	// from its request until its agent's Applied report is recorded.
 	JITMachines    int
@@ -262,6 +268,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.Updates && res.Onboarded > 0 {
 		res.Updates = g.measureUpdates(ctx, res.Onboarded)
+	}
+	if o.Policy && res.Onboarded > 0 {
+		res.Policy = g.measurePolicy(ctx, res.Onboarded)
 	}
 	if n := min(o.JITGrants, res.Onboarded); n > 0 {
 		fmt.Fprintf(o.Log, "requesting a JIT grant on %d machines at once...\n", n)

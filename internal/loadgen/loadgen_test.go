@@ -13,13 +13,14 @@ import (
 // TestSmallRun drives 50 simulated agents against a real in-process server:
 // all onboard, all connect, every timed push arrives, and an extension set
 // on 20 of them reaches Succeeded on every one, and a JIT grant on 20 of
-// them is reported applied by every one.
+// them is reported applied by every one, and a policy assignment shows
+// every machine's compliance.
 func TestSmallRun(t *testing.T) {
 	s := testutil.StartServer(t, testutil.FastLifecycle())
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		Server: s.URL, CAFile: s.CAFile, Username: "admin", Password: testutil.AdminPassword,
 		Agents: 50, Concurrency: 8, HeartbeatInterval: 200 * time.Millisecond, Steady: time.Second,
-		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 20, Protection: true, JITGrants: 20,
+		Pushes: 20, PushTimeout: 5 * time.Second, ServerPID: os.Getpid(), ExtensionFanout: 20, Protection: true, JITGrants: 20, Policy: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +36,9 @@ func TestSmallRun(t *testing.T) {
 	}
 	if res.JITMachines != 20 || res.JITSamples != 20 || res.JITLost != 0 || res.JITP99 <= 0 {
 		t.Fatalf("JIT grants %+v (first error %s)", res, res.FirstError)
+	}
+	if p := res.Policy; p == nil || p.Machines != 50 || p.Evaluated != 50 || p.Left != 0 || p.AllDone <= 0 {
+		t.Fatalf("policy phase %+v (first error %s)", p, res.FirstError)
 	}
 	if res.HeartbeatsPerSec < 50 || res.ServerRSSBytes == 0 {
 		t.Fatalf("heartbeats %.0f/s, rss %d", res.HeartbeatsPerSec, res.ServerRSSBytes)

@@ -63,6 +63,7 @@ func (r Result) Format(w io.Writer) {
 	r.Protection.Format(w)
 	r.Storm.Format(w)
 	r.Updates.format(w)
+	r.Policy.format(w)
 	if r.JITMachines > 0 {
 		fmt.Fprintf(w, "JIT grants        %d machines: request->Applied p50 %s  p99 %s  max %s  (%d done, %d lost; all done in %s)\n",
 			r.JITMachines, r.JITP50.Round(1e5), r.JITP99.Round(1e5), r.JITMax.Round(1e5), r.JITSamples, r.JITLost, r.JITAllDone.Round(1e6))

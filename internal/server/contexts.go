@@ -16,6 +16,7 @@ import (
 	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
+	policyctx "github.com/corralhq/corral/internal/server/policy"
 	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
@@ -43,6 +44,9 @@ type contexts struct {
 	// updates is update management (assessments, runs, schedules).
 	updates *updates.Service
 	access     *access.Service
+	// policy is policy and machine configuration (definitions,
+	// assignments, exemptions, compliance, remediations).
+	policy *policyctx.Service
 
 	// seam assembles desired states and dispatches agent reports to the
 	// contexts registered on it.
@@ -85,6 +89,14 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	c.updates.LogOutcomes(c.activity)
 	c.access = access.New(st, c.syncer, k.sshCA, cfg.Clock, log("access"))
 	c.access.LogOutcomes(c.activity)
+	pol, err := policyctx.New(st, policyResources{inv: c.inventory, ext: c.extensions}, c.syncer, cfg.Clock, log("policy"))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	c.policy = pol
+	c.policy.LogOutcomes(c.activity)
+	c.inventory.GatePolicy(c.policy)
+	c.onboarding.GatePolicy(c.policy)
 
 	// The seam. Every context that adds to a machine's desired state or
 	// takes agent reports registers here, in this order (contributors and
@@ -97,6 +109,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 		c.protection, // signature key and set, scans, restores, schedule; protection reports; properties (joins protected scopes)
 		c.updates,    // the updates slice of enrolled machines; update assessment, deployment and reboot reports
 		c.access,     // JIT policy and grants, SSH user CA and principals; access reports
+		c.policy,     // guest configuration assignments, rollbacks, evaluation requests; compliance, remediation, rollback and properties reports
 	)
 	return c, nil
 }

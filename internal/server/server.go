@@ -227,6 +227,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			}},
 		StoreHealth: s.health,
 		Updates:     cs.updates,
+		Policy:      cs.policy,
 	})
 	s.retention = &retention.Job{Store: st, Clock: cfg.Clock, Logger: cfg.Logger.With("component", "retention"),
 		Interval: 10 * time.Minute, ActivityRetention: cfg.ActivityRetention, ExportDir: cfg.ActivityExportDir, Seal: cs.activity.Seal}

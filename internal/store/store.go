@@ -55,6 +55,7 @@ type Store interface {
 	Protection
 	Updates
 	Access
+	Policy
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 	// ProbeWrite proves the backend can still write: it replaces one small

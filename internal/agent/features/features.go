@@ -8,6 +8,7 @@ import (
 	"github.com/corralhq/corral/internal/agent/access"
 	"github.com/corralhq/corral/internal/agent/extensions"
 	"github.com/corralhq/corral/internal/agent/feature"
+	"github.com/corralhq/corral/internal/agent/guestconfig"
 	"github.com/corralhq/corral/internal/agent/protection"
 	"github.com/corralhq/corral/internal/agent/runcommand"
 	"github.com/corralhq/corral/internal/agent/updates"
@@ -22,5 +23,6 @@ func Default() []feature.Feature {
 		protection.New(),
 		updates.New(),
 		access.New(),
+		guestconfig.New(),
 	}
 }

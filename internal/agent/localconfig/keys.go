@@ -25,6 +25,9 @@ const (
 	KeyProxyBypass         = "proxy.bypass"
 	KeyExtensionsCPULimit  = "extensions.agent.cpulimit"
 	KeyGuestConfigCPULimit = "guestconfiguration.agent.cpulimit"
+	// KeyGuestConfigInterval is how often (minutes) the guest
+	// configuration feature evaluates its assignments anyway.
+	KeyGuestConfigInterval = "guestconfiguration.interval"
 	KeyPublisherKeys       = "extensions.publisherkeys"
 	KeyHostChanges         = "hostchanges.enabled"
 	// KeyProtectionSignatureKey is the key endpoint protection's signature
@@ -96,6 +99,8 @@ var keys = []key{
 		help: "percent of one CPU for extension handlers (default 5)"},
 	{name: KeyGuestConfigCPULimit, kind: kindInt, def: strconv.Itoa(DefaultCPULimit), check: checkPercent,
 		help: "percent of one CPU for guest configuration (default 5)"},
+	{name: KeyGuestConfigInterval, kind: kindInt, def: "15", check: checkMinutes,
+		help: "minutes between periodic guest configuration evaluations (default 15; file changes are seen at once)"},
 	{name: KeyProtectionSignatureKey, kind: kindString, check: checkSignatureKey,
 		help: "ed25519:KEY endpoint protection's signature sets must be signed with (default: the control plane's key, pinned on first use)"},
 	{name: KeyRebootCommand, kind: kindString, def: DefaultRebootCommand, check: checkCommand,
@@ -222,6 +227,14 @@ func checkPercent(name, v string) (string, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 100 {
 		return "", fmt.Errorf("%s must be a percentage of one CPU between 1 and 100, not %q", name, v)
+	}
+	return strconv.Itoa(n), nil
+}
+
+func checkMinutes(name, v string) (string, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1440 {
+		return "", fmt.Errorf("%s must be a number of minutes between 1 and 1440, not %q", name, v)
 	}
 	return strconv.Itoa(n), nil
 }

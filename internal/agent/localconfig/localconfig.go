@@ -45,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/agent/statedir"
 	"github.com/corralhq/corral/internal/extpkg"
@@ -296,6 +297,8 @@ type Effective struct {
 	ProxyBypass         []string
 	ExtensionsCPULimit  int
 	GuestConfigCPULimit int
+	// GuestConfigInterval is guestconfiguration.interval.
+	GuestConfigInterval time.Duration
 	// SSHManage lets the agent make sshd trust the control plane's SSH
 	// user CA for SSHAdminUser and SSHUser.
 	SSHManage    bool
@@ -331,6 +334,7 @@ func (c Config) Effective() Effective {
 		ProxyBypass:         splitList(c.value(KeyProxyBypass)),
 		ExtensionsCPULimit:  atoi(c.value(KeyExtensionsCPULimit)),
 		GuestConfigCPULimit: atoi(c.value(KeyGuestConfigCPULimit)),
+		GuestConfigInterval: time.Duration(atoi(c.value(KeyGuestConfigInterval))) * time.Minute,
 		ChangedOutside:      c.changedOutside,
 		RebootCommand:       c.value(KeyRebootCommand),
 		SSHManage:           c.value(KeySSHManage) == "true",

@@ -17,7 +17,7 @@ import (
 
 	"github.com/corralhq/corral/internal/policy"
 	"github.com/corralhq/corral/internal/policy/guest"
-	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/testutil/hosttools"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -136,7 +136,7 @@ func TestResolve(t *testing.T) {
 // Apply restores 0644, Rollback brings 0666 back, and a rollback over a
 // later change is refused unless forced.
 func TestPasswdRemediationOnDebian(t *testing.T) {
-	root := testutil.DebianRoot(t)
+	root := hosttools.DebianRoot(t)
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func TestPasswdRemediationOnDebian(t *testing.T) {
 // Compliant, then rolls everything back and checks every file the
 // remediations touched is exactly as before.
 func TestBaselineRemediationOnDebian(t *testing.T) {
-	root := testutil.DebianRoot(t, "openssh-server", "auditd", "cron")
+	root := hosttools.DebianRoot(t, "openssh-server", "auditd", "cron")
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)

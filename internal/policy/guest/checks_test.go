@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/testutil/hosttools"
 )
 
 func TestParseConfigurationErrors(t *testing.T) {
@@ -367,8 +367,8 @@ func TestWatchPaths(t *testing.T) {
 
 // TestPackageCheckRPM reads a real RPM database in a tree through rpm --root.
 func TestPackageCheckRPM(t *testing.T) {
-	rpm := testutil.NeedTool(t, "rpm")
-	rpmbuild := testutil.NeedTool(t, "rpmbuild")
+	rpm := hosttools.NeedTool(t, "rpm")
+	rpmbuild := hosttools.NeedTool(t, "rpmbuild")
 	root := t.TempDir()
 	if out, err := exec.Command(rpm, "--root", root, "--dbpath", "/var/lib/rpm", "--initdb").CombinedOutput(); err != nil {
 		t.Fatalf("rpm --initdb: %v\n%s", err, out)

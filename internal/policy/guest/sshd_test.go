@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corralhq/corral/internal/testutil"
+	"github.com/corralhq/corral/internal/testutil/hosttools"
 )
 
 const sshdInstalled = "Package: openssh-server\nStatus: install ok installed\nVersion: 1:9.2p1-2+deb12u3\n\n"
@@ -68,8 +68,8 @@ func TestSSHDTime(t *testing.T) {
 // with the effective value this package computes, over configurations that
 // exercise Include, Match, duplicates, case and "=".
 func TestSSHDEffectiveMatchesSSHDT(t *testing.T) {
-	root := testutil.DebianRoot(t, "openssh-server", "auditd", "cron")
-	testutil.NeedTool(t, "chroot")
+	root := hosttools.DebianRoot(t, "openssh-server", "auditd", "cron")
+	hosttools.NeedTool(t, "chroot")
 	if err := os.MkdirAll(filepath.Join(root, "run/sshd"), 0o755); err != nil {
 		t.Fatal(err)
 	}

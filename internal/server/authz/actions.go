@@ -98,6 +98,22 @@ const (
 	// Relayed sessions of a machine (scope: the machine).
 	ActSSHSessionsRead = "Corral.HybridCompute/machines/sshSessions/read"
 	ActSSHSessionsEnd  = "Corral.HybridCompute/machines/sshSessions/end/action"
+	// Policy (DESIGN §6): definitions (scope "/"), assignments and
+	// exemptions (scope: where they sit), compliance states, on-demand
+	// evaluations and remediations (scope: the machines they are about).
+	ActPolicyDefinitionsRead   = "Corral.Authorization/policyDefinitions/read"
+	ActPolicyDefinitionsWrite  = "Corral.Authorization/policyDefinitions/write"
+	ActPolicyDefinitionsDelete = "Corral.Authorization/policyDefinitions/delete"
+	ActPolicyAssignmentsRead   = "Corral.Authorization/policyAssignments/read"
+	ActPolicyAssignmentsWrite  = "Corral.Authorization/policyAssignments/write"
+	ActPolicyAssignmentsDelete = "Corral.Authorization/policyAssignments/delete"
+	ActPolicyExemptionsRead    = "Corral.Authorization/policyExemptions/read"
+	ActPolicyExemptionsWrite   = "Corral.Authorization/policyExemptions/write"
+	ActPolicyExemptionsDelete  = "Corral.Authorization/policyExemptions/delete"
+	ActPolicyStatesRead        = "Corral.PolicyInsights/policyStates/read"
+	ActPolicyEvaluate          = "Corral.PolicyInsights/policyStates/triggerEvaluation/action"
+	ActRemediationsRead        = "Corral.PolicyInsights/remediations/read"
+	ActRemediationsWrite       = "Corral.PolicyInsights/remediations/write"
 )
 
 // Self-service actions: every authenticated user or service principal may
@@ -127,4 +143,8 @@ var AllActions = []string{
 	ActUpdateSchedulesRead, ActUpdateSchedulesWrite, ActUpdateSchedulesDelete,
 	ActJITPoliciesRead, ActJITPoliciesWrite, ActJITPoliciesDelete, ActJITRequestsRead, ActJITRequestsWrite, ActJITRequestsApprove,
 	ActSSHSessionsRead, ActSSHSessionsEnd,
+	ActPolicyDefinitionsRead, ActPolicyDefinitionsWrite, ActPolicyDefinitionsDelete,
+	ActPolicyAssignmentsRead, ActPolicyAssignmentsWrite, ActPolicyAssignmentsDelete,
+	ActPolicyExemptionsRead, ActPolicyExemptionsWrite, ActPolicyExemptionsDelete,
+	ActPolicyStatesRead, ActPolicyEvaluate, ActRemediationsRead, ActRemediationsWrite,
 }

@@ -13,6 +13,8 @@ const (
 	RoleSecurityReader = "Security Reader"
 	RoleUpdateManager  = "Update Manager"
 	RoleJITRequester   = "JIT Requester"
+	// RolePolicyContributor manages policy (DESIGN §6).
+	RolePolicyContributor = "Resource Policy Contributor"
 )
 
 // Role is a set of granted actions. Built-in roles are defined in code; custom
@@ -96,6 +98,12 @@ var BuiltInRoles = []Role{
 		ID: RoleJITRequester, Name: RoleJITRequester, BuiltIn: true,
 		Description: "View machines and their JIT policies, and request just-in-time port openings.",
 		Actions:     []string{ActMachinesRead, ActJITPoliciesRead, ActJITRequestsRead, ActJITRequestsWrite},
+	},
+	{
+		ID: RolePolicyContributor, Name: RolePolicyContributor, BuiltIn: true,
+		Description: "Read everything; create and delete policy definitions, assignments and exemptions, evaluate compliance and roll back remediations.",
+		Actions: []string{"*/read", "Corral.Authorization/policyDefinitions/*", "Corral.Authorization/policyAssignments/*",
+			"Corral.Authorization/policyExemptions/*", "Corral.PolicyInsights/*"},
 	},
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/server/inventory"
 	"github.com/corralhq/corral/internal/server/onboarding"
 	"github.com/corralhq/corral/internal/server/pki"
+	policyctx "github.com/corralhq/corral/internal/server/policy"
 	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/relay"
@@ -129,6 +130,10 @@ type Deps struct {
 	// Access is the secure-access context (JIT, SSH certificates and
 	// sessions).
 	Access *access.Service
+
+	// Policy is the policy context (definitions, assignments, exemptions,
+	// compliance, remediations).
+	Policy *policyctx.Service
 }
 
 // API serves the REST API, the OAuth2 endpoints and the agent protocol.

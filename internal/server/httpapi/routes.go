@@ -261,5 +261,6 @@ func (a *API) buildRoutes() []Route {
 	routes = append(routes, a.updatesRoutes()...)
 	routes = append(routes, a.accessRoutes()...)
 	routes = append(routes, a.bulkRoutes()...)
+	routes = append(routes, a.policyRoutes()...)
 	return routes
 }

@@ -53,7 +53,21 @@ type Service struct {
 	// outcomes records what agents report in the activity log (nil: not
 	// recorded).
 	outcomes capability.Outcomes
+	// gate is the policy context's say on machine changes (nil: none).
+	gate PolicyGate
 }
+
+// PolicyGate is what the context asks the policy context about a machine
+// change: AdmitMachine returns the tags the machine gets (append and
+// modify assignments may add some) or the refusal of a deny assignment;
+// MachineChanged re-evaluates the server's definitions after the change.
+type PolicyGate interface {
+	AdmitMachine(ctx context.Context, m store.Machine) (map[string]string, error)
+	MachineChanged(ctx context.Context, m store.Machine)
+}
+
+// GatePolicy makes tag changes pass the policy gate. Call it at assembly.
+func (s *Service) GatePolicy(g PolicyGate) { s.gate = g }
 
 // LogOutcomes makes the context record agent observations that belong in
 // the activity log (a local configuration changed outside

@@ -119,6 +119,13 @@ func (s *Service) SetMachineTags(ctx context.Context, ref resource.MachineRef, t
 	if err != nil {
 		return wire.Machine{}, err
 	}
+	if s.gate != nil {
+		cand := m
+		cand.Tags = tags
+		if tags, err = s.gate.AdmitMachine(ctx, cand); err != nil {
+			return wire.Machine{}, err
+		}
+	}
 	gen, err := s.store.UpdateMachineTags(ctx, m.ID, tags, s.now())
 	if err != nil {
 		return wire.Machine{}, err
@@ -127,6 +134,9 @@ func (s *Service) SetMachineTags(ctx context.Context, ref resource.MachineRef, t
 	m, err = s.store.GetMachineByID(ctx, m.ID)
 	if err != nil {
 		return wire.Machine{}, err
+	}
+	if s.gate != nil {
+		s.gate.MachineChanged(ctx, m)
 	}
 	return s.ToWireMachine(m), nil
 }

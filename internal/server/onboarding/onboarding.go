@@ -91,7 +91,20 @@ type Service struct {
 	clock      func() time.Time
 	log        *slog.Logger
 	settings   Settings
+	// gate is the policy context's say on a machine being created (nil:
+	// none).
+	gate PolicyGate
 }
+
+// PolicyGate is what the context asks the policy context about a machine
+// being created: the tags it gets (append and modify assignments may add
+// some) or the refusal of a deny assignment.
+type PolicyGate interface {
+	AdmitMachine(ctx context.Context, m store.Machine) (map[string]string, error)
+}
+
+// GatePolicy makes onboarding pass the policy gate. Call it at assembly.
+func (s *Service) GatePolicy(g PolicyGate) { s.gate = g }
 
 // New returns a Service. clock is the injected time source.
 func New(st Store, ca Signer, principals Principals, clock func() time.Time, log *slog.Logger, settings Settings) *Service {
@@ -168,6 +181,17 @@ func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by authn
 	if len(req.SealingKey) != 0 && len(req.SealingKey) != 32 {
 		return wire.ConnectResponse{}, refusal.Invalid("sealingKey", "sealingKey must be a 32-byte X25519 public key")
 	}
+	tags := req.Tags
+	if s.gate != nil {
+		// The machine as it would be: deny refuses it before anything is
+		// signed or stored; append and modify add their tags.
+		cand := store.Machine{Subscription: group.Subscription, ResourceGroup: group.Name, Name: req.Name, Tags: req.Tags,
+			Status: wire.StatusConnected, AgentVersion: wire.CleanReported(req.AgentVersion, maxAgentVersionLen),
+			Environment: req.Properties.Environment, OSName: strings.ToLower(req.Properties.OSName), Properties: props, AgentConfig: cfg}
+		if tags, err = s.gate.AdmitMachine(ctx, cand); err != nil {
+			return wire.ConnectResponse{}, err
+		}
+	}
 	now := s.now()
 	id := uuid.NewString()
 	certPEM, serial, notAfter, err := s.ca.SignMachineCSR([]byte(req.CSR), id, now, s.settings.CertValidity)
@@ -183,6 +207,7 @@ func (s *Service) Connect(ctx context.Context, req wire.ConnectRequest, by authn
 		CertSerial: serial.String(), CertNotAfter: notAfter, Generation: 1, SealingKey: req.SealingKey,
 		CreatedAt: now, CreatedBy: by.Name, CreatedByID: by.ID, UpdatedAt: now,
 	}
+	m.Tags = tags
 	if err := s.store.CreateMachine(ctx, m, true); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):

@@ -219,6 +219,9 @@ type machineData struct {
 	runsData
 	// Updates is the machine's update status card (nil: not readable).
 	Updates *updateCard
+	// Compliance is the machine's policy compliance (nil: none or not
+	// readable).
+	Compliance *machineCompliance
 	// InProgress is set when an extension or a run on the page is still
 	// being worked on; RefreshNote says what the page does about it.
 	InProgress  bool
@@ -329,6 +332,7 @@ func (h *Handler) showMachine(u *uiRequest, v machineView) {
 	d := &machineData{Machine: m, AgentConfig: agentConfigRows(m.AgentConfig),
 		ActivityURL: "/ui/activity?" + url.Values{"scope": {m.ID}}.Encode(), DeleteURL: machineURL(m) + "/delete"}
 	d.Updates = h.machineUpdateSummary(u, m)
+	d.Compliance = h.machineComplianceOf(u, m)
 	since := h.loadExtensions(u, m, d, v)
 	if t := h.loadRuns(u, m, d, v); t.After(since) {
 		since = t

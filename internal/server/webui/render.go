@@ -45,7 +45,7 @@ type page struct {
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
 var pageNames = []string{"signin", "machines", "machine", "run", "activity", "devicecodes", "error", "security", "password",
-	"updates", "updaterun", "machineupdates", "updateschedules", "access", "bulk", "bulkop"}
+	"updates", "updaterun", "machineupdates", "updateschedules", "access", "bulk", "bulkop", "policy", "policyassignment"}
 
 // partials are templates that pages include (besides layout.html).
 var partials = map[string][]string{"machine": {"extensions.html", "runcommands.html"},
@@ -67,6 +67,7 @@ var pages = func() map[string]*template.Template {
 
 var funcs = template.FuncMap{
 	"asset":       assetURL,
+	"lastSegment": lastSegment,
 	"ts":          formatTime,
 	"ago":         ago,
 	"bytes":       formatBytes,

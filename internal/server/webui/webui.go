@@ -73,6 +73,8 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /ui/access/jit", h.authedPost(h.requestJIT))
 	h.mux.Handle("POST /ui/access/jit/{id}/{action}", h.authedPost(h.jitAction))
 	h.mux.Handle("POST /ui/access/sessions/{id}/end", h.authedPost(h.endSession))
+	h.mux.Handle("GET /ui/policy", h.authed(h.policy))
+	h.mux.Handle("GET /ui/policy/assignments/{name}", h.authed(h.policyAssignment))
 	h.mux.HandleFunc("/ui/", h.notFound)
 	return h
 }

@@ -75,6 +75,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MachineExtensionReports", testMachineExtensionReports},
 		{"MachineExtensionsGoWithMachine", testMachineExtensionsGoWithMachine},
 		{"AddMachineExtensions", testAddMachineExtensions},
+		{"PolicyDefinitionsAndAssignments", testPolicyDefinitionsAndAssignments},
+		{"PolicyStates", testPolicyStates},
 		{"RunCommands", testRunCommands},
 		{"RunCommandUpdates", testRunCommandUpdates},
 		{"RunCommandExpiry", testRunCommandExpiry},

@@ -1,4 +1,4 @@
-package testutil
+package hosttools
 
 import (
 	"crypto/sha256"
