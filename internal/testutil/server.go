@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -149,7 +150,32 @@ func StartServer(t testing.TB, opts ...Option) *Server {
 		})
 	}
 	t.Cleanup(func() { s.stop(t) })
+	s.waitReady(t)
 	return s
+}
+
+// waitReady waits until /readyz answers 200: a replica on PostgreSQL is
+// ready once it hears the others' pushes (LISTEN), and a request made
+// before that may be announced to nobody.
+func (s *Server) waitReady(t testing.TB) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: s.API.TLSConfig(t)}, Timeout: 5 * time.Second}
+	defer c.CloseIdleConnections()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := c.Get(s.API.URL + "/readyz")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	t.Fatalf("the server was not ready within 30s: %s", last)
 }
 
 // TLSConfig trusts the server's CA.

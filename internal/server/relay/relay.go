@@ -65,6 +65,8 @@ type Bus interface {
 // holds it (push.Hub).
 type Sender interface {
 	Offer(machineID string, msg wire.StreamMessage) push.Delivery
+	// Has says whether this replica holds machineID's channel.
+	Has(machineID string) bool
 }
 
 // OpenTimeout bounds how long Open waits for the agent.
@@ -156,7 +158,10 @@ func (r *Relay) Open(ctx context.Context, machineID string, port int) (id string
 		delete(r.waiting, id)
 		r.mu.Unlock()
 	}()
-	if r.bus != nil {
+	// The bus only when another replica may hold the agent's channel: a
+	// request for a channel held here needs no round trip through the
+	// database (nor a listener that is up).
+	if r.bus != nil && !r.hub.Has(machineID) {
 		r.bus.AnnounceTunnel(ctx, machineID, wire.TunnelRequest{ID: id, Port: port}, r.self)
 	} else {
 		r.Announce(machineID, wire.TunnelRequest{ID: id, Port: port}, r.self)

@@ -188,7 +188,12 @@ func TestTunnelAcrossReplicas(t *testing.T) {
 	state := agenttest.ConnectAgent(t, b.API, "rg1", "db-01", "")
 	port := echoServer(t)
 	allowPorts(t, state, localconfig.KeyIncomingPorts, strconv.Itoa(port))
-	agenttest.StartAgent(t, daemon.Config{StateDir: state}) // its channel is on b
+	agent := agenttest.StartAgent(t, daemon.Config{StateDir: state}) // its channel is on b
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s\nreplica a log:\n%s\nreplica b log:\n%s", agent.Logs, a.Logs, b.Logs)
+		}
+	})
 	waitChannel(t, state)
 	for name, api := range map[string]*testutil.API{"user on the agent's replica": b.API, "user on the other replica": a.API} {
 		if err := roundTrip(t, userClient(t, api, api.AdminToken(t)), tunnelPath("rg1", "db-01", port), []byte("across replicas\n")); err != nil {
