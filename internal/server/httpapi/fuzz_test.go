@@ -47,7 +47,6 @@ type fuzzAPI struct {
 	m     *testutil.Machine
 	calls []fuzzCall
 	gets  []fuzzCall
-	onPG  bool
 }
 
 // fuzzServer starts the server a target shares across its inputs (each
@@ -55,7 +54,7 @@ type fuzzAPI struct {
 func fuzzServer(f *testing.F) *fuzzAPI {
 	f.Helper()
 	var opts []testutil.Option
-	onPG := os.Getenv("CORRAL_TEST_POSTGRES") != ""
+	onPG := os.Getenv("CORRAL_TEST_POSTGRES") != "" // else SQLite
 	if onPG {
 		opts = append(opts, testutil.WithStore(testutil.PostgresDSN(f)))
 	}
@@ -93,7 +92,10 @@ func fuzzServer(f *testing.F) *fuzzAPI {
 		scope   = `"scope":"/subscriptions/default/resourceGroups/rg1"`
 		deploy  = `"classifications":["Security"],"reboot":"Never","window":"2h"`
 	)
-	a := &fuzzAPI{s: s, admin: admin, m: m, onPG: onPG}
+	// A user of its own for the password operation: the fuzzer setting the
+	// admin's password would revoke the token every call uses.
+	s.MustDo(f, http.StatusCreated, "POST", "/api/v1/users", admin, wire.UserCreate{Name: "fuzz", Password: "a-long-password-1234"}, nil)
+	a := &fuzzAPI{s: s, admin: admin, m: m}
 	a.calls = []fuzzCall{
 		{method: "PUT", path: "/api/v1/subscriptions/fz", seed: []byte(`{"displayName":"Two"}`)},
 		{method: "PUT", path: sub + "/resourceGroups/rgf", seed: []byte(`{"tags":{"a":"b"}}`)},
@@ -116,7 +118,7 @@ func fuzzServer(f *testing.F) *fuzzAPI {
 		{method: "POST", path: sub + "/updateAssessments", seed: []byte("{" + scope + "}")},
 		{method: "POST", path: sub + "/updateRuns", seed: []byte("{" + scope + "," + deploy + "}")},
 		{method: "PUT", path: sub + "/updateSchedules/nightly", seed: []byte(`{` + scope + `,"cron":"0 3 * * *","timeZone":"Europe/Paris",` + deploy + `}`)},
-		{method: "PUT", path: "/api/v1/users/admin/password", seed: []byte(`{"password":"x"}`)},
+		{method: "PUT", path: "/api/v1/users/fuzz/password", seed: []byte(`{"password":"a-third-long-password-3","mustChangePassword":true}`)},
 		{method: "POST", path: wire.PathReports, machine: true, seed: batch},
 	}
 	a.gets = []fuzzCall{
