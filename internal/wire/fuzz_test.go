@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -222,6 +223,25 @@ func FuzzParseJIT(f *testing.F) {
 			if again, err := ParseJITRange(p.String()); err != nil || again != p {
 				t.Fatalf("range %s parses back as %s (%v)", p, again, err)
 			}
+		}
+	})
+}
+
+// FuzzValidResourceName: a name the agent accepts from the control plane
+// (extensions, run commands, tunnels) names a directory entry directly
+// under where the agent puts it, whatever a compromised control plane
+// sends.
+func FuzzValidResourceName(f *testing.F) {
+	for _, s := range []string{"rc", "a..", "..", ".", "a/b", "a\\b", "a\x00", strings.Repeat("a", 64), "web-1.prod"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !ValidResourceName(s) {
+			return
+		}
+		j := filepath.Join("/var/lib/corral/extensions", s)
+		if filepath.Dir(j) != "/var/lib/corral/extensions" || filepath.Base(j) != s || len(s) > 63 || strings.ContainsAny(s, "\x00\\/ ") {
+			t.Fatalf("name %q accepted, which is not one path component (%s)", s, j)
 		}
 	})
 }
