@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -35,6 +36,7 @@ import (
 type fuzzCall struct {
 	method, path string
 	machine      bool   // as the onboarded machine (mTLS), not the admin
+	as           string // "onboard" (the onboarding principal's token) or "none"; else the admin
 	contentType  string // default application/json
 	seed         []byte
 }
@@ -42,11 +44,12 @@ type fuzzCall struct {
 // fuzzAPI is the server a target sends every input to: starting one per
 // input would spend the fuzzing time on TLS keys and migrations.
 type fuzzAPI struct {
-	s     *testutil.Server
-	admin string
-	m     *testutil.Machine
-	calls []fuzzCall
-	gets  []fuzzCall
+	s       *testutil.Server
+	admin   string
+	onboard string
+	m       *testutil.Machine
+	calls   []fuzzCall
+	gets    []fuzzCall
 }
 
 // fuzzServer starts the server a target shares across its inputs (each
@@ -95,7 +98,13 @@ func fuzzServer(f *testing.F) *fuzzAPI {
 	// A user of its own for the password operation: the fuzzer setting the
 	// admin's password would revoke the token every call uses.
 	s.MustDo(f, http.StatusCreated, "POST", "/api/v1/users", admin, wire.UserCreate{Name: "fuzz", Password: "a-long-password-1234"}, nil)
-	a := &fuzzAPI{s: s, admin: admin, m: m}
+	_, csr, err := machinekey.New("mf")
+	if err != nil {
+		f.Fatal(err)
+	}
+	connect, _ := json.Marshal(wire.ConnectRequest{ProtocolVersion: wire.ProtocolVersion, SubscriptionID: "default", ResourceGroup: "rg1", Name: "mf",
+		CSR: string(csr), AgentVersion: "2026.11.0", Properties: wire.MachineProperties{OSName: "debian"}, AgentConfig: wire.AgentConfig{Mode: "full"}})
+	a := &fuzzAPI{s: s, admin: admin, onboard: onboard, m: m}
 	a.calls = []fuzzCall{
 		{method: "PUT", path: "/api/v1/subscriptions/fz", seed: []byte(`{"displayName":"Two"}`)},
 		{method: "PUT", path: sub + "/resourceGroups/rgf", seed: []byte(`{"tags":{"a":"b"}}`)},
@@ -120,6 +129,11 @@ func fuzzServer(f *testing.F) *fuzzAPI {
 		{method: "PUT", path: sub + "/updateSchedules/nightly", seed: []byte(`{` + scope + `,"cron":"0 3 * * *","timeZone":"Europe/Paris",` + deploy + `}`)},
 		{method: "PUT", path: "/api/v1/users/fuzz/password", seed: []byte(`{"password":"a-third-long-password-3","mustChangePassword":true}`)},
 		{method: "POST", path: wire.PathReports, machine: true, seed: batch},
+		{method: "POST", path: wire.PathConnect, as: "onboard", seed: connect},
+		{method: "POST", path: wire.PathToken, as: "none", contentType: "application/x-www-form-urlencoded",
+			seed: []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {"wrong"}}.Encode())},
+		{method: "POST", path: wire.PathDeviceCode, as: "none", contentType: "application/x-www-form-urlencoded",
+			seed: []byte(url.Values{"subscription_id": {"default"}, "resource_group": {"rg1"}, "machine_name": {"m9"}}.Encode())},
 	}
 	a.gets = []fuzzCall{
 		{path: sub + "/machines", seed: []byte("status=Connected&$top=2")},
@@ -143,6 +157,9 @@ func fuzzServer(f *testing.F) *fuzzAPI {
 // check applies the properties every answer must have.
 func (a *fuzzAPI) check(t *testing.T, c fuzzCall, body []byte, status int, resp []byte) {
 	t.Helper()
+	if os.Getenv("CORRAL_FUZZ_VERBOSE") != "" {
+		t.Logf("%s %s: %d %.200s", c.method, c.path, status, resp)
+	}
 	if status >= 500 {
 		t.Fatalf("%s %s: %d %s (a 5xx for the caller's input)", c.method, c.path, status, resp)
 	}
@@ -156,7 +173,16 @@ func (a *fuzzAPI) check(t *testing.T, c fuzzCall, body []byte, status int, resp 
 		return
 	}
 	var e wire.ErrorResponse
-	if err := json.Unmarshal(resp, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+	if c.path == wire.PathToken { // RFC 6749 section 5.2 errors
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if err := json.Unmarshal(resp, &oe); err != nil || oe.Error == "" {
+			t.Fatalf("%s %s: %d with %q, not an OAuth error body", c.method, c.path, status, resp)
+		}
+		e.Error.Code, e.Error.Message = oe.Error, oe.Error+": "+oe.Description
+	} else if err := json.Unmarshal(resp, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Fatalf("%s %s: %d with %q, not an error body", c.method, c.path, status, resp)
 	}
 	if !utf8.ValidString(e.Error.Message) || strings.ContainsFunc(e.Error.Message, wire.UnsafeRune) {
@@ -171,8 +197,13 @@ func (a *fuzzAPI) do(t *testing.T, c fuzzCall, body []byte, query string) (int, 
 		path += "?" + query
 	}
 	client, token := a.s.Client, a.admin
-	if c.machine {
+	switch {
+	case c.machine:
 		client, token = a.m.Client, ""
+	case c.as == "onboard":
+		token = a.onboard
+	case c.as == "none":
+		token = ""
 	}
 	var rd *strings.Reader
 	if body != nil {
