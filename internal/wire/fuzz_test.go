@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -242,6 +243,28 @@ func FuzzValidResourceName(f *testing.F) {
 		j := filepath.Join("/var/lib/corral/extensions", s)
 		if filepath.Dir(j) != "/var/lib/corral/extensions" || filepath.Base(j) != s || len(s) > 63 || strings.ContainsAny(s, "\x00\\/ ") {
 			t.Fatalf("name %q accepted, which is not one path component (%s)", s, j)
+		}
+	})
+}
+
+// FuzzDuration: every duration in an API body or manifest ("timeout":
+// "5m") that reads encodes back to a string that reads as the same value.
+func FuzzDuration(f *testing.F) {
+	for _, s := range []string{`"5m"`, `"1h30m"`, `"-2s"`, `"0"`, `"2562047h47m16.854775807s"`, `"9223372036854775807ns"`, `5`, `"1e3s"`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d Duration
+		if json.Unmarshal(b, &d) != nil {
+			return
+		}
+		enc, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Duration
+		if err := json.Unmarshal(enc, &back); err != nil || back != d {
+			t.Fatalf("duration %s encodes as %s, which reads back as %v (%v)", b, enc, time.Duration(back), err)
 		}
 	})
 }
