@@ -173,14 +173,11 @@ func (a *fuzzAPI) check(t *testing.T, c fuzzCall, body []byte, status int, resp 
 		return
 	}
 	var e wire.ErrorResponse
-	if c.path == wire.PathToken { // RFC 6749 section 5.2 errors
-		var oe struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		if err := json.Unmarshal(resp, &oe); err != nil || oe.Error == "" {
-			t.Fatalf("%s %s: %d with %q, not an OAuth error body", c.method, c.path, status, resp)
-		}
+	var oe struct { // RFC 6749 section 5.2 errors, of the OAuth endpoints
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if (c.path == wire.PathToken || c.path == wire.PathDeviceCode) && json.Unmarshal(resp, &oe) == nil && oe.Error != "" {
 		e.Error.Code, e.Error.Message = oe.Error, oe.Error+": "+oe.Description
 	} else if err := json.Unmarshal(resp, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Fatalf("%s %s: %d with %q, not an error body", c.method, c.path, status, resp)
