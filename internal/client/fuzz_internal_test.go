@@ -17,7 +17,14 @@ func FuzzReadLine(f *testing.F) {
 	f.Add([]byte("\n\n\r\n"), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, max uint16) {
 		r := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		// The lines ended by "\n" lose it and a "\r" before it; a last
+		// line without "\n" comes back as is.
 		want := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		for i := range want {
+			if i < len(want)-1 || strings.HasSuffix(string(data), "\n") {
+				want[i] = strings.TrimSuffix(want[i], "\r")
+			}
+		}
 		if len(data) == 0 {
 			want = nil
 		}
@@ -30,7 +37,7 @@ func FuzzReadLine(f *testing.F) {
 				return
 			}
 			if err != nil {
-				if len(strings.TrimSuffix(want[i], "\r")) <= int(max) {
+				if len(want[i]) <= int(max) {
 					t.Fatalf("line %d %q (max %d) refused: %v", i, want[i], max, err)
 				}
 				return
@@ -38,7 +45,7 @@ func FuzzReadLine(f *testing.F) {
 			if len(line) > int(max) {
 				t.Fatalf("line of %d bytes read with max %d", len(line), max)
 			}
-			if i >= len(want) || string(line) != strings.TrimSuffix(want[i], "\r") {
+			if i >= len(want) || string(line) != want[i] {
 				t.Fatalf("line %d is %q, want %q", i, line, want)
 			}
 		}
