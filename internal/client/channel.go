@@ -148,6 +148,11 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	var line []byte
 	for {
 		part, isPrefix, err := r.ReadLine()
+		if err == io.EOF && len(line) > 0 {
+			// A last line without its newline that filled the buffer: the
+			// shorter ones come back whole, so this one does too.
+			return line, nil
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -352,7 +352,9 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	var d time.Duration
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(max(n, 0)) * time.Second
+		// Bounded before the multiplication, which would wrap a huge n
+		// around to a short wait.
+		d = time.Duration(min(max(n, 0), int(MaxRetryAfter/time.Second)+1)) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}

@@ -168,9 +168,7 @@ func ReadManifest(archive []byte) (wire.ExtensionManifest, error) {
 		if len(b) > 64<<10 {
 			return m, fmt.Errorf("%w: manifest.json is larger than 64 KiB", ErrBadManifest)
 		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&m); err != nil {
+		if err := wire.DecodeStrict(b, &m); err != nil {
 			return m, fmt.Errorf("%w: manifest.json: %v", ErrBadManifest, err)
 		}
 		return m, ValidateManifest(m)
@@ -197,9 +195,7 @@ func VerifyCatalog(pub []byte, publisher string, sc wire.SignedCatalog) (wire.Ca
 	if !ed25519.Verify(ed25519.PublicKey(pub), sc.Catalog, sc.Signature) {
 		return c, ErrBadSignature
 	}
-	dec := json.NewDecoder(bytes.NewReader(sc.Catalog))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := wire.DecodeStrict(sc.Catalog, &c); err != nil {
 		return c, fmt.Errorf("catalog: %w", err)
 	}
 	if c.Publisher != publisher {
@@ -268,6 +264,37 @@ type walker struct {
 	lim   Limits
 	total int64
 	files int
+	// isDir records each name seen so far and whether it is a directory
+	// (named, or implied by a deeper entry), so that Check refuses what
+	// Unpack cannot write: a name twice as a file, or as both a file and a
+	// directory ("a" then "a/b").
+	isDir map[string]bool
+}
+
+// claim records clean as a file or a directory, with its parents as
+// directories, refusing a clash with what came before.
+func (w *walker) claim(clean string, dir bool, name string) error {
+	if w.isDir == nil {
+		w.isDir = map[string]bool{}
+	}
+	for i := range len(clean) {
+		if clean[i] != '/' {
+			continue
+		}
+		if d, seen := w.isDir[clean[:i]]; seen && !d {
+			return fmt.Errorf("%w: entry %q is inside %q, which is a file", ErrBadArchive, name, clean[:i])
+		}
+		w.isDir[clean[:i]] = true
+	}
+	d, seen := w.isDir[clean]
+	switch {
+	case seen && !dir && !d:
+		return fmt.Errorf("%w: entry %q appears twice", ErrBadArchive, name)
+	case seen && dir != d:
+		return fmt.Errorf("%w: entry %q is both a file and a directory", ErrBadArchive, name)
+	}
+	w.isDir[clean] = dir
+	return nil
 }
 
 // entry checks one header and returns its clean relative name ("" for
@@ -282,7 +309,7 @@ func (w *walker) entry(h *tar.Header) (string, error) {
 	if name == "" || clean == "." && h.Typeflag == tar.TypeDir {
 		return "", nil
 	}
-	if path.IsAbs(name) || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
+	if path.IsAbs(name) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {
 		return "", fmt.Errorf("%w: entry %q leaves the package directory", ErrBadArchive, h.Name)
 	}
 	switch h.Typeflag {
@@ -294,6 +321,9 @@ func (w *walker) entry(h *tar.Header) (string, error) {
 		w.total += h.Size
 	default:
 		return "", fmt.Errorf("%w: entry %q is a link or special file (type %q)", ErrBadArchive, h.Name, h.Typeflag)
+	}
+	if err := w.claim(clean, h.Typeflag == tar.TypeDir, h.Name); err != nil {
+		return "", err
 	}
 	return clean, nil
 }
@@ -307,7 +337,6 @@ func Check(archive []byte, lim Limits) error {
 	}
 	tr := tar.NewReader(gz)
 	w := &walker{lim: lim}
-	seen := map[string]bool{}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -316,15 +345,10 @@ func Check(archive []byte, lim Limits) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadArchive, err)
 		}
-		clean, err := w.entry(h)
-		if err != nil {
+		if _, err := w.entry(h); err != nil {
 			return err
 		}
 		if h.Typeflag == tar.TypeReg {
-			if seen[clean] {
-				return fmt.Errorf("%w: entry %q appears twice", ErrBadArchive, h.Name)
-			}
-			seen[clean] = true
 			if n, err := io.Copy(io.Discard, io.LimitReader(tr, h.Size+1)); err != nil || n != h.Size {
 				return fmt.Errorf("%w: entry %q is truncated", ErrBadArchive, h.Name)
 			}

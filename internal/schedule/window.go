@@ -35,7 +35,9 @@ func ParseWindow(s string) (time.Duration, error) {
 	}
 	var d time.Duration
 	if n, err := strconv.Atoi(s); err == nil {
-		d = time.Duration(n) * time.Minute
+		// Bounded before the multiplication, which would wrap a huge n
+		// around into the accepted range.
+		d = time.Duration(min(max(n, -1), int(MaxWindow/time.Minute)+1)) * time.Minute
 	} else if d, err = time.ParseDuration(s); err != nil {
 		return 0, fmt.Errorf("%w %q: want minutes such as 120m", ErrBadWindow, s)
 	}

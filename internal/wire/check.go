@@ -234,6 +234,9 @@ func NULInJSON(b []byte) int {
 			if b[i+1] == 'u' && i+5 < len(b) && string(b[i+2:i+6]) == "0000" {
 				return i
 			}
+			if b[i+1] == 0 {
+				return i + 1 // a raw NUL, escaped (malformed, but a NUL all the same)
+			}
 			i++ // the escaped character is not a quote or a backslash
 		}
 	}

@@ -120,13 +120,8 @@ func ParseProtectionSettings(raw []byte) (ProtectionSettings, error) {
 	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
 		return s, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(t))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := DecodeStrict(t, &s); err != nil {
 		return s, fmt.Errorf("endpoint protection settings: %v", err)
-	}
-	if dec.More() {
-		return s, errors.New("endpoint protection settings: data after the JSON object")
 	}
 	if s.Exclusions.Paths == nil {
 		s.Exclusions.Paths = []string{}

@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/corralhq/corral/internal/extpkg"
+	"github.com/corralhq/corral/internal/wire"
 )
 
 // Keys, exactly as in DESIGN.md §4.
@@ -158,7 +160,40 @@ func lookup(name string) (key, bool) {
 	return key{}, false
 }
 
-func (k key) parse(value string) (string, error) { return k.check(k.name, strings.TrimSpace(value)) }
+func (k key) parse(value string) (string, error) {
+	canon, err := k.check(k.name, strings.TrimSpace(value))
+	if err != nil {
+		return "", err
+	}
+	return canon, k.checkReportable(canon)
+}
+
+// checkReportable refuses a value the control plane would refuse when the
+// agent reports its configuration (wire.EncodeAgentConfig): a machine
+// whose reported configuration cannot be stored cannot even onboard.
+func (k key) checkReportable(canon string) error {
+	switch {
+	case k.kind == kindList:
+		list := splitList(canon)
+		if len(list) > wire.MaxConfigListLen {
+			return fmt.Errorf("%s has more than %d entries", k.name, wire.MaxConfigListLen)
+		}
+		for _, e := range list {
+			if err := wire.CheckText(e, wire.MaxConfigValueLen); err != nil {
+				return fmt.Errorf("%s: %q %w", k.name, e, err)
+			}
+		}
+	case k.name == KeyProxyURL:
+		if err := wire.CheckText(canon, wire.MaxProxyURLLen); err != nil {
+			return fmt.Errorf("%s %w", k.name, err)
+		}
+	case k.kind == kindString && k.name != KeyRebootCommand:
+		if err := wire.CheckText(canon, wire.MaxConfigValueLen); err != nil {
+			return fmt.Errorf("%s %w", k.name, err)
+		}
+	}
+	return nil
+}
 
 // fromJSON turns a stored JSON value into the form `config set` takes.
 func (kd kind) fromJSON(v json.RawMessage) (string, error) {
@@ -268,15 +303,19 @@ func checkExtensionList(name, v string) (string, error) {
 }
 
 func checkPorts(name, v string) (string, error) {
-	list := splitList(v)
-	for i, p := range list {
+	var out []string
+	for _, p := range splitList(v) {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
 			return "", fmt.Errorf("%s: %q is not a port number (1-65535)", name, p)
 		}
-		list[i] = strconv.Itoa(n)
+		// "22" and "+22" are one port: listed once, so that the canonical
+		// form checks again as itself (the marker depends on it).
+		if p := strconv.Itoa(n); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
-	return strings.Join(list, ","), nil
+	return strings.Join(out, ","), nil
 }
 
 // checkCommand accepts one command line: not empty, at most 1024 bytes,

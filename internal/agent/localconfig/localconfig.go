@@ -213,6 +213,12 @@ func (c *Config) Set(key, value string) error {
 	if c.values == nil {
 		c.values = map[string]string{}
 	}
+	if canon == "" && k.kind == kindList {
+		// An empty list is the list unset, as Load reads it: stored, it
+		// would not match the marker Save writes beside it.
+		delete(c.values, key)
+		return nil
+	}
 	c.values[key] = canon
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -301,6 +302,9 @@ func parseSSHDTime(s string) (int, error) {
 		case c >= '0' && c <= '9':
 			num = num*10 + int(c-'0')
 			have = true
+			if num > math.MaxInt32 {
+				return 0, fmt.Errorf("time value too large") // sshd refuses it too (convtime)
+			}
 		case have:
 			mult := map[rune]int{'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}[c]
 			if mult == 0 {
@@ -308,12 +312,18 @@ func parseSSHDTime(s string) (int, error) {
 			}
 			total += num * mult
 			num, have = 0, false
+			if total > math.MaxInt32 {
+				return 0, fmt.Errorf("time value too large")
+			}
 		default:
 			return 0, fmt.Errorf("bad time")
 		}
 	}
 	if have {
 		total += num
+	}
+	if total > math.MaxInt32 {
+		return 0, fmt.Errorf("time value too large")
 	}
 	return total, nil
 }

@@ -33,7 +33,6 @@
 package capability
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -171,13 +170,8 @@ func (r *Registry) ApplyReports(ctx context.Context, m store.Machine, reports []
 // trailing data refused); a malformed body is a refusal.ErrInvalid, so the
 // report is dropped.
 func DecodeReport(rep wire.Report, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(rep.Body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := wire.DecodeStrict(rep.Body, v); err != nil {
 		return refusal.Invalid("reports.body", "report %s: malformed body: %v", truncate(rep.ID, 64), err)
-	}
-	if dec.More() {
-		return refusal.Invalid("reports.body", "report %s: malformed body: data after the JSON value", truncate(rep.ID, 64))
 	}
 	return nil
 }
