@@ -166,36 +166,16 @@ its run: "corral machine run-command show --machine M --name N" shows it; "corra
 machines ID" lists each machine's result and exit code.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (script == "") == (command == "") {
-				return errors.New("give exactly one of --script and --command")
+			body, forget, err := runCommandBody(cmd, runSpec{command: command, script: script, runAs: runAs, timeout: runTimeout,
+				params: params, protectedParams: protectedParams})
+			if err != nil {
+				return err
 			}
-			body := &wire.RunCommandCreate{Command: command, RunAsUser: runAs, Timeout: wire.Duration(runTimeout)}
-			if script != "" {
-				s, err := readScript(cmd, script)
-				if err != nil {
-					return err
-				}
-				body.Script = s
-			}
-			if len(params) > 0 {
-				p, err := parseParams(params)
-				if err != nil {
-					return err
-				}
-				body.Parameters = p
-			}
-			if len(protectedParams) > 0 {
-				p, err := readProtectedParams(cmd, protectedParams, script == "@-")
-				if err != nil {
-					return err
-				}
-				defer clear(p)
-				body.ProtectedParameters = p
-			}
+			defer forget()
 			if name == "" {
 				name = newRunName(a.now())
 			}
-			return a.runBulk(cmd, t, w, wire.BulkOperationCreate{Kind: wire.BulkRunCommand, Name: name, RunCommand: body})
+			return a.runBulk(cmd, t, w, wire.BulkOperationCreate{Kind: wire.BulkRunCommand, Name: name, RunCommand: &body})
 		},
 	}
 	t.flags(cmd)

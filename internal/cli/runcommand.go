@@ -72,32 +72,12 @@ The machine's local lock-down lists can refuse it like any extension.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			if (script == "") == (command == "") {
-				return errors.New("give exactly one of --script and --command")
+			body, forget, err := runCommandBody(cmd, runSpec{command: command, script: script, runAs: runAs, timeout: timeout,
+				params: params, protectedParams: protectedParams})
+			if err != nil {
+				return err
 			}
-			body := wire.RunCommandCreate{Command: command, RunAsUser: runAs, Timeout: wire.Duration(timeout)}
-			if script != "" {
-				s, err := readScript(cmd, script)
-				if err != nil {
-					return err
-				}
-				body.Script = s
-			}
-			if len(params) > 0 {
-				p, err := parseParams(params)
-				if err != nil {
-					return err
-				}
-				body.Parameters = p
-			}
-			if len(protectedParams) > 0 {
-				p, err := readProtectedParams(cmd, protectedParams, script == "@-")
-				if err != nil {
-					return err
-				}
-				defer clear(p)
-				body.ProtectedParameters = p
-			}
+			defer forget()
 			if name == "" {
 				name = newRunName(a.now())
 			}
@@ -351,4 +331,41 @@ func renderRunDetail(w io.Writer, rc wire.RunCommand) error {
 		}
 	}
 	return nil
+}
+
+// runSpec is what the run-command flags say (corral machine run-command,
+// corral bulk run-command).
+type runSpec struct {
+	command, script, runAs  string
+	timeout                 time.Duration
+	params, protectedParams []string
+}
+
+// runCommandBody builds the run's request from its flags. forget clears the
+// protected parameters' values once the request is sent.
+func runCommandBody(cmd *cobra.Command, s runSpec) (body wire.RunCommandCreate, forget func(), err error) {
+	forget = func() {}
+	if (s.script == "") == (s.command == "") {
+		return body, forget, errors.New("give exactly one of --script and --command")
+	}
+	body = wire.RunCommandCreate{Command: s.command, RunAsUser: s.runAs, Timeout: wire.Duration(s.timeout)}
+	if s.script != "" {
+		if body.Script, err = readScript(cmd, s.script); err != nil {
+			return body, forget, err
+		}
+	}
+	if len(s.params) > 0 {
+		if body.Parameters, err = parseParams(s.params); err != nil {
+			return body, forget, err
+		}
+	}
+	if len(s.protectedParams) > 0 {
+		p, err := readProtectedParams(cmd, s.protectedParams, s.script == "@-")
+		if err != nil {
+			return body, forget, err
+		}
+		body.ProtectedParameters = p
+		forget = func() { clear(p) }
+	}
+	return body, forget, nil
 }
