@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -42,9 +43,10 @@ func (t *Tunnel) Close() error {
 }
 
 // openStream POSTs to path with a request body that stays open (first
-// writing first, if not nil) and returns the full-duplex stream once the
-// answer's headers arrived. It needs HTTP/2 on the way.
-func (c *Client) openStream(ctx context.Context, path string, header http.Header, first []byte) (*Tunnel, error) {
+// writing first, if not nil; ending after it with onlyFirst) and returns the
+// full-duplex stream once the answer's headers arrived. It needs HTTP/2 on
+// the way.
+func (c *Client) openStream(ctx context.Context, path string, header http.Header, first []byte, onlyFirst bool) (*Tunnel, error) {
 	u, err := c.resolve(path)
 	if err != nil {
 		return nil, err
@@ -67,7 +69,11 @@ func (c *Client) openStream(ctx context.Context, path string, header http.Header
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if first != nil {
-		go func() { _, _ = pw.Write(first) }()
+		go func() {
+			if _, err := pw.Write(first); err == nil && onlyFirst {
+				pw.Close()
+			}
+		}()
 	}
 	hc := &http.Client{Transport: c.hc.Transport, CheckRedirect: c.hc.CheckRedirect}
 	resp, err := hc.Do(req)
@@ -91,22 +97,45 @@ func (c *Client) openStream(ctx context.Context, path string, header http.Header
 }
 
 // AgentTunnel opens the agent's side of tunnel id (wire.PathTunnels) and
-// sends verdict first: a refusal (verdict.Error set) ends it at once.
+// sends verdict first. A refusal (verdict.Error set) is the whole request:
+// its body ends after the verdict, and AgentTunnel returns (the tunnel
+// closed) once the server has answered to the end, or after refusalWait,
+// so the verdict is never overtaken by the reset of the stream.
 func (c *Client) AgentTunnel(ctx context.Context, id string, verdict wire.TunnelVerdict) (*Tunnel, error) {
 	b, err := json.Marshal(verdict)
 	if err != nil {
 		return nil, err
 	}
-	t, err := c.openStream(ctx, wire.PathTunnels+url.PathEscape(id), nil, append(b, '\n'))
+	refusal := verdict.Error != ""
+	t, err := c.openStream(ctx, wire.PathTunnels+url.PathEscape(id), nil, append(b, '\n'), refusal)
 	if err != nil {
 		return nil, fmt.Errorf("open tunnel %s: %w", id, err)
 	}
+	if refusal {
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, io.LimitReader(t.body, 1<<16))
+			close(done)
+		}()
+		timer := time.NewTimer(refusalWait)
+		select {
+		case <-done:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		t.Close()
+	}
 	return t, nil
 }
+
+// refusalWait bounds how long a refused tunnel waits for the server to
+// take its verdict.
+const refusalWait = 10 * time.Second
 
 // OpenStream opens a full-duplex stream on path (an API route that takes
 // one, e.g. a machine's tunnel): it is how `corral ssh-proxy` reaches a
 // machine's port.
 func (c *Client) OpenStream(ctx context.Context, path string) (*Tunnel, error) {
-	return c.openStream(ctx, path, nil, nil)
+	return c.openStream(ctx, path, nil, nil, false)
 }
