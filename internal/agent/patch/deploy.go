@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"syscall"
@@ -165,6 +166,12 @@ func (m *Manager) Deploy(ctx context.Context, d Deployment) (DeploymentResult, e
 			p.Status, p.AfterVersion, p.Message = Installed, u.CandidateVersion, "upgraded as a dependency of an earlier update"
 			continue
 		}
+		if why := unsafeArgs(u); why != "" {
+			// Names come from repositories: one shaped like an option
+			// would change what the package manager does.
+			p.Status, p.Message = Failed, why
+			continue
+		}
 		j.Current, j.Packages = u.Name, res.Packages
 		if err := save(); err != nil {
 			return res, err
@@ -251,4 +258,26 @@ func errText(err error) string {
 		return me.Error()
 	}
 	return err.Error()
+}
+
+// Package names, versions and architectures as the package managers write
+// them (Debian policy, RPM): never starting with "-", never blank.
+var (
+	pkgNameRE    = regexp.MustCompile(`^[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,199}$`)
+	pkgVersionRE = regexp.MustCompile(`^[A-Za-z0-9_.+~:^][A-Za-z0-9_.+~:^-]{0,199}$`)
+	pkgArchRE    = regexp.MustCompile(`^[A-Za-z0-9_]{0,32}$`)
+)
+
+// unsafeArgs says why u cannot be put on a package manager's command
+// line, or "" if it can.
+func unsafeArgs(u Update) string {
+	switch {
+	case !pkgNameRE.MatchString(u.Name):
+		return fmt.Sprintf("refused: the package name %.80q is not one a package manager writes", u.Name)
+	case !pkgVersionRE.MatchString(u.CandidateVersion):
+		return fmt.Sprintf("refused: the version %.80q of %s is not one a package manager writes", u.CandidateVersion, u.Name)
+	case !pkgArchRE.MatchString(u.Arch):
+		return fmt.Sprintf("refused: the architecture %.40q of %s is not one a package manager writes", u.Arch, u.Name)
+	}
+	return ""
 }
