@@ -316,7 +316,8 @@ func TestReadRoleFile(t *testing.T) {
 	if _, err := readRoleFile(write(`{"name":"R","actions":["Corral.HybridCompute/machines/read"]}`)); err != nil {
 		t.Errorf("valid role: %v", err)
 	}
-	for _, bad := range []string{`{"name":"R"}`, `{"actions":["x"]}`, `{"name":"R","actions":["x"],"bogus":1}`, `nope`} {
+	for _, bad := range []string{`{"name":"R"}`, `{"actions":["x"]}`, `{"name":"R","actions":["x"],"bogus":1}`, `nope`,
+		`{"name":"R","actions":["Corral.HybridCompute/machines/read"]} {"name":"S"}`} {
 		if _, err := readRoleFile(write(bad)); err == nil {
 			t.Errorf("role %s accepted", bad)
 		}

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,9 +30,7 @@ func readRoleFile(path string) (wire.RoleDefinition, error) {
 	if err != nil {
 		return rd, fmt.Errorf("--file: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rd); err != nil {
+	if err := wire.DecodeStrict(b, &rd); err != nil {
 		return rd, fmt.Errorf("--file %s: not a role definition: %v", path, err)
 	}
 	if strings.TrimSpace(rd.Name) == "" {
