@@ -27,11 +27,12 @@ func newLoadgenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "loadgen",
 		Short: "Simulate many agents against a real control plane and print scale figures",
-		Long: `Simulate N agents (real onboarding with CSRs, mTLS WebSocket streams, heartbeats) against a
+		Long: `Simulate N agents (real onboarding with CSRs, mTLS push channels, heartbeats) against a
 control plane and print the onboarding rate, heartbeats per second, push latency p50/p99 (a tag change
 through the API until the agent's stream receives it), the extension fan-out (Corral/RunCommand set on
---extension-fanout machines at once, each timed until its agent's Succeeded is recorded; the simulated
-agents verify the signed catalog and package digest like the real one; with --bulk through one bulk request
+--extension-fanout machines at once, each timed until its agent's Succeeded is recorded; like the real
+agent, the simulated ones fetch and verify signed catalogs and packages for other publishers' extensions,
+nothing for first-party ones, which ship with the agent; with --bulk through one bulk request
 over the resource group, every onboarded machine), endpoint protection (a signature
 set imported and protection enabled on the whole group: each machine timed until its status is recorded
 after it downloaded and verified the set; one in 20 reports an alert) and the server's RSS.

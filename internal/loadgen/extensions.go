@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,8 +79,13 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 }
 
 // verifyPackage checks the catalog signature and the package digest, as
-// the real agent does before it unpacks anything.
+// the real agent does before it unpacks anything. A first-party extension
+// (publisher Corral) ships with the agent: the real agent downloads
+// nothing for it, and neither does a simulated one.
 func (g *run) verifyPackage(ctx context.Context, a *simAgent, e wire.DesiredExtension, key []byte) error {
+	if strings.EqualFold(e.Publisher, wire.PublisherCorral) {
+		return nil
+	}
 	var sc wire.SignedCatalog
 	if err := a.api.Do(ctx, http.MethodGet, wire.PathCatalogs+url.PathEscape(e.Publisher), nil, &sc); err != nil {
 		return err
