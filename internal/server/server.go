@@ -484,22 +484,28 @@ func (s *Server) MetricsAddr() string {
 // probeStore checks every StoreProbeInterval that the store can write, for
 // readiness and the fail-closed refusal of sign-ins and changes.
 func (s *Server) probeStore(ctx context.Context) {
+	var judge probeJudge
 	probe := func() {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		defer cancel()
-		if err := s.Store.ProbeWrite(pctx, s.cfg.Clock()); err != nil {
-			if ctx.Err() == nil {
-				if s.health.Err() == nil {
-					s.cfg.Logger.ErrorContext(ctx, "the store cannot write", "err", err)
-				}
-				s.health.Failed(err)
-			}
+		err := s.Store.ProbeWrite(pctx, s.cfg.Clock())
+		if ctx.Err() != nil {
 			return
 		}
-		if s.health.Err() != nil {
-			s.cfg.Logger.InfoContext(ctx, "the store can write again")
+		switch judge.verdict(err) {
+		case probeSlow:
+			s.cfg.Logger.WarnContext(ctx, "the store is slow: a write probe did not finish in time", "timeout", probeTimeout, "err", err)
+		case probeFailed:
+			if s.health.Err() == nil {
+				s.cfg.Logger.ErrorContext(ctx, "the store cannot write", "err", err)
+			}
+			s.health.Failed(err)
+		case probeOK:
+			if s.health.Err() != nil {
+				s.cfg.Logger.InfoContext(ctx, "the store can write again")
+			}
+			s.health.Succeeded()
 		}
-		s.health.Succeeded()
 	}
 	probe()
 	t := time.NewTicker(s.cfg.Limits.StoreProbeInterval)
@@ -555,4 +561,42 @@ func (s *Server) onStatusChanged(ctx context.Context, ids []string) {
 
 func isPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// probeTimeout bounds one write probe.
+const probeTimeout = 5 * time.Second
+
+// slowProbesToFail is how many write probes in a row may time out before
+// the store counts as unable to write: a store busy with a burst of writes
+// (10,000 agents reporting at once on SQLite's one writer) is slow, not
+// broken, and refusing every change meanwhile was a self-inflicted outage.
+// A definite failure (disk full, database unreachable, any other error)
+// counts at once.
+const slowProbesToFail = 3
+
+type probeVerdict int
+
+const (
+	probeOK probeVerdict = iota
+	probeSlow
+	probeFailed
+)
+
+// probeJudge turns write probe results into the store's health.
+type probeJudge struct{ timeouts int }
+
+func (j *probeJudge) verdict(err error) probeVerdict {
+	switch {
+	case err == nil:
+		j.timeouts = 0
+		return probeOK
+	case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrFull) && !errors.Is(err, store.ErrUnavailable):
+		j.timeouts++
+		if j.timeouts < slowProbesToFail {
+			return probeSlow
+		}
+		return probeFailed
+	default:
+		return probeFailed
+	}
 }
