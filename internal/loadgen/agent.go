@@ -10,8 +10,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"net/http/httptrace"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +39,7 @@ type simAgent struct {
 	// dropped is set by a cut until the next welcome.
 	conns   []net.Conn
 	dropped atomic.Bool
-	access   accessState      // the access feature's last report
+	access  accessState // the access feature's last report
 }
 
 // onboard connects the agent with an onboarding token.

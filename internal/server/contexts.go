@@ -20,8 +20,8 @@ import (
 	"github.com/corralhq/corral/internal/server/protection"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/roles"
-	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/server/sshca"
+	"github.com/corralhq/corral/internal/server/updates"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -43,7 +43,7 @@ type contexts struct {
 	protection *protection.Service
 	// updates is update management (assessments, runs, schedules).
 	updates *updates.Service
-	access     *access.Service
+	access  *access.Service
 	// policy is policy and machine configuration (definitions,
 	// assignments, exemptions, compliance, remediations).
 	policy *policyctx.Service
@@ -61,7 +61,7 @@ type keys struct {
 	extension ed25519.PrivateKey // the first-party extension publisher
 	// signatures signs endpoint protection's signature sets.
 	signatures ed25519.PrivateKey
-	sshCA     *sshca.CA          // signs SSH user certificates
+	sshCA      *sshca.CA // signs SSH user certificates
 }
 
 func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k keys, n push.Notifier) (*contexts, error) {

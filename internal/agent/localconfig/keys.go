@@ -38,9 +38,9 @@ const (
 	// KeyRebootCommand is the command update management runs when a
 	// deployment reboots the machine; only root on the machine sets it.
 	KeyRebootCommand = "update.rebootcommand"
-	KeySSHManage           = "ssh.manage"
-	KeySSHAdminUser        = "ssh.adminuser"
-	KeySSHUser             = "ssh.user"
+	KeySSHManage     = "ssh.manage"
+	KeySSHAdminUser  = "ssh.adminuser"
+	KeySSHUser       = "ssh.user"
 )
 
 // DefaultRebootCommand is update.rebootcommand's default.
