@@ -206,6 +206,16 @@ func TestJITEndToEnd(t *testing.T) {
 	if ae := apiError(t, err); ae.Status != http.StatusForbidden || !strings.Contains(ae.Message, "jitRequests/write") {
 		t.Errorf("a Reader's request: %d %s", ae.Status, ae.Message)
 	}
+	// A request id is not confirmed to callers who may not read at its
+	// machine (404), while a Reader there who may not revoke gets 403.
+	s.MustDo(t, http.StatusCreated, "PUT", "/api/v1/subscriptions/default/resourceGroups/rg2", s.AdminToken(t), wire.ResourceGroupCreate{}, nil)
+	elsewhere := apiClient(t, s.API, s.API.RolePrincipal(t, "JIT Requester", "/subscriptions/default/resourceGroups/rg2"))
+	if _, err := elsewhere.GetJITRequest(ctx, r.ID); apiError(t, err).Status != http.StatusNotFound {
+		t.Errorf("a JIT Requester of another group reads the request: %v", err)
+	}
+	if _, err := reader.JITRequestAction(ctx, r.ID, "revoke"); apiError(t, err).Status != http.StatusForbidden {
+		t.Errorf("a Reader revokes a request: %v", err)
+	}
 
 	// Revoking closes it early.
 	r, err = requester.RequestJIT(ctx, "default", "rg1", "web-01", wire.JITRequestCreate{Port: "22", SourceIP: srcB, Duration: wire.Duration(time.Hour)})

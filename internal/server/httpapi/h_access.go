@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -239,23 +240,11 @@ func (a *API) listJITRequests(w http.ResponseWriter, r *http.Request, c *Caller)
 // (403 before the lookup); one who holds it elsewhere gets 404, so ids of
 // other machines' requests are not confirmed.
 func (a *API) jitRequest(r *http.Request, c *Caller, action string) (wire.JITRequest, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return wire.JITRequest{}, err
-	}
-	g, err := a.Access.Grant(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return g, err
-	}
-	setAuditScope(r, g.Machine)
-	if ok, err := a.allowed(r.Context(), c, action, g.Machine); err != nil {
-		return g, err
-	} else if !ok {
-		if ok, _ := a.allowed(r.Context(), c, authz.ActJITRequestsRead, g.Machine); !ok {
-			return g, errNotFound("there is no JIT request %q", g.ID)
-		}
-		return g, a.authorize(r.Context(), c, action, g.Machine)
-	}
-	return g, nil
+	return lookupAt(a, r, c, action, func(ctx context.Context) (wire.JITRequest, error) { return a.Access.Grant(ctx, r.PathValue("id")) },
+		func(g wire.JITRequest) found {
+			return found{scope: g.Machine, readAction: authz.ActJITRequestsRead,
+				hidden: func() error { return errNotFound("there is no JIT request %q", g.ID) }}
+		})
 }
 
 func (a *API) getJITRequest(w http.ResponseWriter, r *http.Request, c *Caller) error {
@@ -390,23 +379,11 @@ func (a *API) listMachineSSHSessions(w http.ResponseWriter, r *http.Request, _ *
 // sshSession finds a session and checks the caller holds action at its
 // machine (as jitRequest does for requests).
 func (a *API) sshSession(r *http.Request, c *Caller, action string) (wire.SSHSession, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return wire.SSHSession{}, err
-	}
-	x, err := a.Access.Session(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return x, err
-	}
-	setAuditScope(r, x.Machine)
-	if ok, err := a.allowed(r.Context(), c, action, x.Machine); err != nil {
-		return x, err
-	} else if !ok {
-		if ok, _ := a.allowed(r.Context(), c, authz.ActSSHSessionsRead, x.Machine); !ok {
-			return x, errNotFound("there is no SSH session %q", x.ID)
-		}
-		return x, a.authorize(r.Context(), c, action, x.Machine)
-	}
-	return x, nil
+	return lookupAt(a, r, c, action, func(ctx context.Context) (wire.SSHSession, error) { return a.Access.Session(ctx, r.PathValue("id")) },
+		func(x wire.SSHSession) found {
+			return found{scope: x.Machine, readAction: authz.ActSSHSessionsRead,
+				hidden: func() error { return errNotFound("there is no SSH session %q", x.ID) }}
+		})
 }
 
 func (a *API) getSSHSession(w http.ResponseWriter, r *http.Request, c *Caller) error {

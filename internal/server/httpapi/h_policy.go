@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -238,15 +239,9 @@ func (a *API) putPolicyAssignment(w http.ResponseWriter, r *http.Request, c *Cal
 // assignmentScopeFor authorizes action at the named assignment's scope; a
 // caller without the action anywhere learns nothing of what exists.
 func (a *API) assignmentScopeFor(r *http.Request, c *Caller, action string) (string, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return "", err
-	}
-	scope, err := a.Policy.AssignmentScope(r.Context(), r.PathValue("name"))
-	if err != nil {
-		return "", err
-	}
-	setAuditScope(r, policyctx.AssignmentID(scope, r.PathValue("name")))
-	return scope, a.authorize(r.Context(), c, action, scope)
+	name := r.PathValue("name")
+	return lookupAt(a, r, c, action, func(ctx context.Context) (string, error) { return a.Policy.AssignmentScope(ctx, name) },
+		func(scope string) found { return found{scope: scope, auditScope: policyctx.AssignmentID(scope, name)} })
 }
 
 func (a *API) getPolicyAssignment(w http.ResponseWriter, r *http.Request, c *Caller) error {
@@ -313,15 +308,9 @@ func (a *API) putPolicyExemption(w http.ResponseWriter, r *http.Request, c *Call
 }
 
 func (a *API) exemptionFor(r *http.Request, c *Caller, action string) (wire.PolicyExemption, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return wire.PolicyExemption{}, err
-	}
-	e, err := a.Policy.GetExemption(r.Context(), r.PathValue("name"))
-	if err != nil {
-		return e, err
-	}
-	setAuditScope(r, e.ID)
-	return e, a.authorize(r.Context(), c, action, e.Scope)
+	return lookupAt(a, r, c, action, func(ctx context.Context) (wire.PolicyExemption, error) {
+		return a.Policy.GetExemption(ctx, r.PathValue("name"))
+	}, func(e wire.PolicyExemption) found { return found{scope: e.Scope, auditScope: e.ID} })
 }
 
 func (a *API) getPolicyExemption(w http.ResponseWriter, r *http.Request, c *Caller) error {
@@ -436,15 +425,9 @@ func (a *API) listPolicyRemediations(w http.ResponseWriter, r *http.Request, _ *
 }
 
 func (a *API) remediationFor(r *http.Request, c *Caller, action string) (wire.PolicyRemediation, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return wire.PolicyRemediation{}, err
-	}
-	rem, err := a.Policy.GetRemediation(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return rem, err
-	}
-	setAuditScope(r, rem.Machine)
-	return rem, a.authorize(r.Context(), c, action, rem.Machine)
+	return lookupAt(a, r, c, action, func(ctx context.Context) (wire.PolicyRemediation, error) {
+		return a.Policy.GetRemediation(ctx, r.PathValue("id"))
+	}, func(rem wire.PolicyRemediation) found { return found{scope: rem.Machine} })
 }
 
 func (a *API) getPolicyRemediation(w http.ResponseWriter, r *http.Request, c *Caller) error {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -296,15 +297,8 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request, _ *Caller) erro
 // caller without the action anywhere is refused before the alert is looked
 // up, so ids are not probed.
 func (a *API) alertFor(r *http.Request, c *Caller, action string) (wire.Alert, error) {
-	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
-		return wire.Alert{}, err
-	}
-	al, err := a.Protection.GetAlert(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return al, err
-	}
-	setAuditScope(r, al.MachineID)
-	return al, a.authorize(r.Context(), c, action, al.MachineID)
+	return lookupAt(a, r, c, action, func(ctx context.Context) (wire.Alert, error) { return a.Protection.GetAlert(ctx, r.PathValue("id")) },
+		func(al wire.Alert) found { return found{scope: al.MachineID} })
 }
 
 func (a *API) getAlert(w http.ResponseWriter, r *http.Request, c *Caller) error {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -479,4 +480,41 @@ func pageFromQuery(r *http.Request) (store.Page, error) {
 		p.Limit = 100
 	}
 	return p, nil
+}
+
+// found is a resource a handler looked up by the id in its path, with the
+// scope its authorization is checked at and the scope its activity entry
+// names (the resource's own id when it has one).
+type found struct {
+	scope, auditScope string
+	// hidden, when set, is the 404 answered to a caller who may not even
+	// read at scope, so ids elsewhere are not confirmed to exist; without
+	// it such a caller gets 403.
+	hidden     func() error
+	readAction string // the read action hidden is decided by
+}
+
+// lookupAt authorizes action for what get finds: a caller who holds action
+// nowhere is refused before the lookup (ids cannot be probed), then action
+// is checked at the scope where the resource lives.
+func lookupAt[T any](a *API, r *http.Request, c *Caller, action string, get func(context.Context) (T, error), where func(T) found) (T, error) {
+	var zero T
+	if err := a.authorizeAnywhere(r.Context(), c, action); err != nil {
+		return zero, err
+	}
+	v, err := get(r.Context())
+	if err != nil {
+		return v, err
+	}
+	f := where(v)
+	setAuditScope(r, cmp.Or(f.auditScope, f.scope))
+	if f.hidden != nil {
+		if ok, err := a.allowed(r.Context(), c, action, f.scope); err != nil || ok {
+			return v, err
+		}
+		if ok, _ := a.allowed(r.Context(), c, f.readAction, f.scope); !ok {
+			return v, f.hidden()
+		}
+	}
+	return v, a.authorize(r.Context(), c, action, f.scope)
 }
