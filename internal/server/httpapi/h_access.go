@@ -196,11 +196,7 @@ func (a *API) listMachineJITRequests(w http.ResponseWriter, r *http.Request, _ *
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.JITRequest]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
@@ -368,11 +364,7 @@ func (a *API) listMachineSSHSessions(w http.ResponseWriter, r *http.Request, _ *
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.SSHSession]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 

@@ -125,11 +125,7 @@ func (a *API) listPolicyDefinitions(w http.ResponseWriter, r *http.Request, _ *C
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.PolicyDefinition]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
@@ -346,11 +342,7 @@ func (a *API) listPolicyStates(w http.ResponseWriter, r *http.Request, _ *Caller
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.PolicyState]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
@@ -416,11 +408,7 @@ func (a *API) listPolicyRemediations(w http.ResponseWriter, r *http.Request, _ *
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.PolicyRemediation]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 

@@ -217,11 +217,7 @@ func (a *API) listScans(w http.ResponseWriter, r *http.Request, _ *Caller) error
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.Scan]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
@@ -285,11 +281,7 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request, _ *Caller) erro
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.Alert]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
@@ -420,11 +412,7 @@ func (a *API) listSignatureSets(w http.ResponseWriter, r *http.Request, _ *Calle
 	if err != nil {
 		return err
 	}
-	out := wire.List[wire.SignatureSet]{Value: page.Items}
-	if page.After != "" {
-		out.NextLink = nextLink(r, page.After)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, r, page)
 	return nil
 }
 
