@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,9 +86,11 @@ func TestGrantExpiresAfterAgentIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	r := bufio.NewReader(stdout)
+	line, err := r.ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "granted" {
-		t.Fatalf("helper said %q, %v", line, err)
+		rest, _ := io.ReadAll(r) // the helper's reasons follow its FAIL line
+		t.Fatalf("helper said %q%s, %v", line, rest, err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -120,6 +123,11 @@ func TestHelperGrantingAgent(t *testing.T) {
 	}
 	fmt.Println("granted")
 	time.Sleep(time.Hour)
+	// Without this the collector may close f while the Manager still names
+	// its descriptor; the number is then reused by the netlink library's own
+	// "current namespace" descriptor and the next request goes to the host's
+	// namespace (seen as "table inet corral is missing" under load).
+	runtime.KeepAlive(f)
 }
 
 func TestEstablishedConnectionOutlivesGrant(t *testing.T) {

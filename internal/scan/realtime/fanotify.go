@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -130,14 +131,12 @@ func (fw *fanWatcher) dispatch(buf []byte) {
 		ev := &fanEvent{fd: int(md.Fd), pid: int(md.Pid), mask: md.Mask}
 		if ev.perm() {
 			if ev.pid == w.self || fw.fastAllow(ev) {
-				fw.respond(ev, unix.FAN_ALLOW)
+				fw.respond(ev, unix.FAN_ALLOW, nil)
 				unix.Close(ev.fd)
 				continue
 			}
 			ev.timer = time.AfterFunc(w.cfg.DecisionTimeout, func() {
-				if fw.respond(ev, unix.FAN_ALLOW) {
-					w.timeouts.Add(1)
-				}
+				fw.respond(ev, unix.FAN_ALLOW, &w.timeouts)
 			})
 		}
 		select {
@@ -145,9 +144,7 @@ func (fw *fanWatcher) dispatch(buf []byte) {
 		default: // overloaded: never keep anyone waiting
 			if ev.perm() {
 				ev.timer.Stop()
-				if fw.respond(ev, unix.FAN_ALLOW) {
-					w.timeouts.Add(1)
-				}
+				fw.respond(ev, unix.FAN_ALLOW, &w.timeouts)
 			} else if p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(ev.fd)); err == nil && w.watched(p) {
 				fw.push(p)
 			}
@@ -233,11 +230,15 @@ func (ev *fanEvent) name() string {
 }
 
 // respond answers a permission event once; it reports whether this call
-// was the answer.
-func (fw *fanWatcher) respond(ev *fanEvent, verdict uint32) bool {
+// was the answer. count, when set, is bumped before the answer is written,
+// so Stats already tells it when the opener learns the verdict.
+func (fw *fanWatcher) respond(ev *fanEvent, verdict uint32, count *atomic.Uint64) bool {
 	done := false
 	ev.once.Do(func() {
 		done = true
+		if count != nil {
+			count.Add(1)
+		}
 		r := unix.FanotifyResponse{Fd: int32(ev.fd), Response: verdict}
 		if _, err := fw.f.Write(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))); err != nil && !errors.Is(err, os.ErrClosed) {
 			fw.w.errs.Add(1)
@@ -255,7 +256,7 @@ func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
 	}
 	allow := func() {
 		if ev.perm() {
-			fw.respond(ev, unix.FAN_ALLOW)
+			fw.respond(ev, unix.FAN_ALLOW, nil)
 		}
 	}
 	path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(ev.fd))
@@ -279,8 +280,7 @@ func (fw *fanWatcher) handle(ctx context.Context, ev *fanEvent) {
 	}
 	denied := false
 	if ev.perm() && r.Findings[0].Kind == "signature" {
-		if fw.respond(ev, unix.FAN_DENY) {
-			w.denied.Add(1)
+		if fw.respond(ev, unix.FAN_DENY, &w.denied) {
 			denied = true
 		}
 	} else {
