@@ -89,7 +89,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.BoolVar(&o.ExtensionBulk, "bulk", false, "do the extension fan-out through one bulk request over the whole resource group (every onboarded machine) instead of one PUT per machine")
 	f.IntVar(&o.JITGrants, "jit-grants", 1000, "set a JIT policy on the resource group, then request a grant on this many machines at once and time each until Applied (0 = skip)")
 	f.StringVar(&o.ResourceGroup, "resource-group", "loadgen", "resource group for the simulated machines")
-	f.StringVar(&o.Transport, "transport", "http2", "push channel of the simulated agents: http2 (one connection per agent, as corral-agent) or websocket")
+	f.StringVar(&o.Transport, "transport", "agentmux", "how the simulated agents talk to the server: agentmux (requests and push channel on one connection in the agent's own protocol, as corral-agent), http2 (the same over HTTP/2, corral-agent's fallback) or websocket (the HTTP/1.1 fallback's channel)")
 	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")
 	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
 	f.BoolVar(&o.Updates, "updates", false, "assess every machine's pending updates, then deploy Security updates to all, each timed until every result is on the server")

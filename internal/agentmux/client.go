@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -90,6 +91,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: cc.tc, Reused: attempt > 0 || cc.used.Swap(true)})
 		}
 		resp, err := cc.roundTrip(req)
 		var retry retryable
@@ -227,8 +231,9 @@ type clientConn struct {
 	t    *Transport
 	addr string
 
-	openMu   sync.Mutex // orders opening streams
-	nextID   uint32     // under mu
+	openMu   sync.Mutex  // orders opening streams
+	nextID   uint32      // under mu
+	used     atomic.Bool // a request went on it
 	lastRead atomic.Int64
 	pinged   atomic.Int64 // when the unanswered PING was sent (0: none)
 	idle     *time.Timer  // under mu

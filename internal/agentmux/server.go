@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -18,9 +19,10 @@ import (
 
 // ServerOptions configure Serve.
 type ServerOptions struct {
-	// BaseContext is the parent of every request's context. When it ends the
-	// server sends GOAWAY and closes the connection once its streams are
-	// done, or DrainTimeout later.
+	// BaseContext is the parent of every request's context (by default the
+	// one net/http gives the connection, with http.ServerContextKey). When
+	// it ends the server sends GOAWAY and closes the connection once its
+	// streams are done, or DrainTimeout later.
 	BaseContext context.Context
 	// IdleTimeout closes a connection the client sent nothing on for this
 	// long (its agent pings after 30 s of silence, and heartbeats).
@@ -55,21 +57,29 @@ func (o *ServerOptions) defaults() {
 // It is meant for http.Server.TLSNextProto[ALPN], and runs in the goroutine
 // that called it: that goroutine is the connection's reader.
 func Serve(tc *tls.Conn, h http.Handler, o ServerOptions) {
+	if bc, ok := h.(interface{ BaseContext() context.Context }); ok && o.BaseContext == nil {
+		o.BaseContext = bc.BaseContext()
+	}
+	serve(tc, tc.ConnectionState, h, o)
+}
+
+// serve is Serve over any connection (tests and fuzzing use a pipe).
+func serve(nc net.Conn, state func() tls.ConnectionState, h http.Handler, o ServerOptions) {
 	o.defaults()
-	sc := &serverConn{conn: conn{nc: tc, writeTimeout: o.WriteTimeout, streams: map[uint32]*stream{}}, tc: tc, h: h, o: o}
+	sc := &serverConn{conn: conn{nc: nc, writeTimeout: o.WriteTimeout, streams: map[uint32]*stream{}}, state: state, h: h, o: o}
 	stop := context.AfterFunc(o.BaseContext, sc.drain)
 	defer stop()
 	err := sc.readLoop()
 	sc.close(err)
 	var pe protocolError
 	if errors.As(err, &pe) {
-		o.Logger.Debug("agent connection closed", "remote", tc.RemoteAddr().String(), "err", err)
+		o.Logger.Debug("agent connection closed", "remote", nc.RemoteAddr().String(), "err", err)
 	}
 }
 
 type serverConn struct {
 	conn
-	tc     *tls.Conn
+	state  func() tls.ConnectionState
 	h      http.Handler
 	o      ServerOptions
 	lastID uint32
@@ -77,12 +87,12 @@ type serverConn struct {
 
 func (sc *serverConn) readLoop() error {
 	for {
-		_ = sc.tc.SetReadDeadline(time.Now().Add(sc.o.IdleTimeout))
-		h, err := readHeader(sc.tc)
+		_ = sc.nc.SetReadDeadline(time.Now().Add(sc.o.IdleTimeout))
+		h, err := readHeader(sc.nc)
 		if err != nil {
 			return err
 		}
-		payload, err := readPayload(sc.tc, h.length)
+		payload, err := readPayload(sc.nc, h.length)
 		if err != nil {
 			return err
 		}
@@ -185,8 +195,8 @@ func (sc *serverConn) parseRequest(s *stream, head []byte) (*http.Request, error
 	}
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	req.Close = false
-	req.RemoteAddr = sc.tc.RemoteAddr().String()
-	st := sc.tc.ConnectionState()
+	req.RemoteAddr = sc.nc.RemoteAddr().String()
+	st := sc.state()
 	req.TLS = &st
 	req.RequestURI = req.URL.RequestURI()
 	if s.inEnd {
@@ -203,7 +213,7 @@ func (sc *serverConn) parseRequest(s *stream, head []byte) (*http.Request, error
 }
 
 func (sc *serverConn) serveStream(s *stream, req *http.Request) {
-	rw := &responseWriter{s: s, header: http.Header{}, req: req}
+	rw := &responseWriter{s: s, header: http.Header{}}
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
@@ -244,10 +254,24 @@ type Detacher interface {
 	CloseStream()
 }
 
+// DetacherOf finds the Detacher under w and the middleware wrapping it
+// (each of which offers Unwrap, as for http.ResponseController).
+func DetacherOf(w http.ResponseWriter) (Detacher, bool) {
+	for {
+		if d, ok := w.(Detacher); ok {
+			return d, true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil, false
+		}
+		w = u.Unwrap()
+	}
+}
+
 // responseWriter is a handler's http.ResponseWriter.
 type responseWriter struct {
 	s      *stream
-	req    *http.Request
 	header http.Header
 
 	mu        sync.Mutex // writes after Detach may come from another goroutine than the handler's

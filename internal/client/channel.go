@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/agentmux"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -33,7 +34,7 @@ type Channel interface {
 	End(reason string)
 	// Close releases the channel.
 	Close()
-	// Transport names what carries it: "http2" or "websocket".
+	// Transport names what carries it: "agentmux", "http2" or "websocket".
 	Transport() string
 }
 
@@ -67,7 +68,7 @@ func (c *Client) DialChannel(ctx context.Context) (Channel, error) {
 	// TLS handshake (ALPN) before the request is written, and fall back.
 	var http1 atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(chCtx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		if tc, ok := info.Conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "h2" {
+		if tc, ok := info.Conn.(*tls.Conn); ok && !fullDuplex(tc.ConnectionState().NegotiatedProtocol) {
 			http1.Store(true)
 			cancel()
 		}
@@ -105,21 +106,31 @@ func (c *Client) DialChannel(ctx context.Context) (Channel, error) {
 		pw.Close()
 		return nil, err
 	}
-	return &h2Channel{pw: pw, body: resp.Body, r: bufio.NewReaderSize(resp.Body, 4096), cancel: cancel}, nil
+	transport := "http2"
+	if resp.TLS != nil && resp.TLS.NegotiatedProtocol == agentmux.ALPN {
+		transport = "agentmux"
+	}
+	return &h2Channel{pw: pw, body: resp.Body, r: bufio.NewReaderSize(resp.Body, 4096), cancel: cancel, transport: transport}, nil
 }
 
-// h2Channel is the channel over one HTTP/2 stream: JSON lines both ways.
+// fullDuplex reports whether a connection negotiated with this ALPN
+// protocol carries full-duplex requests: HTTP/2 and the agent's own.
+func fullDuplex(proto string) bool { return proto == "h2" || proto == agentmux.ALPN }
+
+// h2Channel is the channel over one full-duplex stream (agentmux or
+// HTTP/2): JSON lines both ways.
 type h2Channel struct {
 	pw     *io.PipeWriter
 	body   io.ReadCloser
 	r      *bufio.Reader
-	cancel context.CancelFunc
+	cancel    context.CancelFunc
+	transport string // "agentmux" or "http2"
 
 	wmu sync.Mutex
 	rmu sync.Mutex
 }
 
-func (c *h2Channel) Transport() string { return "http2" }
+func (c *h2Channel) Transport() string { return c.transport }
 
 func (c *h2Channel) Read(ctx context.Context) (wire.StreamMessage, error) {
 	c.rmu.Lock()

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/corralhq/corral/internal/agentmux"
 	"github.com/corralhq/corral/internal/client"
 	"github.com/corralhq/corral/internal/machinekey"
 	"github.com/corralhq/corral/internal/wire"
@@ -84,20 +85,27 @@ func (g *run) onboard(ctx context.Context, name string) (*simAgent, error) {
 	// and every request share it.
 	a := &simAgent{name: name, machineID: resp.MachineID, answered: map[string]int64{}}
 	dialer := &net.Dialer{Timeout: 30 * time.Second}
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true,
+	// Connections are kept so the storm phase can cut them.
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			a.mu.Lock()
+			a.conns = append(slices.DeleteFunc(a.conns, func(c net.Conn) bool { return c == nil }), c)
+			a.mu.Unlock()
+		}
+		return c, err
+	}
+	h2 := &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: true,
 		// corral-agent's liveness PINGs (localconfig.PingAfterSilence,
 		// PingTimeout), which the server answers for every idle agent.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
-		// Connections are kept so the storm phase can cut them.
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err == nil {
-				a.mu.Lock()
-				a.conns = append(slices.DeleteFunc(a.conns, func(c net.Conn) bool { return c == nil }), c)
-				a.mu.Unlock()
-			}
-			return c, err
-		}}}
+		HTTP2:       &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+		DialContext: dial}
+	var tr http.RoundTripper = h2
+	if g.opts.Transport == "agentmux" {
+		tr = &agentmux.Transport{TLSClientConfig: tc, DialContext: dial, Fallback: h2,
+			PingAfterSilence: 30 * time.Second, PingTimeout: 15 * time.Second}
+	}
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: tr}
 	api, err := g.apiClient(hc, "")
 	if err != nil {
 		return nil, err

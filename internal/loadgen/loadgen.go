@@ -67,9 +67,11 @@ type Options struct {
 	// phase, after a policy is set on the resource group (0 = skip it).
 	JITGrants int
 
-	// Transport carries the simulated agents' push channels: "http2" (the
-	// channel on each agent's one connection, as corral-agent does) or
-	// "websocket" (the HTTP/1.1 fallback, a second connection per agent).
+	// Transport carries the simulated agents' requests and push channels:
+	// "agentmux" (everything on each agent's one connection in the agent's
+	// own protocol, as corral-agent does), "http2" (the same over HTTP/2,
+	// corral-agent's fallback) or "websocket" (the channel over the
+	// HTTP/1.1 fallback, a second connection per agent).
 	Transport string
 
 	// ServerPID, when set, is read from /proc for RSS figures.
@@ -304,10 +306,10 @@ func newRun(ctx context.Context, o Options) (*run, error) {
 	}
 	switch o.Transport {
 	case "":
-		o.Transport = "http2"
-	case "http2", "websocket":
+		o.Transport = "agentmux"
+	case "agentmux", "http2", "websocket":
 	default:
-		return nil, fmt.Errorf("--transport must be http2 or websocket, not %q", o.Transport)
+		return nil, fmt.Errorf("--transport must be agentmux, http2 or websocket, not %q", o.Transport)
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

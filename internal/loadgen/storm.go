@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -91,7 +90,7 @@ func (a *simAgent) drop() {
 	for _, c := range conns {
 		c.Close()
 	}
-	if tr, ok := a.hc.Transport.(*http.Transport); ok {
+	if tr, ok := a.hc.Transport.(interface{ CloseIdleConnections() }); ok {
 		tr.CloseIdleConnections()
 	}
 }

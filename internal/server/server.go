@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/corralhq/corral/internal/agentmux"
 	"github.com/corralhq/corral/internal/server/admission"
 	"github.com/corralhq/corral/internal/server/authn"
 	"github.com/corralhq/corral/internal/server/heartbeat"
@@ -285,6 +286,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			// verified per route, so a bad certificate gets a clear JSON
 			// error and an activity entry instead of a handshake failure.
 			ClientAuth: tls.RequestClientCert,
+		},
+	}
+	// Agents speak agentmux (negotiated by ALPN, first choice): their
+	// requests and push channel over one connection that costs one
+	// goroutine while idle. Everyone else, and agents whose way to the
+	// server does not pass the protocol through, get HTTP/2 or HTTP/1.1.
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	s.http.Protocols = &protos
+	s.http.TLSConfig.NextProtos = []string{agentmux.ALPN, "h2", "http/1.1"}
+	muxLog := cfg.Logger.With("component", "agentmux")
+	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+		agentmux.ALPN: func(_ *http.Server, tc *tls.Conn, h http.Handler) {
+			// Silent for --disconnect-after plus the agent's ping timeout:
+			// the agent is gone.
+			agentmux.Serve(tc, h, agentmux.ServerOptions{IdleTimeout: cfg.DisconnectAfter + 15*time.Second, Logger: muxLog})
 		},
 	}
 	ok = true

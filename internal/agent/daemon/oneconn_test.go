@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +43,28 @@ func TestAStartingAgentOpensOneConnection(t *testing.T) {
 	})
 	if n := conns.Load(); n != 1 {
 		t.Errorf("the agent opened %d connections at start, want 1", n)
+	}
+}
+
+// Straight to the server (no proxy), the agent speaks agentmux: its push
+// channel and its requests on the one connection the server holds with one
+// goroutine while the agent is idle.
+func TestAgentSpeaksAgentmuxToTheServer(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t, testutil.FastLifecycle())
+	state := agenttest.ConnectAgent(t, s.API, "rg1", "m1", "")
+	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	testutil.Eventually(t, 10*time.Second, func() string {
+		st, _ := daemon.ReadStatus(state)
+		if !st.Connected || st.PendingReports != 0 {
+			return "not connected, or the reports made at start are not delivered"
+		}
+		if m := getMachine(t, s, "rg1", "m1"); m.AgentConfig == nil {
+			return "the start's configuration report has not arrived"
+		}
+		return ""
+	})
+	if !strings.Contains(a.Logs.String(), `"transport":"agentmux"`) {
+		t.Fatalf("the channel did not run over agentmux:\n%s", a.Logs.String())
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/corralhq/corral/internal/agentmux"
 )
 
 // Proxy is the proxy for r under the local configuration, for
@@ -48,11 +50,22 @@ func (cfg *Effective) Proxy(r *http.Request) (*url.URL, error) {
 // load balancer that forgot it) is then given up within a minute, and the
 // push channel reconnects, instead of waiting out TCP's retransmissions
 // (about 15 minutes) while pushes go nowhere.
+//
+// The connection speaks agentmux (the agent's own protocol, negotiated in
+// the TLS handshake) when it goes straight to a server that offers it, and
+// HTTP/2 otherwise: through a proxy, or to a server (or a TLS-terminating
+// load balancer) that does not offer it. Both hold everything on one
+// connection; agentmux costs the server less memory per idle agent.
 func NewHTTPClient(tlsCfg *tls.Config, proxy func(*http.Request) (*url.URL, error)) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: RefuseRedirect, Transport: &http.Transport{
+	h2 := &http.Transport{
 		TLSClientConfig: tlsCfg, Proxy: proxy, ForceAttemptHTTP2: true,
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 15 * time.Second,
 		HTTP2: &http.HTTP2Config{SendPingTimeout: PingAfterSilence, PingTimeout: PingTimeout},
+	}
+	return &http.Client{Timeout: 60 * time.Second, CheckRedirect: RefuseRedirect, Transport: &agentmux.Transport{
+		TLSClientConfig: tlsCfg, Proxy: proxy, Fallback: h2,
+		HandshakeTimeout: 15 * time.Second, IdleTimeout: 90 * time.Second,
+		PingAfterSilence: PingAfterSilence, PingTimeout: PingTimeout,
 	}}
 }
 

@@ -136,3 +136,57 @@ func decodeBody(body []byte, v any) error {
 	r.Header.Set("Content-Type", "application/json")
 	return decodeJSON(httptest.NewRecorder(), r, 64<<10, v)
 }
+
+// FuzzLineSplitter: however the agent's bytes are cut into chunks, the
+// detached channel sees the same lines as a whole read would give, and a
+// line over the bound is refused.
+func FuzzLineSplitter(f *testing.F) {
+	f.Add([]byte("{\"type\":\"heartbeat\"}\n{\"type\":\"pong\"}\n"), []byte{3, 7, 1})
+	f.Add([]byte("a\n\nbb\nccc"), []byte{1})
+	f.Add(bytes.Repeat([]byte("x"), 70), []byte{10, 60})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const max = 64
+		l := lineSplitter{max: max}
+		var got [][]byte
+		var err error
+		rest := data
+		for i := 0; len(rest) > 0 && err == nil; i++ {
+			n := len(rest)
+			if i < len(cuts) {
+				n = min(int(cuts[i])+1, len(rest))
+			}
+			err = l.feed(rest[:n], func(line []byte) bool { got = append(got, bytes.Clone(line)); return true })
+			rest = rest[n:]
+		}
+		want := bytes.Split(data, []byte("\n"))
+		want = want[:len(want)-1] // the unfinished last line is not emitted
+		tooLong := -1
+		for i, w := range want {
+			if len(w) > max {
+				tooLong = i
+				break
+			}
+		}
+		if tooLong < 0 {
+			if last := data[bytes.LastIndexByte(data, '\n')+1:]; len(last) > max {
+				tooLong = len(want)
+			}
+		}
+		if tooLong >= 0 {
+			if err == nil {
+				t.Fatalf("a line over %d bytes was taken: %q", max, got)
+			}
+			want = want[:tooLong]
+		} else if err != nil {
+			t.Fatalf("refused %q: %v", data, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("got %d lines %q, want %d %q", len(got), got, len(want), want)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/corralhq/corral/internal/agentmux"
 	"github.com/corralhq/corral/internal/server/admission"
+	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -48,33 +51,50 @@ const maxStreamMessage = 64 << 10
 // writes what is pushed while this goroutine — the only one the channel
 // keeps — reads heartbeats, until either side ends it.
 func (a *API) serveStream(ctx context.Context, m *store.Machine, conn streamConn) {
+	stream, agentVersion, ok := a.openStream(ctx, m, conn)
+	if !ok {
+		return
+	}
+	defer a.Hub.Unregister(stream)
+	stop := context.AfterFunc(ctx, func() { conn.End("server shutting down", endGoingAway) })
+	defer stop()
+	for {
+		msg, err := conn.Read()
+		if err != nil {
+			return
+		}
+		a.onStreamMessage(m.ID, agentVersion, msg)
+	}
+}
+
+// openStream takes the agent's hello, registers the stream with the hub and
+// sends the welcome; after it the hub may write.
+func (a *API) openStream(ctx context.Context, m *store.Machine, conn streamConn) (*push.Stream, string, bool) {
 	noHello := time.AfterFunc(10*time.Second, func() { conn.End("no hello within 10s", endRefused) })
 	hello, err := conn.Read()
 	if !noHello.Stop() {
-		return
+		return nil, "", false
 	}
 	if err != nil || hello.Type != wire.MsgHello {
 		conn.End("first message must be hello", endRefused)
-		return
+		return nil, "", false
 	}
 	if hello.ProtocolVersion < 1 || hello.ProtocolVersion > wire.ProtocolVersion {
 		conn.End("unsupported protocol version", endRefused)
-		return
+		return nil, "", false
 	}
 	a.Heartbeats.Add(store.Heartbeat{MachineID: m.ID, At: a.now(), AgentVersion: wire.CleanReported(hello.AgentVersion, 64)})
 	stream := a.Hub.Attach(m.ID, hubWriter{a, conn})
-	defer a.Hub.Unregister(stream)
 	// Registered first, so nothing pushed after the machine was read is
 	// lost; the hub writes it after the welcome (Start).
 	welcome := wire.StreamMessage{Type: wire.MsgWelcome, ProtocolVersion: wire.ProtocolVersion, Generation: m.Generation,
 		HeartbeatInterval: wire.Duration(a.Settings.HeartbeatInterval), SentAt: a.now()}
 	if err := conn.Write(ctx, welcome); err != nil {
-		return
+		a.Hub.Unregister(stream)
+		return nil, "", false
 	}
 	stream.Start()
-	stop := context.AfterFunc(ctx, func() { conn.End("server shutting down", endGoingAway) })
-	defer stop()
-	_ = a.readHeartbeats(conn, m.ID, hello.AgentVersion)
+	return stream, hello.AgentVersion, true
 }
 
 // hubWriter lets the hub write to a channel.
@@ -96,23 +116,18 @@ func (w hubWriter) End(reason string, goingAway bool) {
 	w.conn.End(reason, how)
 }
 
-func (a *API) readHeartbeats(conn streamConn, machineID, agentVersion string) error {
-	for {
-		msg, err := conn.Read()
-		if err != nil {
-			return err
+// onStreamMessage handles one message of an open channel from the agent.
+func (a *API) onStreamMessage(machineID, agentVersion string, msg wire.StreamMessage) {
+	switch msg.Type {
+	case wire.MsgHeartbeat:
+		v := agentVersion
+		if msg.AgentVersion != "" {
+			v = msg.AgentVersion
 		}
-		switch msg.Type {
-		case wire.MsgHeartbeat:
-			v := agentVersion
-			if msg.AgentVersion != "" {
-				v = msg.AgentVersion
-			}
-			a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: wire.CleanReported(v, 64)})
-			a.Metrics.heartbeats.Inc()
-		case wire.MsgPong:
-			// Latency probes are measured by the sender of the ping.
-		}
+		a.Heartbeats.Add(store.Heartbeat{MachineID: machineID, At: a.now(), AgentVersion: wire.CleanReported(v, 64)})
+		a.Metrics.heartbeats.Inc()
+	case wire.MsgPong:
+		// Latency probes are measured by the sender of the ping.
 	}
 }
 
@@ -149,9 +164,68 @@ func (a *API) postChannel(w http.ResponseWriter, r *http.Request, c *Caller) err
 		return nil
 	}
 	conn := &h2Conn{rc: rc, w: w, body: r.Body, r: bufio.NewReaderSize(r.Body, 512)}
+	if d, ok := agentmux.DetacherOf(w); ok {
+		a.serveDetached(r.Context(), c.Machine, conn, d)
+		return nil
+	}
 	defer conn.finish()
 	a.serveStream(r.Context(), c.Machine, conn)
 	return nil
+}
+
+// serveDetached runs the channel over the agent's own protocol
+// (agentmux): hello and welcome in this handler, then the stream is
+// detached and the handler returns. The agent's lines are handled in its
+// connection's reader goroutine and the hub writes pushes, so an idle
+// agent's channel holds no goroutine. The channel ends when the server
+// shuts down (the connection's base context: GOAWAY), the hub ends it, or
+// the agent leaves or breaks the protocol.
+func (a *API) serveDetached(ctx context.Context, m *store.Machine, conn *h2Conn, d agentmux.Detacher) {
+	conn.detacher = d
+	stream, agentVersion, ok := a.openStream(ctx, m, conn)
+	if !ok {
+		conn.finish()
+		return
+	}
+	machineID := m.ID
+	lines := lineSplitter{max: maxStreamMessage}
+	recv := func(p []byte, end bool) {
+		err := lines.feed(p, func(line []byte) bool {
+			var msg wire.StreamMessage
+			if err := json.Unmarshal(line, &msg); err != nil {
+				conn.End("malformed message", endRefused)
+				return false
+			}
+			a.onStreamMessage(machineID, agentVersion, msg)
+			return true
+		})
+		switch {
+		case err != nil:
+			conn.End(err.Error(), endRefused)
+		case end:
+			conn.End("", endNormal) // the agent left
+		}
+	}
+	// What the hello's reader took beyond the hello goes first.
+	if n := conn.r.Buffered(); n > 0 {
+		rest, _ := conn.r.Peek(n)
+		recv(bytes.Clone(rest), false)
+	}
+	conn.r = nil
+	// The request's context lives as long as the detached stream and ends
+	// with the server's connections (shutdown): the agent is told to go
+	// elsewhere.
+	stop := context.AfterFunc(ctx, func() { conn.End("server shutting down", endGoingAway) })
+	err := d.Detach(recv, func(error) {
+		stop()
+		a.Hub.Unregister(stream)
+		conn.finish()
+	})
+	if err != nil {
+		stop()
+		a.Hub.Unregister(stream)
+		conn.finish()
+	}
 }
 
 // h2Conn carries the channel over an HTTP/2 stream.
@@ -164,6 +238,9 @@ type h2Conn struct {
 	mu       sync.Mutex // serializes writes
 	finished bool       // the handler returned: w must not be touched (under mu)
 	ended    atomic.Bool
+	// detacher is set when the channel runs detached over agentmux: the
+	// stream outlives the handler and End closes it.
+	detacher agentmux.Detacher
 }
 
 // finish marks the handler returned. The hub may still be delivering a
@@ -185,6 +262,48 @@ func (c *h2Conn) Read() (wire.StreamMessage, error) {
 		return msg, fmt.Errorf("malformed message: %w", err)
 	}
 	return msg, nil
+}
+
+// lineSplitter cuts a stream of chunks into lines (without their '\n') of
+// at most max bytes, keeping only the unfinished line between chunks.
+type lineSplitter struct {
+	max     int
+	line    []byte
+	refused bool
+}
+
+// feed calls emit for each line p completes, until emit returns false; a
+// line over max is an error, and nothing is taken after either.
+func (l *lineSplitter) feed(p []byte, emit func([]byte) bool) error {
+	for len(p) > 0 && !l.refused {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(l.line)+len(p) > l.max {
+				l.refused = true
+				return errors.New("message too large")
+			}
+			l.line = append(l.line, p...)
+			return nil
+		}
+		if len(l.line)+i > l.max {
+			l.refused = true
+			return errors.New("message too large")
+		}
+		line := p[:i]
+		if len(l.line) > 0 {
+			line = append(l.line, line...)
+		}
+		if !emit(line) {
+			l.refused = true
+			return nil
+		}
+		l.line = l.line[:0]
+		if cap(l.line) > 4096 {
+			l.line = nil // a long line's buffer is not kept for an idle channel
+		}
+		p = p[i+1:]
+	}
+	return nil
 }
 
 // readLine reads one line of at most max bytes.
@@ -240,6 +359,10 @@ func (c *h2Conn) End(reason string, _ endKind) {
 	}
 	if reason != "" {
 		_ = c.Write(context.Background(), wire.StreamMessage{Type: wire.MsgClose, Reason: reason})
+	}
+	if c.detacher != nil {
+		c.detacher.CloseStream()
+		return
 	}
 	// Closing the request body ends the handler's read, and the handler's
 	// return ends the stream; the connection and the agent's other
