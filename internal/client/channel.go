@@ -120,9 +120,9 @@ func fullDuplex(proto string) bool { return proto == "h2" || proto == agentmux.A
 // h2Channel is the channel over one full-duplex stream (agentmux or
 // HTTP/2): JSON lines both ways.
 type h2Channel struct {
-	pw     *io.PipeWriter
-	body   io.ReadCloser
-	r      *bufio.Reader
+	pw        *io.PipeWriter
+	body      io.ReadCloser
+	r         *bufio.Reader
 	cancel    context.CancelFunc
 	transport string // "agentmux" or "http2"
 
