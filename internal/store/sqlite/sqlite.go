@@ -83,7 +83,7 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)", busyTimeoutMillis)
 
-	write, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	write, err := sql.Open(driverName, path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
@@ -97,7 +97,7 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	}
 
 	// journal_mode is persistent: the write pool has switched the file to WAL.
-	read, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
+	read, err := sql.Open(driverName, path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = write.Close()
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
