@@ -93,7 +93,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
-			trace.GotConn(httptrace.GotConnInfo{Conn: cc.tc, Reused: attempt > 0 || cc.used.Swap(true)})
+			trace.GotConn(httptrace.GotConnInfo{Conn: cc.nc, Reused: attempt > 0 || cc.used.Swap(true)})
 		}
 		resp, err := cc.roundTrip(req)
 		var retry retryable
@@ -215,21 +215,26 @@ func (t *Transport) dial(addr, serverName string) (*clientConn, error) {
 		tc.Close()
 		return nil, errNotOffered
 	}
-	cc := &clientConn{conn: conn{nc: tc, writeTimeout: 30 * time.Second, streams: map[uint32]*stream{}}, tc: tc, t: t, addr: addr, nextID: 1}
+	return t.newClientConn(tc, tc.ConnectionState, addr), nil
+}
+
+// newClientConn starts the connection's reader and its liveness checks.
+func (t *Transport) newClientConn(nc net.Conn, state func() tls.ConnectionState, addr string) *clientConn {
+	cc := &clientConn{conn: conn{nc: nc, writeTimeout: 30 * time.Second, streams: map[uint32]*stream{}}, state: state, t: t, addr: addr, nextID: 1}
 	cc.onEmpty = cc.armIdle
 	cc.lastRead.Store(time.Now().UnixNano())
 	go cc.readLoop()
 	cc.watch()
 	cc.armIdle()
-	return cc, nil
+	return cc
 }
 
 // clientConn is one connection to the server.
 type clientConn struct {
 	conn
-	tc   *tls.Conn
-	t    *Transport
-	addr string
+	state func() tls.ConnectionState
+	t     *Transport
+	addr  string
 
 	openMu   sync.Mutex  // orders opening streams
 	nextID   uint32      // under mu
@@ -339,11 +344,11 @@ func (cc *clientConn) readLoop() {
 
 func (cc *clientConn) read() error {
 	for {
-		h, err := readHeader(cc.tc)
+		h, err := readHeader(cc.nc)
 		if err != nil {
 			return err
 		}
-		payload, err := readPayload(cc.tc, h.length)
+		payload, err := readPayload(cc.nc, h.length)
 		if err != nil {
 			return err
 		}
@@ -472,10 +477,8 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/2.0", 2, 0
 	resp.Close = false
-	resp.TLS = nil
-	if st := cc.tc.ConnectionState(); true {
-		resp.TLS = &st
-	}
+	st := cc.state()
+	resp.TLS = &st
 	if s.headEnd || req.Method == http.MethodHead {
 		resp.Body = http.NoBody
 		stop()
