@@ -245,9 +245,10 @@ type Detacher interface {
 	// and from then on hands each body chunk the client sends to recv, in
 	// the connection's reader goroutine (recv must not block; end says the
 	// client ended its side). onEnd runs once when the stream ends for any
-	// reason. After Detach the handler returns; the ResponseWriter stays
-	// usable (Write, Flush; writes from one goroutine at a time) and
-	// CloseStream ends the stream.
+	// reason. If Detach returns an error (the stream had already ended),
+	// onEnd never runs; otherwise it runs exactly once. After Detach the
+	// handler returns; the ResponseWriter stays usable (Write, Flush; writes
+	// from one goroutine at a time) and CloseStream ends the stream.
 	Detach(recv func(p []byte, end bool), onEnd func(err error)) error
 	// CloseStream ends a detached stream (what was written is still
 	// delivered first).
@@ -438,40 +439,50 @@ func (w *responseWriter) Detach(recv func(p []byte, end bool), onEnd func(err er
 		w.mu.Unlock()
 		return errors.New("agentmux: Detach before WriteHeader")
 	}
-	if err := w.flushLocked(false); err != nil {
-		w.mu.Unlock()
-		return err
-	}
 	w.detached = true
 	w.mu.Unlock()
 
+	// Hand over what the handler left unread, in order: recv is installed
+	// only once nothing is pending, so the reader's next chunk follows.
 	s := w.s
-	s.mu.Lock()
-	if s.err != nil {
-		err := s.err
-		s.mu.Unlock()
-		return err
-	}
-	pending, end := s.in, s.inEnd
-	s.consumed += s.inLen
-	s.in, s.inLen = nil, 0
-	s.recv = recv
-	prev := s.onFail
-	s.onFail = func(err error) {
-		if prev != nil {
-			prev(err)
+	for {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
 		}
-		onEnd(err)
+		pending := s.in
+		s.consumed += s.inLen
+		s.in, s.inLen = nil, 0
+		credit := s.takeCredit()
+		if len(pending) == 0 {
+			end := s.inEnd
+			s.recv = recv
+			prev := s.onFail
+			s.onFail = func(err error) {
+				if prev != nil {
+					prev(err)
+				}
+				onEnd(err)
+			}
+			s.mu.Unlock()
+			s.sendCredit(credit)
+			if end {
+				recv(nil, true)
+			}
+			break
+		}
+		s.mu.Unlock()
+		for _, p := range pending {
+			recv(p, false)
+		}
+		s.sendCredit(credit)
 	}
-	credit := s.takeCredit()
-	s.mu.Unlock()
-	for i, p := range pending {
-		recv(p, end && i == len(pending)-1)
-	}
-	if end && len(pending) == 0 {
-		recv(nil, true)
-	}
-	s.sendCredit(credit)
+	// From here on any end of the stream runs onEnd, a failed head too.
+	w.mu.Lock()
+	_ = w.flushLocked(false)
+	w.mu.Unlock()
 	return nil
 }
 
