@@ -344,11 +344,7 @@ func (cc *clientConn) readLoop() {
 
 func (cc *clientConn) read() error {
 	for {
-		h, err := readHeader(cc.nc)
-		if err != nil {
-			return err
-		}
-		payload, err := readPayload(cc.nc, h.length)
+		h, payload, err := readFrame(cc.nc)
 		if err != nil {
 			return err
 		}

@@ -282,24 +282,33 @@ func (s *stream) Read(p []byte) (int, error) {
 		}
 		deadline := s.readDeadline
 		s.mu.Unlock()
-		var expired <-chan time.Time
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
-			expired = timer.C
-		}
-		select {
-		case <-s.readWake:
-		case <-expired:
+		if err := wait(s.readWake, deadline, &timer); err != nil {
+			return 0, err
 		}
 	}
+}
+
+// wait waits for a wake-up on ch or the deadline (none when zero), reusing
+// *timer across the calls of one Read or write.
+func wait(ch chan struct{}, deadline time.Time, timer **time.Timer) error {
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		if *timer == nil {
+			*timer = time.NewTimer(d)
+		} else {
+			(*timer).Reset(d)
+		}
+		expired = (*timer).C
+	}
+	select {
+	case <-ch:
+	case <-expired:
+	}
+	return nil
 }
 
 // write sends body bytes, waiting for window; end ends this direction.
@@ -326,22 +335,8 @@ func (s *stream) write(p []byte, end bool) (int, error) {
 		if n == 0 && len(p) > 0 {
 			deadline := s.writeDeadline
 			s.mu.Unlock()
-			var expired <-chan time.Time
-			if !deadline.IsZero() {
-				d := time.Until(deadline)
-				if d <= 0 {
-					return written, os.ErrDeadlineExceeded
-				}
-				if timer == nil {
-					timer = time.NewTimer(d)
-				} else {
-					timer.Reset(d)
-				}
-				expired = timer.C
-			}
-			select {
-			case <-s.writeWake:
-			case <-expired:
+			if err := wait(s.writeWake, deadline, &timer); err != nil {
+				return written, err
 			}
 			continue
 		}
@@ -421,14 +416,15 @@ func (s *stream) setWriteDeadline(t time.Time) {
 	wake(s.writeWake)
 }
 
-// readPayload reads a frame's payload into a new slice.
-func readPayload(r io.Reader, n uint32) ([]byte, error) {
-	if n == 0 {
-		return nil, nil
+// readFrame reads the next frame, its payload into a new slice.
+func readFrame(r io.Reader) (frameHeader, []byte, error) {
+	h, err := readHeader(r)
+	if err != nil || h.length == 0 {
+		return h, nil, err
 	}
-	b := make([]byte, n)
-	_, err := io.ReadFull(r, b)
-	return b, err
+	b := make([]byte, h.length)
+	_, err = io.ReadFull(r, b)
+	return h, b, err
 }
 
 // handleCommon handles the frames both sides treat alike; it reports

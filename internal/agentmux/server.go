@@ -88,11 +88,7 @@ type serverConn struct {
 func (sc *serverConn) readLoop() error {
 	for {
 		_ = sc.nc.SetReadDeadline(time.Now().Add(sc.o.IdleTimeout))
-		h, err := readHeader(sc.nc)
-		if err != nil {
-			return err
-		}
-		payload, err := readPayload(sc.nc, h.length)
+		h, payload, err := readFrame(sc.nc)
 		if err != nil {
 			return err
 		}

@@ -31,16 +31,7 @@ func TestAStartingAgentOpensOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	agenttest.StartAgent(t, daemon.Config{StateDir: state})
-	testutil.Eventually(t, 10*time.Second, func() string {
-		st, _ := daemon.ReadStatus(state)
-		if !st.Connected || st.PendingReports != 0 {
-			return "not connected, or the reports made at start are not delivered"
-		}
-		if m := getMachine(t, s, "rg1", "m1"); m.AgentConfig == nil {
-			return "the start's configuration report has not arrived"
-		}
-		return ""
-	})
+	waitStarted(t, s, state)
 	if n := conns.Load(); n != 1 {
 		t.Errorf("the agent opened %d connections at start, want 1", n)
 	}
@@ -54,6 +45,16 @@ func TestAgentSpeaksAgentmuxToTheServer(t *testing.T) {
 	s := testutil.StartServer(t, testutil.FastLifecycle())
 	state := agenttest.ConnectAgent(t, s.API, "rg1", "m1", "")
 	a := agenttest.StartAgent(t, daemon.Config{StateDir: state})
+	waitStarted(t, s, state)
+	if !strings.Contains(a.Logs.String(), `"transport":"agentmux"`) {
+		t.Fatalf("the channel did not run over agentmux:\n%s", a.Logs.String())
+	}
+}
+
+// waitStarted waits until the agent of state (machine rg1/m1) is connected
+// and the reports it made at start have arrived.
+func waitStarted(t *testing.T, s *testutil.Server, state string) {
+	t.Helper()
 	testutil.Eventually(t, 10*time.Second, func() string {
 		st, _ := daemon.ReadStatus(state)
 		if !st.Connected || st.PendingReports != 0 {
@@ -64,7 +65,4 @@ func TestAgentSpeaksAgentmuxToTheServer(t *testing.T) {
 		}
 		return ""
 	})
-	if !strings.Contains(a.Logs.String(), `"transport":"agentmux"`) {
-		t.Fatalf("the channel did not run over agentmux:\n%s", a.Logs.String())
-	}
 }
