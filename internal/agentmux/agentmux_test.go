@@ -32,7 +32,7 @@ type testServer struct {
 
 // newServer serves h over TLS with the protocol offered next to h2 and
 // http/1.1 (offer=false: an older server that does not know it).
-func newServer(t *testing.T, h http.Handler, offer bool) *testServer {
+func newServer(t testing.TB, h http.Handler, offer bool) *testServer {
 	t.Helper()
 	ts := &testServer{Server: httptest.NewUnstartedServer(h)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,7 +57,7 @@ func newServer(t *testing.T, h http.Handler, offer bool) *testServer {
 	return ts
 }
 
-func (ts *testServer) transport(t *testing.T) *agentmux.Transport {
+func (ts *testServer) transport(t testing.TB) *agentmux.Transport {
 	cfg := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	fb := &http.Transport{TLSClientConfig: cfg.Clone(), ForceAttemptHTTP2: true}
 	tr := &agentmux.Transport{TLSClientConfig: cfg, Fallback: fb}

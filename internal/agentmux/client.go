@@ -529,8 +529,12 @@ func requestHead(req *http.Request) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, MaxData); return &b }}
+
 func copyBody(s *stream, r io.Reader) error {
-	buf := make([]byte, MaxData)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
