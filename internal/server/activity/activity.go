@@ -80,6 +80,8 @@ func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error
 	defer cancel()
 	if o.ReportID != "" {
 		e.CorrelationID = "report:" + truncateUTF8(o.ReportID, 128)
+	}
+	if o.ReportID != "" || o.Once {
 		if seen, err := s.recordedFor(ctx, e); err != nil || seen {
 			return err
 		}
@@ -101,7 +103,9 @@ func (s *Service) recordedFor(ctx context.Context, e store.ActivityEntry) (bool,
 		return false, fmt.Errorf("look for the outcome of %s: %w", e.CorrelationID, err)
 	}
 	for _, x := range es {
-		if x.CorrelationID == e.CorrelationID && x.Scope == e.Scope && x.CallerID == e.CallerID {
+		// Only outcome entries count: the request's own entry shares its
+		// correlation id, caller, action and scope.
+		if x.CorrelationID == e.CorrelationID && x.Scope == e.Scope && x.CallerID == e.CallerID && x.Method == e.Method && x.Path == e.Path {
 			return true, nil
 		}
 	}

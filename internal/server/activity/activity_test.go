@@ -122,3 +122,46 @@ func TestOutcomeOfAReportDeliveredTwiceIsRecordedOnce(t *testing.T) {
 		t.Errorf("entries by machine and report: %v, want %v", got, want)
 	}
 }
+
+// A final state reported again (the replica that applied it was killed
+// before it logged the outcome) asks for the outcome Once: it is logged if
+// that request has none yet, never twice, and the request's own entry (same
+// correlation id, caller, action and scope) does not count as one.
+func TestOnceOutcomeIsLoggedIfMissing(t *testing.T) {
+	t.Parallel()
+	clock := &testutil.Clock{}
+	svc := activity.New(testutil.Store(t), clock.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := t.Context()
+	const scope = "/subscriptions/default/resourceGroups/web/machines/m1/runCommands/r"
+	origin := capability.Origin{CorrelationID: "corr-1", CallerID: "u1", Caller: "alice", CallerType: "User", Action: "Corral.HybridCompute/machines/runCommands/write"}
+	if err := svc.Record(ctx, store.ActivityEntry{CorrelationID: origin.CorrelationID, CallerID: origin.CallerID, Caller: origin.Caller,
+		CallerType: origin.CallerType, Action: origin.Action, Scope: scope, Result: wire.ResultSucceeded, Status: 201, Method: "PUT", Path: scope}); err != nil {
+		t.Fatal(err)
+	}
+	once := capability.Outcome{Origin: origin, Scope: scope, Result: wire.ResultSucceeded, Message: "run r: Succeeded", Once: true}
+	for range 3 {
+		clock.Advance(time.Second)
+		if err := svc.RecordOutcome(ctx, once); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another request on the same run name (deleted and created again) has
+	// its own outcome.
+	again := once
+	again.Origin.CorrelationID = "corr-2"
+	if err := svc.RecordOutcome(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	page, err := svc.List(ctx, activity.Query{Scope: "/subscriptions/default/resourceGroups/web/machines/m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range page.Items {
+		got[e.Method+" "+e.CorrelationID]++
+	}
+	want := map[string]int{"PUT corr-1": 1, "AGENT corr-1": 1, "AGENT corr-2": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("entries: %v, want %v", got, want)
+	}
+}

@@ -69,6 +69,11 @@ type Outcome struct {
 	// outcome of the same caller, action and scope recorded for it before
 	// is not recorded again. The entry's correlation id is "report:ID".
 	ReportID string
+	// Once records the outcome only if the log has none yet for the same
+	// request (correlation id, caller, action and scope): for a final
+	// state reported again, which the server that first applied it may not
+	// have lived to log (it was killed between the two writes).
+	Once bool
 }
 
 // Outcomes records outcomes in the activity log (the activity context

@@ -218,9 +218,12 @@ func (s *Service) ApplyRunCommandReport(ctx context.Context, machineID string, r
 		return false, err
 	}
 	s.log.DebugContext(ctx, "run command report", "machine", machineID, "run", r.Name, "state", r.State, "applied", applied)
-	if applied && slices.Contains(finalRunStates, r.State) {
-		if rc, err := s.store.GetRunCommand(ctx, machineID, r.Name); err == nil {
-			s.runOutcome(ctx, rc, at)
+	if slices.Contains(finalRunStates, r.State) {
+		// A final state that changes nothing is a report delivered again:
+		// its outcome is logged only if the server that applied it the
+		// first time did not live to log it.
+		if rc, err := s.store.GetRunCommand(ctx, machineID, r.Name); err == nil && slices.Contains(finalRunStates, rc.State) {
+			s.runOutcome(ctx, rc, at, !applied)
 		}
 	}
 	return applied, nil
@@ -236,14 +239,15 @@ func (s *Service) ExpireRuns(ctx context.Context, now time.Time, grace time.Dura
 	}
 	for _, k := range exp.Runs {
 		if rc, err := s.store.GetRunCommand(ctx, k[0], k[1]); err == nil {
-			s.runOutcome(ctx, rc, now)
+			s.runOutcome(ctx, rc, now, false)
 		}
 	}
 	return exp.Generations, nil
 }
 
-// runOutcome logs how a run ended, in the name of whoever started it.
-func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.Time) {
+// runOutcome logs how a run ended, in the name of whoever started it; once:
+// unless that is logged already.
+func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.Time, once bool) {
 	m, err := s.store.GetMachineByID(ctx, rc.MachineID)
 	if err != nil {
 		return
@@ -260,7 +264,7 @@ func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.T
 		result = wire.ResultFailed
 	}
 	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(rc.Origin), Scope: m.ResourceID().RunCommand(rc.Name).String(),
-		Result: result, Message: msg, At: at})
+		Result: result, Message: msg, At: at, Once: once})
 }
 
 // AppliedGeneration is called when the agent reports it applied desired

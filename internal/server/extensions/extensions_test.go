@@ -384,3 +384,41 @@ func TestExpiredRunIsAFailedOutcome(t *testing.T) {
 		t.Errorf("second sweep: %v, outcomes %d", err, len(rec.got))
 	}
 }
+
+// A run's final state is applied, then the replica that applied it dies
+// before logging the outcome; the agent sends the report again: the
+// outcome is asked for Once (logged unless it already is), and a first
+// application is not.
+func TestRunReportDeliveredAgainAsksForItsOutcomeOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rec := &outcomes{}
+	e.svc.LogOutcomes(rec)
+	origin := capability.Origin{CorrelationID: "corr-1", Caller: "alice", CallerType: "User", Action: "machines/runCommands/write"}
+	ctx := capability.WithOrigin(t.Context(), origin)
+	for _, name := range []string{"first", "crashed"} {
+		if _, err := e.svc.CreateRunCommand(ctx, e.ref, name, wire.RunCommandCreate{Command: "true", Timeout: wire.Duration(time.Hour)}, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code := 0
+	done := wire.RunCommandResult{State: wire.RunSucceeded, ExitCode: &code, Stdout: "ok"}
+	// "crashed": the state was stored by a replica that died before the outcome.
+	if _, err := e.st.UpdateRunCommand(t.Context(), "m-1", "crashed", store.RunCommandUpdate{State: wire.RunSucceeded, ExitCode: &code, At: t0, FinishedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"first", "crashed", "first"} {
+		r := done
+		r.Name = name
+		if _, err := e.svc.ApplyRunCommandReport(t.Context(), "m-1", r, t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, o := range rec.got {
+		got = append(got, fmt.Sprintf("%s once=%v", o.Scope[strings.LastIndex(o.Scope, "/")+1:], o.Once))
+	}
+	if want := []string{"first once=false", "crashed once=true", "first once=true"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("outcomes %v, want %v", got, want)
+	}
+}
