@@ -50,6 +50,9 @@ simulated agents connect from one address through one onboarding principal (rais
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o.Log = cmd.ErrOrStderr()
+			if err := o.Check(); err != nil {
+				return err
+			}
 			if o.Server == "" {
 				child, err := startChildServer(ctx, o.HeartbeatInterval, store, cmd.ErrOrStderr())
 				if err != nil {

@@ -298,18 +298,26 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
+// Check refuses options no run can use, before anything is started.
+func (o Options) Check() error {
+	switch o.Transport {
+	case "", "agentmux", "http2", "websocket":
+		return nil
+	}
+	return fmt.Errorf("--transport must be agentmux, http2 or websocket, not %q", o.Transport)
+}
+
 // newRun checks o, fills its defaults, signs in as the admin and prepares
 // the onboarding principal.
 func newRun(ctx context.Context, o Options) (*run, error) {
 	if o.ResourceGroup == "" {
 		o.ResourceGroup = "loadgen"
 	}
-	switch o.Transport {
-	case "":
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	if o.Transport == "" {
 		o.Transport = "agentmux"
-	case "agentmux", "http2", "websocket":
-	default:
-		return nil, fmt.Errorf("--transport must be agentmux, http2 or websocket, not %q", o.Transport)
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -96,6 +96,17 @@ func TestStormsArePaced(t *testing.T) {
 	if admitted < 2 || refusedN == 0 {
 		t.Errorf("%d channels admitted and %d refused of 8 dialled at once, want the burst of 2 admitted and the rest paced", admitted, refusedN)
 	}
+	// Pacing is not a failure: a storm of 10,000 must not write thousands
+	// of error lines.
+	for line := range strings.SplitSeq(s.Logs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) && strings.Contains(line, "try again in") {
+			t.Errorf("a paced refusal was logged as an error: %s", line)
+			break
+		}
+	}
+	if !strings.Contains(s.Logs.String(), `"msg":"request paced"`) {
+		t.Error("paced refusals are not in the debug log")
+	}
 
 	// Real agents, all started at once, all get in at 2 a second.
 	var states []string

@@ -22,6 +22,10 @@ type apiError struct {
 	cause   error // logged, never shown
 	// retryAfter is sent as Retry-After (whole seconds, at least 1).
 	retryAfter time.Duration
+	// paced marks a refusal by design under load (admission pacing, the
+	// password-hash gate): counted in metrics, logged at debug, not as a
+	// failure — a reconnect storm would otherwise log thousands of errors.
+	paced bool
 }
 
 func (e *apiError) Error() string {

@@ -39,7 +39,7 @@ func (a *API) hashSlot(r *http.Request) (func(), error) {
 		return nil, &apiError{status: http.StatusTooManyRequests, code: wire.CodeTooManyRequests, retryAfter: time.Second,
 			message: "too many password operations from this address are in progress; try again in a moment"}
 	case errors.Is(err, admission.ErrBusy):
-		return nil, &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: time.Second,
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: time.Second, paced: true,
 			message: "too many password operations are in progress; try again in a moment"}
 	}
 	return nil, err

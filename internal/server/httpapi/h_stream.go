@@ -141,7 +141,7 @@ func (a *API) admit(r *admission.Rate, kind, what string) error {
 	if a.Metrics != nil {
 		a.Metrics.admissionRefused.WithLabelValues(kind).Inc()
 	}
-	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: wait,
+	return &apiError{status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: wait, paced: true,
 		message: fmt.Sprintf("too many %s at once on this server; try again in %d s", what, int((wait+time.Second-1)/time.Second))}
 }
 

@@ -200,6 +200,9 @@ func (a *API) wrap(rt Route) http.Handler {
 				// dropped connection): nothing failed here worth an error.
 				a.Logger.InfoContext(context.WithoutCancel(r.Context()), "request abandoned by the caller", "route", rt.Pattern,
 					"method", r.Method, "correlation_id", ri.correlationID, "err", err)
+			case ae.paced:
+				a.Logger.DebugContext(r.Context(), "request paced", "route", rt.Pattern, "method", r.Method,
+					"correlation_id", ri.correlationID, "err", err)
 			case ae.status >= 500:
 				a.Logger.ErrorContext(r.Context(), "request failed", "route", rt.Pattern, "method", r.Method,
 					"correlation_id", ri.correlationID, "err", err)
