@@ -166,9 +166,6 @@ type run struct {
 		refused, back atomic.Int64
 	}
 	firstErr atomic.Value
-	// inflight bounds the simulated agents' API calls in flight (see
-	// limited in updates.go).
-	inflight chan struct{}
 
 	// onEvent, when set (a Fleet), is told of every channel event.
 	onEvent func(Event)
@@ -322,7 +319,7 @@ func newRun(ctx context.Context, o Options) (*run, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	g := &run{opts: o, pending: map[string]time.Time{}, inflight: make(chan struct{}, maxInflight)}
+	g := &run{opts: o, pending: map[string]time.Time{}}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("read CA: %w", err)

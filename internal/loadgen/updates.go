@@ -136,32 +136,6 @@ func (g *run) answerUpdates(ctx context.Context, a *simAgent, ds wire.DesiredSta
 	}
 }
 
-// maxInflight bounds the simulated agents' API calls in flight at once. A
-// fan-out makes every agent call at the same moment; each call holds a
-// connection (a file descriptor) in the simulator and in the server beside
-// the agent's stream, and this machine allows 20,000 descriptors per
-// process: without a bound, 10,000 agents need 20,000 at the peak. Real
-// agents spread over many hosts have no such bound; the server needs
-// LimitNOFILE above twice its agents.
-const maxInflight = 4000
-
-// limited makes a transport wait for a slot of g.inflight per request.
-func (g *run) limited(base http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		select {
-		case g.inflight <- struct{}{}:
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		}
-		defer func() { <-g.inflight }()
-		return base.RoundTrip(r)
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // retry calls fn until it succeeds, up to 8 times, waiting a random time
 // up to 250 ms, 500 ms, 1 s, ... (at most 8 s) between tries, as the real
 // agent's fetch and outbox do.
