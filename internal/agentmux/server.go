@@ -271,13 +271,12 @@ type responseWriter struct {
 	s      *stream
 	header http.Header
 
-	mu        sync.Mutex // writes after Detach may come from another goroutine than the handler's
-	status    int
-	headSent  bool
-	buf       []byte
-	detached  bool
-	finished  bool
-	handlerOK bool
+	mu       sync.Mutex // writes after Detach may come from another goroutine than the handler's
+	status   int
+	headSent bool
+	buf      []byte
+	detached bool
+	finished bool
 }
 
 var _ Detacher = (*responseWriter)(nil)
