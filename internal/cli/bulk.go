@@ -389,15 +389,11 @@ func (a *app) bulkMachinesCommand() *cobra.Command {
 				return err
 			}
 			if result != "" {
-				ok := false
-				for _, r := range wire.BulkResults {
-					if strings.EqualFold(r, result) {
-						result, ok = r, true
-					}
-				}
+				r, ok := wire.BulkResult(result)
 				if !ok {
 					return fmt.Errorf("--result %q is not one of %s", result, strings.Join(wire.BulkResults, ", "))
 				}
+				result = r
 			}
 			c, err := a.client()
 			if err != nil {

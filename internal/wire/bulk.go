@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Kinds of bulk operation.
 const (
@@ -28,6 +31,17 @@ const (
 
 // BulkResults lists the results of one machine, in display order.
 var BulkResults = []string{BulkPending, BulkSucceeded, BulkFailed, BulkSuperseded}
+
+// BulkResult returns the result named s in any letter case, as spelled in
+// BulkResults, and whether there is one.
+func BulkResult(s string) (string, bool) {
+	for _, r := range BulkResults {
+		if strings.EqualFold(r, s) {
+			return r, true
+		}
+	}
+	return "", false
+}
 
 // MaxBulkMachines is the most machines one bulk operation may select.
 const MaxBulkMachines = 50000

@@ -3,7 +3,6 @@ package extensions
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/server/refusal"
@@ -139,15 +138,11 @@ func (s *Service) GetBulkOperation(ctx context.Context, sub, id string) (wire.Bu
 func (s *Service) ListBulkMachines(ctx context.Context, sub, id, result string, p store.Page) (store.PageOf[wire.BulkMachineResult], error) {
 	var out store.PageOf[wire.BulkMachineResult]
 	if result != "" {
-		ok := false
-		for _, r := range wire.BulkResults {
-			if strings.EqualFold(r, result) {
-				result, ok = r, true
-			}
-		}
+		r, ok := wire.BulkResult(result)
 		if !ok {
 			return out, refusal.Invalid("result", "result %q is not Pending, Succeeded, Failed or Superseded", result)
 		}
+		result = r
 	}
 	op, err := s.bulkOperation(ctx, sub, id)
 	if err != nil {
