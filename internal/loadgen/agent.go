@@ -36,6 +36,8 @@ type simAgent struct {
 	guest    map[string]bool  // guest assignments answered (policy.go)
 	syncing  bool             // a desired-state fetch is running
 	again    bool             // another sync arrived meanwhile
+	fetched  int64            // generation of the last desired state fetched
+	synced   bool             // a desired state was fetched and answered
 	// conns are the connections dialled (the storm phase cuts them);
 	// dropped is set by a cut until the next welcome.
 	conns   []net.Conn
@@ -179,6 +181,15 @@ func (g *run) streamOnce(ctx context.Context, a *simAgent) error {
 	if g.onEvent != nil {
 		addr, _ := local.Load().(string)
 		g.onEvent(Event{Kind: EventConnected, Machine: a.machineID, Name: a.name, At: time.Now(), LocalAddr: addr})
+	}
+	// Catch up as corral-agent does: a generation it has not fetched
+	// (on the first connection, every machine's) is fetched and answered
+	// at once.
+	a.mu.Lock()
+	behind := welcome.Generation != a.fetched
+	a.mu.Unlock()
+	if behind {
+		g.onSync(ctx, a)
 	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)

@@ -31,6 +31,13 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 		g.noteError(err)
 		return
 	}
+	a.mu.Lock()
+	first := !a.synced
+	a.fetched, a.synced = ds.Generation, true
+	a.mu.Unlock()
+	if first {
+		defer g.stats.caughtUp.Add(1)
+	}
 	g.syncProtection(ctx, a, ds)
 	g.answerUpdates(ctx, a, ds)
 	g.answerGuest(ctx, a, ds)

@@ -164,6 +164,9 @@ type run struct {
 		// refused counts channel dials refused with a Retry-After; back
 		// the agents welcomed again since the storm phase cut them.
 		refused, back atomic.Int64
+		// caughtUp counts the agents that answered their first desired
+		// state (fetched on their first welcome, as corral-agent does).
+		caughtUp atomic.Int64
 	}
 	firstErr atomic.Value
 
@@ -225,7 +228,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	res.Connected = g.stats.connected.Load()
-	fmt.Fprintf(o.Log, "%d streams connected; measuring heartbeats for %s...\n", res.Connected, o.Steady)
+	// The measured phases start once every agent has answered the desired
+	// state it fetched on connecting, so they do not time that catch-up.
+	for g.stats.caughtUp.Load() < res.Connected && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(o.Log, "%d streams connected, %d caught up; measuring heartbeats for %s...\n", res.Connected, g.stats.caughtUp.Load(), o.Steady)
 
 	hb0, t0 := g.stats.heartbeats.Load(), time.Now()
 	select {
