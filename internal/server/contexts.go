@@ -102,7 +102,7 @@ func newContexts(ctx context.Context, cfg Config, st store.Store, ca *pki.CA, k 
 	// takes agent reports registers here, in this order (contributors and
 	// handlers of one report kind run in it). Adding a capability is one
 	// more context on this list.
-	c.seam = capability.NewRegistry(log("capabilities"))
+	c.seam = capability.NewRegistry(log("capabilities"), st)
 	c.seam.Register(
 		c.inventory,  // resource id, tags; properties, agentConfig and applied reports
 		c.extensions, // extensions, publishers, run commands; extension and runCommand reports; applied

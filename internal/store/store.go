@@ -71,6 +71,14 @@ type Store interface {
 	// was set before, so the first user is made once in the life of a
 	// store; ErrConflict as CreateUser.
 	BootstrapUser(ctx context.Context, u User, grants []RoleAssignment, at time.Time) (bool, error)
+	// Snapshot runs fn with a context in which every read through this
+	// store sees one consistent snapshot (a read-only transaction), as a
+	// machine's desired state is assembled: no half of a concurrent change,
+	// and one transaction's cost instead of one per query. fn must only
+	// read (a write through the store still goes to the write pool, and
+	// the snapshot would not see it). A Snapshot inside another runs in
+	// the outer one.
+	Snapshot(ctx context.Context, fn func(ctx context.Context) error) error
 	// Close releases the backend. Calls after Close fail.
 	Close() error
 }

@@ -80,17 +80,26 @@ type contributor struct {
 	c    DesiredContributor
 }
 
+// Snapshotter runs fn with every store read made through its ctx seeing
+// one consistent snapshot (store.Store.Snapshot).
+type Snapshotter interface {
+	Snapshot(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
 // Registry maps the seam to the contexts: who contributes to the desired
 // state, and which handlers take each report kind.
 type Registry struct {
 	log          *slog.Logger
+	snap         Snapshotter
 	contributors []contributor
 	handlers     map[string][]ReportHandler
 }
 
 // NewRegistry returns an empty registry logging dropped reports to log.
-func NewRegistry(log *slog.Logger) *Registry {
-	return &Registry{log: log, handlers: map[string][]ReportHandler{}}
+// The contributors of a desired state read through one snapshot of snap
+// (nil: each read on its own).
+func NewRegistry(log *slog.Logger, snap Snapshotter) *Registry {
+	return &Registry{log: log, snap: snap, handlers: map[string][]ReportHandler{}}
 }
 
 // Register lets each registrant add its contributors and handlers, in order.
@@ -116,13 +125,27 @@ func (r *Registry) AddReportHandler(kind string, h ReportHandler) {
 func (r *Registry) Handles(kind string) bool { return len(r.handlers[kind]) > 0 }
 
 // DesiredState assembles what the agent of m should reconcile toward: the
-// generation of m, then every contributor's part.
+// generation of m, then every contributor's part, all read from one
+// snapshot of the store (a change committed meanwhile is in every part or
+// in none; the generation it bumps brings the agent back for it).
 func (r *Registry) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
 	ds := wire.DesiredState{Generation: m.Generation}
-	for _, c := range r.contributors {
-		if err := c.c.ContributeDesired(ctx, m, &ds); err != nil {
-			return wire.DesiredState{}, fmt.Errorf("%s part of the desired state of machine %s: %w", c.name, m.ID, err)
+	contribute := func(ctx context.Context) error {
+		for _, c := range r.contributors {
+			if err := c.c.ContributeDesired(ctx, m, &ds); err != nil {
+				return fmt.Errorf("%s part of the desired state of machine %s: %w", c.name, m.ID, err)
+			}
 		}
+		return nil
+	}
+	var err error
+	if r.snap != nil {
+		err = r.snap.Snapshot(ctx, contribute)
+	} else {
+		err = contribute(ctx)
+	}
+	if err != nil {
+		return wire.DesiredState{}, err
 	}
 	return ds, nil
 }

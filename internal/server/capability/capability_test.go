@@ -83,7 +83,7 @@ var vm = store.Machine{ID: "m-1", Subscription: "default", ResourceGroup: "rg", 
 
 func TestDesiredStateAssemblesEveryPart(t *testing.T) {
 	t.Parallel()
-	reg := capability.NewRegistry(quiet())
+	reg := capability.NewRegistry(quiet(), nil)
 	var seen []string
 	reg.Register(core{&seen}, &patching{window: "sun 02:00"})
 	ds, err := reg.DesiredState(t.Context(), vm)
@@ -112,7 +112,7 @@ func (failing) ContributeDesired(context.Context, store.Machine, *wire.DesiredSt
 
 func TestDesiredStateFailsWhole(t *testing.T) {
 	t.Parallel()
-	reg := capability.NewRegistry(quiet())
+	reg := capability.NewRegistry(quiet(), nil)
 	var seen []string
 	reg.Register(core{&seen})
 	reg.AddContributor("broken", failing{})
@@ -121,7 +121,7 @@ func TestDesiredStateFailsWhole(t *testing.T) {
 		t.Errorf("got %+v, %v; want no partial desired state and an error naming the part", ds, err)
 	}
 	// Two contributors writing one feature is caught.
-	reg = capability.NewRegistry(quiet())
+	reg = capability.NewRegistry(quiet(), nil)
 	reg.Register(&patching{}, &patching{})
 	if _, err := reg.DesiredState(t.Context(), vm); err == nil || !strings.Contains(err.Error(), `"patching" written twice`) {
 		t.Errorf("got %v, want a clash", err)
@@ -133,7 +133,7 @@ func TestApplyReports(t *testing.T) {
 	ctx := t.Context()
 	var seen []string
 	p := &patching{}
-	reg := capability.NewRegistry(quiet())
+	reg := capability.NewRegistry(quiet(), nil)
 	reg.Register(core{&seen}, p)
 	// A second context also takes "applied", after core.
 	reg.AddReportHandler(wire.ReportApplied, capability.ReportHandlerFunc(func(_ context.Context, _ store.Machine, rep wire.Report, _ time.Time) error {
@@ -189,7 +189,7 @@ func TestApplyReports(t *testing.T) {
 func TestApplyReportsRefusesMalformedBatchesWhole(t *testing.T) {
 	t.Parallel()
 	p := &patching{}
-	reg := capability.NewRegistry(quiet())
+	reg := capability.NewRegistry(quiet(), nil)
 	reg.Register(p)
 	tooMany := make([]wire.Report, capability.MaxReportsPerBatch+1)
 	for i := range tooMany {

@@ -37,7 +37,7 @@ func newEnv(t *testing.T) *env {
 	hub := push.NewHub()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := inventory.New(st, hub, func() time.Time { return t0 }, log, 365*24*time.Hour)
-	reg := capability.NewRegistry(log)
+	reg := capability.NewRegistry(log, nil)
 	reg.Register(svc)
 	m := store.Machine{ID: "m-1", Subscription: "default", ResourceGroup: "web", Name: "vm1", Status: wire.StatusConnected,
 		Generation: 1, AgentVersion: "2026.11.0", Tags: map[string]string{"env": "prod"}, CreatedAt: t0, UpdatedAt: t0}

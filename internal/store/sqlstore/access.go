@@ -64,7 +64,7 @@ func (s *Store) PutJITPolicy(ctx context.Context, p store.JITPolicy) (bool, erro
 }
 
 func (s *Store) GetJITPolicy(ctx context.Context, scope string) (store.JITPolicy, error) {
-	p, err := scanJITPolicy(s.read.QueryRowContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies WHERE lower(scope) = lower(?)`), scope))
+	p, err := scanJITPolicy(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies WHERE lower(scope) = lower(?)`), scope))
 	if err != nil {
 		return p, fmt.Errorf("get jit policy at %s: %w", scope, s.mapErr(err))
 	}
@@ -76,7 +76,7 @@ func (s *Store) ListJITPolicies(ctx context.Context, scopePrefix string) ([]stor
 	if cond, args := scopeCond("scope", scopePrefix); cond != "" {
 		w.add(cond, args...)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies`+w.String()+` ORDER BY lower(scope)`), w.args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies`+w.String()+` ORDER BY lower(scope)`), w.args...)
 	ps, err := collect(rows, err, scanJITPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("list jit policies: %w", s.mapErr(err))
@@ -93,7 +93,7 @@ func (s *Store) JITPoliciesAt(ctx context.Context, scopes []string) ([]store.JIT
 	for i, sc := range scopes {
 		args[i], marks[i] = strings.ToLower(sc), "?"
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies WHERE lower(scope) IN (`+strings.Join(marks, ", ")+`)`), args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+jitPolicyCols+` FROM jit_policies WHERE lower(scope) IN (`+strings.Join(marks, ", ")+`)`), args...)
 	ps, err := collect(rows, err, scanJITPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("jit policies at %v: %w", scopes, s.mapErr(err))
@@ -119,7 +119,7 @@ func (s *Store) MachineIDsInScope(ctx context.Context, sub, rg, name string) ([]
 			}
 		}
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT id FROM machines`+w.String()+` ORDER BY id`), w.args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT id FROM machines`+w.String()+` ORDER BY id`), w.args...)
 	ids, err := collect(rows, err, func(r scanner) (string, error) {
 		var id string
 		return id, r.Scan(&id)
@@ -161,7 +161,7 @@ func (s *Store) CreateJITGrant(ctx context.Context, g store.JITGrant) error {
 }
 
 func (s *Store) GetJITGrant(ctx context.Context, id string) (store.JITGrant, error) {
-	g, err := scanJITGrant(s.read.QueryRowContext(ctx, s.q(`SELECT `+jitGrantCols+` FROM jit_grants WHERE id = ?`), id))
+	g, err := scanJITGrant(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+jitGrantCols+` FROM jit_grants WHERE id = ?`), id))
 	if err != nil {
 		return g, fmt.Errorf("get jit grant %s: %w", id, s.mapErr(err))
 	}
@@ -185,7 +185,7 @@ func (s *Store) ListJITGrants(ctx context.Context, f store.JITGrantFilter) ([]st
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+jitGrantCols+` FROM jit_grants`+w.String()+` ORDER BY id DESC LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+jitGrantCols+` FROM jit_grants`+w.String()+` ORDER BY id DESC LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	gs, err := collect(rows, err, scanJITGrant)
 	if err != nil {
@@ -273,7 +273,7 @@ func (s *Store) GetMachineAccess(ctx context.Context, machineID string) (store.M
 	var a store.MachineAccess
 	var keys string
 	var reported int64
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT machine_id, jit_state, jit_message, ssh_state, ssh_message, admin_user, login_user,
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT machine_id, jit_state, jit_message, ssh_state, ssh_message, admin_user, login_user,
 		host_keys, reported_at FROM machine_access WHERE machine_id = ?`), machineID).
 		Scan(&a.MachineID, &a.JITState, &a.JITMessage, &a.SSHState, &a.SSHMessage, &a.AdminUser, &a.User, &keys, &reported)
 	if err != nil {
@@ -299,7 +299,7 @@ func (s *Store) CreateSSHCertificate(ctx context.Context, c store.SSHCertificate
 func (s *Store) GetSSHCertificate(ctx context.Context, id string) (store.SSHCertificate, error) {
 	var c store.SSHCertificate
 	var issued, before int64
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT id, machine_id, caller_id, caller, kind, login, principal, serial, issued_at,
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT id, machine_id, caller_id, caller, kind, login, principal, serial, issued_at,
 		valid_before FROM ssh_certificates WHERE id = ?`), id).
 		Scan(&c.ID, &c.MachineID, &c.CallerID, &c.Caller, &c.Kind, &c.Login, &c.Principal, &c.Serial, &issued, &before)
 	if err != nil {
@@ -337,7 +337,7 @@ func (s *Store) CreateSSHSession(ctx context.Context, x store.SSHSession) error 
 }
 
 func (s *Store) GetSSHSession(ctx context.Context, id string) (store.SSHSession, error) {
-	x, err := scanSSHSession(s.read.QueryRowContext(ctx, s.q(`SELECT `+sshSessionCols+` FROM ssh_sessions WHERE id = ?`), id))
+	x, err := scanSSHSession(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+sshSessionCols+` FROM ssh_sessions WHERE id = ?`), id))
 	if err != nil {
 		return x, fmt.Errorf("get ssh session %s: %w", id, s.mapErr(err))
 	}
@@ -358,7 +358,7 @@ func (s *Store) ListSSHSessions(ctx context.Context, f store.SSHSessionFilter) (
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+sshSessionCols+` FROM ssh_sessions`+w.String()+` ORDER BY id DESC LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+sshSessionCols+` FROM ssh_sessions`+w.String()+` ORDER BY id DESC LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	xs, err := collect(rows, err, scanSSHSession)
 	if err != nil {

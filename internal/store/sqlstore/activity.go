@@ -103,7 +103,7 @@ func (s *Store) ListActivity(ctx context.Context, f store.ActivityFilter) ([]sto
 			w.add(`id < ?`, f.Page.After)
 		}
 	}
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.reader(ctx).QueryContext(ctx,
 		s.q(`SELECT `+activityReadCols+` FROM activity`+w.String()+` ORDER BY id `+order+` LIMIT ?`), append(w.args, limit(f.Page))...)
 	es, err := collect(rows, err, scanActivity)
 	if err != nil {

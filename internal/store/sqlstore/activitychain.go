@@ -55,7 +55,7 @@ func (s *Store) SealActivity(ctx context.Context, limit int, hash func(prev stri
 
 // ActivityChain returns the chain's base and head.
 func (s *Store) ActivityChain(ctx context.Context) (base, head store.ChainLink, err error) {
-	err = s.read.QueryRowContext(ctx, `SELECT base_seq, base_hash, head_seq, head_hash FROM activity_chain WHERE id = 1`).
+	err = s.reader(ctx).QueryRowContext(ctx, `SELECT base_seq, base_hash, head_seq, head_hash FROM activity_chain WHERE id = 1`).
 		Scan(&base.Seq, &base.Hash, &head.Seq, &head.Hash)
 	if err != nil {
 		return base, head, fmt.Errorf("read the activity chain: %w", s.mapErr(err))
@@ -65,7 +65,7 @@ func (s *Store) ActivityChain(ctx context.Context) (base, head store.ChainLink, 
 
 // ListActivityChain lists sealed entries after afterSeq in Seq order.
 func (s *Store) ListActivityChain(ctx context.Context, afterSeq int64, n int) ([]store.ActivityEntry, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+activityReadCols+` FROM activity WHERE seq > ? ORDER BY seq LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+activityReadCols+` FROM activity WHERE seq > ? ORDER BY seq LIMIT ?`),
 		afterSeq, limit(store.Page{Limit: n}))
 	es, err := collect(rows, err, scanActivity)
 	if err != nil {

@@ -57,7 +57,7 @@ func scanRoleDefinition(sc scanner) (store.RoleDefinition, error) {
 }
 
 func (s *Store) GetRoleDefinition(ctx context.Context, id string) (store.RoleDefinition, error) {
-	r, err := scanRoleDefinition(s.read.QueryRowContext(ctx,
+	r, err := scanRoleDefinition(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+roleDefinitionCols+` FROM role_definitions WHERE id = ?`), id))
 	if err != nil {
 		return r, fmt.Errorf("get role definition %s: %w", id, s.mapErr(err))
@@ -67,7 +67,7 @@ func (s *Store) GetRoleDefinition(ctx context.Context, id string) (store.RoleDef
 
 // ListRoleDefinitions orders by name.
 func (s *Store) ListRoleDefinitions(ctx context.Context) ([]store.RoleDefinition, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+roleDefinitionCols+` FROM role_definitions ORDER BY lower(name), id`)
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+roleDefinitionCols+` FROM role_definitions ORDER BY lower(name), id`)
 	rs, err := collect(rows, err, scanRoleDefinition)
 	if err != nil {
 		return nil, fmt.Errorf("list role definitions: %w", s.mapErr(err))
@@ -144,7 +144,7 @@ func scanRoleAssignment(sc scanner) (store.RoleAssignment, error) {
 }
 
 func (s *Store) GetRoleAssignment(ctx context.Context, id string) (store.RoleAssignment, error) {
-	a, err := scanRoleAssignment(s.read.QueryRowContext(ctx,
+	a, err := scanRoleAssignment(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+roleAssignmentCols+` FROM role_assignments WHERE id = ?`), id))
 	if err != nil {
 		return a, fmt.Errorf("get role assignment %s: %w", id, s.mapErr(err))
@@ -165,7 +165,7 @@ func (s *Store) ListRoleAssignments(ctx context.Context, f store.RoleAssignmentF
 	if cond, args := scopeCond("scope", f.ScopePrefix); cond != "" {
 		w.add(cond, args...)
 	}
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.reader(ctx).QueryContext(ctx,
 		s.q(`SELECT `+roleAssignmentCols+` FROM role_assignments`+w.String()+` ORDER BY lower(scope), created_at, id`), w.args...)
 	as, err := collect(rows, err, scanRoleAssignment)
 	if err != nil {

@@ -34,7 +34,7 @@ func (s *Store) CreateBulkOperation(ctx context.Context, op store.BulkOperation)
 }
 
 func (s *Store) GetBulkOperation(ctx context.Context, sub, id string) (store.BulkOperation, error) {
-	op, err := scanBulkOperation(s.read.QueryRowContext(ctx, s.q(`SELECT `+bulkOperationCols+` FROM bulk_operations
+	op, err := scanBulkOperation(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+bulkOperationCols+` FROM bulk_operations
 		WHERE id = ? AND lower(subscription) = lower(?)`), id, sub))
 	if err != nil {
 		return op, fmt.Errorf("get bulk operation %s: %w", id, s.mapErr(err))
@@ -49,7 +49,7 @@ func (s *Store) ListBulkOperations(ctx context.Context, sub string, p store.Page
 		args = append(args, p.After)
 	}
 	args = append(args, limit(p))
-	rows, err := s.read.QueryContext(ctx, s.q(q+` ORDER BY lower(subscription), id DESC LIMIT ?`), args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(q+` ORDER BY lower(subscription), id DESC LIMIT ?`), args...)
 	ops, err := collect(rows, err, scanBulkOperation)
 	if err != nil {
 		return nil, fmt.Errorf("list bulk operations of %s: %w", sub, s.mapErr(err))
@@ -71,7 +71,7 @@ func (s *Store) BulkTargets(ctx context.Context, ids []string, name string) (map
 		in[i] = id
 	}
 	err := func() error {
-		rows, err := s.read.QueryContext(ctx, s.q(`SELECT m.id,
+		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT m.id,
 			(SELECT count(*) FROM machine_extensions x WHERE x.machine_id = m.id),
 			(SELECT count(*) FROM run_commands r WHERE r.machine_id = m.id AND r.state IN (?, ?)),
 			(SELECT count(*) FROM run_commands r WHERE r.machine_id = m.id AND lower(r.name) = lower(?))
@@ -95,7 +95,7 @@ func (s *Store) BulkTargets(ctx context.Context, ids []string, name string) (map
 	if err != nil {
 		return nil, fmt.Errorf("bulk targets: %w", s.mapErr(err))
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
 		WHERE lower(name) = lower(?) AND machine_id IN (`+marks(len(ids))+`)`), append([]any{name}, in...)...)
 	es, err := collect(rows, err, scanMachineExtension)
 	if err != nil {
@@ -314,7 +314,7 @@ func (s *Store) BulkCreateRunCommands(ctx context.Context, opID string, rcs []st
 }
 
 func (s *Store) ScanBulkMachines(ctx context.Context, opID, after string, fn func(store.BulkMachineResult) bool) error {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT b.machine_id, b.seq_no, b.state, b.message,
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT b.machine_id, b.seq_no, b.state, b.message,
 		m.id IS NOT NULL, COALESCE(m.subscription, ''), COALESCE(m.resource_group, ''), COALESCE(m.name, ''),
 		x.machine_id IS NOT NULL, COALESCE(x.seq_no, 0), COALESCE(x.deleting, ?), COALESCE(x.delete_generation, 0),
 		COALESCE(x.state, ''), COALESCE(x.message, ''),

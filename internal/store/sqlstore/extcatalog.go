@@ -63,7 +63,7 @@ func scanPublisher(r scanner) (store.Publisher, error) {
 }
 
 func (s *Store) GetPublisher(ctx context.Context, name string) (store.Publisher, error) {
-	p, err := scanPublisher(s.read.QueryRowContext(ctx, s.q(`SELECT name, public_key, created_at, created_by
+	p, err := scanPublisher(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT name, public_key, created_at, created_by
 		FROM publishers WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return p, fmt.Errorf("get publisher %q: %w", name, s.mapErr(err))
@@ -72,7 +72,7 @@ func (s *Store) GetPublisher(ctx context.Context, name string) (store.Publisher,
 }
 
 func (s *Store) ListPublishers(ctx context.Context) ([]store.Publisher, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT name, public_key, created_at, created_by FROM publishers ORDER BY lower(name)`)
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT name, public_key, created_at, created_by FROM publishers ORDER BY lower(name)`)
 	ps, err := collect(rows, err, scanPublisher)
 	if err != nil {
 		return nil, fmt.Errorf("list publishers: %w", s.mapErr(err))
@@ -109,7 +109,7 @@ func scanPackage(r scanner) (store.Package, error) {
 }
 
 func (s *Store) GetPackage(ctx context.Context, publisher, typ, version string) (store.Package, error) {
-	p, err := scanPackage(s.read.QueryRowContext(ctx, s.q(`SELECT `+packageCols+` FROM packages
+	p, err := scanPackage(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+packageCols+` FROM packages
 		WHERE lower(publisher) = lower(?) AND lower(type) = lower(?) AND version_key = ?`), publisher, typ, versionKey(version)))
 	if err != nil {
 		return p, fmt.Errorf("get package %s/%s %s: %w", publisher, typ, version, s.mapErr(err))
@@ -119,7 +119,7 @@ func (s *Store) GetPackage(ctx context.Context, publisher, typ, version string) 
 
 func (s *Store) GetPackageArchive(ctx context.Context, digest string) ([]byte, error) {
 	var b []byte
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT archive FROM packages WHERE digest = ?`), digest).Scan(&b)
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT archive FROM packages WHERE digest = ?`), digest).Scan(&b)
 	if err != nil {
 		return nil, fmt.Errorf("get package %s: %w", digest, s.mapErr(err))
 	}
@@ -147,7 +147,7 @@ func (s *Store) ListPackages(ctx context.Context, f store.PackageFilter) ([]stor
 		w.add(`(lower(publisher) > lower(?) OR (lower(publisher) = lower(?) AND (lower(type) > lower(?)
 			OR (lower(type) = lower(?) AND version_key > ?))))`, pub, pub, typ, typ, vk)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+packageCols+` FROM packages`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+packageCols+` FROM packages`+w.String()+`
 		ORDER BY lower(publisher), lower(type), version_key LIMIT ?`), append(w.args, limit(f.Page))...)
 	ps, err := collect(rows, err, scanPackage)
 	if err != nil {
@@ -187,7 +187,7 @@ func (s *Store) PutCatalog(ctx context.Context, c store.Catalog) error {
 func (s *Store) GetCatalog(ctx context.Context, publisher string) (store.Catalog, error) {
 	var c store.Catalog
 	var uploaded int64
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT publisher, serial, catalog, signature, uploaded_at, uploaded_by
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT publisher, serial, catalog, signature, uploaded_at, uploaded_by
 		FROM catalogs WHERE lower(publisher) = lower(?)`), publisher).
 		Scan(&c.Publisher, &c.Serial, &c.Catalog, &c.Signature, &uploaded, &c.UploadedBy)
 	if err != nil {

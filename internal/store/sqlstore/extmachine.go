@@ -78,7 +78,7 @@ func (s *Store) PutMachineExtension(ctx context.Context, e store.MachineExtensio
 }
 
 func (s *Store) GetMachineExtension(ctx context.Context, machineID, name string) (store.MachineExtension, error) {
-	e, err := scanMachineExtension(s.read.QueryRowContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
+	e, err := scanMachineExtension(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
 		WHERE machine_id = ? AND lower(name) = lower(?)`), machineID, name))
 	if err != nil {
 		return e, fmt.Errorf("get extension %q of machine %s: %w", name, machineID, s.mapErr(err))
@@ -87,7 +87,7 @@ func (s *Store) GetMachineExtension(ctx context.Context, machineID, name string)
 }
 
 func (s *Store) ListMachineExtensions(ctx context.Context, machineID string) ([]store.MachineExtension, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
 		WHERE machine_id = ? ORDER BY lower(name)`), machineID)
 	es, err := collect(rows, err, scanMachineExtension)
 	if err != nil {

@@ -49,7 +49,7 @@ func scanUser(r scanner) (store.User, error) {
 }
 
 func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
-	u, err := scanUser(s.read.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE id = ?`), id))
+	u, err := scanUser(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE id = ?`), id))
 	if err != nil {
 		return u, fmt.Errorf("get user %s: %w", id, s.mapErr(err))
 	}
@@ -57,7 +57,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 }
 
 func (s *Store) GetUserByName(ctx context.Context, name string) (store.User, error) {
-	u, err := scanUser(s.read.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE lower(name) = lower(?)`), name))
+	u, err := scanUser(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return u, fmt.Errorf("get user %q: %w", name, s.mapErr(err))
 	}
@@ -66,7 +66,7 @@ func (s *Store) GetUserByName(ctx context.Context, name string) (store.User, err
 
 // ListUsers orders by name.
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY lower(name)`)
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY lower(name)`)
 	us, err := collect(rows, err, scanUser)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", s.mapErr(err))
@@ -144,7 +144,7 @@ func scanServicePrincipal(r scanner) (store.ServicePrincipal, error) {
 }
 
 func (s *Store) GetServicePrincipal(ctx context.Context, clientID string) (store.ServicePrincipal, error) {
-	sp, err := scanServicePrincipal(s.read.QueryRowContext(ctx,
+	sp, err := scanServicePrincipal(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+servicePrincipalCols+` FROM service_principals WHERE client_id = ?`), clientID))
 	if err != nil {
 		return sp, fmt.Errorf("get service principal %s: %w", clientID, s.mapErr(err))
@@ -154,7 +154,7 @@ func (s *Store) GetServicePrincipal(ctx context.Context, clientID string) (store
 
 // ListServicePrincipals orders by display name, then client id.
 func (s *Store) ListServicePrincipals(ctx context.Context) ([]store.ServicePrincipal, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.reader(ctx).QueryContext(ctx,
 		`SELECT `+servicePrincipalCols+` FROM service_principals ORDER BY lower(display_name), client_id`)
 	sps, err := collect(rows, err, scanServicePrincipal)
 	if err != nil {
@@ -195,7 +195,7 @@ func scanAPIToken(r scanner) (store.APIToken, error) {
 }
 
 func (s *Store) GetAPITokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
-	t, err := scanAPIToken(s.read.QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE hash = ?`), hash))
+	t, err := scanAPIToken(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE hash = ?`), hash))
 	if err != nil {
 		// The hash is a credential digest: keep it out of the message.
 		return t, fmt.Errorf("get API token by hash: %w", s.mapErr(err))
@@ -205,7 +205,7 @@ func (s *Store) GetAPITokenByHash(ctx context.Context, hash string) (store.APITo
 
 // ListAPITokens returns the principal's tokens, oldest first.
 func (s *Store) ListAPITokens(ctx context.Context, principalID string) ([]store.APIToken, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.reader(ctx).QueryContext(ctx,
 		s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE principal_id = ? ORDER BY created_at, id`), principalID)
 	ts, err := collect(rows, err, scanAPIToken)
 	if err != nil {
@@ -253,7 +253,7 @@ func scanDeviceCode(r scanner) (store.DeviceCode, error) {
 // GetDeviceCodeByUserCode matches the user code exactly; callers normalise
 // it to the stored upper-case form.
 func (s *Store) GetDeviceCodeByUserCode(ctx context.Context, userCode string) (store.DeviceCode, error) {
-	d, err := scanDeviceCode(s.read.QueryRowContext(ctx,
+	d, err := scanDeviceCode(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+deviceCodeCols+` FROM device_codes WHERE user_code = ?`), userCode))
 	if err != nil {
 		return d, fmt.Errorf("get device code %s: %w", userCode, s.mapErr(err))
@@ -262,7 +262,7 @@ func (s *Store) GetDeviceCodeByUserCode(ctx context.Context, userCode string) (s
 }
 
 func (s *Store) GetDeviceCodeByHash(ctx context.Context, hash string) (store.DeviceCode, error) {
-	d, err := scanDeviceCode(s.read.QueryRowContext(ctx,
+	d, err := scanDeviceCode(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+deviceCodeCols+` FROM device_codes WHERE device_code_hash = ?`), hash))
 	if err != nil {
 		return d, fmt.Errorf("get device code by hash: %w", s.mapErr(err))
@@ -273,7 +273,7 @@ func (s *Store) GetDeviceCodeByHash(ctx context.Context, hash string) (store.Dev
 // ListPendingDeviceCodes returns codes neither approved, consumed nor expired
 // at now, oldest first.
 func (s *Store) ListPendingDeviceCodes(ctx context.Context, now time.Time) ([]store.DeviceCode, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+deviceCodeCols+` FROM device_codes
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+deviceCodeCols+` FROM device_codes
 		WHERE approved_by = '' AND consumed = FALSE AND expires_at > ? ORDER BY created_at, user_code`), micros(now))
 	ds, err := collect(rows, err, scanDeviceCode)
 	if err != nil {
@@ -294,7 +294,7 @@ func (s *Store) ApproveDeviceCode(ctx context.Context, userCode, approvedBy stri
 
 func (s *Store) CountPendingDeviceCodes(ctx context.Context, now time.Time) (int, error) {
 	var n int
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT count(*) FROM device_codes
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT count(*) FROM device_codes
 		WHERE approved_by = '' AND consumed = FALSE AND expires_at > ?`), micros(now)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count pending device codes: %w", s.mapErr(err))

@@ -75,7 +75,7 @@ func (s *Store) CreateMachine(ctx context.Context, m store.Machine, replaceExpir
 }
 
 func (s *Store) GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error) {
-	m, err := scanMachine(s.read.QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines
+	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines
 		WHERE lower(subscription) = lower(?) AND lower(resource_group) = lower(?) AND lower(name) = lower(?)`),
 		sub, rg, name))
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Store) GetMachine(ctx context.Context, sub, rg, name string) (store.Mac
 }
 
 func (s *Store) GetMachineByID(ctx context.Context, id string) (store.Machine, error) {
-	m, err := scanMachine(s.read.QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines WHERE id = ?`), id))
+	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines WHERE id = ?`), id))
 	if err != nil {
 		return m, fmt.Errorf("get machine %s: %w", id, s.mapErr(err))
 	}
@@ -129,7 +129,7 @@ func (s *Store) ListMachines(ctx context.Context, f store.MachineFilter) ([]stor
 			w.add(`lower(resource_group) >= lower(?)`, rg)
 		}
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineCols+` FROM machines`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineCols+` FROM machines`+w.String()+`
 		ORDER BY lower(resource_group), lower(name) LIMIT ?`), append(w.args, limit(f.Page))...)
 	ms, err := collect(rows, err, scanMachine)
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Store) CountMachinesByStatus(ctx context.Context) (map[string]int, erro
 		status string
 		n      int
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT status, count(*) FROM machines GROUP BY status`)
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT status, count(*) FROM machines GROUP BY status`)
 	counts, err := collect(rows, err, func(r scanner) (count, error) {
 		var c count
 		return c, r.Scan(&c.status, &c.n)
@@ -389,7 +389,7 @@ func (s *Store) deleteAssignmentsBelow(ctx context.Context, tx *sql.Tx, scope st
 
 func (s *Store) CountMachinesCreatedBy(ctx context.Context, principalID string, since time.Time) (int, error) {
 	var n int
-	err := s.read.QueryRowContext(ctx, s.q(`SELECT count(*) FROM machines WHERE created_by_id = ? AND created_at >= ?`),
+	err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT count(*) FROM machines WHERE created_by_id = ? AND created_at >= ?`),
 		principalID, micros(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count machines created by %s: %w", principalID, s.mapErr(err))

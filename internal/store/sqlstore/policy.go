@@ -30,7 +30,7 @@ func (s *Store) CreatePolicyDefinition(ctx context.Context, d store.PolicyDefini
 }
 
 func (s *Store) GetPolicyDefinition(ctx context.Context, name string) (store.PolicyDefinition, error) {
-	d, err := scanPolicyDef(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyDefCols+` FROM policy_definitions WHERE lower(name) = lower(?)`), name))
+	d, err := scanPolicyDef(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyDefCols+` FROM policy_definitions WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return d, fmt.Errorf("get policy definition %s: %w", name, s.mapErr(err))
 	}
@@ -42,7 +42,7 @@ func (s *Store) ListPolicyDefinitions(ctx context.Context, p store.Page) ([]stor
 	if p.After != "" {
 		w.add(`lower(name) > lower(?)`, p.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyDefCols+` FROM policy_definitions`+w.String()+` ORDER BY lower(name) LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyDefCols+` FROM policy_definitions`+w.String()+` ORDER BY lower(name) LIMIT ?`),
 		append(w.args, limit(p))...)
 	ds, err := collect(rows, err, scanPolicyDef)
 	if err != nil {
@@ -111,7 +111,7 @@ func (s *Store) CreatePolicyAssignment(ctx context.Context, a store.PolicyAssign
 }
 
 func (s *Store) GetPolicyAssignment(ctx context.Context, name string) (store.PolicyAssignment, error) {
-	a, err := scanPolicyAssign(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments WHERE lower(name) = lower(?)`), name))
+	a, err := scanPolicyAssign(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return a, fmt.Errorf("get policy assignment %s: %w", name, s.mapErr(err))
 	}
@@ -126,7 +126,7 @@ func (s *Store) ListPolicyAssignments(ctx context.Context, scopePrefix string, p
 	if p.After != "" {
 		w.add(`lower(name) > lower(?)`, p.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments`+w.String()+` ORDER BY lower(name) LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments`+w.String()+` ORDER BY lower(name) LIMIT ?`),
 		append(w.args, limit(p))...)
 	as, err := collect(rows, err, scanPolicyAssign)
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Store) PolicyAssignmentsAt(ctx context.Context, scopes []string) ([]sto
 	for i, sc := range scopes {
 		args[i] = strings.ToLower(sc)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments WHERE lower(scope) IN (`+marks(len(scopes))+`) ORDER BY lower(name)`), args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyAssignCols+` FROM policy_assignments WHERE lower(scope) IN (`+marks(len(scopes))+`) ORDER BY lower(name)`), args...)
 	as, err := collect(rows, err, scanPolicyAssign)
 	if err != nil {
 		return nil, fmt.Errorf("policy assignments at %v: %w", scopes, s.mapErr(err))
@@ -217,7 +217,7 @@ func (s *Store) CreatePolicyExemption(ctx context.Context, e store.PolicyExempti
 }
 
 func (s *Store) GetPolicyExemption(ctx context.Context, name string) (store.PolicyExemption, error) {
-	e, err := scanPolicyExempt(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyExemptCols+` FROM policy_exemptions WHERE lower(name) = lower(?)`), name))
+	e, err := scanPolicyExempt(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyExemptCols+` FROM policy_exemptions WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return e, fmt.Errorf("get policy exemption %s: %w", name, s.mapErr(err))
 	}
@@ -229,7 +229,7 @@ func (s *Store) ListPolicyExemptions(ctx context.Context, assignment string) ([]
 	if assignment != "" {
 		w.add(`lower(assignment) = lower(?)`, assignment)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyExemptCols+` FROM policy_exemptions`+w.String()+` ORDER BY lower(name)`), w.args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyExemptCols+` FROM policy_exemptions`+w.String()+` ORDER BY lower(name)`), w.args...)
 	es, err := collect(rows, err, scanPolicyExempt)
 	if err != nil {
 		return nil, fmt.Errorf("list policy exemptions: %w", s.mapErr(err))
@@ -356,7 +356,7 @@ func (s *Store) ListPolicyStates(ctx context.Context, f store.PolicyStateFilter)
 	if f.Page.After != "" {
 		w.add(`skey > ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyStateCols+` FROM policy_states`+w.String()+` ORDER BY skey LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyStateCols+` FROM policy_states`+w.String()+` ORDER BY skey LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	ss, err := collect(rows, err, scanPolicyState)
 	if err != nil {
@@ -367,7 +367,7 @@ func (s *Store) ListPolicyStates(ctx context.Context, f store.PolicyStateFilter)
 
 func (s *Store) ListPolicyMachineStatus(ctx context.Context, f store.PolicyStateFilter) ([]store.PolicyMachineStatus, error) {
 	w := stateWhere(f)
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyStatusCols+` FROM policy_machine_status`+w.String()+` ORDER BY assignment, machine_id`), w.args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyStatusCols+` FROM policy_machine_status`+w.String()+` ORDER BY assignment, machine_id`), w.args...)
 	ss, err := collect(rows, err, scanPolicyStatus)
 	if err != nil {
 		return nil, fmt.Errorf("list policy machine status: %w", s.mapErr(err))
@@ -380,11 +380,11 @@ func (s *Store) PolicyStateHistory(ctx context.Context, assignment, machineID, r
 		n = store.DefaultPageSize
 	}
 	var stored string
-	if err := s.read.QueryRowContext(ctx, s.q(`SELECT name FROM policy_assignments WHERE lower(name) = lower(?)`), assignment).Scan(&stored); err != nil {
+	if err := s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT name FROM policy_assignments WHERE lower(name) = lower(?)`), assignment).Scan(&stored); err != nil {
 		return nil, fmt.Errorf("policy state history: %w", s.mapErr(err))
 	}
 	k := store.PolicyStateKey(store.PolicyRuleState{Assignment: stored, MachineID: machineID, Rule: rule})
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT compliance_state, evidence, ts FROM policy_state_history WHERE skey = ? ORDER BY ts DESC LIMIT ?`), k, n)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT compliance_state, evidence, ts FROM policy_state_history WHERE skey = ? ORDER BY ts DESC LIMIT ?`), k, n)
 	hs, err := collect(rows, err, func(r scanner) (store.PolicyStateChange, error) {
 		var c store.PolicyStateChange
 		var at int64
@@ -437,7 +437,7 @@ func (s *Store) PutPolicyRemediation(ctx context.Context, m store.PolicyRemediat
 }
 
 func (s *Store) GetPolicyRemediation(ctx context.Context, id string) (store.PolicyRemediation, error) {
-	m, err := scanPolicyRem(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyRemCols+` FROM policy_remediations WHERE id = ?`), id))
+	m, err := scanPolicyRem(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyRemCols+` FROM policy_remediations WHERE id = ?`), id))
 	if err != nil {
 		return m, fmt.Errorf("get policy remediation %s: %w", id, s.mapErr(err))
 	}
@@ -458,7 +458,7 @@ func (s *Store) ListPolicyRemediations(ctx context.Context, f store.PolicyRemedi
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+policyRemCols+` FROM policy_remediations`+w.String()+` ORDER BY id DESC LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+policyRemCols+` FROM policy_remediations`+w.String()+` ORDER BY id DESC LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	ms, err := collect(rows, err, scanPolicyRem)
 	if err != nil {
@@ -497,7 +497,7 @@ func (s *Store) CreatePolicyEvaluation(ctx context.Context, e store.PolicyEvalua
 }
 
 func (s *Store) GetPolicyEvaluation(ctx context.Context, id string) (store.PolicyEvaluation, error) {
-	e, err := scanPolicyEval(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyEvalCols+` FROM policy_evaluations WHERE id = ?`), id))
+	e, err := scanPolicyEval(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyEvalCols+` FROM policy_evaluations WHERE id = ?`), id))
 	if err != nil {
 		return e, fmt.Errorf("get policy evaluation %s: %w", id, s.mapErr(err))
 	}
@@ -512,7 +512,7 @@ func (s *Store) LatestPolicyEvaluation(ctx context.Context, scopes []string) (st
 	for i, sc := range scopes {
 		args[i] = strings.ToLower(sc)
 	}
-	e, err := scanPolicyEval(s.read.QueryRowContext(ctx, s.q(`SELECT `+policyEvalCols+` FROM policy_evaluations WHERE lower(scope) IN (`+
+	e, err := scanPolicyEval(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+policyEvalCols+` FROM policy_evaluations WHERE lower(scope) IN (`+
 		marks(len(scopes))+`) ORDER BY id DESC LIMIT 1`), args...))
 	if err != nil {
 		err = s.mapErr(err)

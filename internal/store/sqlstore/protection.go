@@ -51,7 +51,7 @@ func (s *Store) PutProtectionScope(ctx context.Context, p store.ProtectionScope)
 }
 
 func (s *Store) GetProtectionScope(ctx context.Context, scope string) (store.ProtectionScope, error) {
-	p, err := scanProtectionScope(s.read.QueryRowContext(ctx, s.q(`SELECT `+protectionScopeCols+` FROM protection_scopes
+	p, err := scanProtectionScope(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+protectionScopeCols+` FROM protection_scopes
 		WHERE lower(scope) = lower(?)`), scope))
 	if err != nil {
 		return p, fmt.Errorf("get protection scope %s: %w", scope, s.mapErr(err))
@@ -67,7 +67,7 @@ func (s *Store) DeleteProtectionScope(ctx context.Context, scope string) error {
 }
 
 func (s *Store) ListProtectionScopes(ctx context.Context) ([]store.ProtectionScope, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+protectionScopeCols+` FROM protection_scopes ORDER BY lower(scope)`))
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+protectionScopeCols+` FROM protection_scopes ORDER BY lower(scope)`))
 	ps, err := collect(rows, err, scanProtectionScope)
 	if err != nil {
 		return nil, fmt.Errorf("list protection scopes: %w", s.mapErr(err))
@@ -101,7 +101,7 @@ func (s *Store) CreateSignatureSet(ctx context.Context, ss store.SignatureSet) e
 }
 
 func (s *Store) LatestSignatureSet(ctx context.Context) (store.SignatureSet, error) {
-	ss, err := scanSignatureSet(s.read.QueryRowContext(ctx, s.q(`SELECT `+signatureSetMeta+` FROM signature_sets
+	ss, err := scanSignatureSet(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+signatureSetMeta+` FROM signature_sets
 		ORDER BY version DESC LIMIT 1`)), false)
 	if err != nil {
 		return ss, fmt.Errorf("latest signature set: %w", s.mapErr(err))
@@ -110,7 +110,7 @@ func (s *Store) LatestSignatureSet(ctx context.Context) (store.SignatureSet, err
 }
 
 func (s *Store) GetSignatureSet(ctx context.Context, version int64) (store.SignatureSet, error) {
-	ss, err := scanSignatureSet(s.read.QueryRowContext(ctx, s.q(`SELECT `+signatureSetMeta+`, sigset FROM signature_sets
+	ss, err := scanSignatureSet(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+signatureSetMeta+`, sigset FROM signature_sets
 		WHERE version = ?`), version), true)
 	if err != nil {
 		return ss, fmt.Errorf("get signature set %d: %w", version, s.mapErr(err))
@@ -127,7 +127,7 @@ func (s *Store) ListSignatureSets(ctx context.Context, p store.Page) ([]store.Si
 		}
 		w.add(`version < ?`, after)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+signatureSetMeta+` FROM signature_sets`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+signatureSetMeta+` FROM signature_sets`+w.String()+`
 		ORDER BY version DESC LIMIT ?`), append(w.args, limit(p))...)
 	sets, err := collect(rows, err, func(r scanner) (store.SignatureSet, error) { return scanSignatureSet(r, false) })
 	if err != nil {
@@ -167,7 +167,7 @@ func (s *Store) CreateAlert(ctx context.Context, a store.Alert) (bool, error) {
 }
 
 func (s *Store) GetAlert(ctx context.Context, id string) (store.Alert, error) {
-	a, err := scanAlert(s.read.QueryRowContext(ctx, s.q(`SELECT `+alertCols+` FROM protection_alerts WHERE id = ?`), id))
+	a, err := scanAlert(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+alertCols+` FROM protection_alerts WHERE id = ?`), id))
 	if err != nil {
 		return a, fmt.Errorf("get alert %s: %w", id, s.mapErr(err))
 	}
@@ -192,7 +192,7 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]store.Al
 			OR (detected_at = (SELECT detected_at FROM protection_alerts WHERE id = ?) AND id < ?))`,
 			f.Page.After, f.Page.After, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+alertCols+` FROM protection_alerts`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+alertCols+` FROM protection_alerts`+w.String()+`
 		ORDER BY detected_at DESC, id DESC LIMIT ?`), append(w.args, limit(f.Page))...)
 	as, err := collect(rows, err, scanAlert)
 	if err != nil {
@@ -225,7 +225,7 @@ func (s *Store) CountActiveAlerts(ctx context.Context, machineIDs []string) (map
 		for _, id := range batch {
 			args = append(args, id)
 		}
-		rows, err := s.read.QueryContext(ctx, s.q(`SELECT machine_id, count(*) FROM protection_alerts
+		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT machine_id, count(*) FROM protection_alerts
 			WHERE state = ? AND machine_id IN (?`+strings.Repeat(", ?", len(batch)-1)+`) GROUP BY machine_id`), args...)
 		type count struct {
 			id string
@@ -298,7 +298,7 @@ func (s *Store) RecordScan(ctx context.Context, sc store.ProtectionScan) error {
 }
 
 func (s *Store) GetScan(ctx context.Context, machineID, id string) (store.ProtectionScan, error) {
-	sc, err := scanProtectionScan(s.read.QueryRowContext(ctx, s.q(`SELECT `+scanCols+` FROM protection_scans
+	sc, err := scanProtectionScan(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+scanCols+` FROM protection_scans
 		WHERE machine_id = ? AND id = ?`), machineID, id))
 	if err != nil {
 		return sc, fmt.Errorf("get scan %s of machine %s: %w", id, machineID, s.mapErr(err))
@@ -315,7 +315,7 @@ func (s *Store) ListScans(ctx context.Context, f store.ScanFilter) ([]store.Prot
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+scanCols+` FROM protection_scans`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+scanCols+` FROM protection_scans`+w.String()+`
 		ORDER BY id DESC LIMIT ?`), append(w.args, limit(f.Page))...)
 	scs, err := collect(rows, err, scanProtectionScan)
 	if err != nil {
@@ -384,7 +384,7 @@ func (s *Store) CreateRestore(ctx context.Context, rs store.ProtectionRestore) (
 }
 
 func (s *Store) GetRestore(ctx context.Context, machineID, id string) (store.ProtectionRestore, error) {
-	rs, err := scanRestore(s.read.QueryRowContext(ctx, s.q(`SELECT `+restoreCols+` FROM protection_restores
+	rs, err := scanRestore(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+restoreCols+` FROM protection_restores
 		WHERE machine_id = ? AND id = ?`), machineID, id))
 	if err != nil {
 		return rs, fmt.Errorf("get restore %s of machine %s: %w", id, machineID, s.mapErr(err))
@@ -401,7 +401,7 @@ func (s *Store) ListRestores(ctx context.Context, machineID string, unfinished b
 	if p.After != "" {
 		w.add(`id < ?`, p.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+restoreCols+` FROM protection_restores`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+restoreCols+` FROM protection_restores`+w.String()+`
 		ORDER BY id DESC LIMIT ?`), append(w.args, limit(p))...)
 	rs, err := collect(rows, err, scanRestore)
 	if err != nil {
@@ -468,7 +468,7 @@ func (s *Store) PutMachineProtection(ctx context.Context, p store.MachineProtect
 }
 
 func (s *Store) GetMachineProtection(ctx context.Context, machineID string) (store.MachineProtection, error) {
-	p, err := scanMachineProtection(s.read.QueryRowContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection
+	p, err := scanMachineProtection(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection
 		WHERE machine_id = ?`), machineID))
 	if err != nil {
 		return p, fmt.Errorf("get protection of machine %s: %w", machineID, s.mapErr(err))
@@ -479,7 +479,7 @@ func (s *Store) GetMachineProtection(ctx context.Context, machineID string) (sto
 func (s *Store) ListMachineProtection(ctx context.Context, machineIDs []string) (map[string]store.MachineProtection, error) {
 	out := map[string]store.MachineProtection{}
 	if machineIDs == nil {
-		rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection`))
+		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection`))
 		ps, err := collect(rows, err, scanMachineProtection)
 		if err != nil {
 			return nil, fmt.Errorf("list machine protection: %w", s.mapErr(err))
@@ -496,7 +496,7 @@ func (s *Store) ListMachineProtection(ctx context.Context, machineIDs []string) 
 		for _, id := range batch {
 			args = append(args, id)
 		}
-		rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection
+		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineProtectionCols+` FROM machine_protection
 			WHERE machine_id IN (?`+strings.Repeat(", ?", len(batch)-1)+`)`), args...)
 		ps, err := collect(rows, err, scanMachineProtection)
 		if err != nil {

@@ -37,7 +37,7 @@ func scanSubscription(r scanner) (store.Subscription, error) {
 }
 
 func (s *Store) GetSubscription(ctx context.Context, name string) (store.Subscription, error) {
-	sub, err := scanSubscription(s.read.QueryRowContext(ctx,
+	sub, err := scanSubscription(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+subscriptionCols+` FROM subscriptions WHERE lower(name) = lower(?)`), name))
 	if err != nil {
 		return sub, fmt.Errorf("get subscription %q: %w", name, s.mapErr(err))
@@ -46,7 +46,7 @@ func (s *Store) GetSubscription(ctx context.Context, name string) (store.Subscri
 }
 
 func (s *Store) ListSubscriptions(ctx context.Context) ([]store.Subscription, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+subscriptionCols+` FROM subscriptions ORDER BY lower(name)`)
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+subscriptionCols+` FROM subscriptions ORDER BY lower(name)`)
 	subs, err := collect(rows, err, scanSubscription)
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions: %w", s.mapErr(err))
@@ -101,7 +101,7 @@ func scanResourceGroup(r scanner) (store.ResourceGroup, error) {
 }
 
 func (s *Store) GetResourceGroup(ctx context.Context, sub, name string) (store.ResourceGroup, error) {
-	g, err := scanResourceGroup(s.read.QueryRowContext(ctx,
+	g, err := scanResourceGroup(s.reader(ctx).QueryRowContext(ctx,
 		s.q(`SELECT `+resourceGroupCols+` FROM resource_groups WHERE lower(subscription) = lower(?) AND lower(name) = lower(?)`),
 		sub, name))
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Store) ListResourceGroups(ctx context.Context, sub string, p store.Page
 	if p.After != "" {
 		w.add(`lower(name) > lower(?)`, p.After)
 	}
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.reader(ctx).QueryContext(ctx,
 		s.q(`SELECT `+resourceGroupCols+` FROM resource_groups`+w.String()+` ORDER BY lower(name) LIMIT ?`),
 		append(w.args, limit(p))...)
 	gs, err := collect(rows, err, scanResourceGroup)

@@ -74,7 +74,7 @@ func (s *Store) CreateRunCommand(ctx context.Context, rc store.RunCommand) (int6
 }
 
 func (s *Store) GetRunCommand(ctx context.Context, machineID, name string) (store.RunCommand, error) {
-	rc, err := scanRunCommand(s.read.QueryRowContext(ctx, s.q(`SELECT `+runCommandCols+` FROM run_commands
+	rc, err := scanRunCommand(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+runCommandCols+` FROM run_commands
 		WHERE machine_id = ? AND lower(name) = lower(?)`), machineID, name))
 	if err != nil {
 		return rc, fmt.Errorf("get run command %q of machine %s: %w", name, machineID, s.mapErr(err))
@@ -92,7 +92,7 @@ func (s *Store) ListRunCommands(ctx context.Context, f store.RunCommandFilter) (
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+runCommandCols+` FROM run_commands`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+runCommandCols+` FROM run_commands`+w.String()+`
 		ORDER BY id DESC LIMIT ?`), append(w.args, limit(f.Page))...)
 	rcs, err := collect(rows, err, scanRunCommand)
 	if err != nil {

@@ -93,7 +93,7 @@ func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
 // it (so that what is purged is always a prefix of the chain). Unsealed
 // entries are never returned: they are sealed within seconds.
 func (s *Store) ListActivityBefore(ctx context.Context, before time.Time, n int) ([]store.ActivityEntry, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+activityReadCols+` FROM activity
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+activityReadCols+` FROM activity
 		WHERE seq IS NOT NULL AND occurred_at < ?
 		  AND seq < COALESCE((SELECT MIN(seq) FROM activity WHERE seq IS NOT NULL AND occurred_at >= ?), 9223372036854775807)
 		ORDER BY seq LIMIT ?`), micros(before), micros(before), limit(store.Page{Limit: n}))

@@ -126,6 +126,40 @@ func (s *Store) q(query string) string {
 	return b.String()
 }
 
+// snapshotKey carries a Snapshot's transaction in a context.
+type snapshotKey struct{}
+
+type snapshot struct {
+	s  *Store // whose snapshot: another Store's reads are not in it
+	tx *sql.Tx
+}
+
+// Snapshot implements store.Store: a read-only transaction on the read pool
+// (PostgreSQL: REPEATABLE READ, so every query sees the transaction's first
+// snapshot; SQLite: a deferred read transaction, which keeps the WAL
+// snapshot its first read took).
+func (s *Store) Snapshot(ctx context.Context, fn func(ctx context.Context) error) error {
+	if sn, ok := ctx.Value(snapshotKey{}).(*snapshot); ok && sn.s == s {
+		return fn(ctx)
+	}
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return fmt.Errorf("begin snapshot: %w", s.mapErr(err))
+	}
+	// Nothing to commit: the end of a read-only transaction either way.
+	defer func() { _ = tx.Rollback() }()
+	return fn(context.WithValue(ctx, snapshotKey{}, &snapshot{s: s, tx: tx}))
+}
+
+// reader is where a read made with ctx goes: the snapshot ctx carries, or
+// the read pool.
+func (s *Store) reader(ctx context.Context) querier {
+	if sn, ok := ctx.Value(snapshotKey{}).(*snapshot); ok && sn.s == s {
+		return sn.tx
+	}
+	return s.read
+}
+
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

@@ -177,7 +177,7 @@ func (s *Store) CreateUpdateAssessments(ctx context.Context, as []store.UpdateAs
 }
 
 func (s *Store) ListPendingUpdateAssessments(ctx context.Context, machineID string, n int) ([]store.UpdateAssessment, error) {
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments
 		WHERE machine_id = ? AND state = ? ORDER BY id LIMIT ?`), machineID, wire.AssessmentPending, limit(store.Page{Limit: n}))
 	as, err := collect(rows, err, scanUpdateAssessment)
 	if err != nil {
@@ -240,7 +240,7 @@ func (s *Store) RecordUpdateAssessment(ctx context.Context, a store.UpdateAssess
 }
 
 func (s *Store) GetUpdateAssessment(ctx context.Context, id string) (store.UpdateAssessment, error) {
-	a, err := scanUpdateAssessment(s.read.QueryRowContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments WHERE id = ?`), id))
+	a, err := scanUpdateAssessment(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments WHERE id = ?`), id))
 	if err != nil {
 		return a, fmt.Errorf("get update assessment %s: %w", id, s.mapErr(err))
 	}
@@ -261,7 +261,7 @@ func (s *Store) ListUpdateAssessments(ctx context.Context, f store.UpdateAssessm
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+updateAssessmentCols+` FROM update_assessments`+w.String()+`
 		ORDER BY id DESC LIMIT ?`), append(w.args, limit(f.Page))...)
 	as, err := collect(rows, err, scanUpdateAssessment)
 	if err != nil {
@@ -275,7 +275,7 @@ func (s *Store) CountUpdateAssessments(ctx context.Context, batchID string) (map
 		state string
 		n     int
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT state, count(*) FROM update_assessments WHERE batch_id = ? GROUP BY state`), batchID)
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT state, count(*) FROM update_assessments WHERE batch_id = ? GROUP BY state`), batchID)
 	cs, err := collect(rows, err, func(r scanner) (count, error) {
 		var c count
 		return c, r.Scan(&c.state, &c.n)
@@ -339,7 +339,7 @@ func scanMachineUpdateStatus(r scanner, withUpdates bool) (store.MachineUpdateSt
 }
 
 func (s *Store) GetMachineUpdateStatus(ctx context.Context, machineID string) (store.MachineUpdateStatus, error) {
-	st, err := scanMachineUpdateStatus(s.read.QueryRowContext(ctx, s.q(`SELECT `+machineUpdateStatusCols+`, u.updates
+	st, err := scanMachineUpdateStatus(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineUpdateStatusCols+`, u.updates
 		FROM machine_update_status u JOIN machines m ON m.id = u.machine_id WHERE u.machine_id = ?`), machineID), true)
 	if err != nil {
 		return st, fmt.Errorf("get the update status of machine %s: %w", machineID, s.mapErr(err))
@@ -364,7 +364,7 @@ func (s *Store) ListMachineUpdateStatuses(ctx context.Context, f store.UpdateSta
 		rg, name, _ := strings.Cut(f.Page.After, "/")
 		w.add(`(lower(m.resource_group) > lower(?) OR (lower(m.resource_group) = lower(?) AND lower(m.name) > lower(?)))`, rg, rg, name)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+machineUpdateStatusCols+` FROM machine_update_status u
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineUpdateStatusCols+` FROM machine_update_status u
 		JOIN machines m ON m.id = u.machine_id`+w.String()+` ORDER BY lower(m.resource_group), lower(m.name) LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	sts, err := collect(rows, err, func(r scanner) (store.MachineUpdateStatus, error) { return scanMachineUpdateStatus(r, false) })
@@ -449,7 +449,7 @@ func (s *Store) CreateUpdateRun(ctx context.Context, r store.UpdateRun, ms []sto
 }
 
 func (s *Store) GetUpdateRun(ctx context.Context, id string) (store.UpdateRun, error) {
-	r, err := scanUpdateRun(s.read.QueryRowContext(ctx, s.q(`SELECT `+updateRunCols+` FROM update_runs WHERE id = ?`), id))
+	r, err := scanUpdateRun(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+updateRunCols+` FROM update_runs WHERE id = ?`), id))
 	if err != nil {
 		return r, fmt.Errorf("get update run %s: %w", id, s.mapErr(err))
 	}
@@ -473,7 +473,7 @@ func (s *Store) ListUpdateRuns(ctx context.Context, f store.UpdateRunFilter) ([]
 	if f.Page.After != "" {
 		w.add(`id < ?`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+updateRunCols+` FROM update_runs`+w.String()+` ORDER BY id DESC LIMIT ?`),
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+updateRunCols+` FROM update_runs`+w.String()+` ORDER BY id DESC LIMIT ?`),
 		append(w.args, limit(f.Page))...)
 	rs, err := collect(rows, err, scanUpdateRun)
 	if err != nil {
@@ -489,7 +489,7 @@ func (s *Store) ListUpdateRunMachines(ctx context.Context, runID string, p store
 		rg, name, _ := strings.Cut(p.After, "/")
 		w.add(`(lower(m.resource_group) > lower(?) OR (lower(m.resource_group) = lower(?) AND lower(m.name) > lower(?)))`, rg, rg, name)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+updateRunMachineCols+` FROM update_run_machines r
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+updateRunMachineCols+` FROM update_run_machines r
 		JOIN machines m ON m.id = r.machine_id`+w.String()+` ORDER BY lower(m.resource_group), lower(m.name) LIMIT ?`),
 		append(w.args, limit(p))...)
 	ms, err := collect(rows, err, scanUpdateRunMachine)
@@ -500,7 +500,7 @@ func (s *Store) ListUpdateRunMachines(ctx context.Context, runID string, p store
 }
 
 func (s *Store) GetUpdateRunMachine(ctx context.Context, runID, machineID string) (store.UpdateRunMachine, error) {
-	m, err := scanUpdateRunMachine(s.read.QueryRowContext(ctx, s.q(`SELECT `+updateRunMachineCols+` FROM update_run_machines r
+	m, err := scanUpdateRunMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+updateRunMachineCols+` FROM update_run_machines r
 		JOIN machines m ON m.id = r.machine_id WHERE r.run_id = ? AND r.machine_id = ?`), runID, machineID))
 	if err != nil {
 		return m, fmt.Errorf("get machine %s of update run %s: %w", machineID, runID, s.mapErr(err))
@@ -513,7 +513,7 @@ func (s *Store) ListUpdateDispatches(ctx context.Context, machineID string) ([]s
 	for _, c := range strings.Split(updateRunCols, ",") {
 		cols += ", u." + strings.TrimSpace(c)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+cols+` FROM update_run_machines r
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+cols+` FROM update_run_machines r
 		JOIN machines m ON m.id = r.machine_id JOIN update_runs u ON u.id = r.run_id
 		WHERE r.machine_id = ? AND r.dispatched = ? AND r.status IN (?, ?) ORDER BY r.run_id LIMIT 100`),
 		machineID, true, wire.UpdatePending, wire.UpdateInProgress)
@@ -577,7 +577,7 @@ func (s *Store) CountUpdateRunMachines(ctx context.Context, runID string) (map[i
 		status string
 		n      int
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT wave, status, count(*) FROM update_run_machines WHERE run_id = ?
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT wave, status, count(*) FROM update_run_machines WHERE run_id = ?
 		GROUP BY wave, status`), runID)
 	cs, err := collect(rows, err, func(r scanner) (count, error) {
 		var c count
@@ -704,7 +704,7 @@ func (s *Store) CreateUpdateSchedule(ctx context.Context, u store.UpdateSchedule
 }
 
 func (s *Store) GetUpdateSchedule(ctx context.Context, sub, name string) (store.UpdateSchedule, error) {
-	u, err := scanUpdateSchedule(s.read.QueryRowContext(ctx, s.q(`SELECT `+updateScheduleCols+` FROM update_schedules
+	u, err := scanUpdateSchedule(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+updateScheduleCols+` FROM update_schedules
 		WHERE lower(subscription) = lower(?) AND lower(name) = lower(?)`), sub, name))
 	if err != nil {
 		return u, fmt.Errorf("get update schedule %q: %w", name, s.mapErr(err))
@@ -720,7 +720,7 @@ func (s *Store) ListUpdateSchedules(ctx context.Context, f store.UpdateScheduleF
 	if f.Page.After != "" {
 		w.add(`lower(name) > lower(?)`, f.Page.After)
 	}
-	rows, err := s.read.QueryContext(ctx, s.q(`SELECT `+updateScheduleCols+` FROM update_schedules`+w.String()+`
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+updateScheduleCols+` FROM update_schedules`+w.String()+`
 		ORDER BY lower(name), id LIMIT ?`), append(w.args, limit(f.Page))...)
 	us, err := collect(rows, err, scanUpdateSchedule)
 	if err != nil {

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -421,4 +423,44 @@ func testMarkStale(t *testing.T, s store.Store) {
 	ids, err = s.MarkStale(ctx, disconnectedBefore, expiredBefore)
 	ok(t, err, "mark stale again")
 	diff(t, ids, []string{}, "second sweep changes nothing")
+}
+
+// Reads inside a Snapshot see the store as it was at the snapshot's first
+// read: a change committed meanwhile shows only after it ends; a Snapshot
+// inside another reads the outer one; an error from fn is returned.
+func testSnapshot(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seedGroups(t, s, "s1/rg")
+	createMachines(t, s, machine("m1", "s1/rg/vm1"))
+	var inside, nested, after store.Machine
+	err := s.Snapshot(ctx, func(ctx context.Context) error {
+		var err error
+		if inside, err = s.GetMachineByID(ctx, "m1"); err != nil {
+			return err
+		}
+		// Committed by another writer while the snapshot is open.
+		if _, err := s.UpdateMachineTags(t.Context(), "m1", map[string]string{"env": "dev"}, t0.Add(time.Minute)); err != nil {
+			return err
+		}
+		if after, err = s.GetMachineByID(ctx, "m1"); err != nil {
+			return err
+		}
+		return s.Snapshot(ctx, func(ctx context.Context) error {
+			nested, err = s.GetMachineByID(ctx, "m1")
+			return err
+		})
+	})
+	ok(t, err, "snapshot")
+	for what, m := range map[string]store.Machine{"first read": inside, "read after the change": after, "nested snapshot": nested} {
+		if m.Tags["env"] != "prod" {
+			t.Errorf("%s inside the snapshot saw tags %v, want the snapshot's", what, m.Tags)
+		}
+	}
+	if m := getByID(t, s, "m1"); m.Tags["env"] != "dev" {
+		t.Errorf("after the snapshot: tags %v, want the change", m.Tags)
+	}
+	boom := errors.New("boom")
+	if err := s.Snapshot(ctx, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("snapshot returned %v, want fn's error", err)
+	}
 }

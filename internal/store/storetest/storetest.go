@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ResourceGroupPages", testResourceGroupPages},
 		{"ResourceGroupPageLimits", testResourceGroupPageLimits},
 		{"Machines", testMachines},
+		{"Snapshot", testSnapshot},
 		{"CreateMachineReplaceExpired", testCreateMachineReplaceExpired},
 		{"ListMachinesFilters", testListMachinesFilters},
 		{"ListMachinesPages", testListMachinesPages},
