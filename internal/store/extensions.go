@@ -123,7 +123,18 @@ type ExtensionReport struct {
 	State   string
 	Message string
 	At      time.Time
+	// Outcome, when set, is asked for the report's activity entry if the
+	// report applies (nil: none).
+	Outcome ExtensionOutcome
 }
+
+// ExtensionOutcome gives, from an extension's row as it was before a
+// report applied to it, the activity entry of the report's outcome, or
+// false for none. It runs inside the report's transaction, so the state and
+// its outcome entry are stored together or not at all (a server killed
+// between two writes would otherwise lose the entry for good: the agent's
+// second delivery no longer changes anything).
+type ExtensionOutcome func(before MachineExtension) (ActivityEntry, bool)
 
 // MachineExtensions stores the extensions of machines. Every change of the
 // desired set bumps the machine's Generation in the same transaction and
@@ -163,8 +174,9 @@ type MachineExtensions interface {
 	ReportMachineExtension(ctx context.Context, machineID, name string, seqNo int64, remove bool, r ExtensionReport) (bool, error)
 	// RemoveMachineExtension drops a Deleting row whose removal the agent
 	// confirmed (seqNo <= SeqNo), without bumping the generation: the row
-	// was no longer desired. It returns whether a row went away.
-	RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64) (bool, error)
+	// was no longer desired. It returns whether a row went away; outcome
+	// (may be nil) is asked for the removal's activity entry if one did.
+	RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64, outcome ExtensionOutcome) (bool, error)
 	// DropDeletedExtensions removes rows still in state Deleting whose
 	// DeleteGeneration <= applied: the agent applied a desired state
 	// without them. It returns the names dropped.

@@ -57,6 +57,12 @@ func (o *outcomes) RecordOutcome(_ context.Context, x capability.Outcome) error 
 	return nil
 }
 
+// OutcomeEntry is not used by access (its outcomes are recorded after the
+// state change, not in its transaction).
+func (o *outcomes) OutcomeEntry(x capability.Outcome) store.ActivityEntry {
+	return store.ActivityEntry{Time: x.At, Scope: x.Scope, Result: x.Result, Message: x.Message}
+}
+
 type env struct {
 	st   store.Store
 	svc  *access.Service

@@ -55,6 +55,26 @@ func (s *Service) Record(ctx context.Context, e store.ActivityEntry) error {
 // so `corral activity list --result Failed` finds a refused install or a
 // failed run next to the request that started it.
 func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error {
+	e := s.OutcomeEntry(o)
+	// The state change this entry reports is already committed: an agent
+	// that gives up on its request (and sends the report again later, when
+	// it may be applied as a no-op) must not cost the log its entry.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	if o.ReportID != "" {
+		e.CorrelationID = "report:" + truncateUTF8(o.ReportID, 128)
+	}
+	if o.ReportID != "" || o.Once {
+		if seen, err := s.recordedFor(ctx, e); err != nil || seen {
+			return err
+		}
+	}
+	return s.store.AppendActivity(ctx, e)
+}
+
+// OutcomeEntry implements capability.Outcomes: the entry of o in the name
+// of whoever asked for the operation, under the request's correlation id.
+func (s *Service) OutcomeEntry(o capability.Outcome) store.ActivityEntry {
 	action := o.Action
 	if action == "" {
 		action = o.Origin.Action
@@ -73,20 +93,7 @@ func (s *Service) RecordOutcome(ctx context.Context, o capability.Outcome) error
 	if e.Time.IsZero() {
 		e.Time = s.clock().UTC()
 	}
-	// The state change this entry reports is already committed: an agent
-	// that gives up on its request (and sends the report again later, when
-	// it may be applied as a no-op) must not cost the log its entry.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
-	defer cancel()
-	if o.ReportID != "" {
-		e.CorrelationID = "report:" + truncateUTF8(o.ReportID, 128)
-	}
-	if o.ReportID != "" || o.Once {
-		if seen, err := s.recordedFor(ctx, e); err != nil || seen {
-			return err
-		}
-	}
-	return s.store.AppendActivity(ctx, e)
+	return e
 }
 
 // outcomeTimeout bounds writing one outcome entry once its request is gone.

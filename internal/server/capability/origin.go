@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/corralhq/corral/internal/store"
 )
 
 // Origin is who asked for an operation that a machine carries out later (an
@@ -80,4 +82,8 @@ type Outcome struct {
 // implements it; other contexts get it at assembly).
 type Outcomes interface {
 	RecordOutcome(ctx context.Context, o Outcome) error
+	// OutcomeEntry is the entry RecordOutcome would write for o (ReportID
+	// and Once aside), for a context that writes it in the transaction of
+	// the state change it reports.
+	OutcomeEntry(o Outcome) store.ActivityEntry
 }

@@ -75,7 +75,7 @@ func (s *Service) handleExtensionReport(ctx context.Context, m store.Machine, r 
 	if err := capability.DecodeReport(r, &st); err != nil {
 		return err
 	}
-	_, err := s.ApplyExtensionReport(ctx, m.ID, st, at)
+	_, err := s.ApplyExtensionReport(ctx, m, st, at)
 	return err
 }
 
@@ -112,47 +112,48 @@ var extensionStates = []string{wire.ExtCreating, wire.ExtUpdating, wire.ExtDelet
 //
 // Everything else (stale SeqNo, an unknown name) is ignored: it returns
 // applied = false and no error, so the agent's outbox moves on. Malformed
-// reports are refusal.ErrInvalid.
-func (s *Service) ApplyExtensionReport(ctx context.Context, machineID string, st wire.ExtensionStatus, at time.Time) (bool, error) {
+// reports are refusal.ErrInvalid. m is the reporting machine as its agent
+// authenticated (its name and resource id go into the outcome entry).
+func (s *Service) ApplyExtensionReport(ctx context.Context, m store.Machine, st wire.ExtensionStatus, at time.Time) (bool, error) {
+	machineID := m.ID
 	if st.Name == "" || len(st.Name) > maxReportedNameLength || !slices.Contains(extensionStates, st.State) || st.SeqNo < 0 ||
 		len(st.Version) > 32 || !cleanText(st.Name, st.Version, st.Operation) {
 		return false, refusal.Invalid("reports.body", "malformed extension report")
 	}
-	// What the resource was before this report: its outcome is logged once,
-	// when it moves to a final state (a report delivered twice is not).
-	before, berr := s.store.GetMachineExtension(ctx, machineID, st.Name)
-	if berr != nil && !errors.Is(berr, store.ErrNotFound) {
-		return false, berr
+	// The outcome is logged once, when the resource moves to a final state
+	// (a report delivered twice is not), in the report's own transaction:
+	// the state is never stored without its entry.
+	final := st.State == wire.ExtSucceeded || st.State == wire.ExtFailed
+	var outcome store.ExtensionOutcome
+	if final && s.outcomes != nil {
+		outcome = func(before store.MachineExtension) (store.ActivityEntry, bool) {
+			wasFinal := before.State == wire.ExtSucceeded || before.State == wire.ExtFailed
+			if wasFinal && !st.Removed {
+				return store.ActivityEntry{}, false
+			}
+			return s.outcomes.OutcomeEntry(extensionOutcome(m, before, st, at)), true
+		}
 	}
 	var applied bool
 	var err error
 	if st.Removed {
-		applied, err = s.store.RemoveMachineExtension(ctx, machineID, st.Name, st.SeqNo)
+		applied, err = s.store.RemoveMachineExtension(ctx, machineID, st.Name, st.SeqNo, outcome)
 	} else {
 		applied, err = s.store.ReportMachineExtension(ctx, machineID, st.Name, st.SeqNo, st.Operation == OpRemove, store.ExtensionReport{
-			Version: st.Version, State: st.State, Message: capText(st.Message, maxExtensionMsgBytes), At: at})
+			Version: st.Version, State: st.State, Message: capText(st.Message, maxExtensionMsgBytes), At: at, Outcome: outcome})
 	}
 	if err != nil {
 		return false, err
 	}
 	s.log.DebugContext(ctx, "extension report", "machine", machineID, "extension", st.Name, "op", st.Operation, "state", st.State,
 		"seq", st.SeqNo, "removed", st.Removed, "applied", applied)
-	final := st.State == wire.ExtSucceeded || st.State == wire.ExtFailed
-	wasFinal := before.State == wire.ExtSucceeded || before.State == wire.ExtFailed
-	if applied && berr == nil && final && (!wasFinal || st.Removed) {
-		s.extensionOutcome(ctx, machineID, before, st, at)
-	}
 	return applied, nil
 }
 
-// extensionOutcome logs what the machine did with the operation requested
-// on extension e: "install Acme/Monitor 1.1.0: blocked by the local agent
+// extensionOutcome is what the machine did with the operation requested on
+// extension e: "install Acme/Monitor 1.1.0: blocked by the local agent
 // configuration: ...".
-func (s *Service) extensionOutcome(ctx context.Context, machineID string, e store.MachineExtension, st wire.ExtensionStatus, at time.Time) {
-	m, err := s.store.GetMachineByID(ctx, machineID)
-	if err != nil {
-		return
-	}
+func extensionOutcome(m store.Machine, e store.MachineExtension, st wire.ExtensionStatus, at time.Time) capability.Outcome {
 	op := st.Operation
 	if st.Removed {
 		op = OpRemove
@@ -171,8 +172,8 @@ func (s *Service) extensionOutcome(ctx context.Context, machineID string, e stor
 	if st.State == wire.ExtFailed {
 		result = wire.ResultFailed
 	}
-	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(e.Origin), Scope: m.ResourceID().Extension(e.Name).String(),
-		Result: result, Message: msg, At: at})
+	return capability.Outcome{Origin: capability.DecodeOrigin(e.Origin), Scope: m.ResourceID().Extension(e.Name).String(),
+		Result: result, Message: msg, At: at}
 }
 
 // cleanText reports whether every string is valid UTF-8 without NUL bytes,

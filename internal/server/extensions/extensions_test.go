@@ -80,7 +80,7 @@ func newEnv(tb testing.TB) *env {
 	clock := func() time.Time { return t0 }
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := extensions.New(st, n, clock, log)
-	reg := capability.NewRegistry(log)
+	reg := capability.NewRegistry(log, nil)
 	reg.Register(svc)
 	return &env{st: st, svc: svc, reg: reg, n: n, ref: resource.MachineRef{Subscription: "default", ResourceGroup: "rg", Name: "vm"}, sealPv: priv}
 }
@@ -209,12 +209,12 @@ func TestErrorsAreTyped(t *testing.T) {
 	if !errors.Is(err, refusal.ErrInvalid) || !errors.As(err, &ee) || ee.Target != "settings" {
 		t.Errorf("settings not an object: %v", err)
 	}
-	if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, refusal.ErrInvalid) {
+	if _, err := e.svc.ApplyExtensionReport(ctx, store.Machine{ID: "m-1"}, wire.ExtensionStatus{Name: "a", State: "Bogus"}, t0); !errors.Is(err, refusal.ErrInvalid) {
 		t.Errorf("bogus report state: %v", err)
 	}
 	// Text PostgreSQL refuses (NUL, invalid UTF-8) is malformed, not a store error.
 	for _, st := range []wire.ExtensionStatus{{Name: "a\x00", State: wire.ExtFailed}, {Name: "a", Version: "1.0\xff", State: wire.ExtFailed}} {
-		if _, err := e.svc.ApplyExtensionReport(ctx, "m-1", st, t0); !errors.Is(err, refusal.ErrInvalid) {
+		if _, err := e.svc.ApplyExtensionReport(ctx, store.Machine{ID: "m-1"}, st, t0); !errors.Is(err, refusal.ErrInvalid) {
 			t.Errorf("report %q: %v", st.Name+st.Version, err)
 		}
 	}
@@ -350,6 +350,16 @@ func (o *outcomes) RecordOutcome(_ context.Context, oc capability.Outcome) error
 	defer o.mu.Unlock()
 	o.got = append(o.got, oc)
 	return nil
+}
+
+// OutcomeEntry records oc too: the store writes the entry in the
+// transaction of the state change it reports.
+func (o *outcomes) OutcomeEntry(oc capability.Outcome) store.ActivityEntry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, oc)
+	return store.ActivityEntry{ID: fmt.Sprintf("outcome-%d", len(o.got)), Time: oc.At, Caller: oc.Origin.Caller, Action: oc.Origin.Action,
+		Scope: oc.Scope, Result: oc.Result, Message: oc.Message, CorrelationID: oc.Origin.CorrelationID, Method: "AGENT", Path: "outcome"}
 }
 
 // A run the machine never started is failed by the sweep, and that end is

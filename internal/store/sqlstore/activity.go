@@ -30,26 +30,29 @@ func (s *Store) AppendActivity(ctx context.Context, entries ...store.ActivityEnt
 	if len(entries) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for chunk := range slices.Chunk(entries, activityChunk) {
-			var b strings.Builder
-			args := make([]any, 0, 14*len(chunk))
-			for i, e := range chunk {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-				args = append(args, e.ID, micros(e.Time), e.CallerID, e.Caller, e.CallerType, e.Action, e.Scope,
-					e.Result, e.Status, e.Message, e.CorrelationID, e.SourceIP, e.Method, e.Path)
-			}
-			if _, err := s.exec(ctx, tx, `INSERT INTO activity (`+activityCols+`) VALUES `+b.String(), args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := s.inTx(ctx, func(tx *sql.Tx) error { return s.appendActivity(ctx, tx, entries) })
 	if err != nil {
 		return fmt.Errorf("append %d activity entries: %w", len(entries), err)
+	}
+	return nil
+}
+
+// appendActivity inserts entries in tx.
+func (s *Store) appendActivity(ctx context.Context, tx *sql.Tx, entries []store.ActivityEntry) error {
+	for chunk := range slices.Chunk(entries, activityChunk) {
+		var b strings.Builder
+		args := make([]any, 0, 14*len(chunk))
+		for i, e := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			args = append(args, e.ID, micros(e.Time), e.CallerID, e.Caller, e.CallerType, e.Action, e.Scope,
+				e.Result, e.Status, e.Message, e.CorrelationID, e.SourceIP, e.Method, e.Path)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO activity (`+activityCols+`) VALUES `+b.String(), args...); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -145,23 +145,55 @@ func (s *Store) ReportMachineExtension(ctx context.Context, machineID, name stri
 	if remove {
 		cond = `deleting = ? AND seq_no >= ?`
 	}
-	n, err := s.exec(ctx, s.write, `UPDATE machine_extensions SET state = ?, message = ?,
+	applied, err := s.changeReportedExtension(ctx, machineID, name, r.Outcome, `UPDATE machine_extensions SET state = ?, message = ?,
 		reported_version = CASE WHEN ? = '' THEN reported_version ELSE ? END, agent_reported = ?, updated_at = ?
 		WHERE machine_id = ? AND lower(name) = lower(?) AND `+cond,
 		r.State, r.Message, r.Version, r.Version, true, micros(r.At), machineID, name, remove, seqNo)
 	if err != nil {
 		return false, fmt.Errorf("report extension %q of machine %s: %w", name, machineID, err)
 	}
-	return n > 0, nil
+	return applied, nil
 }
 
-func (s *Store) RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64) (bool, error) {
-	n, err := s.exec(ctx, s.write, `DELETE FROM machine_extensions
+func (s *Store) RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64, outcome store.ExtensionOutcome) (bool, error) {
+	removed, err := s.changeReportedExtension(ctx, machineID, name, outcome, `DELETE FROM machine_extensions
 		WHERE machine_id = ? AND lower(name) = lower(?) AND deleting = ? AND seq_no >= ?`, machineID, name, true, seqNo)
 	if err != nil {
 		return false, fmt.Errorf("remove extension %q of machine %s: %w", name, machineID, err)
 	}
-	return n > 0, nil
+	return removed, nil
+}
+
+// changeReportedExtension runs change (an UPDATE or DELETE of one
+// extension row) and says whether it changed the row. With outcome, the
+// row as it was is read first and the outcome's entry appended, all in one
+// transaction.
+func (s *Store) changeReportedExtension(ctx context.Context, machineID, name string, outcome store.ExtensionOutcome, change string, args ...any) (bool, error) {
+	if outcome == nil {
+		n, err := s.exec(ctx, s.write, change, args...)
+		return n > 0, err
+	}
+	var changed bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		before, err := scanMachineExtension(tx.QueryRowContext(ctx, s.q(`SELECT `+machineExtensionCols+` FROM machine_extensions
+			WHERE machine_id = ? AND lower(name) = lower(?)`), machineID, name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // nothing to report on
+		}
+		if err != nil {
+			return err
+		}
+		n, err := s.exec(ctx, tx, change, args...)
+		if err != nil || n == 0 {
+			return err
+		}
+		changed = true
+		if e, ok := outcome(before); ok {
+			return s.appendActivity(ctx, tx, []store.ActivityEntry{e})
+		}
+		return nil
+	})
+	return changed, err
 }
 
 func (s *Store) DropDeletedExtensions(ctx context.Context, machineID string, applied int64) ([]string, error) {

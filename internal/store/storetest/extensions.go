@@ -350,12 +350,12 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	ok(t, err, "drop deleted")
 	diff(t, names, []string{}, "a failed removal is not dropped")
 
-	removed, err := s.RemoveMachineExtension(ctx, "m1", "mon", 4)
+	removed, err := s.RemoveMachineExtension(ctx, "m1", "mon", 4, nil)
 	ok(t, err, "remove with a future seqNo")
 	if removed {
 		t.Error("removed with a seqNo greater than the row's")
 	}
-	removed, err = s.RemoveMachineExtension(ctx, "m1", "MON", 3)
+	removed, err = s.RemoveMachineExtension(ctx, "m1", "MON", 3, nil)
 	ok(t, err, "remove")
 	if !removed {
 		t.Error("confirmed removal did not remove the row")
@@ -366,7 +366,7 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	// A row not being deleted is never removed.
 	_, err = s.PutMachineExtension(ctx, extension("m1", "keep"), 0)
 	ok(t, err, "put extension")
-	removed, err = s.RemoveMachineExtension(ctx, "m1", "keep", 1)
+	removed, err = s.RemoveMachineExtension(ctx, "m1", "keep", 1, nil)
 	ok(t, err, "remove a desired extension")
 	if removed {
 		t.Error("removed an extension that is still desired")
@@ -597,5 +597,71 @@ func testRunCommandExpiry(t *testing.T, s store.Store) {
 	diff(t, got.Generations, map[string]int64{}, "second sweep")
 	if len(got.Runs) != 0 {
 		t.Errorf("second sweep failed %v again", got.Runs)
+	}
+}
+
+// A report's outcome entry is written in the report's transaction, from
+// the row as it was: only when the report applies, never for one that does
+// not, and a removal's too.
+func testMachineExtensionReportOutcomes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seedGroups(t, s, "s1/rg")
+	createMachines(t, s, machine("m1", "s1/rg/vm1"))
+	e := extension("m1", "mon")
+	e.SeqNo = 3
+	_, err := s.PutMachineExtension(ctx, e, 0)
+	ok(t, err, "put extension")
+	var asked []string // states the outcome saw before each applied report
+	n := 0
+	outcome := func(before store.MachineExtension) (store.ActivityEntry, bool) {
+		asked = append(asked, before.State)
+		n++
+		if before.State == wire.ExtSucceeded {
+			return store.ActivityEntry{}, false // already final: nothing new to log
+		}
+		x := activityEntry(900 + n)
+		x.Message = "install " + before.Publisher + "/" + before.Type + " " + before.Version
+		return x, true
+	}
+	report := func(seq int64, state string) bool {
+		t.Helper()
+		applied, err := s.ReportMachineExtension(ctx, "m1", "MON", seq, false, store.ExtensionReport{State: state, At: t0, Outcome: outcome})
+		ok(t, err, "report seq %d", seq)
+		return applied
+	}
+	if report(2, wire.ExtSucceeded) {
+		t.Fatal("a stale report applied")
+	}
+	if applied, err := s.ReportMachineExtension(ctx, "m1", "nope", 3, false, store.ExtensionReport{State: wire.ExtSucceeded, At: t0, Outcome: outcome}); err != nil || applied {
+		t.Fatalf("a report on an unknown extension: %v %v", applied, err)
+	}
+	diff(t, asked, []string(nil), "outcomes asked for reports that did not apply")
+	if !report(3, wire.ExtSucceeded) || !report(3, wire.ExtSucceeded) {
+		t.Fatal("a current report did not apply")
+	}
+	diff(t, asked, []string{wire.ExtCreating, wire.ExtSucceeded}, "the rows the outcome saw")
+	got, err := s.ListActivity(ctx, store.ActivityFilter{})
+	ok(t, err, "list activity")
+	if len(got) != 1 || got[0].ID != activityID(901) || got[0].Message != "install "+e.Publisher+"/"+e.Type+" "+e.Version {
+		t.Fatalf("activity after the reports: %+v, want the one outcome entry", got)
+	}
+
+	// A removal's outcome, with the row as it was before it went away.
+	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "mon", "bob", nil, t0)
+	ok(t, err, "mark deleting")
+	asked = nil
+	removed, err := s.RemoveMachineExtension(ctx, "m1", "mon", 3, outcome)
+	ok(t, err, "remove")
+	if !removed {
+		t.Fatal("confirmed removal did not remove the row")
+	}
+	removed, err = s.RemoveMachineExtension(ctx, "m1", "mon", 3, outcome)
+	ok(t, err, "remove again")
+	if removed {
+		t.Error("a second removal removed something")
+	}
+	diff(t, asked, []string{wire.ExtDeleting}, "the rows the removal's outcome saw")
+	if got := listActivityIDs(t, s, store.ActivityFilter{}); len(got) != 2 {
+		t.Errorf("activity after the removal: %v, want two entries", got)
 	}
 }

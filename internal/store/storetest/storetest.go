@@ -74,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Catalogs", testCatalogs},
 		{"MachineExtensions", testMachineExtensions},
 		{"MachineExtensionReports", testMachineExtensionReports},
+		{"MachineExtensionReportOutcomes", testMachineExtensionReportOutcomes},
 		{"MachineExtensionsGoWithMachine", testMachineExtensionsGoWithMachine},
 		{"AddMachineExtensions", testAddMachineExtensions},
 		{"PolicyDefinitionsAndAssignments", testPolicyDefinitionsAndAssignments},
