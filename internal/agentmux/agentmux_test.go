@@ -149,6 +149,40 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+// A small body goes with its head in one write; one whose length is not
+// the ContentLength it claims is refused before anything is sent, and the
+// connection goes on.
+func TestSmallBodyMustHaveItsLength(t *testing.T) {
+	ts := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d:%s", len(b), b)
+	}), true)
+	hc := &http.Client{Transport: ts.transport(t)}
+	for _, tc := range []struct {
+		body   string
+		length int64
+	}{{"abc", 5}, {"abcdef", 5}} {
+		req, _ := http.NewRequest("POST", ts.URL+"/", strings.NewReader(tc.body))
+		req.ContentLength = tc.length
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			t.Errorf("a %d-byte body sent as %d bytes: %d, want an error", len(tc.body), tc.length, resp.StatusCode)
+		}
+	}
+	resp, err := hc.Post(ts.URL+"/", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "5:hello" {
+		t.Errorf("after the refusals: %q", got)
+	}
+	if n := ts.accepted.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
 // A handler that does not read its body does not stop the connection: the
 // client's writer waits for window, other requests go on.
 func TestSlowHandlerDoesNotBlockTheConnection(t *testing.T) {

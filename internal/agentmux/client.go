@@ -401,6 +401,26 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// A body with ContentLength 0 is of unknown length, as in net/http.
 	hasBody := req.Body != nil && req.Body != http.NoBody
+	// A small body that can be had again (a retry on another connection
+	// takes it from GetBody) goes with the head in one write: one TLS
+	// record and one frame for the server to read instead of three.
+	var whole []byte
+	if hasBody && req.GetBody != nil && req.ContentLength > 0 && req.ContentLength <= MaxData {
+		b := make([]byte, req.ContentLength)
+		_, err := io.ReadFull(req.Body, b)
+		if err == nil {
+			// Nothing after ContentLength bytes.
+			var one [1]byte
+			if n, _ := req.Body.Read(one[:]); n > 0 {
+				err = fmt.Errorf("agentmux: the request body is longer than its ContentLength %d", req.ContentLength)
+			}
+		}
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("agentmux: request body: %w", err)
+		}
+		whole, hasBody = b, false
+	}
 	// Ids must reach the server in order: taking one and writing its HEAD
 	// is one step.
 	cc.openMu.Lock()
@@ -430,7 +450,12 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		flags = flagEnd
 		s.outEnd = true
 	}
-	err = cc.writeFrame(frameHead, flags, id, head)
+	if whole != nil {
+		s.sendWindow -= len(whole) // a new stream's window holds MaxData
+		err = cc.writeFrames(id, frame{frameHead, 0, head}, frame{frameData, flagEnd, whole})
+	} else {
+		err = cc.writeFrame(frameHead, flags, id, head)
+	}
 	cc.openMu.Unlock()
 	if err != nil {
 		s.fail(err, false)

@@ -40,8 +40,23 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, headerLen+MaxDa
 
 // writeFrame writes one frame; a failed write closes the connection.
 func (c *conn) writeFrame(typ frameType, flags uint8, id uint32, payload []byte) error {
+	return c.writeFrames(id, frame{typ, flags, payload})
+}
+
+// frame is one frame of a writeFrames.
+type frame struct {
+	typ     frameType
+	flags   uint8
+	payload []byte
+}
+
+// writeFrames writes frames of stream id in one write.
+func (c *conn) writeFrames(id uint32, fs ...frame) error {
 	bp := writeBufs.Get().(*[]byte)
-	b := appendFrame((*bp)[:0], typ, flags, id, payload)
+	b := (*bp)[:0]
+	for _, f := range fs {
+		b = appendFrame(b, f.typ, f.flags, id, f.payload)
+	}
 	err := c.write(b)
 	if cap(b) <= 4*(headerLen+MaxData) {
 		*bp = b[:0]
@@ -367,6 +382,20 @@ func (s *stream) write(p []byte, end bool) (int, error) {
 
 // finishedLocked reports whether both directions ended, marking the stream
 // done the first time (under mu).
+// takeWindowForEnd takes n bytes of the send window for a last DATA frame
+// of n <= MaxData bytes, if the window has them: ok says so (the caller
+// then writes that frame), finished that both directions are now done.
+func (s *stream) takeWindowForEnd(n int) (ok, finished bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.outEnd || n > MaxData || s.sendWindow < n {
+		return false, false
+	}
+	s.sendWindow -= n
+	s.outEnd = true
+	return true, s.finishedLocked()
+}
+
 func (s *stream) finishedLocked() bool {
 	if s.done || !s.inEnd || !s.outEnd || s.inLen > 0 {
 		return false

@@ -351,6 +351,18 @@ func (w *responseWriter) flushLocked(end bool) error {
 		if end && len(w.buf) == 0 {
 			flags = flagEnd
 		}
+		if end && len(w.buf) > 0 {
+			// The whole response at once (most are): head and body in one
+			// write, so one TLS record and one syscall.
+			if ok, finished := w.s.takeWindowForEnd(len(w.buf)); ok {
+				err := w.s.c.writeFrames(w.s.id, frame{frameHead, 0, w.head()}, frame{frameData, flagEnd, w.buf})
+				w.buf = nil
+				if err == nil && finished {
+					w.s.c.remove(w.s)
+				}
+				return err
+			}
+		}
 		if err := w.s.c.writeFrame(frameHead, flags, w.s.id, w.head()); err != nil {
 			return err
 		}
