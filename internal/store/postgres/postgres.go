@@ -63,6 +63,9 @@ var Dialect = sqlstore.Dialect{
 	// Class 22, e.g. 22021 for a NUL byte in text, 22P05 for \u0000 in
 	// jsonb: the same value fails the same way every time.
 	IsDataError: func(err error) bool { return strings.HasPrefix(sqlState(err), dataExceptionClass) },
+	// Not FOR UPDATE: rows of other tables that reference the locked ones
+	// can still be inserted meanwhile (they take KEY SHARE).
+	LockRows: "FOR NO KEY UPDATE",
 }
 
 // isUnavailable reports that PostgreSQL could not be reached or the session

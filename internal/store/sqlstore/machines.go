@@ -175,42 +175,17 @@ func (s *Store) UpdateMachineTags(ctx context.Context, id string, tags map[strin
 // generationChunk bounds the ids per statement of BumpGenerations.
 const generationChunk = 500
 
-// BumpGenerations updates the machines in sorted chunks, so concurrent
-// calls take row locks in the same order.
+// BumpGenerations updates the machines in one transaction (bumpIDs: row
+// locks taken in id order).
 func (s *Store) BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error) {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	gens := make(map[string]int64, len(ids))
+	gens := map[string]int64{}
 	if len(ids) == 0 {
 		return gens, nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for chunk := range slices.Chunk(ids, generationChunk) {
-			args := make([]any, 0, len(chunk)+1)
-			args = append(args, micros(at))
-			for _, id := range chunk {
-				args = append(args, id)
-			}
-			marks := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
-			rows, err := tx.QueryContext(ctx, s.q(`UPDATE machines SET generation = generation + 1, updated_at = ?
-				WHERE id IN (`+marks+`) RETURNING id, generation`), args...)
-			type bumped struct {
-				id  string
-				gen int64
-			}
-			bs, err := collect(rows, err, func(r scanner) (bumped, error) {
-				var b bumped
-				return b, r.Scan(&b.id, &b.gen)
-			})
-			if err != nil {
-				return s.mapErr(err)
-			}
-			for _, b := range bs {
-				gens[b.id] = b.gen
-			}
-		}
-		return nil
+		var err error
+		gens, err = s.bumpIDs(ctx, tx, ids, at)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bump the generation of %d machines: %w", len(ids), err)
@@ -292,6 +267,13 @@ func (s *Store) RecordHeartbeats(ctx context.Context, hs []store.Heartbeat) erro
 	slices.SortFunc(batch, func(a, b store.Heartbeat) int { return strings.Compare(a.MachineID, b.MachineID) })
 
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ids := make([]string, len(batch))
+		for i, h := range batch {
+			ids[i] = h.MachineID
+		}
+		if err := s.lockMachines(ctx, tx, ids); err != nil {
+			return err
+		}
 		for chunk := range slices.Chunk(batch, heartbeatChunk) {
 			var b strings.Builder
 			args := make([]any, 0, 3*len(chunk))
@@ -331,9 +313,13 @@ func (s *Store) MarkStale(ctx context.Context, disconnectedBefore, expiredBefore
 			query string
 			args  []any
 		}{
-			{`UPDATE machines SET status = ? WHERE status <> ? AND last_heartbeat < ? RETURNING id`,
+			// The rows are locked in id order first, as every
+			// transaction that changes several machines does.
+			{`UPDATE machines SET status = ? WHERE id IN (SELECT id FROM machines WHERE status <> ? AND last_heartbeat < ?
+				ORDER BY id ` + s.d.LockRows + `) RETURNING id`,
 				[]any{wire.StatusExpired, wire.StatusExpired, micros(expiredBefore)}},
-			{`UPDATE machines SET status = ? WHERE status = ? AND last_heartbeat < ? RETURNING id`,
+			{`UPDATE machines SET status = ? WHERE id IN (SELECT id FROM machines WHERE status = ? AND last_heartbeat < ?
+				ORDER BY id ` + s.d.LockRows + `) RETURNING id`,
 				[]any{wire.StatusDisconnected, wire.StatusConnected, micros(disconnectedBefore)}},
 		} {
 			rows, err := tx.QueryContext(ctx, s.q(u.query), u.args...)

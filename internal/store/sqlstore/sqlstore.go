@@ -54,6 +54,11 @@ type Dialect struct {
 	// IsDataError reports a value the engine refuses to store as given
 	// (PostgreSQL's class 22, data exceptions); nil: never.
 	IsDataError func(error) bool
+	// LockRows is the clause that locks the rows a SELECT returns for an
+	// update of them (PostgreSQL: "FOR NO KEY UPDATE"), for transactions
+	// that must take several rows' locks in one order; "" for an engine
+	// with a single writer, where no two transactions wait on each other.
+	LockRows string
 }
 
 // Store implements store.Store. Reads go to the read pool, every write (and

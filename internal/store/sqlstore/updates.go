@@ -25,6 +25,9 @@ func (s *Store) bumpIDs(ctx context.Context, tx *sql.Tx, ids []string, at time.T
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	if err := s.lockMachines(ctx, tx, ids); err != nil {
+		return nil, err
+	}
 	gens := make(map[string]int64, len(ids))
 	for chunk := range slices.Chunk(ids, generationChunk) {
 		args := make([]any, 0, len(chunk)+1)
@@ -50,6 +53,32 @@ func (s *Store) bumpIDs(ctx context.Context, tx *sql.Tx, ids []string, at time.T
 		}
 	}
 	return gens, nil
+}
+
+// lockMachines locks the rows of ids (sorted, without duplicates) in that
+// order, where the engine has row locks: every transaction that changes
+// several machines takes them in one order, so that two never wait on each
+// other (a heartbeat batch and a bulk operation's generation bump, each in
+// its own order, deadlocked on PostgreSQL). SQLite has one writer: nothing
+// to do.
+func (s *Store) lockMachines(ctx context.Context, tx *sql.Tx, ids []string) error {
+	if s.d.LockRows == "" || len(ids) < 2 {
+		return nil
+	}
+	for chunk := range slices.Chunk(ids, generationChunk) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM machines WHERE id IN (`+marks(len(chunk))+`) ORDER BY id `+s.d.LockRows), args...)
+		if _, err := collect(rows, err, func(r scanner) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		}); err != nil {
+			return fmt.Errorf("lock %d machines: %w", len(chunk), s.mapErr(err))
+		}
+	}
+	return nil
 }
 
 // marks is "?, ?, ..." n times.
