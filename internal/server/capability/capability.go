@@ -255,7 +255,5 @@ func (s *Syncer) DesiredChanged(ctx context.Context, ids []string, at time.Time)
 // Announce pushes a sync for generations a store method already bumped in
 // its own transaction (the extension tables do).
 func (s *Syncer) Announce(ctx context.Context, gens map[string]int64) {
-	for id, gen := range gens {
-		s.notify.Notify(ctx, id, gen)
-	}
+	push.NotifyAll(ctx, s.notify, gens)
 }

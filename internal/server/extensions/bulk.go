@@ -12,6 +12,7 @@ import (
 	"github.com/corralhq/corral/internal/resource"
 	"github.com/corralhq/corral/internal/sealing"
 	"github.com/corralhq/corral/internal/server/capability"
+	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
@@ -224,11 +225,7 @@ func (s *Service) CreateBulkOperation(ctx context.Context, sub string, req wire.
 	// store, and one burst of pushes costs the push fan-out no more.
 	wctx := context.WithoutCancel(ctx)
 	gens := make(map[string]int64, len(ms))
-	defer func() {
-		for id, gen := range gens {
-			s.notify.Notify(wctx, id, gen)
-		}
-	}()
+	defer func() { push.NotifyAll(wctx, s.notify, gens) }()
 	for chunk := range slices.Chunk(ms, store.BulkChunk) {
 		if err := s.applyBulkChunk(wctx, op, p, chunk, by, gens); err != nil {
 			s.log.ErrorContext(ctx, "bulk operation stopped", "op", op.ID, "written", len(gens), "err", err)

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,6 +108,22 @@ func (b *PGBus) Notify(ctx context.Context, id string, gen int64) {
 	b.publish(ctx, "sync "+id+" "+strconv.FormatInt(gen, 10))
 }
 
+// notifyBatch bounds the notifications one NotifyMany statement sends.
+const notifyBatch = 1000
+
+// NotifyMany implements push.ManyNotifier: the same messages as Notify,
+// a thousand to a statement, so a fleet-wide change is announced in a few
+// round trips instead of one per machine.
+func (b *PGBus) NotifyMany(ctx context.Context, gens map[string]int64) {
+	payloads := make([]string, 0, len(gens))
+	for id, gen := range gens {
+		payloads = append(payloads, "sync "+id+" "+strconv.FormatInt(gen, 10))
+	}
+	for chunk := range slices.Chunk(payloads, notifyBatch) {
+		b.publishMany(ctx, chunk)
+	}
+}
+
 // Goodbye implements push.Notifier.
 func (b *PGBus) Goodbye(ctx context.Context, id, reason string) { b.publish(ctx, "bye "+id+" "+reason) }
 
@@ -126,6 +143,17 @@ func (b *PGBus) publish(ctx context.Context, payload string) {
 		// Deliver locally at least; remote agents catch up on reconnect.
 		b.log.ErrorContext(ctx, "push notify failed; delivering locally only", "err", err)
 		b.deliver(ctx, payload)
+	}
+}
+
+func (b *PGBus) publishMany(ctx context.Context, payloads []string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", Channel, payloads); err != nil {
+		b.log.ErrorContext(ctx, "push notify failed; delivering locally only", "messages", len(payloads), "err", err)
+		for _, p := range payloads {
+			b.deliver(ctx, p)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package replicas_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -205,5 +206,47 @@ func TestResyncWhenTheListenerReconnects(t *testing.T) {
 	resynced("LISTEN again")
 	if !b.Listening() {
 		t.Error("not listening after the resync")
+	}
+}
+
+// NotifyMany announces thousands of generations in a few statements; each
+// machine's stream on another replica gets its own.
+func TestNotifyManyReachesEveryMachine(t *testing.T) {
+	t.Parallel()
+	dsn := testutil.PostgresDSN(t)
+	sender := startBus(t, dsn, push.NewHub())
+	hub := push.NewHub()
+	startBus(t, dsn, hub)
+
+	probe := "m-" + rand.Text()
+	ps := hub.Register(probe)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		sender.Notify(t.Context(), probe, 1)
+		select {
+		case <-ps.Out:
+			return ""
+		case <-time.After(100 * time.Millisecond):
+			return "no sync reached the other replica's hub"
+		}
+	})
+	const n = 2500 // more than one statement's worth
+	gens := map[string]int64{}
+	streams := map[string]*push.Stream{}
+	for i := range n {
+		id := fmt.Sprintf("m-%s-%d", rand.Text()[:8], i)
+		gens[id] = int64(10 + i)
+		streams[id] = hub.Register(id)
+	}
+	push.NotifyAll(t.Context(), sender, gens)
+	deadline := time.After(20 * time.Second)
+	for id, st := range streams {
+		select {
+		case msg := <-st.Out:
+			if msg.Type != wire.MsgSync || msg.Generation != gens[id] {
+				t.Fatalf("machine %s got %+v, want a sync to %d", id, msg, gens[id])
+			}
+		case <-deadline:
+			t.Fatalf("machine %s got no sync", id)
+		}
 	}
 }
