@@ -115,11 +115,7 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(maxConns)
-	// Every connection stays while it is used: a busy pool that keeps only
-	// a few idle closes and reopens the rest all the time, and each new
-	// PostgreSQL connection is a process to start (it halved the store's
-	// throughput under a fleet-wide change). Idle ones go after 5 minutes.
-	db.SetMaxIdleConns(maxConns)
+	db.SetMaxIdleConns(min(8, maxConns))
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
