@@ -89,10 +89,16 @@ func TestSlowBodiesAndConnectionLimits(t *testing.T) {
 	}
 	var slows []slow
 	for i := range perSource {
-		c, err := dialFrom(t, s, attacker)
-		if err != nil {
-			t.Fatalf("slow connection %d: %v", i, err)
-		}
+		// The probe's connection is released by the server a moment after
+		// it closed: until then the source is one over its share.
+		var c *tls.Conn
+		testutil.Eventually(t, 5*time.Second, func() string {
+			var err error
+			if c, err = dialFrom(t, s, attacker); err != nil {
+				return fmt.Sprintf("slow connection %d: %v", i, err)
+			}
+			return ""
+		})
 		fmt.Fprintf(c, "POST /oauth2/token HTTP/1.1\r\nHost: corral\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ng")
 		sl := slow{conn: c, done: make(chan error, 1)}
 		go func() {
