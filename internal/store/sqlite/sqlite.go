@@ -39,6 +39,8 @@ const busyTimeoutMillis = 5000
 // Dialect is SQLite's side of the shared queries.
 var Dialect = sqlstore.Dialect{
 	Name: "sqlite",
+	// One writer: write transactions that arrive together share a commit.
+	GroupCommit: true,
 	// json_each matches the key literally; a JSON path built from the key
 	// would misread keys holding '.' or '"'.
 	TagValue: func(col, keyParam string) string {

@@ -59,6 +59,10 @@ type Dialect struct {
 	// that must take several rows' locks in one order; "" for an engine
 	// with a single writer, where no two transactions wait on each other.
 	LockRows string
+	// GroupCommit: the engine has one writer, so write transactions that
+	// arrive together run in one transaction with one commit (SQLite; see
+	// groupcommit.go).
+	GroupCommit bool
 }
 
 // Store implements store.Store. Reads go to the read pool, every write (and
@@ -69,6 +73,9 @@ type Store struct {
 	d     Dialect
 	read  *sql.DB
 	write *sql.DB
+	// group is the write transactions waiting for the group committer
+	// (Dialect.GroupCommit).
+	group *committer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -76,7 +83,11 @@ var _ store.Store = (*Store)(nil)
 // New returns a Store over migrated databases. The Store owns both pools and
 // closes them in Close; read and write may be the same *sql.DB.
 func New(d Dialect, read, write *sql.DB) *Store {
-	return &Store{d: d, read: read, write: write}
+	s := &Store{d: d, read: read, write: write}
+	if d.GroupCommit {
+		s.group = newCommitter(s)
+	}
+	return s
 }
 
 // Ping checks both pools; an engine that cannot be reached is
@@ -96,6 +107,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both pools; later calls fail with database/sql's "database is
 // closed".
 func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.stop()
+	}
 	err := s.write.Close()
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
@@ -173,7 +187,18 @@ type querier interface {
 }
 
 // inTx runs fn in a write transaction, committing when it returns nil.
+// fn's changes are committed or none is; with group commit, fn may share
+// its transaction with others (each in its own savepoint) and then runs to
+// its end once begun, even if ctx is cancelled meanwhile.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.group != nil {
+		return s.group.run(ctx, fn)
+	}
+	return s.soloTx(ctx, fn)
+}
+
+// soloTx runs fn in a transaction of its own.
+func (s *Store) soloTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", s.mapErr(err))

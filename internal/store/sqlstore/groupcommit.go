@@ -1,0 +1,193 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Group commit, for an engine with one writer (SQLite). Every write
+// transaction queues for the one write connection; under load (thousands of
+// agents reporting at once) each one's BEGIN and COMMIT, and the commit's
+// WAL writes of the same hot pages, were most of the writer's time, and the
+// writer was the bottleneck. The committer takes the transactions waiting
+// together and runs them in one transaction, each in a savepoint of its
+// own: a function that fails is rolled back to its savepoint and the others
+// commit; one commit writes the pages they share once.
+//
+// What a caller sees does not change: its function's changes are committed
+// when inTx returns nil, and none are when it returns an error. An error
+// that ends the shared transaction itself (a full disk, an I/O error: SQLite
+// rolls the transaction back) or a failed commit is the error of every
+// function in the group. A transaction alone in the queue runs as before
+// (soloTx), with its caller's context.
+
+// maxGroup bounds the transactions one commit takes.
+const maxGroup = 64
+
+type txRequest struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+type committer struct {
+	s *Store
+	// queue holds the transactions waiting for their turn.
+	queue chan *txRequest
+	// mu guards closed: no transaction is queued once it is set.
+	mu     sync.RWMutex
+	closed bool
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	// busy is set while a group runs; shared counts the groups of more
+	// than one transaction (for tests).
+	busy   atomic.Bool
+	shared atomic.Int64
+}
+
+func newCommitter(s *Store) *committer {
+	c := &committer{s: s, queue: make(chan *txRequest, maxGroup), quit: make(chan struct{})}
+	c.wg.Go(c.loop)
+	return c
+}
+
+// errStoreClosed answers transactions that arrive after Close.
+var errStoreClosed = errors.New("the store is closed")
+
+// run queues fn and waits for its outcome. A caller whose ctx ends while it
+// waits for room in the queue gives up; once queued, it waits for its
+// group's commit (its function then runs even if ctx ends).
+func (c *committer) run(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return fmt.Errorf("begin transaction: %w", errStoreClosed)
+	}
+	select {
+	case c.queue <- req:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return fmt.Errorf("begin transaction: %w", ctx.Err())
+	}
+	return <-req.done
+}
+
+// stop answers the transactions still queued and ends the loop.
+func (c *committer) stop() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	close(c.quit)
+	c.wg.Wait()
+}
+
+func (c *committer) loop() {
+	for {
+		var group []*txRequest
+		select {
+		case req := <-c.queue:
+			group = append(group, req)
+		case <-c.quit:
+			for {
+				select {
+				case req := <-c.queue:
+					req.done <- fmt.Errorf("begin transaction: %w", errStoreClosed)
+				default:
+					return
+				}
+			}
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case req := <-c.queue:
+				group = append(group, req)
+			default:
+				break more
+			}
+		}
+		c.busy.Store(true)
+		c.commit(group)
+		c.busy.Store(false)
+	}
+}
+
+// commit runs group and answers each request.
+func (c *committer) commit(group []*txRequest) {
+	if len(group) == 1 {
+		group[0].done <- c.s.soloTx(group[0].ctx, group[0].fn)
+		return
+	}
+	c.shared.Add(1)
+	errs := make([]error, len(group))
+	err := c.runShared(group, errs)
+	for i, req := range group {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+		req.done <- errs[i]
+	}
+}
+
+// runShared runs the requests of group that are still wanted in one
+// transaction, setting errs[i] for a function that failed or a request
+// given up; the error it returns is that of every other request (nil when
+// they committed).
+func (c *committer) runShared(group []*txRequest, errs []error) error {
+	s := c.s
+	tx, err := s.write.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", s.mapErr(err))
+	}
+	ran := 0
+	for i, req := range group {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("begin transaction: %w", err)
+			continue
+		}
+		// Once begun, a function runs to its end: an interrupted
+		// statement would roll back the whole shared transaction.
+		ctx := context.WithoutCancel(req.ctx)
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT grouped"); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("begin transaction: %w", s.mapErr(err))
+		}
+		ferr := req.fn(tx)
+		if ferr != nil {
+			errs[i] = s.mapErr(ferr)
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO grouped"); err != nil {
+				// The engine ended the transaction (SQLite does on a
+				// full disk or an I/O error): nothing of it stays.
+				_ = tx.Rollback()
+				return fmt.Errorf("the transaction this write shared was rolled back: %w", errs[i])
+			}
+		} else {
+			ran++
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE grouped"); err != nil {
+			_ = tx.Rollback()
+			if errs[i] != nil {
+				return errs[i]
+			}
+			return fmt.Errorf("commit: %w", s.mapErr(err))
+		}
+	}
+	if ran == 0 {
+		_ = tx.Rollback()
+		return nil
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", s.mapErr(err))
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/corralhq/corral/internal/store"
+)
+
+// groupStore is a Store with group commit over a real SQLite file, with
+// one write connection as the sqlite package opens it.
+func groupStore(t *testing.T) *Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "g.db")
+	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	d := Dialect{Name: "sqlite", GroupCommit: true,
+		IsUniqueViolation:     func(err error) bool { return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") },
+		IsForeignKeyViolation: func(error) bool { return false }}
+	s := New(d, db, db)
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := db.Exec(`CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Transactions queued together share a commit, each in its own savepoint:
+// one that fails leaves nothing of its own and takes nothing of the others
+// with it; one whose caller gave up before its turn is not run.
+func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
+	t.Parallel()
+	s := groupStore(t)
+	ctx := t.Context()
+	// Hold the writer so the next ones queue up behind it.
+	release, held := make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- s.inTx(ctx, func(tx *sql.Tx) error {
+			<-release
+			_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES ('first', 0)`)
+			return err
+		})
+	}()
+	testutilEventually(t, func() bool { return len(s.group.queue) == 0 && s.groupBusy() })
+
+	const n = 40
+	gone, cancel := context.WithCancel(ctx)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c := ctx
+			if i%11 == 5 {
+				c = gone
+			}
+			errs[i] = s.inTx(c, func(tx *sql.Tx) error {
+				k := fmt.Sprint(i)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (?, ?)`, k, i); err != nil {
+					return err
+				}
+				if i%7 == 3 {
+					// A second row with the same key: the whole
+					// function's work must go, its first row too.
+					_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (?, ?)`, k, -1)
+					return err
+				}
+				return nil
+			})
+		})
+	}
+	testutilEventually(t, func() bool { return len(s.group.queue) == n })
+	cancel()
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		switch {
+		case i%11 == 5:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("transaction %d, given up before its turn: %v, want context.Canceled", i, err)
+			}
+		case i%7 == 3:
+			if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("transaction %d, which failed: %v, want ErrConflict", i, err)
+			}
+		case err != nil:
+			t.Errorf("transaction %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		var v int
+		err := s.read.QueryRowContext(ctx, `SELECT v FROM t WHERE k = ?`, fmt.Sprint(i)).Scan(&v)
+		want := i%11 != 5 && i%7 != 3
+		if got := err == nil; got != want || (got && v != i) {
+			t.Errorf("row %d: present %v (value %d, %v), want present %v", i, got, v, err, want)
+		}
+	}
+	if s.groupsShared() == 0 {
+		t.Error("no transactions shared a commit")
+	}
+}
+
+// A store closed while transactions wait answers them instead of leaving
+// them waiting.
+func TestGroupCommitAfterClose(t *testing.T) {
+	t.Parallel()
+	s := groupStore(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := s.inTx(t.Context(), func(tx *sql.Tx) error { return nil })
+	if err == nil {
+		t.Fatal("a transaction after Close succeeded")
+	}
+}
+
+func testutilEventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (s *Store) groupBusy() bool     { return s.group.busy.Load() }
+func (s *Store) groupsShared() int64 { return s.group.shared.Load() }
