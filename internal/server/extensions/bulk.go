@@ -219,21 +219,23 @@ func (s *Service) CreateBulkOperation(ctx context.Context, sub string, req wire.
 		return wire.BulkOperation{}, err
 	}
 	// Once begun, every machine is written: a half-applied operation helps
-	// nobody. The syncs go out once every chunk is written (or the writing
-	// stopped): agents that fetched and reported while later chunks were
-	// written would queue their writes ahead of them on a single-writer
-	// store, and one burst of pushes costs the push fan-out no more.
+	// nobody. Each chunk's syncs go out as soon as it is written, so its
+	// agents fetch and report while the next chunks are written (the
+	// writing is one goroutine; the agents' requests use the other cores).
 	wctx := context.WithoutCancel(ctx)
-	gens := make(map[string]int64, len(ms))
-	defer func() { push.NotifyAll(wctx, s.notify, gens) }()
+	changed := 0
 	for chunk := range slices.Chunk(ms, store.BulkChunk) {
-		if err := s.applyBulkChunk(wctx, op, p, chunk, by, gens); err != nil {
-			s.log.ErrorContext(ctx, "bulk operation stopped", "op", op.ID, "written", len(gens), "err", err)
+		gens := make(map[string]int64, len(chunk))
+		err := s.applyBulkChunk(wctx, op, p, chunk, by, gens)
+		push.NotifyAll(wctx, s.notify, gens)
+		changed += len(gens)
+		if err != nil {
+			s.log.ErrorContext(ctx, "bulk operation stopped", "op", op.ID, "written", changed, "err", err)
 			return wire.BulkOperation{}, err
 		}
 	}
 	s.log.InfoContext(ctx, "bulk operation applied", "op", op.ID, "kind", op.Kind, "scope", op.Scope, "tag", op.Tag,
-		"name", op.Name, "machines", len(ms), "changed", len(gens), "by", by)
+		"name", op.Name, "machines", len(ms), "changed", changed, "by", by)
 	return s.GetBulkOperation(ctx, sub, op.ID)
 }
 
