@@ -20,10 +20,10 @@ import (
 //
 // What a caller sees does not change: its function's changes are committed
 // when inTx returns nil, and none are when it returns an error. An error
-// that ends the shared transaction itself (a full disk, an I/O error: SQLite
-// rolls the transaction back) or a failed commit is the error of every
-// function in the group. A transaction alone in the queue runs as before
-// (soloTx), with its caller's context.
+// that ends the shared transaction itself (a full disk, an I/O error, a
+// statement interrupted because its caller's context ended: SQLite rolls
+// the transaction back) or a failed commit is the error of every function
+// in the group. A transaction alone in the queue runs as before (soloTx).
 
 // maxGroup bounds the transactions one commit takes.
 const maxGroup = 64
@@ -155,31 +155,25 @@ func (c *committer) runShared(group []*txRequest, errs []error) error {
 			errs[i] = fmt.Errorf("begin transaction: %w", err)
 			continue
 		}
-		// Once begun, a function runs to its end: an interrupted
-		// statement would roll back the whole shared transaction.
-		ctx := context.WithoutCancel(req.ctx)
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT grouped"); err != nil {
+		// The savepoint stays until the commit (releasing it would be one
+		// more statement per function): ROLLBACK TO goes back to the
+		// newest of the name, this function's.
+		if _, err := tx.ExecContext(context.WithoutCancel(req.ctx), "SAVEPOINT grouped"); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("begin transaction: %w", s.mapErr(err))
 		}
 		ferr := req.fn(tx)
-		if ferr != nil {
-			errs[i] = s.mapErr(ferr)
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO grouped"); err != nil {
-				// The engine ended the transaction (SQLite does on a
-				// full disk or an I/O error): nothing of it stays.
-				_ = tx.Rollback()
-				return fmt.Errorf("the transaction this write shared was rolled back: %w", errs[i])
-			}
-		} else {
+		if ferr == nil {
 			ran++
+			continue
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE grouped"); err != nil {
+		errs[i] = s.mapErr(ferr)
+		if _, err := tx.ExecContext(context.WithoutCancel(req.ctx), "ROLLBACK TO grouped"); err != nil {
+			// The engine ended the transaction (SQLite does on a full
+			// disk, an I/O error, or a statement interrupted because
+			// its caller's context ended): nothing of it stays.
 			_ = tx.Rollback()
-			if errs[i] != nil {
-				return errs[i]
-			}
-			return fmt.Errorf("commit: %w", s.mapErr(err))
+			return fmt.Errorf("the transaction this write shared was rolled back: %w", errs[i])
 		}
 	}
 	if ran == 0 {
