@@ -167,7 +167,10 @@ func (s *Store) Snapshot(ctx context.Context, fn func(ctx context.Context) error
 	}
 	// Nothing to commit: the end of a read-only transaction either way.
 	defer func() { _ = tx.Rollback() }()
-	return fn(context.WithValue(ctx, snapshotKey{}, &snapshot{s: s, tx: tx}))
+	// The reads are not watched one by one for ctx (the driver starts a
+	// goroutine per statement to interrupt it): the transaction is, and
+	// ends when ctx does, failing the reads after it.
+	return fn(context.WithValue(context.WithoutCancel(ctx), snapshotKey{}, &snapshot{s: s, tx: tx}))
 }
 
 // reader is where a read made with ctx goes: the snapshot ctx carries, or
