@@ -138,16 +138,20 @@ func (r *Registry) DesiredState(ctx context.Context, m store.Machine) (wire.Desi
 		}
 		return nil
 	}
-	var err error
-	if r.snap != nil {
-		err = r.snap.Snapshot(ctx, contribute)
-	} else {
-		err = contribute(ctx)
-	}
-	if err != nil {
+	if err := r.Snapshot(ctx, contribute); err != nil {
 		return wire.DesiredState{}, err
 	}
 	return ds, nil
+}
+
+// Snapshot runs fn with every store read made through its ctx seeing one
+// snapshot (directly, without a Snapshotter): a request that reads the
+// machine and then its desired state reads both from it.
+func (r *Registry) Snapshot(ctx context.Context, fn func(ctx context.Context) error) error {
+	if r.snap == nil {
+		return fn(ctx)
+	}
+	return r.snap.Snapshot(ctx, fn)
 }
 
 // ApplyReports applies a batch in order and returns the ids the agent may
