@@ -36,6 +36,8 @@ nothing for first-party ones, which ship with the agent; with --bulk through one
 over the resource group, every onboarded machine), endpoint protection (a signature
 set imported and protection enabled on the whole group: each machine timed until its status is recorded
 after it downloaded and verified the set; one in 20 reports an alert) and the server's RSS.
+Like corral-agent, each simulated agent fetches and answers its desired state when it first connects;
+the measured phases start once every agent has.
 
 Without --server it starts "corral server" as a child process on 127.0.0.1 with a fresh data dir
 (SQLite by default, or --store), so its RSS is measured apart from the simulator's.
