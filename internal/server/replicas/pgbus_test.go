@@ -32,33 +32,37 @@ func startBus(t *testing.T, dsn string, hub *push.Hub) *replicas.PGBus {
 	return b
 }
 
+// listening starts a sending bus and, on another hub, a receiving one, and
+// returns them once a sync sent from the first reached the second (the
+// listener connects in the background).
+func listening(t *testing.T, dsn string) (*replicas.PGBus, *push.Hub) {
+	t.Helper()
+	sender := startBus(t, dsn, push.NewHub())
+	hub := push.NewHub()
+	startBus(t, dsn, hub)
+	probe := hub.Register("probe-" + rand.Text())
+	testutil.Eventually(t, 10*time.Second, func() string {
+		sender.Notify(t.Context(), probe.MachineID, 1)
+		select {
+		case <-probe.Out:
+			return ""
+		case <-time.After(100 * time.Millisecond):
+			return "no sync reached the other replica's hub"
+		}
+	})
+	return sender, hub
+}
+
 // TestNotifyReachesTheReplicaHoldingTheStream sends from one bus and
 // receives on another's hub: concurrent notifies all arrive (no sender lock
 // serialises them into a lost queue), and a notify whose caller's context
 // is already cancelled still goes out, since its change was committed.
 func TestNotifyReachesTheReplicaHoldingTheStream(t *testing.T) {
 	t.Parallel()
-	dsn := testutil.PostgresDSN(t)
-	sender := startBus(t, dsn, push.NewHub())
-	hub := push.NewHub()
-	startBus(t, dsn, hub)
-
+	sender, hub := listening(t, testutil.PostgresDSN(t))
 	machine := "m-" + rand.Text()
 	stream := hub.Register(machine)
 	ctx := t.Context()
-	// The listener connects in the background: notify until it hears.
-	testutil.Eventually(t, 10*time.Second, func() string {
-		sender.Notify(ctx, machine, 1)
-		select {
-		case <-stream.Out:
-			return ""
-		case <-time.After(100 * time.Millisecond):
-			return "no sync reached the other replica's hub"
-		}
-	})
-	for len(stream.Out) > 0 {
-		<-stream.Out
-	}
 
 	const n = push.QueueSize - 1
 	var wg sync.WaitGroup
@@ -128,21 +132,7 @@ func TestSweeperLockIsExclusive(t *testing.T) {
 // PostgreSQL (which would refuse the connection).
 func TestBusAcceptsTheStorePoolSize(t *testing.T) {
 	t.Parallel()
-	dsn := testutil.PostgresDSN(t) + "&pool_max_conns=7"
-	sender := startBus(t, dsn, push.NewHub())
-	hub := push.NewHub()
-	startBus(t, dsn, hub)
-	machine := "m-" + rand.Text()
-	stream := hub.Register(machine)
-	testutil.Eventually(t, 10*time.Second, func() string {
-		sender.Notify(t.Context(), machine, 1)
-		select {
-		case <-stream.Out:
-			return ""
-		case <-time.After(100 * time.Millisecond):
-			return "no sync reached the other replica's listener"
-		}
-	})
+	listening(t, testutil.PostgresDSN(t)+"&pool_max_conns=7")
 }
 
 // A replica hears no push while its listener is down: it says so
@@ -213,22 +203,7 @@ func TestResyncWhenTheListenerReconnects(t *testing.T) {
 // machine's stream on another replica gets its own.
 func TestNotifyManyReachesEveryMachine(t *testing.T) {
 	t.Parallel()
-	dsn := testutil.PostgresDSN(t)
-	sender := startBus(t, dsn, push.NewHub())
-	hub := push.NewHub()
-	startBus(t, dsn, hub)
-
-	probe := "m-" + rand.Text()
-	ps := hub.Register(probe)
-	testutil.Eventually(t, 10*time.Second, func() string {
-		sender.Notify(t.Context(), probe, 1)
-		select {
-		case <-ps.Out:
-			return ""
-		case <-time.After(100 * time.Millisecond):
-			return "no sync reached the other replica's hub"
-		}
-	})
+	sender, hub := listening(t, testutil.PostgresDSN(t))
 	const n = 2500 // more than one statement's worth
 	gens := map[string]int64{}
 	streams := map[string]*push.Stream{}

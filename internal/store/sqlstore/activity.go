@@ -40,17 +40,12 @@ func (s *Store) AppendActivity(ctx context.Context, entries ...store.ActivityEnt
 // appendActivity inserts entries in tx.
 func (s *Store) appendActivity(ctx context.Context, tx *sql.Tx, entries []store.ActivityEntry) error {
 	for chunk := range slices.Chunk(entries, activityChunk) {
-		var b strings.Builder
 		args := make([]any, 0, 14*len(chunk))
-		for i, e := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		for _, e := range chunk {
 			args = append(args, e.ID, micros(e.Time), e.CallerID, e.Caller, e.CallerType, e.Action, e.Scope,
 				e.Result, e.Status, e.Message, e.CorrelationID, e.SourceIP, e.Method, e.Path)
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO activity (`+activityCols+`) VALUES `+b.String(), args...); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO activity (`+activityCols+`) VALUES `+rowMarks(len(chunk), 14), args...); err != nil {
 			return err
 		}
 	}

@@ -283,14 +283,22 @@ func testMachineExtensions(t *testing.T, s store.Store) {
 	}
 }
 
-func testMachineExtensionReports(t *testing.T, s store.Store) {
-	ctx := t.Context()
+// reportedExtension seeds machine m1 with extension mon at SeqNo 3.
+func reportedExtension(t *testing.T, s store.Store) store.MachineExtension {
+	t.Helper()
 	seedGroups(t, s, "s1/rg")
 	createMachines(t, s, machine("m1", "s1/rg/vm1"))
 	e := extension("m1", "mon")
 	e.SeqNo = 3
-	_, err := s.PutMachineExtension(ctx, e, 0)
+	_, err := s.PutMachineExtension(t.Context(), e, 0)
 	ok(t, err, "put extension")
+	return e
+}
+
+func testMachineExtensionReports(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	reportedExtension(t, s)
+	var err error
 	at := t0.Add(time.Minute)
 	report := func(name string, seq int64, remove bool, state string) bool {
 		t.Helper()
@@ -605,12 +613,8 @@ func testRunCommandExpiry(t *testing.T, s store.Store) {
 // not, and a removal's too.
 func testMachineExtensionReportOutcomes(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	seedGroups(t, s, "s1/rg")
-	createMachines(t, s, machine("m1", "s1/rg/vm1"))
-	e := extension("m1", "mon")
-	e.SeqNo = 3
-	_, err := s.PutMachineExtension(ctx, e, 0)
-	ok(t, err, "put extension")
+	e := reportedExtension(t, s)
+	var err error
 	var asked []string // states the outcome saw before each applied report
 	n := 0
 	outcome := func(before store.MachineExtension) (store.ActivityEntry, bool) {
