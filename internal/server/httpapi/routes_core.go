@@ -59,7 +59,7 @@ type Route struct {
 	// no transaction waits on a slow client.
 	ReadOnly bool
 	Summary  string
-	Handle  func(w http.ResponseWriter, r *http.Request, c *Caller) error
+	Handle   func(w http.ResponseWriter, r *http.Request, c *Caller) error
 
 	// The API description (OpenAPI) of the route, read from the same table
 	// (see openapi.go; a test refuses a route that leaves them out):
