@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 
 // groupStore is a Store with group commit over a real SQLite file, with
 // one write connection as the sqlite package opens it.
-func groupStore(t *testing.T) *Store {
+func groupStore(t testing.TB) *Store { return sqliteStore(t, true) }
+
+func sqliteStore(t testing.TB, group bool) *Store {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "g.db")
 	db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_txlock=immediate")
@@ -26,7 +29,7 @@ func groupStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
-	d := Dialect{Name: "sqlite", GroupCommit: true,
+	d := Dialect{Name: "sqlite", GroupCommit: group,
 		IsUniqueViolation:     func(err error) bool { return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") },
 		IsForeignKeyViolation: func(error) bool { return false }}
 	s := New(d, db, db)
@@ -141,3 +144,38 @@ func testutilEventually(t *testing.T, cond func() bool) {
 
 func (s *Store) groupBusy() bool     { return s.group.busy.Load() }
 func (s *Store) groupsShared() int64 { return s.group.shared.Load() }
+
+// BenchmarkConcurrentWrites: many writers at once, each a small transaction
+// (a read and two writes, as an agent's report with its outcome entry), with
+// and without group commit. One op is one transaction.
+func BenchmarkConcurrentWrites(b *testing.B) {
+	for _, group := range []bool{false, true} {
+		b.Run(map[bool]string{false: "solo", true: "grouped"}[group], func(b *testing.B) {
+			s := sqliteStore(b, group)
+			ctx := b.Context()
+			var next atomic.Int64
+			b.SetParallelism(32) // 64 writers on 2 cores: a burst of reports
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					err := s.inTx(ctx, func(tx *sql.Tx) error {
+						var n int
+						if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE k = ?`, fmt.Sprint(i-1)).Scan(&n); err != nil {
+							return err
+						}
+						if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (?, ?)`, fmt.Sprint(i), i); err != nil {
+							return err
+						}
+						_, err := tx.ExecContext(ctx, `UPDATE t SET v = v + 1 WHERE k = ?`, fmt.Sprint(i))
+						return err
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
