@@ -53,9 +53,11 @@ func (o *ServerOptions) defaults() {
 	}
 }
 
-// Serve serves the connection until it ends, running h for each request.
-// It is meant for http.Server.TLSNextProto[ALPN], and runs in the goroutine
-// that called it: that goroutine is the connection's reader.
+// Serve serves a connection that negotiated ALPN until it ends, running h
+// for each request. It runs in the goroutine that called it, which is the
+// connection's reader for its whole life: call it from a goroutine with a
+// small stack (not the one that ran the TLS handshake, whose stack stays
+// as deep as the handshake needed), or from http.Server.TLSNextProto.
 func Serve(tc *tls.Conn, h http.Handler, o ServerOptions) {
 	if bc, ok := h.(interface{ BaseContext() context.Context }); ok && o.BaseContext == nil {
 		o.BaseContext = bc.BaseContext()

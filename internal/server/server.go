@@ -63,6 +63,9 @@ type Server struct {
 	Bootstrap Bootstrap
 
 	ln   *limitListener
+	hs   *handshakeListener
+	// agents counts the agentmux connections being served.
+	agents sync.WaitGroup
 	http *http.Server
 	// metricsLn and metricsHTTP serve /metrics apart (--metrics-listen).
 	metricsLn    net.Listener
@@ -297,14 +300,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	protos.SetHTTP2(true)
 	s.http.Protocols = &protos
 	s.http.TLSConfig.NextProtos = []string{agentmux.ALPN, "h2", "http/1.1"}
+	// The listener completes handshakes itself and starts each agentmux
+	// connection's reader as a new goroutine (handshake.go).
 	muxLog := cfg.Logger.With("component", "agentmux")
-	s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
-		agentmux.ALPN: func(_ *http.Server, tc *tls.Conn, h http.Handler) {
-			// Silent for --disconnect-after plus the agent's ping timeout:
-			// the agent is gone.
-			agentmux.Serve(tc, h, agentmux.ServerOptions{IdleTimeout: cfg.DisconnectAfter + 15*time.Second, Logger: muxLog})
-		},
-	}
+	s.hs = newHandshakeListener(s.ln, s.http.TLSConfig, s.http.ReadHeaderTimeout, func(tc *tls.Conn) {
+		s.agents.Add(1)
+		defer s.agents.Done()
+		// Silent for --disconnect-after plus the agent's ping timeout: the
+		// agent is gone.
+		agentmux.Serve(tc, s.http.Handler, agentmux.ServerOptions{BaseContext: s.connCtx,
+			IdleTimeout: cfg.DisconnectAfter + 15*time.Second, Logger: muxLog})
+	}, cfg.Logger.With("component", "listener"))
 	ok = true
 	return s, nil
 }
@@ -430,7 +436,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	go func() { errc <- s.http.Serve(s.hs) }()
 	s.setReady(true)
 	s.cfg.Logger.InfoContext(ctx, "control plane listening", "addr", s.Addr(), "version", version.Version)
 
@@ -446,6 +452,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	err := s.http.Shutdown(shutCtx)
 	if err != nil {
 		_ = s.http.Close()
+	}
+	// The agentmux connections drain on their own (GOAWAY, then closed
+	// once their requests end or DrainTimeout passes).
+	agentsDone := make(chan struct{})
+	go func() { s.agents.Wait(); close(agentsDone) }()
+	select {
+	case <-agentsDone:
+	case <-shutCtx.Done():
 	}
 	if s.metricsHTTP != nil {
 		_ = s.metricsHTTP.Shutdown(shutCtx)

@@ -156,3 +156,18 @@ func TestHandshakeErrorsAreDebugLines(t *testing.T) {
 		}
 	}
 }
+
+// A plain HTTP request on the TLS port gets a plain 400 that says why.
+func TestPlainHTTPIsToldToUseHTTPS(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	resp, err := http.Get("http://" + strings.TrimPrefix(s.URL, "https://") + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTPS server") {
+		t.Errorf("plain HTTP: %d %q", resp.StatusCode, body)
+	}
+}
