@@ -62,11 +62,11 @@ type Server struct {
 	Hub       *push.Hub
 	Bootstrap Bootstrap
 
-	ln   *limitListener
-	hs   *handshakeListener
+	ln *limitListener
+	hs *handshakeListener
 	// agents counts the agentmux connections being served.
 	agents sync.WaitGroup
-	http *http.Server
+	http   *http.Server
 	// metricsLn and metricsHTTP serve /metrics apart (--metrics-listen).
 	metricsLn    net.Listener
 	metricsHTTP  *http.Server
