@@ -66,10 +66,7 @@ func (s *Store) BulkTargets(ctx context.Context, ids []string, name string) (map
 	if len(ids) > store.BulkChunk {
 		return nil, fmt.Errorf("bulk targets: %d machines, at most %d", len(ids), store.BulkChunk)
 	}
-	in := make([]any, len(ids))
-	for i, id := range ids {
-		in[i] = id
-	}
+	in := anys(ids)
 	err := func() error {
 		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT m.id,
 			(SELECT count(*) FROM machine_extensions x WHERE x.machine_id = m.id),

@@ -30,13 +30,8 @@ func (s *Store) bumpIDs(ctx context.Context, tx *sql.Tx, ids []string, at time.T
 	}
 	gens := make(map[string]int64, len(ids))
 	for chunk := range slices.Chunk(ids, generationChunk) {
-		args := make([]any, 0, len(chunk)+1)
-		args = append(args, micros(at))
-		for _, id := range chunk {
-			args = append(args, id)
-		}
 		rows, err := tx.QueryContext(ctx, s.q(`UPDATE machines SET generation = generation + 1, updated_at = ?
-			WHERE id IN (`+marks(len(chunk))+`) RETURNING id, generation`), args...)
+			WHERE id IN (`+marks(len(chunk))+`) RETURNING id, generation`), append([]any{micros(at)}, anys(chunk)...)...)
 		type bumped struct {
 			id  string
 			gen int64
@@ -65,20 +60,8 @@ func (s *Store) lockMachines(ctx context.Context, tx *sql.Tx, ids []string) erro
 	if s.d.LockRows == "" || len(ids) < 2 {
 		return nil
 	}
-	for chunk := range slices.Chunk(ids, generationChunk) {
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM machines WHERE id IN (`+marks(len(chunk))+`) ORDER BY id `+s.d.LockRows), args...)
-		if _, err := collect(rows, err, func(r scanner) (string, error) {
-			var id string
-			return id, r.Scan(&id)
-		}); err != nil {
-			return fmt.Errorf("lock %d machines: %w", len(chunk), s.mapErr(err))
-		}
-	}
-	return nil
+	_, err := s.machineIDsIn(ctx, tx, ids, `ORDER BY id `+s.d.LockRows)
+	return err
 }
 
 // marks is "?, ?, ..." n times.
@@ -92,25 +75,43 @@ func rowMarks(rows, cols int) string {
 
 // existingMachines returns which of ids are machines, inside tx.
 func (s *Store) existingMachines(ctx context.Context, tx *sql.Tx, ids []string) (map[string]bool, error) {
-	out := map[string]bool{}
+	got, err := s.machineIDsIn(ctx, tx, ids, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(got))
+	for _, id := range got {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// machineIDsIn selects the ids of ids that are machines, in chunks in the
+// order given, each query ending with suffix (an ORDER BY and a locking
+// clause, or nothing).
+func (s *Store) machineIDsIn(ctx context.Context, tx *sql.Tx, ids []string, suffix string) ([]string, error) {
+	var out []string
 	for chunk := range slices.Chunk(ids, generationChunk) {
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM machines WHERE id IN (`+marks(len(chunk))+`)`), args...)
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM machines WHERE id IN (`+marks(len(chunk))+`) `+suffix), anys(chunk)...)
 		got, err := collect(rows, err, func(r scanner) (string, error) {
 			var id string
 			return id, r.Scan(&id)
 		})
 		if err != nil {
-			return nil, s.mapErr(err)
+			return nil, fmt.Errorf("select %d machines: %w", len(chunk), s.mapErr(err))
 		}
-		for _, id := range got {
-			out[id] = true
-		}
+		out = append(out, got...)
 	}
 	return out, nil
+}
+
+// anys is ss as query arguments.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // enroll creates the update status rows of machines that have none, in
@@ -383,11 +384,7 @@ func (s *Store) ListMachineUpdateStatuses(ctx context.Context, f store.UpdateSta
 		w.add(`lower(m.resource_group) = lower(?)`, f.ResourceGroup)
 	}
 	if len(f.MachineIDs) > 0 {
-		args := make([]any, len(f.MachineIDs))
-		for i, id := range f.MachineIDs {
-			args[i] = id
-		}
-		w.add(`u.machine_id IN (`+marks(len(args))+`)`, args...)
+		w.add(`u.machine_id IN (`+marks(len(f.MachineIDs))+`)`, anys(f.MachineIDs)...)
 	}
 	if f.Page.After != "" {
 		rg, name, _ := strings.Cut(f.Page.After, "/")
