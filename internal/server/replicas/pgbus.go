@@ -120,7 +120,7 @@ func (b *PGBus) NotifyMany(ctx context.Context, gens map[string]int64) {
 		payloads = append(payloads, "sync "+id+" "+strconv.FormatInt(gen, 10))
 	}
 	for chunk := range slices.Chunk(payloads, notifyBatch) {
-		b.publishMany(ctx, chunk)
+		b.publish(ctx, chunk...)
 	}
 }
 
@@ -136,17 +136,9 @@ func (b *PGBus) AnnounceTunnel(ctx context.Context, machineID string, t wire.Tun
 // EndSession asks every replica to end the SSH session id.
 func (b *PGBus) EndSession(ctx context.Context, id string) { b.publish(ctx, "endsession "+id) }
 
-func (b *PGBus) publish(ctx context.Context, payload string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, payload); err != nil {
-		// Deliver locally at least; remote agents catch up on reconnect.
-		b.log.ErrorContext(ctx, "push notify failed; delivering locally only", "err", err)
-		b.deliver(ctx, payload)
-	}
-}
-
-func (b *PGBus) publishMany(ctx context.Context, payloads []string) {
+// publish sends payloads in one statement; if it fails they are at least
+// delivered to this replica's agents (remote ones catch up on reconnect).
+func (b *PGBus) publish(ctx context.Context, payloads ...string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
 	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", Channel, payloads); err != nil {
