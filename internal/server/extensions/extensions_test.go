@@ -362,16 +362,23 @@ func (o *outcomes) OutcomeEntry(oc capability.Outcome) store.ActivityEntry {
 		Scope: oc.Scope, Result: oc.Result, Message: oc.Message, CorrelationID: oc.Origin.CorrelationID, Method: "AGENT", Path: "outcome"}
 }
 
+// outcomeEnv is an env whose outcomes are recorded, with a context of a
+// request by alice to run commands.
+func outcomeEnv(t *testing.T) (*env, *outcomes, capability.Origin, context.Context) {
+	t.Helper()
+	e := newEnv(t)
+	rec := &outcomes{}
+	e.svc.LogOutcomes(rec)
+	origin := capability.Origin{CorrelationID: "corr-1", Caller: "alice", CallerType: "User", Action: "machines/runCommands/write"}
+	return e, rec, origin, capability.WithOrigin(t.Context(), origin)
+}
+
 // A run the machine never started is failed by the sweep, and that end is
 // in the activity log as a Failed outcome, in the requester's name and
 // linked to the request, like any run the machine reported.
 func TestExpiredRunIsAFailedOutcome(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	rec := &outcomes{}
-	e.svc.LogOutcomes(rec)
-	origin := capability.Origin{CorrelationID: "corr-1", Caller: "alice", CallerType: "User", Action: "machines/runCommands/write"}
-	ctx := capability.WithOrigin(t.Context(), origin)
+	e, rec, origin, ctx := outcomeEnv(t)
 	if _, err := e.svc.CreateRunCommand(ctx, e.ref, "late", wire.RunCommandCreate{Command: "true", Timeout: wire.Duration(time.Minute)}, "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -401,11 +408,7 @@ func TestExpiredRunIsAFailedOutcome(t *testing.T) {
 // application is not.
 func TestRunReportDeliveredAgainAsksForItsOutcomeOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	rec := &outcomes{}
-	e.svc.LogOutcomes(rec)
-	origin := capability.Origin{CorrelationID: "corr-1", Caller: "alice", CallerType: "User", Action: "machines/runCommands/write"}
-	ctx := capability.WithOrigin(t.Context(), origin)
+	e, rec, _, ctx := outcomeEnv(t)
 	for _, name := range []string{"first", "crashed"} {
 		if _, err := e.svc.CreateRunCommand(ctx, e.ref, name, wire.RunCommandCreate{Command: "true", Timeout: wire.Duration(time.Hour)}, "alice"); err != nil {
 			t.Fatal(err)
