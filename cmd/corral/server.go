@@ -79,7 +79,7 @@ The garbage collector runs at GOGC=50 (less memory per agent connection) unless 
 	f.DurationVar(&cfg.CertValidity, "cert-validity", cfg.CertValidity, "validity of machine client certificates")
 	f.BoolVar(&cfg.AdminMustChangePassword, "admin-must-change-password", false, "make the first admin change the password at first sign-in")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "serve /metrics without authentication on this separate plain-HTTP address (keep it private, e.g. 127.0.0.1:9090)")
-	f.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go runtime profiles (/debug/pprof/: heap, goroutines, CPU) on --metrics-listen; for diagnosing memory and CPU, keep that address private")
+	f.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go runtime profiles (/debug/pprof/: heap, goroutines, CPU, execution trace) on --metrics-listen; for diagnosing memory, CPU and latency, keep that address private")
 	f.StringVar(&cfg.MetricsTokenFile, "metrics-token-file", "", "serve /metrics on the main listener to requests bearing the token in this file")
 	f.DurationVar(&cfg.ActivityRetention, "activity-retention", 0, "purge activity entries older than this after exporting them (0 keeps everything)")
 	f.StringVar(&cfg.ActivityExportDir, "activity-export-dir", "", "where purged activity entries are written as JSON Lines (default DATA_DIR/activity-export)")

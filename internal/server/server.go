@@ -265,6 +265,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		}
 		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, ErrorLog: log.New(serverErrorLog{cfg.Logger.With("component", "metrics")}, "", 0)}

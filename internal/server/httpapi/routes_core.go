@@ -302,6 +302,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, rt Route, ri *reques
 				return err
 			}
 		}
+		// A person (or a service principal's caller) waits on this
+		// request: its writes go before queued agent telemetry.
+		r = r.WithContext(store.Foreground(r.Context()))
 	case AuthMachine:
 		c, err := a.authenticateMachine(r)
 		if err != nil {

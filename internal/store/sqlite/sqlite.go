@@ -85,7 +85,11 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)", busyTimeoutMillis)
 
-	write, err := sql.Open(driverName, path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	// The writer's temporary files stay in memory: group commit
+	// (sqlstore) runs each transaction in a savepoint, and SQLite copies
+	// every page a savepoint first changes to a sub-journal, by default a
+	// temporary file (a pwrite per page, on the one writer's path).
+	write, err := sql.Open(driverName, path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}

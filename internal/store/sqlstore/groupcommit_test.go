@@ -56,7 +56,7 @@ func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
 			return err
 		})
 	}()
-	testutilEventually(t, func() bool { return len(s.group.queue) == 0 && s.groupBusy() })
+	testutilEventually(t, func() bool { return len(s.group.background) == 0 && s.groupBusy() })
 
 	const n = 40
 	gone, cancel := context.WithCancel(ctx)
@@ -83,7 +83,7 @@ func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
 			})
 		})
 	}
-	testutilEventually(t, func() bool { return len(s.group.queue) == n })
+	testutilEventually(t, func() bool { return len(s.group.background) == n })
 	cancel()
 	close(release)
 	wg.Wait()
@@ -119,6 +119,57 @@ func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
 
 // A store closed while transactions wait answers them instead of leaving
 // them waiting.
+// A write made for a person waiting (store.Foreground) goes before the
+// background writes queued ahead of it.
+func TestGroupCommitForegroundFirst(t *testing.T) {
+	t.Parallel()
+	s := groupStore(t)
+	ctx := t.Context()
+	release, held := make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- s.inTx(ctx, func(tx *sql.Tx) error {
+			<-release
+			return nil
+		})
+	}()
+	testutilEventually(t, func() bool { return len(s.group.background) == 0 && s.groupBusy() })
+
+	var mu sync.Mutex
+	var order []string
+	write := func(ctx context.Context, k string) error {
+		return s.inTx(ctx, func(tx *sql.Tx) error {
+			mu.Lock()
+			order = append(order, k)
+			mu.Unlock()
+			_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (?, 0)`, k)
+			return err
+		})
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n+1)
+	for i := range n {
+		wg.Go(func() { errs <- write(ctx, fmt.Sprint("agent-", i)) })
+	}
+	testutilEventually(t, func() bool { return len(s.group.background) == n })
+	wg.Go(func() { errs <- write(store.Foreground(ctx), "person") })
+	testutilEventually(t, func() bool { return len(s.group.foreground)+len(s.group.background) == n+1 })
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != n+1 || order[0] != "person" {
+		t.Fatalf("order of the writes: %v, want the foreground one (person) first of %d", order, n+1)
+	}
+}
+
 func TestGroupCommitAfterClose(t *testing.T) {
 	t.Parallel()
 	s := groupStore(t)
