@@ -156,6 +156,11 @@ type MachineExtensions interface {
 	GetMachineExtension(ctx context.Context, machineID, name string) (MachineExtension, error)
 	// ListMachineExtensions orders by name case-insensitively.
 	ListMachineExtensions(ctx context.Context, machineID string) ([]MachineExtension, error)
+	// ListMachineExtensionsOf lists the extensions of several machines at
+	// once (their desired states are assembled together): each machine's
+	// together, by name case-insensitively; machines in no particular
+	// order (so for the lists below).
+	ListMachineExtensionsOf(ctx context.Context, machineIDs []string) ([]MachineExtension, error)
 	// MarkMachineExtensionDeleting sets Deleting, State Deleting, clears
 	// Message, records DeleteGeneration = the new machine generation, and
 	// returns it. ErrNotFound if there is no such extension.
@@ -242,6 +247,10 @@ type RunCommands interface {
 	CreateRunCommand(ctx context.Context, rc RunCommand) (int64, error)
 	GetRunCommand(ctx context.Context, machineID, name string) (RunCommand, error)
 	ListRunCommands(ctx context.Context, f RunCommandFilter) ([]RunCommand, error)
+	// ListUnfinishedRunCommandsOf lists the Pending and Running runs of
+	// several machines at once, each machine's together, newest first and
+	// at most perMachine of them.
+	ListUnfinishedRunCommandsOf(ctx context.Context, machineIDs []string, perMachine int) ([]RunCommand, error)
 	// UpdateRunCommand applies u unless the run is already finished
 	// (Succeeded, Failed, TimedOut) or u would move a Running run back to
 	// Pending; it returns whether it applied. ErrNotFound for an unknown run.

@@ -190,6 +190,11 @@ type Protection interface {
 	RecordScan(ctx context.Context, s ProtectionScan) error
 	GetScan(ctx context.Context, machineID, id string) (ProtectionScan, error)
 	ListScans(ctx context.Context, f ScanFilter) ([]ProtectionScan, error)
+	// ListUnfinishedScansOf and ListUnfinishedRestoresOf list the Pending
+	// and Running scans or restores of several machines at once, each
+	// machine's together, newest first and at most perMachine of them.
+	ListUnfinishedScansOf(ctx context.Context, machineIDs []string, perMachine int) ([]ProtectionScan, error)
+	ListUnfinishedRestoresOf(ctx context.Context, machineIDs []string, perMachine int) ([]ProtectionRestore, error)
 	// UpdateScan applies a report unless the scan is already finished, and
 	// reports whether it did; ErrNotFound if there is no such scan.
 	UpdateScan(ctx context.Context, machineID, id string, u ScanUpdate) (bool, error)

@@ -252,6 +252,9 @@ type Updates interface {
 
 	// GetMachineUpdateStatus: ErrNotFound for a machine never enrolled.
 	GetMachineUpdateStatus(ctx context.Context, machineID string) (MachineUpdateStatus, error)
+	// MachinesEnrolledForUpdates returns which of machineIDs have an update
+	// status (were ever enrolled), in no particular order.
+	MachinesEnrolledForUpdates(ctx context.Context, machineIDs []string) ([]string, error)
 	// ListMachineUpdateStatuses leaves Updates nil.
 	ListMachineUpdateStatuses(ctx context.Context, f UpdateStatusFilter) ([]MachineUpdateStatus, error)
 

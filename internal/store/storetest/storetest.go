@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ResourceGroupPageLimits", testResourceGroupPageLimits},
 		{"Machines", testMachines},
 		{"Snapshot", testSnapshot},
+		{"ReadsOfMachines", testReadsOfMachines},
 		{"ConcurrentMachineWrites", testConcurrentMachineWrites},
 		{"CreateMachineReplaceExpired", testCreateMachineReplaceExpired},
 		{"ListMachinesFilters", testListMachinesFilters},
