@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/server/capability"
@@ -33,20 +34,41 @@ var (
 	_ capability.DesiredContributor = (*Service)(nil)
 )
 
-// ContributeDesired writes the machine's effective JIT policy with the
+// ContributeDesired writes each machine's effective JIT policy with the
 // grants open now (absolute expiries, so a cached copy re-applied later
 // still closes on time), and the SSH user CA with the machine's two
-// principals.
-func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
+// principals. The policies of the whole batch are read at once (the
+// scopes of its machines).
+func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
+	var scopes []string
+	seen := map[string]bool{}
+	for _, d := range batch {
+		for _, sc := range policyScopes(d.Machine) {
+			if k := strings.ToLower(sc); !seen[k] {
+				seen[k] = true
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	ps, err := s.store.JITPoliciesAt(ctx, scopes)
+	if err != nil {
+		return err
+	}
+	for _, d := range batch {
+		p, ok := effective(ps, d.Machine)
+		if err := s.contributeMachine(ctx, d.Machine, d.State, p, ok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) contributeMachine(ctx context.Context, m store.Machine, ds *wire.DesiredState, p store.JITPolicy, ok bool) error {
 	ad := wire.AccessDesired{SSH: &wire.SSHDesired{
 		CAKeys:          []string{s.ca.AuthorizedKey()},
 		AdminPrincipals: []string{wire.SSHPrincipal(wire.SSHLoginAdmin, m.ID)},
 		UserPrincipals:  []string{wire.SSHPrincipal(wire.SSHLoginUser, m.ID)},
 	}}
-	p, ok, err := s.effectivePolicy(ctx, m)
-	if err != nil {
-		return err
-	}
 	if ok {
 		jd := &wire.JITDesired{Ports: p.Ports, AllowedSources: p.AllowedSources, MaxDuration: wire.Duration(p.MaxDuration)}
 		gs, err := s.store.ListJITGrants(ctx, store.JITGrantFilter{MachineID: m.ID, OpenAt: s.now(), Page: store.Page{Limit: store.MaxPageSize}})

@@ -213,22 +213,34 @@ func (s *Service) ListPolicies(ctx context.Context, scope string) ([]wire.JITPol
 
 // effectivePolicy is the most specific policy above m, if any.
 func (s *Service) effectivePolicy(ctx context.Context, m store.Machine) (store.JITPolicy, bool, error) {
-	scopes := []string{"/", resource.Subscription(m.Subscription).String(),
-		resource.ResourceGroup(m.Subscription, m.ResourceGroup).String(), m.ResourceID().String()}
-	ps, err := s.store.JITPoliciesAt(ctx, scopes)
-	if err != nil || len(ps) == 0 {
+	ps, err := s.store.JITPoliciesAt(ctx, policyScopes(m))
+	if err != nil {
 		return store.JITPolicy{}, false, err
 	}
-	best := ps[0]
-	for _, p := range ps[1:] {
-		if depth(p.Scope) > depth(best.Scope) {
-			best = p
-		}
-	}
-	return best, true, nil
+	p, ok := effective(ps, m)
+	return p, ok, nil
 }
 
-func depth(scope string) int { return strings.Count(strings.TrimSuffix(scope, "/"), "/") }
+// policyScopes are the scopes whose JIT policy may apply to m.
+func policyScopes(m store.Machine) []string {
+	return []string{"/", resource.Subscription(m.Subscription).String(),
+		resource.ResourceGroup(m.Subscription, m.ResourceGroup).String(), m.ResourceID().String()}
+}
+
+// effective picks m's policy among ps (read at its scopes, or at those of
+// a batch of machines): the one at its deepest scope.
+func effective(ps []store.JITPolicy, m store.Machine) (store.JITPolicy, bool) {
+	var best store.JITPolicy
+	found := false
+	for _, sc := range policyScopes(m) {
+		for _, p := range ps {
+			if strings.EqualFold(p.Scope, sc) {
+				best, found = p, true
+			}
+		}
+	}
+	return best, found
+}
 
 // MachineStatus is the machine's effective policy and what its agent last
 // reported.

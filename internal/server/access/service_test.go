@@ -206,7 +206,7 @@ func (e *env) desired(t *testing.T, id string) wire.AccessDesired {
 		t.Fatal(err)
 	}
 	var ds wire.DesiredState
-	if err := e.svc.ContributeDesired(t.Context(), m, &ds); err != nil {
+	if err := e.svc.ContributeDesired(t.Context(), []capability.Desired{{Machine: m, State: &ds}}); err != nil {
 		t.Fatal(err)
 	}
 	var ad wire.AccessDesired

@@ -7,20 +7,26 @@
 // endpoint protection, access) takes part by implementing Registrant: at
 // assembly it adds
 //
-//   - DesiredContributors, each writing its part of a machine's desired
-//     state. Core fields (resource id, tags) come from inventory; extensions
-//     writes Extensions, Publishers and RunCommands; later capabilities
-//     write their slice to ds.Features[featureName] with SetFeature. The
-//     generation stays one number per machine (store.Machine.Generation):
-//     a context that changes its slice for some machines calls
-//     Syncer.DesiredChanged, which bumps their generations and pushes a sync.
+//   - DesiredContributors, each writing its part of the desired states of
+//     a batch of machines: the agents that ask at the same time (after a
+//     fleet-wide change, thousands at once) are answered together, so a
+//     contributor reads with one query per table for the batch (the
+//     store's ...Of methods), not one per machine. Core fields (resource
+//     id, tags) come from inventory; extensions writes Extensions,
+//     Publishers and RunCommands; later capabilities write their slice to
+//     ds.Features[featureName] with SetFeature. The generation stays one
+//     number per machine (store.Machine.Generation): a context that
+//     changes its slice for some machines calls Syncer.DesiredChanged,
+//     which bumps their generations and pushes a sync.
 //   - ReportHandlers, each for the report kinds it owns. Several handlers
 //     may take one kind (every context that cares when the agent applied a
 //     generation handles wire.ReportApplied); they run in registration
 //     order.
 //
 // Failure: a contributor's error fails the whole desired state (the agent
-// retries; it must never apply a partial one). A report handler's error
+// retries; it must never apply a partial one). A batch that fails is
+// assembled again machine by machine, so one machine's bad row fails only
+// its own desired state. A report handler's error
 // that wraps refusal.ErrInvalid or store.ErrInvalidData means
 // "acknowledged and dropped" — a malformed report, or one the store cannot
 // keep (a NUL in PostgreSQL text), is never retried forever — and so does a
@@ -46,11 +52,28 @@ import (
 	"github.com/corralhq/corral/internal/wire"
 )
 
-// DesiredContributor adds a context's part of a machine's desired state.
-// m is the machine as read when its agent authenticated; contributors must
-// not write fields another context owns.
+// DesiredContributor adds a context's part to the desired states of a
+// batch of machines (one or more), reading one snapshot of the store
+// through ctx. Contributors must not write fields another context owns.
 type DesiredContributor interface {
-	ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error
+	ContributeDesired(ctx context.Context, batch []Desired) error
+}
+
+// Desired is one machine of a batch and its desired state being
+// assembled. Machine is the machine as read when its agent authenticated
+// (before the snapshot: the generation is never newer than the rows).
+type Desired struct {
+	Machine store.Machine
+	State   *wire.DesiredState
+}
+
+// MachineIDs returns the ids of a batch's machines, in order.
+func MachineIDs(batch []Desired) []string {
+	ids := make([]string, len(batch))
+	for i, d := range batch {
+		ids[i] = d.Machine.ID
+	}
+	return ids
 }
 
 // ReportHandler applies one agent report of a kind it registered for. at is
@@ -93,6 +116,7 @@ type Registry struct {
 	snap         Snapshotter
 	contributors []contributor
 	handlers     map[string][]ReportHandler
+	batches      batcher
 }
 
 // NewRegistry returns an empty registry logging dropped reports to log.
@@ -124,34 +148,38 @@ func (r *Registry) AddReportHandler(kind string, h ReportHandler) {
 // Handles reports whether some handler takes reports of kind.
 func (r *Registry) Handles(kind string) bool { return len(r.handlers[kind]) > 0 }
 
-// DesiredState assembles what the agent of m should reconcile toward: the
-// generation of m, then every contributor's part, all read from one
-// snapshot of the store (a change committed meanwhile is in every part or
-// in none; the generation it bumps brings the agent back for it).
-func (r *Registry) DesiredState(ctx context.Context, m store.Machine) (wire.DesiredState, error) {
-	ds := wire.DesiredState{Generation: m.Generation}
+// DesiredStates assembles what the agents of ms should reconcile toward:
+// each machine's generation, then every contributor's part, all read from
+// one snapshot of the store (a change committed meanwhile is in every part
+// or in none; the generation it bumps brings the agents back for it).
+func (r *Registry) DesiredStates(ctx context.Context, ms []store.Machine) ([]wire.DesiredState, error) {
+	dss := make([]wire.DesiredState, len(ms))
+	batch := make([]Desired, len(ms))
+	for i, m := range ms {
+		dss[i].Generation = m.Generation
+		batch[i] = Desired{Machine: m, State: &dss[i]}
+	}
 	contribute := func(ctx context.Context) error {
 		for _, c := range r.contributors {
-			if err := c.c.ContributeDesired(ctx, m, &ds); err != nil {
-				return fmt.Errorf("%s part of the desired state of machine %s: %w", c.name, m.ID, err)
+			if err := c.c.ContributeDesired(ctx, batch); err != nil {
+				if len(ms) == 1 {
+					return fmt.Errorf("%s part of the desired state of machine %s: %w", c.name, ms[0].ID, err)
+				}
+				return fmt.Errorf("%s part of the desired states of %d machines: %w", c.name, len(ms), err)
 			}
 		}
 		return nil
 	}
-	if err := r.Snapshot(ctx, contribute); err != nil {
-		return wire.DesiredState{}, err
-	}
-	return ds, nil
-}
-
-// Snapshot runs fn with every store read made through its ctx seeing one
-// snapshot (directly, without a Snapshotter): a request that reads the
-// machine and then its desired state reads both from it.
-func (r *Registry) Snapshot(ctx context.Context, fn func(ctx context.Context) error) error {
+	var err error
 	if r.snap == nil {
-		return fn(ctx)
+		err = contribute(ctx)
+	} else {
+		err = r.snap.Snapshot(ctx, contribute)
 	}
-	return r.snap.Snapshot(ctx, fn)
+	if err != nil {
+		return nil, err
+	}
+	return dss, nil
 }
 
 // ApplyReports applies a batch in order and returns the ids the agent may
@@ -260,4 +288,15 @@ func (s *Syncer) DesiredChanged(ctx context.Context, ids []string, at time.Time)
 // its own transaction (the extension tables do).
 func (s *Syncer) Announce(ctx context.Context, gens map[string]int64) {
 	push.NotifyAll(ctx, s.notify, gens)
+}
+
+// ByMachine groups the rows of a batch's list by their machine, keeping
+// their order.
+func ByMachine[T any](rows []T, machineID func(T) string) map[string][]T {
+	out := map[string][]T{}
+	for _, r := range rows {
+		id := machineID(r)
+		out[id] = append(out[id], r)
+	}
+	return out
 }

@@ -43,8 +43,13 @@ func (p *patching) Register(r *capability.Registry) {
 	r.AddReportHandler("patchResult", p)
 }
 
-func (p *patching) ContributeDesired(_ context.Context, m store.Machine, ds *wire.DesiredState) error {
-	return capability.SetFeature(ds, "patching", map[string]string{"window": p.window, "machine": m.Name})
+func (p *patching) ContributeDesired(_ context.Context, batch []capability.Desired) error {
+	for _, d := range batch {
+		if err := capability.SetFeature(d.State, "patching", map[string]string{"window": p.window, "machine": d.Machine.Name}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *patching) HandleReport(_ context.Context, m store.Machine, r wire.Report, _ time.Time) error {
@@ -70,8 +75,10 @@ func (c core) Register(r *capability.Registry) {
 	}))
 }
 
-func (core) ContributeDesired(_ context.Context, m store.Machine, ds *wire.DesiredState) error {
-	ds.ResourceID, ds.Tags = m.ResourceID().String(), m.Tags
+func (core) ContributeDesired(_ context.Context, batch []capability.Desired) error {
+	for _, d := range batch {
+		d.State.ResourceID, d.State.Tags = d.Machine.ResourceID().String(), d.Machine.Tags
+	}
 	return nil
 }
 
@@ -106,7 +113,7 @@ func TestDesiredStateAssemblesEveryPart(t *testing.T) {
 
 type failing struct{}
 
-func (failing) ContributeDesired(context.Context, store.Machine, *wire.DesiredState) error {
+func (failing) ContributeDesired(context.Context, []capability.Desired) error {
 	return errors.New("database is gone")
 }
 

@@ -32,40 +32,55 @@ var (
 	_ capability.DesiredContributor = (*Service)(nil)
 )
 
-// ContributeDesired writes what the agent of m should reconcile toward:
-// every extension not being deleted (by name), the signing key of each of
-// their publishers (by name), and every run not yet finished (oldest
-// first). m is the machine as read when the agent authenticated, so the
-// generation is never newer than the rows.
-func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
-	es, err := s.store.ListMachineExtensions(ctx, m.ID)
+// ContributeDesired writes what the agent of each machine should reconcile
+// toward: every extension not being deleted (by name), the signing key of
+// each of their publishers (by name), and every run not yet finished
+// (oldest first).
+func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
+	ids := capability.MachineIDs(batch)
+	es, err := s.store.ListMachineExtensionsOf(ctx, ids)
 	if err != nil {
 		return err
 	}
-	keys := map[string]bool{}
-	for _, e := range es {
-		if e.Deleting {
-			continue
-		}
-		ds.Extensions = append(ds.Extensions, wire.DesiredExtension{Name: e.Name, Publisher: e.Publisher, Type: e.Type,
-			Version: e.Version, Digest: e.Digest, Settings: e.Settings, ProtectedSettings: e.ProtectedSettings, SeqNo: e.SeqNo})
-		if !keys[e.Publisher] {
-			keys[e.Publisher] = true
-			p, err := s.store.GetPublisher(ctx, e.Publisher)
-			if err != nil {
-				return err
+	// Well above MaxUnfinishedRuns: creations racing past the limit are
+	// still sent.
+	runs, err := s.store.ListUnfinishedRunCommandsOf(ctx, ids, 1000)
+	if err != nil {
+		return err
+	}
+	extsOf := capability.ByMachine(es, func(e store.MachineExtension) string { return e.MachineID })
+	runsOf := capability.ByMachine(runs, func(rc store.RunCommand) string { return rc.MachineID })
+	// Most machines of a batch name the same publishers.
+	keys := map[string]wire.PublisherKey{}
+	for _, d := range batch {
+		ds := d.State
+		named := map[string]bool{}
+		for _, e := range extsOf[d.Machine.ID] {
+			if e.Deleting {
+				continue
 			}
-			ds.Publishers = append(ds.Publishers, wire.PublisherKey{Name: p.Name, PublicKey: p.PublicKey})
+			ds.Extensions = append(ds.Extensions, wire.DesiredExtension{Name: e.Name, Publisher: e.Publisher, Type: e.Type,
+				Version: e.Version, Digest: e.Digest, Settings: e.Settings, ProtectedSettings: e.ProtectedSettings, SeqNo: e.SeqNo})
+			if named[e.Publisher] {
+				continue
+			}
+			named[e.Publisher] = true
+			k, ok := keys[e.Publisher]
+			if !ok {
+				p, err := s.store.GetPublisher(ctx, e.Publisher)
+				if err != nil {
+					return err
+				}
+				k = wire.PublisherKey{Name: p.Name, PublicKey: p.PublicKey}
+				keys[e.Publisher] = k
+			}
+			ds.Publishers = append(ds.Publishers, k)
 		}
-	}
-	slices.SortFunc(ds.Publishers, func(a, b wire.PublisherKey) int { return strings.Compare(a.Name, b.Name) })
-	runs, err := s.store.ListRunCommands(ctx, store.RunCommandFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: 1000}})
-	if err != nil {
-		return err
-	}
-	for _, rc := range slices.Backward(runs) {
-		ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
-			Parameters: rc.Parameters, ProtectedParameters: rc.ProtectedParameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
+		slices.SortFunc(ds.Publishers, func(a, b wire.PublisherKey) int { return strings.Compare(a.Name, b.Name) })
+		for _, rc := range slices.Backward(runsOf[d.Machine.ID]) {
+			ds.RunCommands = append(ds.RunCommands, wire.DesiredRunCommand{Name: rc.Name, Script: rc.Script, Command: rc.Command,
+				Parameters: rc.Parameters, ProtectedParameters: rc.ProtectedParameters, RunAsUser: rc.RunAsUser, Timeout: wire.Duration(rc.Timeout)})
+		}
 	}
 	return nil
 }

@@ -66,7 +66,6 @@ func (a *API) buildRoutes() []Route {
 	inHandler := func(rt Route) Route { rt.CheckInHandler = true; return rt }
 	forPasswordChange := func(rt Route) Route { rt.ForPasswordChange = true; return rt }
 	streams := func(rt Route) Route { rt.Streams = true; return rt }
-	readOnly := func(rt Route) Route { rt.ReadOnly = true; return rt }
 	agent := func(m, p, action, summary string, h func(http.ResponseWriter, *http.Request, *Caller) error) Route {
 		return Route{Method: m, Pattern: p, Action: action, Auth: AuthMachine, Summary: summary, Handle: h,
 			Scope: func(r *http.Request) string { return machineScopeOf(r) }}
@@ -246,7 +245,7 @@ func (a *API) buildRoutes() []Route {
 			desc{req: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "A TunnelVerdict JSON line, then the bytes from the machine's local port."},
 				resp: Raw{ContentTypes: []string{"application/octet-stream"}, Description: "The bytes for the machine's local port, until either side ends."},
 				errs: []int{http.StatusUpgradeRequired}}),
-		d(readOnly(agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired)), desc{resp: wire.DesiredState{}}),
+		d(agent("GET", wire.PathDesiredState, actAgentDesired, "The machine's desired state.", a.getDesired), desc{resp: wire.DesiredState{}}),
 		d(agent("POST", wire.PathReports, actAgentReport, "Deliver a batch of agent reports.", a.postReports),
 			desc{req: wire.ReportBatch{}, resp: wire.ReportAck{}}),
 		d(agent("POST", wire.PathCertificate, actAgentRenew, "Renew the machine's client certificate.", a.postRenew),

@@ -53,13 +53,8 @@ type Route struct {
 	// entry is written; a stream a user opens is refused while the store
 	// cannot write, and records its entry when it ends.
 	Streams bool
-	// ReadOnly: the route only reads the store. Authentication and the
-	// handler read one snapshot of it (one read transaction instead of one
-	// per query), and the answer is held until the snapshot ends so that
-	// no transaction waits on a slow client.
-	ReadOnly bool
-	Summary  string
-	Handle   func(w http.ResponseWriter, r *http.Request, c *Caller) error
+	Summary string
+	Handle  func(w http.ResponseWriter, r *http.Request, c *Caller) error
 
 	// The API description (OpenAPI) of the route, read from the same table
 	// (see openapi.go; a test refuses a route that leaves them out):
@@ -182,7 +177,7 @@ func (a *API) wrap(rt Route) http.Handler {
 		} = sw
 		var held *heldWriter
 		recorded := mustRecord(r, rt) && !rt.Streams
-		if recorded || rt.ReadOnly {
+		if recorded {
 			held = newHeldWriter()
 			out = held
 		}
@@ -192,8 +187,6 @@ func (a *API) wrap(rt Route) http.Handler {
 			err = errValidation("", "the request path or query contains a NUL character")
 		case (recorded || rt.Streams && rt.Auth == AuthBearer) && a.StoreHealth.Err() != nil:
 			err = a.unwritableError(a.StoreHealth.Err())
-		case rt.ReadOnly:
-			err = a.Capabilities.Snapshot(r.Context(), func(ctx context.Context) error { return a.serve(out, r.WithContext(ctx), rt, ri) })
 		default:
 			err = a.serve(out, r, rt, ri)
 		}
@@ -226,7 +219,7 @@ func (a *API) wrap(rt Route) http.Handler {
 		}
 		auditErr := a.audit(r, rt, ri, status)
 		if held != nil {
-			if recorded && auditErr != nil && status < 400 {
+			if auditErr != nil && status < 400 {
 				// Nothing the caller asked for is handed out without its
 				// entry in the activity log.
 				ae := a.unwritableError(auditErr)

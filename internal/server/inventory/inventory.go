@@ -97,9 +97,11 @@ func (s *Service) Register(r *capability.Registry) {
 	r.AddReportHandler(wire.ReportLocalConfigChanged, capability.ReportHandlerFunc(s.handleLocalConfigChanged))
 }
 
-// ContributeDesired writes the machine's resource id and tags.
-func (s *Service) ContributeDesired(_ context.Context, m store.Machine, ds *wire.DesiredState) error {
-	ds.ResourceID, ds.Tags = m.ResourceID().String(), m.Tags
+// ContributeDesired writes each machine's resource id and tags.
+func (s *Service) ContributeDesired(_ context.Context, batch []capability.Desired) error {
+	for _, d := range batch {
+		d.State.ResourceID, d.State.Tags = d.Machine.ResourceID().String(), d.Machine.Tags
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,13 +31,7 @@ func (s *Service) assignmentsFor(ctx context.Context, m store.Machine) ([]store.
 	if err != nil {
 		return nil, err
 	}
-	out := as[:0]
-	for _, a := range as {
-		if !excluded(a, m) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return applicable(as, m), nil
 }
 
 // defCache resolves definitions once per call.
@@ -68,16 +63,49 @@ func paramValues(a store.PolicyAssignment) map[string]any {
 	return values
 }
 
-// ContributeDesired writes the machine configurations of the machine's
-// assignments, the rollbacks asked for and the newest on-demand
-// evaluation of a scope holding it.
-func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
-	as, err := s.assignmentsFor(ctx, m)
+// ContributeDesired writes, for each machine, the machine configurations
+// of its assignments, the rollbacks asked for and the newest on-demand
+// evaluation of a scope holding it. The assignments of the whole batch are
+// read at once (the scopes of its machines).
+func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
+	var scopes []string
+	seen := map[string]bool{}
+	for _, d := range batch {
+		for _, sc := range ancestors(d.Machine) {
+			if k := strings.ToLower(sc); !seen[k] {
+				seen[k] = true
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	all, err := s.store.PolicyAssignmentsAt(ctx, scopes)
 	if err != nil {
 		return err
 	}
-	slice := wire.GuestConfigurationDesired{Assignments: []wire.GuestAssignment{}}
 	defs := s.defs()
+	for _, d := range batch {
+		if err := s.contributeMachine(ctx, d, applicable(all, d.Machine), defs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applicable returns the assignments of all (read at the scopes of a
+// batch) that apply to m: at one of its scopes, m not excluded.
+func applicable(all []store.PolicyAssignment, m store.Machine) []store.PolicyAssignment {
+	var out []store.PolicyAssignment
+	for _, a := range all {
+		if slices.ContainsFunc(ancestors(m), func(sc string) bool { return strings.EqualFold(sc, a.Scope) }) && !excluded(a, m) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *Service) contributeMachine(ctx context.Context, d capability.Desired, as []store.PolicyAssignment, defs *defCache) error {
+	m, ds := d.Machine, d.State
+	slice := wire.GuestConfigurationDesired{Assignments: []wire.GuestAssignment{}}
 	for _, a := range as {
 		d, err := defs.get(ctx, a.Definition)
 		if err != nil {

@@ -36,15 +36,15 @@ var (
 	_ capability.DesiredContributor = (*Service)(nil)
 )
 
-// ContributeDesired writes the machine's protection slice: the signature
+// ContributeDesired writes each machine's protection slice: the signature
 // key and newest set, its unfinished scans and restores (oldest first) and
 // its scope's schedule. A machine nothing concerns gets no slice.
-func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
-	var d wire.ProtectionDesired
+func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
+	var sigs *wire.ProtectionSignatureRef
 	latest, err := s.store.LatestSignatureSet(ctx)
 	switch {
 	case err == nil:
-		d.Signatures = &wire.ProtectionSignatureRef{Version: uint64(latest.Version), SHA256: latest.SHA256, Size: latest.Size}
+		sigs = &wire.ProtectionSignatureRef{Version: uint64(latest.Version), SHA256: latest.SHA256, Size: latest.Size}
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
@@ -52,33 +52,42 @@ func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wi
 	if err != nil {
 		return err
 	}
-	eff, protected := effective(scopes, m)
-	if protected && len(eff.Schedule) > 0 {
-		var sc wire.ProtectionSchedule
-		if json.Unmarshal(eff.Schedule, &sc) == nil {
-			d.Schedule = &sc
+	ids := capability.MachineIDs(batch)
+	scans, err := s.store.ListUnfinishedScansOf(ctx, ids, 100)
+	if err != nil {
+		return err
+	}
+	restores, err := s.store.ListUnfinishedRestoresOf(ctx, ids, 100)
+	if err != nil {
+		return err
+	}
+	scansOf := capability.ByMachine(scans, func(sc store.ProtectionScan) string { return sc.MachineID })
+	restoresOf := capability.ByMachine(restores, func(r store.ProtectionRestore) string { return r.MachineID })
+	for _, b := range batch {
+		d := wire.ProtectionDesired{Signatures: sigs}
+		eff, protected := effective(scopes, b.Machine)
+		if protected && len(eff.Schedule) > 0 {
+			var sc wire.ProtectionSchedule
+			if json.Unmarshal(eff.Schedule, &sc) == nil {
+				d.Schedule = &sc
+			}
+		}
+		for _, sc := range slices.Backward(scansOf[b.Machine.ID]) {
+			d.Scans = append(d.Scans, wire.ProtectionScanRequest{ID: sc.ID, Type: sc.Type, Paths: sc.Paths, RequestedAt: sc.CreatedAt})
+		}
+		for _, r := range slices.Backward(restoresOf[b.Machine.ID]) {
+			d.Restores = append(d.Restores, wire.ProtectionRestoreRequest{ID: r.ID, QuarantineID: r.QuarantineID, NoExclusion: r.NoExclusion,
+				Force: r.Force, RequestedAt: r.CreatedAt})
+		}
+		if d.Signatures == nil && !protected && len(d.Scans) == 0 && len(d.Restores) == 0 {
+			continue
+		}
+		d.SignatureKey = s.PublicKey()
+		if err := capability.SetFeature(b.State, wire.FeatureProtection, d); err != nil {
+			return err
 		}
 	}
-	scans, err := s.store.ListScans(ctx, store.ScanFilter{MachineID: m.ID, Unfinished: true, Page: store.Page{Limit: 100}})
-	if err != nil {
-		return err
-	}
-	for _, sc := range slices.Backward(scans) {
-		d.Scans = append(d.Scans, wire.ProtectionScanRequest{ID: sc.ID, Type: sc.Type, Paths: sc.Paths, RequestedAt: sc.CreatedAt})
-	}
-	restores, err := s.store.ListRestores(ctx, m.ID, true, store.Page{Limit: 100})
-	if err != nil {
-		return err
-	}
-	for _, r := range slices.Backward(restores) {
-		d.Restores = append(d.Restores, wire.ProtectionRestoreRequest{ID: r.ID, QuarantineID: r.QuarantineID, NoExclusion: r.NoExclusion,
-			Force: r.Force, RequestedAt: r.CreatedAt})
-	}
-	if d.Signatures == nil && !protected && len(d.Scans) == 0 && len(d.Restores) == 0 {
-		return nil
-	}
-	d.SignatureKey = s.PublicKey()
-	return capability.SetFeature(ds, wire.FeatureProtection, d)
+	return nil
 }
 
 // Limits on what a machine may report.

@@ -40,16 +40,27 @@ var (
 	_ capability.DesiredContributor = (*Service)(nil)
 )
 
-// ContributeDesired writes the updates slice of an enrolled machine: the
+// ContributeDesired writes the updates slice of each enrolled machine: the
 // periodic interval, the assessment requests not yet answered and the
 // deployments sent to it and not finished. Machines never targeted get no
 // slice (their agent does nothing for updates).
-func (s *Service) ContributeDesired(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
-	if _, err := s.store.GetMachineUpdateStatus(ctx, m.ID); errors.Is(err, store.ErrNotFound) {
-		return nil
-	} else if err != nil {
+func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
+	enrolled, err := s.store.MachinesEnrolledForUpdates(ctx, capability.MachineIDs(batch))
+	if err != nil || len(enrolled) == 0 {
 		return err
 	}
+	for _, d := range batch {
+		if !slices.Contains(enrolled, d.Machine.ID) {
+			continue
+		}
+		if err := s.contributeMachine(ctx, d.Machine, d.State); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) contributeMachine(ctx context.Context, m store.Machine, ds *wire.DesiredState) error {
 	slice := wire.UpdatesDesired{AssessmentInterval: wire.Duration(s.settings.AssessmentInterval)}
 	as, err := s.store.ListPendingUpdateAssessments(ctx, m.ID, 100)
 	if err != nil {

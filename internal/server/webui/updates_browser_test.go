@@ -9,6 +9,7 @@ import (
 
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/testutil/browser"
+	"github.com/corralhq/corral/internal/wire"
 )
 
 // TestBrowserUpdates drives headless Chromium through update management:
@@ -50,8 +51,19 @@ func TestBrowserUpdates(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/ui/machines/default/web/web-01/updates"]`)),
 		chromedp.WaitVisible(chromedp.ID("check-updates")),
 		chromedp.Click(chromedp.ID("check-updates")),
-		chromedp.WaitVisible(chromedp.ID("pending-updates")),
 	)
+	// The page after the request, not the one before it (its table was
+	// visible already): the assessment is asked for.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		state, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#assessment-state")))
+		if err == nil && strings.HasPrefix(state, wire.AssessmentPending) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the assessment is not shown Pending after the request: %q, %v", state, err)
+		}
+	}
+	do("see the pending table", chromedp.WaitVisible(chromedp.ID("pending-updates")))
 	s.AnswerUpdates(t, m, testutil.SamplePendingUpdates(), nil)
 	do("see the answer (the page reloads itself while the assessment is pending)",
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-update="perl-base"]`)))
