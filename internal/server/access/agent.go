@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/server/capability"
@@ -40,17 +39,7 @@ var (
 // principals. The policies of the whole batch are read at once (the
 // scopes of its machines).
 func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
-	var scopes []string
-	seen := map[string]bool{}
-	for _, d := range batch {
-		for _, sc := range policyScopes(d.Machine) {
-			if k := strings.ToLower(sc); !seen[k] {
-				seen[k] = true
-				scopes = append(scopes, sc)
-			}
-		}
-	}
-	ps, err := s.store.JITPoliciesAt(ctx, scopes)
+	ps, err := s.store.JITPoliciesAt(ctx, capability.Scopes(batch, policyScopes))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/server/push"
@@ -297,6 +298,23 @@ func ByMachine[T any](rows []T, machineID func(T) string) map[string][]T {
 	for _, r := range rows {
 		id := machineID(r)
 		out[id] = append(out[id], r)
+	}
+	return out
+}
+
+// Scopes returns the scopes of every machine of a batch (scopesOf lists
+// one machine's), each once whatever its casing, for one query of the
+// rows at any of them.
+func Scopes(batch []Desired, scopesOf func(store.Machine) []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range batch {
+		for _, sc := range scopesOf(d.Machine) {
+			if k := strings.ToLower(sc); !seen[k] {
+				seen[k] = true
+				out = append(out, sc)
+			}
+		}
 	}
 	return out
 }

@@ -68,17 +68,7 @@ func paramValues(a store.PolicyAssignment) map[string]any {
 // evaluation of a scope holding it. The assignments of the whole batch are
 // read at once (the scopes of its machines).
 func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desired) error {
-	var scopes []string
-	seen := map[string]bool{}
-	for _, d := range batch {
-		for _, sc := range ancestors(d.Machine) {
-			if k := strings.ToLower(sc); !seen[k] {
-				seen[k] = true
-				scopes = append(scopes, sc)
-			}
-		}
-	}
-	all, err := s.store.PolicyAssignmentsAt(ctx, scopes)
+	all, err := s.store.PolicyAssignmentsAt(ctx, capability.Scopes(batch, ancestors))
 	if err != nil {
 		return err
 	}

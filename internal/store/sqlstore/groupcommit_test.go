@@ -47,16 +47,10 @@ func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
 	t.Parallel()
 	s := groupStore(t)
 	ctx := t.Context()
-	// Hold the writer so the next ones queue up behind it.
-	release, held := make(chan struct{}), make(chan error, 1)
-	go func() {
-		held <- s.inTx(ctx, func(tx *sql.Tx) error {
-			<-release
-			_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES ('first', 0)`)
-			return err
-		})
-	}()
-	testutilEventually(t, func() bool { return len(s.group.background) == 0 && s.groupBusy() })
+	release, held := holdWriter(t, s, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO t VALUES ('first', 0)`)
+		return err
+	})
 
 	const n = 40
 	gone, cancel := context.WithCancel(ctx)
@@ -117,22 +111,13 @@ func TestGroupCommitKeepsEachTransactionWhole(t *testing.T) {
 	}
 }
 
-// A store closed while transactions wait answers them instead of leaving
-// them waiting.
 // A write made for a person waiting (store.Foreground) goes before the
 // background writes queued ahead of it.
 func TestGroupCommitForegroundFirst(t *testing.T) {
 	t.Parallel()
 	s := groupStore(t)
 	ctx := t.Context()
-	release, held := make(chan struct{}), make(chan error, 1)
-	go func() {
-		held <- s.inTx(ctx, func(tx *sql.Tx) error {
-			<-release
-			return nil
-		})
-	}()
-	testutilEventually(t, func() bool { return len(s.group.background) == 0 && s.groupBusy() })
+	release, held := holdWriter(t, s, func(*sql.Tx) error { return nil })
 
 	var mu sync.Mutex
 	var order []string
@@ -170,6 +155,23 @@ func TestGroupCommitForegroundFirst(t *testing.T) {
 	}
 }
 
+// holdWriter runs a transaction that waits for release before fn, so the
+// next ones queue up behind it, and returns once it holds the writer; held
+// gets its outcome.
+func holdWriter(t *testing.T, s *Store, fn func(tx *sql.Tx) error) (release chan struct{}, held chan error) {
+	release, held = make(chan struct{}), make(chan error, 1)
+	go func() {
+		held <- s.inTx(t.Context(), func(tx *sql.Tx) error {
+			<-release
+			return fn(tx)
+		})
+	}()
+	testutilEventually(t, func() bool { return len(s.group.background) == 0 && s.groupBusy() })
+	return release, held
+}
+
+// A store closed while transactions wait answers them instead of leaving
+// them waiting.
 func TestGroupCommitAfterClose(t *testing.T) {
 	t.Parallel()
 	s := groupStore(t)
