@@ -347,3 +347,33 @@ func TestBulkMachineLimit(t *testing.T) {
 		t.Fatalf("12 machines of one group: %+v %v", op, err)
 	}
 }
+
+// TestBulkOverSeveralChunks: a selection of several chunks changes every
+// machine once, each with its own new generation pushed, and the totals
+// count them all.
+func TestBulkOverSeveralChunks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(t, "Contoso", "Agent")
+	n := 3*store.BulkChunk + 17
+	ms := e.addMachines(t, "web", n, nil)
+	op, err := e.svc.CreateBulkOperation(t.Context(), "default", wire.BulkOperationCreate{Kind: wire.BulkExtensionSet, Name: "agent",
+		Scope: "/subscriptions/default/resourceGroups/web", Extension: &wire.MachineExtensionSet{Publisher: "Contoso", Type: "Agent"}}, "admin")
+	if err != nil || op.Machines != n || op.Totals.Pending != n {
+		t.Fatalf("bulk set over %d machines: %+v %v", n, op, err)
+	}
+	e.n.mu.Lock()
+	defer e.n.mu.Unlock()
+	for _, m := range ms {
+		got, err := e.st.GetMachineByID(t.Context(), m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Generation != 2 || e.n.gens[m.ID] != 2 {
+			t.Fatalf("machine %s: generation %d, pushed %d; want 2 for both (changed once)", m.ID, got.Generation, e.n.gens[m.ID])
+		}
+		if _, err := e.st.GetMachineExtension(t.Context(), m.ID, "agent"); err != nil {
+			t.Fatalf("machine %s: %v", m.ID, err)
+		}
+	}
+}
