@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -122,6 +121,44 @@ func (s *Store) insertBulkMachines(ctx context.Context, tx *sql.Tx, opID string,
 	return nil
 }
 
+// insertNewExtensions inserts the extensions of puts that are new on their
+// machine (ExpectSeqNo 0) of the machines of gens, each with its machine's
+// new generation as SeqNo, a hundred rows per statement, and says which
+// machines got theirs: a machine that has an extension of the name already
+// keeps it (ON CONFLICT DO NOTHING). One statement per machine was ~50 µs
+// of the one writer's time each.
+func (s *Store) insertNewExtensions(ctx context.Context, tx *sql.Tx, puts []store.BulkExtensionPut,
+	gens map[string]int64) (map[string]bool, error) {
+	var rows []store.MachineExtension
+	for _, p := range puts {
+		if _, ok := gens[p.Extension.MachineID]; ok && p.ExpectSeqNo == 0 {
+			rows = append(rows, p.Extension)
+		}
+	}
+	inserted := make(map[string]bool, len(rows))
+	for chunk := range slices.Chunk(rows, 100) {
+		args := make([]any, 0, 20*len(chunk))
+		for _, e := range chunk {
+			args = append(args, e.MachineID, e.Name, e.Publisher, e.Type, e.Version, e.Digest, nilIfEmpty(e.Settings),
+				nilIfEmpty(e.ProtectedSettings), gens[e.MachineID], false, 0, e.State, e.Message, e.ReportedVersion, false,
+				micros(e.CreatedAt), e.CreatedBy, micros(e.UpdatedAt), e.UpdatedBy, nilIfEmpty(e.Origin))
+		}
+		rs, err := tx.QueryContext(ctx, s.q(`INSERT INTO machine_extensions (`+machineExtensionCols+`) VALUES `+rowMarks(len(chunk), 20)+`
+			ON CONFLICT DO NOTHING RETURNING machine_id`), args...)
+		ids, err := collect(rs, err, func(r scanner) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			inserted[id] = true
+		}
+	}
+	return inserted, nil
+}
+
 // BulkSetExtensions bumps the generations of every machine of puts first
 // (locking their rows in id order on PostgreSQL, as a single set does
 // before it touches the extension), then writes each row under its
@@ -143,13 +180,10 @@ func (s *Store) BulkSetExtensions(ctx context.Context, opID string, puts []store
 		if err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, s.q(`INSERT INTO machine_extensions (`+machineExtensionCols+`)
-			SELECT m.id, ?, ?, ?, ?, ?, ?, ?, m.generation, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?
-			FROM machines m WHERE m.id = ? ON CONFLICT DO NOTHING RETURNING seq_no`))
+		inserted, err := s.insertNewExtensions(ctx, tx, puts, gens)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
 		upd, err := tx.PrepareContext(ctx, s.q(`UPDATE machine_extensions SET publisher = ?, type = ?, version = ?, digest = ?,
 			settings = ?, protected_settings = ?, seq_no = ?, deleting = ?, delete_generation = 0, state = ?, message = ?,
 			updated_at = ?, updated_by = ?, origin = ?
@@ -166,16 +200,11 @@ func (s *Store) BulkSetExtensions(ctx context.Context, opID string, puts []store
 			}
 			seq := e.SeqNo
 			if p.ExpectSeqNo == 0 {
-				err := ins.QueryRowContext(ctx, e.Name, e.Publisher, e.Type, e.Version, e.Digest, nilIfEmpty(e.Settings),
-					nilIfEmpty(e.ProtectedSettings), false, e.State, e.Message, e.ReportedVersion, false, micros(e.CreatedAt),
-					e.CreatedBy, micros(e.UpdatedAt), e.UpdatedBy, nilIfEmpty(e.Origin), e.MachineID).Scan(&seq)
-				if errors.Is(err, sql.ErrNoRows) {
+				if !inserted[e.MachineID] {
 					res.Conflicts = append(res.Conflicts, e.MachineID)
 					continue
 				}
-				if err != nil {
-					return err
-				}
+				seq = gens[e.MachineID]
 			} else {
 				r, err := upd.ExecContext(ctx, e.Publisher, e.Type, e.Version, e.Digest, nilIfEmpty(e.Settings),
 					nilIfEmpty(e.ProtectedSettings), e.SeqNo, false, e.State, e.Message, micros(e.UpdatedAt), e.UpdatedBy,
