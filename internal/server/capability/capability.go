@@ -35,7 +35,9 @@
 // applied twice.
 //
 // Concurrency: register everything before the server serves; afterwards
-// the Registry is only read and is safe for concurrent use.
+// its contributors and handlers are only read, and the Registry is safe
+// for concurrent use (the queue of desired states to assemble has its own
+// lock).
 package capability
 
 import (
