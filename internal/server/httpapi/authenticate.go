@@ -53,7 +53,9 @@ func (a *API) authenticateMachine(r *http.Request) (*Caller, error) {
 		a.Metrics.certRejections.Inc()
 		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeInvalidCertificate, message: "the client certificate is not valid: " + err.Error()}
 	}
-	m, err := a.Inventory.MachineByID(r.Context(), machineID)
+	// Without the inventory: no agent request reads it, and copying it was
+	// a fifth of what an agent request allocated.
+	m, err := a.Inventory.MachineForAgent(r.Context(), machineID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &apiError{status: http.StatusUnauthorized, code: wire.CodeInvalidCertificate, message: "the machine of this certificate no longer exists; onboard it again"}
 	}

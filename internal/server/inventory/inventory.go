@@ -36,6 +36,7 @@ type Store interface {
 	store.ResourceGroups
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
+	GetMachineForAgent(ctx context.Context, id string) (store.Machine, error)
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
 	UpdateMachineReport(ctx context.Context, id string, r store.MachineReport) error

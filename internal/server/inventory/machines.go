@@ -170,3 +170,9 @@ func (s *Service) Disconnect(ctx context.Context, machineID string) error {
 func (s *Service) MachineByID(ctx context.Context, id string) (store.Machine, error) {
 	return s.store.GetMachineByID(ctx, id)
 }
+
+// MachineForAgent is the machine whose agent makes a request, without its
+// inventory (Properties and AgentConfig nil): agent requests never read it.
+func (s *Service) MachineForAgent(ctx context.Context, id string) (store.Machine, error) {
+	return s.store.GetMachineForAgent(ctx, id)
+}

@@ -84,6 +84,23 @@ func (s *Store) GetMachine(ctx context.Context, sub, rg, name string) (store.Mac
 	return m, nil
 }
 
+// machineAgentCols are machineCols without the inventory (NULL instead).
+var machineAgentCols = func() string {
+	cols := strings.Replace(machineCols, "properties, agent_config,", "NULL, NULL,", 1)
+	if cols == machineCols {
+		panic("machineCols lost properties, agent_config")
+	}
+	return cols
+}()
+
+func (s *Store) GetMachineForAgent(ctx context.Context, id string) (store.Machine, error) {
+	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineAgentCols+` FROM machines WHERE id = ?`), id))
+	if err != nil {
+		return m, fmt.Errorf("get machine %s: %w", id, s.mapErr(err))
+	}
+	return m, nil
+}
+
 func (s *Store) GetMachineByID(ctx context.Context, id string) (store.Machine, error) {
 	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines WHERE id = ?`), id))
 	if err != nil {

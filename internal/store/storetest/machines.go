@@ -307,6 +307,15 @@ func testUpdateMachineReport(t *testing.T, s store.Store) {
 	want.AgentConfig, want.UpdatedAt = []byte(`{"locked":true}`), at
 	diff(t, getByID(t, s, "m1"), want, "after reporting configuration")
 
+	// Its agent's requests read it without the inventory, nothing else
+	// left out.
+	forAgent, err := s.GetMachineForAgent(ctx, "m1")
+	ok(t, err, "machine for its agent")
+	want.Properties, want.AgentConfig = nil, nil
+	diff(t, forAgent, want, "the machine for its agent")
+	_, err = s.GetMachineForAgent(ctx, "missing")
+	isErr(t, err, store.ErrNotFound, "a missing machine for its agent")
+
 	isErr(t, s.UpdateMachineReport(ctx, "missing", store.MachineReport{AgentVersion: "1", At: at}), store.ErrNotFound, "report for a missing machine")
 }
 
