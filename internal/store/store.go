@@ -248,6 +248,10 @@ type MachineFilter struct {
 	TagKey        string // machines having this tag key ...
 	TagValue      string // ... with this value when non-empty
 	Page          Page   // ordered by (resource group, name) lower-cased; After = "rg/name"
+	// WithoutInventory leaves Properties and AgentConfig nil (a bulk
+	// operation's selection reads thousands of machines for their ids
+	// and keys).
+	WithoutInventory bool
 }
 
 // Heartbeat is one machine's liveness signal, written in batches.

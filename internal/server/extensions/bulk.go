@@ -160,7 +160,7 @@ func (s *Service) bulkMachines(ctx context.Context, sub, scope, tag string) ([]s
 		id = sc
 	}
 	f := store.MachineFilter{Subscription: sub, ResourceGroup: id.Name(resource.ResourceGroups), TagKey: tagKey, TagValue: tagValue,
-		Page: store.Page{Limit: store.MaxPageSize}}
+		Page: store.Page{Limit: store.MaxPageSize}, WithoutInventory: true}
 	var out []store.Machine
 	for {
 		ms, err := s.store.ListMachines(ctx, f)

@@ -84,7 +84,8 @@ func (s *Store) GetMachine(ctx context.Context, sub, rg, name string) (store.Mac
 	return m, nil
 }
 
-// machineAgentCols are machineCols without the inventory (NULL instead).
+// machineAgentCols are machineCols without the inventory (NULL instead):
+// for agent requests and bulk selections.
 var machineAgentCols = func() string {
 	cols := strings.Replace(machineCols, "properties, agent_config,", "NULL, NULL,", 1)
 	if cols == machineCols {
@@ -146,7 +147,11 @@ func (s *Store) ListMachines(ctx context.Context, f store.MachineFilter) ([]stor
 			w.add(`lower(resource_group) >= lower(?)`, rg)
 		}
 	}
-	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineCols+` FROM machines`+w.String()+`
+	cols := machineCols
+	if f.WithoutInventory {
+		cols = machineAgentCols
+	}
+	rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+cols+` FROM machines`+w.String()+`
 		ORDER BY lower(resource_group), lower(name) LIMIT ?`), append(w.args, limit(f.Page))...)
 	ms, err := collect(rows, err, scanMachine)
 	if err != nil {

@@ -313,6 +313,9 @@ func testUpdateMachineReport(t *testing.T, s store.Store) {
 	ok(t, err, "machine for its agent")
 	want.Properties, want.AgentConfig = nil, nil
 	diff(t, forAgent, want, "the machine for its agent")
+	lean, err := s.ListMachines(ctx, store.MachineFilter{Subscription: "s1", WithoutInventory: true})
+	ok(t, err, "list without inventory")
+	diff(t, lean, []store.Machine{want}, "machines listed without inventory")
 	_, err = s.GetMachineForAgent(ctx, "missing")
 	isErr(t, err, store.ErrNotFound, "a missing machine for its agent")
 
