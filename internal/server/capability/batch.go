@@ -2,6 +2,7 @@ package capability
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 
@@ -94,7 +95,8 @@ func (r *Registry) assemble(ctx context.Context, own *desiredWait) {
 
 // answer assembles batch and answers each waiter. A batch that fails is
 // assembled again machine by machine, so one machine's bad row fails only
-// its own desired state.
+// its own desired state; not when the store is out of reach, which would
+// fail each of them again.
 func (r *Registry) answer(ctx context.Context, batch []*desiredWait) {
 	ms := make([]store.Machine, len(batch))
 	for i, w := range batch {
@@ -105,7 +107,7 @@ func (r *Registry) answer(ctx context.Context, batch []*desiredWait) {
 		switch {
 		case err == nil:
 			w.ds = dss[i]
-		case len(batch) == 1:
+		case len(batch) == 1, errors.Is(err, store.ErrUnavailable):
 			w.err = err
 		default:
 			one, err := r.DesiredStates(ctx, ms[i:i+1])

@@ -160,3 +160,33 @@ func TestDesiredStateCallerGoesAway(t *testing.T) {
 	wg.Wait()
 	eventually(t, "the queue answered", func() bool { return r.queued() == 0 })
 }
+
+// unreachable fails every batch as a store out of reach does.
+type unreachable struct{ calls int }
+
+func (u *unreachable) ContributeDesired(context.Context, []Desired) error {
+	u.calls++
+	return fmt.Errorf("list extensions: %w", store.ErrUnavailable)
+}
+
+// A batch that fails because the store is out of reach is not assembled
+// again machine by machine: each would fail the same way.
+func TestUnreachableStoreFailsTheBatchOnce(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	u := &unreachable{}
+	r.AddContributor("down", u)
+	var batch []*desiredWait
+	for i := range 3 {
+		batch = append(batch, &desiredWait{m: vmNamed(i, fmt.Sprint("vm", i)), done: make(chan struct{})})
+	}
+	r.answer(t.Context(), batch)
+	for i, w := range batch {
+		if !errors.Is(w.err, store.ErrUnavailable) {
+			t.Errorf("machine %d: %v, want the store's unavailability", i, w.err)
+		}
+	}
+	if u.calls != 1 {
+		t.Errorf("the contributor ran %d times, want once for the batch", u.calls)
+	}
+}

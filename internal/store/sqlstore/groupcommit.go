@@ -107,21 +107,17 @@ func (c *committer) stop() {
 
 func (c *committer) loop() {
 	for {
-		var group []*txRequest
-		select {
-		case req := <-c.foreground:
-			group = append(group, req)
-		default:
+		req := c.next()
+		if req == nil {
 			select {
-			case req := <-c.foreground:
-				group = append(group, req)
-			case req := <-c.background:
-				group = append(group, req)
+			case req = <-c.foreground:
+			case req = <-c.background:
 			case <-c.quit:
 				c.refuseQueued()
 				return
 			}
 		}
+		group := []*txRequest{req}
 		for len(group) < maxGroup {
 			req := c.next()
 			if req == nil {

@@ -95,15 +95,17 @@ var machineAgentCols = func() string {
 }()
 
 func (s *Store) GetMachineForAgent(ctx context.Context, id string) (store.Machine, error) {
-	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineAgentCols+` FROM machines WHERE id = ?`), id))
-	if err != nil {
-		return m, fmt.Errorf("get machine %s: %w", id, s.mapErr(err))
-	}
-	return m, nil
+	return s.machineByID(ctx, machineAgentCols, id)
 }
 
 func (s *Store) GetMachineByID(ctx context.Context, id string) (store.Machine, error) {
-	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines WHERE id = ?`), id))
+	return s.machineByID(ctx, machineCols, id)
+}
+
+// machineByID reads the columns cols (machineCols or machineAgentCols) of
+// a machine.
+func (s *Store) machineByID(ctx context.Context, cols, id string) (store.Machine, error) {
+	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+cols+` FROM machines WHERE id = ?`), id))
 	if err != nil {
 		return m, fmt.Errorf("get machine %s: %w", id, s.mapErr(err))
 	}
