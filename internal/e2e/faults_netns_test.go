@@ -247,7 +247,14 @@ func editConfigByHand(t *testing.T, state, blocked string) {
 		cfg[localconfig.MarkerKey] = "edited-by-hand"
 	}
 	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	// Written aside and renamed over, as editors save: the agent watches
+	// the file, and a read between a truncation and the write would find
+	// it damaged and fail closed (stopping the runs this test waits for).
+	tmp := p + ".edit"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
 }
