@@ -50,9 +50,7 @@ func (g *gated) entered() (batches, machines int) {
 }
 
 func (r *Registry) queued() int {
-	r.batches.mu.Lock()
-	defer r.batches.mu.Unlock()
-	return len(r.batches.queue)
+	return r.batches.Waiting()
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -128,65 +126,5 @@ func TestDesiredStatesAreAssembledTogether(t *testing.T) {
 	// assembled alone.
 	if queued < 2 || !slices.Contains(g.sizes[first:], queued) {
 		t.Fatalf("batch sizes %v: want the %d queued callers assembled together after the first %d batches", g.sizes, queued, first)
-	}
-}
-
-// A caller that goes away while its machine waits for a batch gets its
-// context's error at once; the batch still answers the others.
-func TestDesiredStateCallerGoesAway(t *testing.T) {
-	t.Parallel()
-	r, g := newGated(t)
-	var wg sync.WaitGroup
-	for i := range maxAssemblers {
-		wg.Go(func() {
-			if _, err := r.DesiredState(t.Context(), vmNamed(i, fmt.Sprint("vm", i))); err != nil {
-				t.Errorf("leader %d: %v", i, err)
-			}
-		})
-	}
-	eventually(t, "the leaders at the gate", func() bool { _, in := g.entered(); return in+r.queued() == maxAssemblers && r.queued() == 0 })
-	ctx, cancel := context.WithCancel(t.Context())
-	gone := make(chan error, 1)
-	go func() {
-		_, err := r.DesiredState(ctx, vmNamed(99, "vm99"))
-		gone <- err
-	}()
-	eventually(t, "the caller queued", func() bool { return r.queued() == 1 })
-	cancel()
-	if err := <-gone; !errors.Is(err, context.Canceled) {
-		t.Errorf("caller gone: %v, want context.Canceled", err)
-	}
-	close(g.release)
-	wg.Wait()
-	eventually(t, "the queue answered", func() bool { return r.queued() == 0 })
-}
-
-// unreachable fails every batch as a store out of reach does.
-type unreachable struct{ calls int }
-
-func (u *unreachable) ContributeDesired(context.Context, []Desired) error {
-	u.calls++
-	return fmt.Errorf("list extensions: %w", store.ErrUnavailable)
-}
-
-// A batch that fails because the store is out of reach is not assembled
-// again machine by machine: each would fail the same way.
-func TestUnreachableStoreFailsTheBatchOnce(t *testing.T) {
-	t.Parallel()
-	r := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	u := &unreachable{}
-	r.AddContributor("down", u)
-	var batch []*desiredWait
-	for i := range 3 {
-		batch = append(batch, &desiredWait{m: vmNamed(i, fmt.Sprint("vm", i)), done: make(chan struct{})})
-	}
-	r.answer(t.Context(), batch)
-	for i, w := range batch {
-		if !errors.Is(w.err, store.ErrUnavailable) {
-			t.Errorf("machine %d: %v, want the store's unavailability", i, w.err)
-		}
-	}
-	if u.calls != 1 {
-		t.Errorf("the contributor ran %d times, want once for the batch", u.calls)
 	}
 }

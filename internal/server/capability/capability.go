@@ -45,6 +45,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/batch"
 	"log/slog"
 	"strings"
 	"time"
@@ -119,14 +120,16 @@ type Registry struct {
 	snap         Snapshotter
 	contributors []contributor
 	handlers     map[string][]ReportHandler
-	batches      batcher
+	batches      *batch.Queue[store.Machine, wire.DesiredState]
 }
 
 // NewRegistry returns an empty registry logging dropped reports to log.
 // The contributors of a desired state read through one snapshot of snap
 // (nil: each read on its own).
 func NewRegistry(log *slog.Logger, snap Snapshotter) *Registry {
-	return &Registry{log: log, snap: snap, handlers: map[string][]ReportHandler{}}
+	r := &Registry{log: log, snap: snap, handlers: map[string][]ReportHandler{}}
+	r.initBatches()
+	return r
 }
 
 // Register lets each registrant add its contributors and handlers, in order.
