@@ -17,7 +17,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/corralhq/corral/internal/batch"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -36,7 +38,7 @@ type Store interface {
 	store.ResourceGroups
 	GetMachine(ctx context.Context, sub, rg, name string) (store.Machine, error)
 	GetMachineByID(ctx context.Context, id string) (store.Machine, error)
-	GetMachineForAgent(ctx context.Context, id string) (store.Machine, error)
+	GetMachinesForAgent(ctx context.Context, ids []string) ([]store.Machine, error)
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
 	UpdateMachineReport(ctx context.Context, id string, r store.MachineReport) error
@@ -56,6 +58,9 @@ type Service struct {
 	outcomes capability.Outcomes
 	// gate is the policy context's say on machine changes (nil: none).
 	gate PolicyGate
+	// forAgents reads the machines of agent requests made at the same
+	// time together (MachineForAgent).
+	forAgents *batch.Queue[string, *store.Machine]
 }
 
 // PolicyGate is what the context asks the policy context about a machine
@@ -83,7 +88,11 @@ var (
 // New returns a Service. clock is the injected time source; supportWindow
 // is how long after its release an agent version counts as supported.
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger, supportWindow time.Duration) *Service {
-	return &Service{store: st, notify: n, clock: clock, log: log, supportWindow: supportWindow}
+	s := &Service{store: st, notify: n, clock: clock, log: log, supportWindow: supportWindow}
+	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Leaders: max(2, runtime.GOMAXPROCS(0)), Do: s.machinesForAgents,
+		// Out of reach, the store would fail each machine alone again.
+		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
+	return s
 }
 
 func (s *Service) now() time.Time { return s.clock().UTC() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,5 +196,47 @@ func TestListMachines(t *testing.T) {
 	}
 	if _, err := e.svc.ListMachines(ctx, inventory.MachineQuery{Subscription: "default", ResourceGroup: "nope"}); !errors.Is(err, refusal.ErrNotFound) {
 		t.Errorf("missing group: %v", err)
+	}
+}
+
+// Agents asking at the same time each get their own machine (read
+// together), a deleted machine's agent gets ErrNotFound, and a read made
+// after a change sees it.
+func TestMachineForAgentReadsTogether(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 40
+	for i := range n {
+		m := store.Machine{ID: fmt.Sprint("a-", i), Subscription: "default", ResourceGroup: "web", Name: fmt.Sprint("agent", i),
+			Status: wire.StatusConnected, Generation: int64(10 + i), Properties: []byte(`{"cpus":2}`), CreatedAt: t0, UpdatedAt: t0}
+		if err := e.st.CreateMachine(t.Context(), m, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for round := range 3 {
+		for i := range n + 1 {
+			wg.Go(func() {
+				id := fmt.Sprint("a-", i)
+				m, err := e.svc.MachineForAgent(t.Context(), id)
+				switch {
+				case i == n:
+					if !errors.Is(err, store.ErrNotFound) {
+						t.Errorf("round %d, a machine that does not exist: %v, want ErrNotFound", round, err)
+					}
+				case err != nil:
+					t.Errorf("round %d, machine %s: %v", round, id, err)
+				case m.ID != id || m.Name != fmt.Sprint("agent", i) || m.Generation != int64(10+i) || m.Properties != nil:
+					t.Errorf("round %d, machine %s: got %s (%s, generation %d, properties %q)", round, id, m.ID, m.Name, m.Generation, m.Properties)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if err := e.st.DeleteMachine(t.Context(), "a-3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.MachineForAgent(t.Context(), "a-3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a deleted machine: %v, want ErrNotFound", err)
 	}
 }

@@ -96,3 +96,30 @@ func BenchmarkListMachines(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMachinesForAgent: the machine lookups of agents' requests over
+// 10k machines, one per query (an agent asking alone) and 64 per query (the
+// most inventory reads together when agents ask at once); ns/machine is
+// what one request's authentication costs the store.
+func BenchmarkMachinesForAgent(b *testing.B) {
+	st := seedBench(b)
+	ctx := b.Context()
+	for _, per := range []int{1, 64} {
+		b.Run(fmt.Sprint(per, "PerQuery"), func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			ids := make([]string, per)
+			for b.Loop() {
+				for i := range ids {
+					ids[i] = benchID(n * 7919 % benchMachines)
+					n++
+				}
+				ms, err := st.GetMachinesForAgent(ctx, ids)
+				if err != nil || len(ms) != per {
+					b.Fatalf("%d machines, %v", len(ms), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/machine")
+		})
+	}
+}

@@ -94,22 +94,25 @@ var machineAgentCols = func() string {
 	return cols
 }()
 
-func (s *Store) GetMachineForAgent(ctx context.Context, id string) (store.Machine, error) {
-	return s.machineByID(ctx, machineAgentCols, id)
-}
-
 func (s *Store) GetMachineByID(ctx context.Context, id string) (store.Machine, error) {
-	return s.machineByID(ctx, machineCols, id)
-}
-
-// machineByID reads the columns cols (machineCols or machineAgentCols) of
-// a machine.
-func (s *Store) machineByID(ctx context.Context, cols, id string) (store.Machine, error) {
-	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+cols+` FROM machines WHERE id = ?`), id))
+	m, err := scanMachine(s.reader(ctx).QueryRowContext(ctx, s.q(`SELECT `+machineCols+` FROM machines WHERE id = ?`), id))
 	if err != nil {
 		return m, fmt.Errorf("get machine %s: %w", id, s.mapErr(err))
 	}
 	return m, nil
+}
+
+func (s *Store) GetMachinesForAgent(ctx context.Context, ids []string) ([]store.Machine, error) {
+	var out []store.Machine
+	for chunk := range slices.Chunk(slices.Compact(slices.Sorted(slices.Values(ids))), generationChunk) {
+		rows, err := s.reader(ctx).QueryContext(ctx, s.q(`SELECT `+machineAgentCols+` FROM machines WHERE id IN (`+marks(len(chunk))+`)`), anys(chunk)...)
+		got, err := collect(rows, err, scanMachine)
+		if err != nil {
+			return nil, fmt.Errorf("get %d machines: %w", len(chunk), s.mapErr(err))
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 // ListMachines matches Environment and Status exactly (callers pass the

@@ -309,15 +309,17 @@ func testUpdateMachineReport(t *testing.T, s store.Store) {
 
 	// Its agent's requests read it without the inventory, nothing else
 	// left out.
-	forAgent, err := s.GetMachineForAgent(ctx, "m1")
+	// Several at once, a missing one left out, an id twice read once.
+	forAgent, err := s.GetMachinesForAgent(ctx, []string{"m1"})
 	ok(t, err, "machine for its agent")
 	want.Properties, want.AgentConfig = nil, nil
-	diff(t, forAgent, want, "the machine for its agent")
+	diff(t, forAgent, []store.Machine{want}, "the machine for its agent")
 	lean, err := s.ListMachines(ctx, store.MachineFilter{Subscription: "s1", WithoutInventory: true})
 	ok(t, err, "list without inventory")
 	diff(t, lean, []store.Machine{want}, "machines listed without inventory")
-	_, err = s.GetMachineForAgent(ctx, "missing")
-	isErr(t, err, store.ErrNotFound, "a missing machine for its agent")
+	forAgent, err = s.GetMachinesForAgent(ctx, []string{"missing", "m1", "m1"})
+	ok(t, err, "machines for their agents")
+	diff(t, forAgent, []store.Machine{want}, "a missing machine and one asked twice for their agents")
 
 	isErr(t, s.UpdateMachineReport(ctx, "missing", store.MachineReport{AgentVersion: "1", At: at}), store.ErrNotFound, "report for a missing machine")
 }
