@@ -232,6 +232,9 @@ func policyScopes(m store.Machine) []string {
 func effective(ps []store.JITPolicy, m store.Machine) (store.JITPolicy, bool) {
 	var best store.JITPolicy
 	found := false
+	if len(ps) == 0 {
+		return best, found
+	}
 	for _, sc := range policyScopes(m) {
 		for _, p := range ps {
 			if strings.EqualFold(p.Scope, sc) {

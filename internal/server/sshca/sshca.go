@@ -70,6 +70,9 @@ var ErrBadKey = errors.New("public key refused")
 // CA signs user certificates.
 type CA struct {
 	signer ssh.Signer
+	// authorizedKey is the public key's authorized_keys line, made once:
+	// every desired state carries it.
+	authorizedKey string
 }
 
 // New returns a CA for key, which must be an ed25519 private key.
@@ -87,7 +90,7 @@ func New(key crypto.Signer) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh user CA: %w", err)
 	}
-	return &CA{signer: s}, nil
+	return &CA{signer: s, authorizedKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey()))) + " corral-user-ca"}, nil
 }
 
 // Parse reads a CA key in OpenSSH private key format (what LoadOrCreate
@@ -180,9 +183,7 @@ func (c *CA) PublicKey() ssh.PublicKey { return c.signer.PublicKey() }
 // AuthorizedKey is the CA's public key as one authorized_keys line without
 // newline ("ssh-ed25519 AAAA... corral-user-ca"), what sshd's
 // TrustedUserCAKeys file holds.
-func (c *CA) AuthorizedKey() string {
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.PublicKey()))) + " corral-user-ca"
-}
+func (c *CA) AuthorizedKey() string { return c.authorizedKey }
 
 // Fingerprint is the SHA256 fingerprint of the CA key, as ssh-keygen -l
 // prints it.
