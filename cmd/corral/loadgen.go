@@ -23,7 +23,7 @@ import (
 func newLoadgenCommand() *cobra.Command {
 	o := loadgen.Options{Username: "admin", Agents: 1000, Concurrency: 32, HeartbeatInterval: 30 * time.Second,
 		Steady: 60 * time.Second, Pushes: 500, PushTimeout: 10 * time.Second}
-	var store string
+	var store, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "loadgen",
 		Short: "Simulate many agents against a real control plane and print scale figures",
@@ -72,6 +72,14 @@ simulated agents connect from one address through one onboarding principal (rais
 				}
 				o.Password = strings.TrimSpace(string(pw))
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				o.CPUProfile = f
+			}
 			res, err := loadgen.Run(ctx, o)
 			if err != nil {
 				return err
@@ -98,6 +106,7 @@ simulated agents connect from one address through one onboarding principal (rais
 	f.BoolVar(&o.Storm, "storm", false, "last, drop every agent's connection at once (a network flap) and time until all are connected again, with the server's refusals, CPU and peak RSS")
 	f.BoolVar(&o.Protection, "protection", true, "enable endpoint protection on every machine at once and time each until its status (after the signature set download) is recorded")
 	f.BoolVar(&o.Updates, "updates", false, "assess every machine's pending updates, then deploy Security updates to all, each timed until every result is on the server")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the simulator itself over the extension fan-out to this file (go tool pprof reads it)")
 	f.BoolVar(&o.Policy, "policy", true, "assign the built-in linux-passwd-0644 to the resource group and time until the server shows every machine's compliance")
 	return cmd
 }

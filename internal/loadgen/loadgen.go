@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,9 @@ type Options struct {
 	// JITGrants is how many machines get a JIT grant at once in the JIT
 	// phase, after a policy is set on the resource group (0 = skip it).
 	JITGrants int
+	// CPUProfile, if set, receives a CPU profile of the simulator over
+	// the extension fan-out (to tell its cost from the server's).
+	CPUProfile io.Writer
 
 	// Transport carries the simulated agents' requests and push channels:
 	// "agentmux" (everything on each agent's one connection in the agent's
@@ -254,6 +258,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	g.mu.Unlock()
 
 	if n := min(o.ExtensionFanout, res.Onboarded); n > 0 {
+		if o.CPUProfile != nil {
+			if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+				return res, err
+			}
+		}
 		if o.ExtensionBulk {
 			n = res.Onboarded
 			fmt.Fprintf(o.Log, "setting %s on the %d machines of resource group %s through one bulk request...\n", wire.ExtRunCommand, n, o.ResourceGroup)
@@ -268,6 +277,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ExtSetDuration, res.ExtAllDone, res.ExtPeakRSS, res.ExtBulk = g.extSetDuration, g.extAllDone, g.extPeakRSS, g.extBulk
 		res.ExtBulkRequest = o.ExtensionBulk
 		g.mu.Unlock()
+		if o.CPUProfile != nil {
+			pprof.StopCPUProfile()
+		}
 	}
 	if o.Protection && res.Onboarded > 0 {
 		fmt.Fprintf(o.Log, "enabling endpoint protection on %d machines...\n", res.Onboarded)
