@@ -19,8 +19,8 @@ var contexts = []string{
 
 // kernel is what every context may import: the wire contract, resource ids,
 // the store contract (not its implementations), the shared refusal type,
-// the seam, the push notifier and the credential and authorization
-// primitives.
+// the seam, the push notifier, the credential and authorization primitives
+// and the batching of concurrent calls.
 var kernel = []string{
 	"internal/wire",
 	"internal/resource",
@@ -30,6 +30,7 @@ var kernel = []string{
 	"internal/server/push",
 	"internal/server/authn",
 	"internal/server/authz",
+	"internal/batch",
 }
 
 // Rules are the import rules of the repository, as a table of allowed (and
@@ -50,7 +51,7 @@ var Rules = []Rule{
 	{
 		Name:  "the seam and the shared refusal type import no context",
 		From:  []string{"internal/server/capability", "internal/server/refusal", "internal/server/push", "internal/server/authn", "internal/server/authz"},
-		Allow: []string{"internal/wire", "internal/resource", "internal/store", "internal/server/refusal", "internal/server/push"},
+		Allow: []string{"internal/wire", "internal/resource", "internal/store", "internal/server/refusal", "internal/server/push", "internal/batch"},
 	},
 	{
 		Name: "the store imports no server package",
@@ -59,7 +60,7 @@ var Rules = []Rule{
 	},
 	{
 		Name:  "leaf packages import nothing of ours",
-		From:  []string{"internal/wire", "internal/resource", "internal/capped"},
+		From:  []string{"internal/wire", "internal/resource", "internal/capped", "internal/batch"},
 		Allow: []string{},
 	},
 	{
