@@ -208,16 +208,21 @@ func (s *Service) handleScan(ctx context.Context, m store.Machine, r wire.Report
 	if err != nil {
 		return err
 	}
-	if applied && res.State != wire.ScanRunning {
+	if res.State != wire.ScanRunning {
+		// A final state that changes nothing is a report delivered again:
+		// its outcome is logged only if the server that stored it did not
+		// live to log it.
 		sc, err := s.store.GetScan(ctx, m.ID, res.ID)
-		if err == nil {
-			s.scanOutcome(ctx, m, sc, at)
+		if err == nil && (applied || sc.State == res.State) {
+			s.scanOutcome(ctx, m, sc, at, !applied)
 		}
 	}
 	return nil
 }
 
-func (s *Service) scanOutcome(ctx context.Context, m store.Machine, sc store.ProtectionScan, at time.Time) {
+// scanOutcome logs how a scan ended, in the name of whoever asked; once:
+// unless that is logged already.
+func (s *Service) scanOutcome(ctx context.Context, m store.Machine, sc store.ProtectionScan, at time.Time, once bool) {
 	what := sc.Type + " scan"
 	if sc.Scheduled {
 		what = "scheduled " + what
@@ -231,7 +236,7 @@ func (s *Service) scanOutcome(ctx context.Context, m store.Machine, sc store.Pro
 		result = wire.ResultFailed
 	}
 	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(sc.Origin), Action: authz.ActScansWrite,
-		Scope: m.ResourceID().String() + "/scans/" + sc.ID, Result: result, Message: msg, At: at})
+		Scope: m.ResourceID().String() + "/scans/" + sc.ID, Result: result, Message: msg, At: at, Once: once})
 }
 
 func (s *Service) handleQuarantine(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {
@@ -272,26 +277,29 @@ func (s *Service) handleRestore(ctx context.Context, m store.Machine, r wire.Rep
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
-	if err != nil || !applied {
+	if err != nil {
 		return err
 	}
 	rs, err := s.store.GetRestore(ctx, m.ID, res.ID)
-	if err != nil {
+	// A final state that changes nothing is a report delivered again: its
+	// outcome is logged only if the server that stored it did not live to
+	// log it.
+	if err != nil || !applied && rs.State != res.State {
 		return nil
 	}
-	msg := fmt.Sprintf("restore quarantine entry %s on %s: %s", rs.QuarantineID, m.Name, res.State)
-	if res.Path != "" {
-		msg += " (" + res.Path + ")"
+	msg := fmt.Sprintf("restore quarantine entry %s on %s: %s", rs.QuarantineID, m.Name, rs.State)
+	if rs.Path != "" {
+		msg += " (" + rs.Path + ")"
 	}
-	if res.Message != "" {
-		msg += ": " + res.Message
+	if rs.Message != "" {
+		msg += ": " + rs.Message
 	}
 	result := wire.ResultSucceeded
-	if res.State != wire.ScanSucceeded {
+	if rs.State != wire.ScanSucceeded {
 		result = wire.ResultFailed
 	}
 	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(rs.Origin), Action: authz.ActQuarantineRestore,
-		Scope: m.ResourceID().String() + "/quarantine/" + rs.QuarantineID, Result: result, Message: msg, At: at})
+		Scope: m.ResourceID().String() + "/quarantine/" + rs.QuarantineID, Result: result, Message: msg, At: at, Once: !applied})
 	return nil
 }
 

@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/internal/scan/sigset"
 	"github.com/corralhq/corral/internal/server/authz"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -285,12 +288,25 @@ func protectionFlow(t *testing.T, opts ...testutil.Option) {
 	if _, pd = e.desired(m1); len(pd.Scans) != 0 {
 		t.Errorf("a finished scan is still desired: %+v", pd.Scans)
 	}
+	// Its final state delivered again logs nothing more; a scan whose
+	// final state was stored by a server that died before logging its
+	// outcome gets it when the agent sends the report again (below).
+	e.report(m1, wire.ReportProtectionScan, wire.ProtectionScanResult{ID: sc.ID, Type: "custom", State: wire.ScanSucceeded, Files: 12, Infected: 1})
+	var crashed wire.Scan
+	s.MustDo(t, 201, "POST", machineBase+"vm1/scans", secAdmin, wire.ScanCreate{Type: wire.ScanQuick}, &crashed)
+	if _, err := s.Srv.Store.UpdateScan(t.Context(), m1.MachineID, crashed.ID, store.ScanUpdate{State: wire.ScanFailed, Message: "disk error",
+		FinishedAt: time.Now(), At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		e.report(m1, wire.ReportProtectionScan, wire.ProtectionScanResult{ID: crashed.ID, Type: "quick", State: wire.ScanFailed, Message: "disk error"})
+	}
 	// A scheduled scan the machine started itself is recorded.
 	e.report(m1, wire.ReportProtectionScan, wire.ProtectionScanResult{ID: "scheduled-20261129-020000", Type: "quick", State: wire.ScanSucceeded,
 		Scheduled: true, Files: 3})
 	var scans wire.List[wire.Scan]
 	s.MustDo(t, 200, "GET", machineBase+"vm1/scans", admin, nil, &scans)
-	if len(scans.Value) != 2 || !scans.Value[1].Scheduled && !scans.Value[0].Scheduled {
+	if len(scans.Value) != 3 || !slices.ContainsFunc(scans.Value, func(s wire.Scan) bool { return s.Scheduled }) {
 		t.Errorf("scans %+v", scans.Value)
 	}
 	// A machine without protection refuses scans with the reason.
@@ -324,6 +340,8 @@ func protectionFlow(t *testing.T, opts ...testutil.Option) {
 	if rs.State != wire.ScanSucceeded || rs.Path != "/tmp/eicar.com" {
 		t.Errorf("restore after its report %+v", rs)
 	}
+	e.report(m1, wire.ReportProtectionRestore, wire.ProtectionRestoreResult{ID: rs.ID, QuarantineID: "0123456789abcdef", State: wire.ScanSucceeded,
+		Path: "/tmp/eicar.com", FinishedAt: time.Now()})
 
 	// Signature sets: malformed files refused with file and line, nothing
 	// stored; a good import is signed, named in the desired state and
@@ -397,20 +415,23 @@ func protectionFlow(t *testing.T, opts ...testutil.Option) {
 		t.Errorf("machine protection of the group %+v", all.Value)
 	}
 
-	// The activity log has the outcomes of the scan and the restore.
+	// The activity log has the outcomes of the scans and the restore, each
+	// once, in the requester's name.
 	var acts wire.List[wire.ActivityEntry]
 	s.MustDo(t, 200, "GET", "/api/v1/activityLogs?action=Corral.Security/*", admin, nil, &acts)
-	outcomes := 0
+	outcomes := map[string]int{}
 	for _, a := range acts.Value {
-		if a.Method == "AGENT" && (strings.Contains(a.Message, "scan "+sc.ID) || strings.Contains(a.Message, "restore quarantine entry")) {
-			outcomes++
-			if a.Caller != "sp-Security-Admin" {
-				t.Errorf("outcome not in the requester's name: %+v", a)
+		for _, what := range []string{"scan " + sc.ID, "scan " + crashed.ID, "restore quarantine entry"} {
+			if a.Method == "AGENT" && strings.Contains(a.Message, what) {
+				outcomes[what]++
+				if a.Caller != "sp-Security-Admin" {
+					t.Errorf("outcome not in the requester's name: %+v", a)
+				}
 			}
 		}
 	}
-	if outcomes != 2 {
-		t.Errorf("%d scan and restore outcomes in the activity log", outcomes)
+	if want := map[string]int{"scan " + sc.ID: 1, "scan " + crashed.ID: 1, "restore quarantine entry": 1}; !maps.Equal(outcomes, want) {
+		t.Errorf("outcomes in the activity log %v, want %v", outcomes, want)
 	}
 
 	// Disable: the extension goes (Deleting), protection is gone.

@@ -170,10 +170,25 @@ func (s *Service) handleAssessment(ctx context.Context, m store.Machine, r wire.
 		}
 		updates, _ = json.Marshal(ups)
 	}
+	if a.Trigger != wire.TriggerPeriodic && req.State != wire.AssessmentPending {
+		if req.State == a.State {
+			// The final state delivered again: its outcome is logged
+			// only if the server that stored it did not live to log it.
+			s.assessmentOutcome(ctx, m, req, at, true)
+		}
+		return nil
+	}
 	applied, err := s.store.RecordUpdateAssessment(ctx, a, updates, at)
 	if err != nil || !applied || a.Trigger == wire.TriggerPeriodic {
 		return err
 	}
+	s.assessmentOutcome(ctx, m, a, at, false)
+	return nil
+}
+
+// assessmentOutcome logs how an on-demand assessment ended, in the name of
+// whoever asked; once: unless that is logged already.
+func (s *Service) assessmentOutcome(ctx context.Context, m store.Machine, a store.UpdateAssessment, at time.Time, once bool) {
 	msg := fmt.Sprintf("update assessment of %s: %s", m.Name, a.State)
 	if a.State == wire.AssessmentSucceeded {
 		msg += fmt.Sprintf(": %d critical, %d security, %d other pending", a.Critical, a.Security, a.Other)
@@ -187,9 +202,8 @@ func (s *Service) handleAssessment(ctx context.Context, m store.Machine, r wire.
 	if a.State != wire.AssessmentSucceeded {
 		result = wire.ResultFailed
 	}
-	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(req.Origin), Action: actionAssess, Scope: m.ResourceID().String(),
-		Result: result, Message: msg, At: at})
-	return nil
+	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(a.Origin), Action: actionAssess, Scope: m.ResourceID().String(),
+		Result: result, Message: msg, At: at, Once: once})
 }
 
 // Actions outcomes are logged under (the RBAC actions of the requests).
@@ -262,20 +276,31 @@ func (s *Service) handleDeployment(ctx context.Context, m store.Machine, r wire.
 		row.Packages = cur.Packages
 	}
 	applied, err := s.store.ReportUpdateRunMachine(ctx, row)
-	if err != nil || !applied || !finalMachine(rep.State) {
+	if err != nil || !finalMachine(rep.State) {
 		return err
+	}
+	redelivered := !applied && cur.Status == rep.State
+	if !applied && !redelivered {
+		return nil
 	}
 	run, err := s.store.GetUpdateRun(ctx, rep.ID)
 	if err != nil {
 		return nil
 	}
-	s.machineOutcome(ctx, run, m, row, at)
+	if redelivered {
+		// Its outcome is logged only if the server that stored the final
+		// state did not live to log it.
+		s.machineOutcome(ctx, run, m, cur, at, true)
+		return nil
+	}
+	s.machineOutcome(ctx, run, m, row, at, false)
 	s.kickRun(rep.ID)
 	return nil
 }
 
-// machineOutcome logs how one machine's deployment ended.
-func (s *Service) machineOutcome(ctx context.Context, run store.UpdateRun, m store.Machine, row store.UpdateRunMachine, at time.Time) {
+// machineOutcome logs how one machine's deployment ended; once: unless that
+// is logged already.
+func (s *Service) machineOutcome(ctx context.Context, run store.UpdateRun, m store.Machine, row store.UpdateRunMachine, at time.Time, once bool) {
 	installed, failed := 0, 0
 	var ps []wire.UpdatePackageResult
 	_ = json.Unmarshal(row.Packages, &ps)
@@ -300,7 +325,7 @@ func (s *Service) machineOutcome(ctx context.Context, run store.UpdateRun, m sto
 		result = wire.ResultFailed
 	}
 	s.outcome(ctx, capability.Outcome{Origin: capability.DecodeOrigin(run.Origin), Action: actionDeploy, Scope: m.ResourceID().String(),
-		Result: result, Message: clip(msg, maxMessageBytes), At: at})
+		Result: result, Message: clip(msg, maxMessageBytes), At: at, Once: once})
 }
 
 func (s *Service) handleReboot(ctx context.Context, m store.Machine, r wire.Report, at time.Time) error {

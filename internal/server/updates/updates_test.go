@@ -13,6 +13,7 @@ import (
 
 	"github.com/corralhq/corral/internal/server"
 	"github.com/corralhq/corral/internal/server/updates"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -623,5 +624,79 @@ func TestConcurrentTicksFireOnce(t *testing.T) {
 	s.MustDo(t, http.StatusOK, "GET", sub+"/updateRuns", admin, nil, &runs)
 	if len(runs.Value) != 1 {
 		t.Errorf("8 concurrent ticks started %d runs", len(runs.Value))
+	}
+}
+
+// A final state delivered again logs no second outcome; one stored by a
+// server that died before logging its outcome (simulated by writing the
+// state straight to the store) gets its outcome when the agent, which saw
+// no acknowledgement, sends the report again. Assessments and deployments.
+func TestFinalReportDeliveredAgainLogsItsOutcomeOnce(t *testing.T) {
+	t.Parallel()
+	s := testutil.StartServer(t)
+	admin := s.AdminToken(t)
+	ms := fleet(t, s, "web", 2)
+	ctx, now := t.Context(), time.Now().UTC()
+	scope := wire.UpdateTargets{Scope: "/subscriptions/default/resourceGroups/web"}
+	s.MustDo(t, http.StatusAccepted, "POST", sub+"/updateAssessments", admin, wire.UpdateAssessmentCreate{UpdateTargets: scope}, nil)
+	// vm-00 answers (twice); vm-01's answer was stored, its outcome lost.
+	answered := mustSlice(t, s, ms[0]).Assessments[0].ID
+	for range 2 {
+		s.Report(t, ms[0], wire.ReportUpdateAssessment, wire.UpdateAssessmentResult{ID: answered,
+			Trigger: wire.TriggerOnDemand, State: wire.AssessmentSucceeded, Updates: []wire.PendingUpdate{}})
+	}
+	lost := mustSlice(t, s, ms[1]).Assessments[0].ID
+	if ok, err := s.Srv.Store.RecordUpdateAssessment(ctx, store.UpdateAssessment{ID: lost, MachineID: ms[1].MachineID, Trigger: wire.TriggerOnDemand,
+		State: wire.AssessmentFailed, Message: "apt is locked", StartedAt: now, FinishedAt: now}, nil, now); !ok || err != nil {
+		t.Fatalf("store the lost answer: %v %v", ok, err)
+	}
+	for range 2 {
+		s.Report(t, ms[1], wire.ReportUpdateAssessment, wire.UpdateAssessmentResult{ID: lost, Trigger: wire.TriggerOnDemand,
+			State: wire.AssessmentFailed, Message: "apt is locked", Updates: []wire.PendingUpdate{}})
+	}
+	// A different final state for it is not an outcome.
+	s.Report(t, ms[1], wire.ReportUpdateAssessment, wire.UpdateAssessmentResult{ID: lost, Trigger: wire.TriggerOnDemand,
+		State: wire.AssessmentSucceeded, Updates: []wire.PendingUpdate{}})
+
+	var run wire.UpdateRun
+	s.MustDo(t, http.StatusCreated, "POST", sub+"/updateRuns", admin, wire.UpdateRunCreate{UpdateTargets: scope,
+		UpdateDeploymentSettings: wire.UpdateDeploymentSettings{Classifications: []string{"Security"}, Reboot: wire.RebootNever, Window: wire.Duration(time.Hour)}}, &run)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		for _, m := range ms {
+			if sl, _ := s.UpdatesSlice(t, m); len(sl.Deployments) != 1 {
+				return "no deployment in a desired state yet"
+			}
+		}
+		return ""
+	})
+	done := wire.UpdateDeploymentReport{ID: run.ID, State: wire.UpdateSucceeded, Manager: "apt", Reboot: wire.RebootNotNeeded,
+		Packages: []wire.UpdatePackageResult{}, StartedAt: now, FinishedAt: now}
+	for range 2 {
+		s.Report(t, ms[0], wire.ReportUpdateDeployment, done)
+	}
+	if ok, err := s.Srv.Store.ReportUpdateRunMachine(ctx, store.UpdateRunMachine{RunID: run.ID, MachineID: ms[1].MachineID, Status: wire.UpdateSucceeded,
+		Reboot: wire.RebootNotNeeded, Packages: []byte(`[]`), StartedAt: now, FinishedAt: now, UpdatedAt: now}); !ok || err != nil {
+		t.Fatalf("store the lost deployment report: %v %v", ok, err)
+	}
+	for range 2 {
+		s.Report(t, ms[1], wire.ReportUpdateDeployment, done)
+	}
+
+	for _, m := range []string{"vm-00", "vm-01"} {
+		var acts wire.List[wire.ActivityEntry]
+		s.MustDo(t, http.StatusOK, "GET", "/api/v1/activityLogs?"+url.Values{"scope": {machineID("web", m)}}.Encode(), admin, nil, &acts)
+		got := map[string]int{}
+		for _, e := range acts.Value {
+			if e.Method == "AGENT" && e.Caller == "admin" {
+				got[e.Action+" "+e.Result]++
+			}
+		}
+		want := map[string]int{"Corral.Updates/assessments/action Succeeded": 1, "Corral.Updates/updateRuns/write Succeeded": 1}
+		if m == "vm-01" {
+			want = map[string]int{"Corral.Updates/assessments/action Failed": 1, "Corral.Updates/updateRuns/write Succeeded": 1}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: outcomes %v, want %v", m, got, want)
+		}
 	}
 }
