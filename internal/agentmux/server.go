@@ -179,7 +179,7 @@ func (sc *serverConn) newRequest(h frameHeader, head []byte) error {
 		go rw.finish()
 		return nil
 	}
-	go sc.serveStream(s, req)
+	goServe(func() { sc.serveStream(s, req) })
 	return nil
 }
 
