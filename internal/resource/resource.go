@@ -98,6 +98,9 @@ func (id ID) String() string {
 	if id.p == "" {
 		return "/"
 	}
+	if !strings.Contains(id.p, "%") {
+		return id.p // nothing escaped: the path is the id as written
+	}
 	var b strings.Builder
 	for _, s := range id.Segments() {
 		b.WriteByte('/')
