@@ -45,11 +45,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/corralhq/corral/internal/batch"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/internal/batch"
 	"github.com/corralhq/corral/internal/server/push"
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
