@@ -89,7 +89,9 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	// (sqlstore) runs each transaction in a savepoint, and SQLite copies
 	// every page a savepoint first changes to a sub-journal, by default a
 	// temporary file (a pwrite per page, on the one writer's path).
-	write, err := sql.Open(driverName, path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
+	// Its statements run to their end whatever their context
+	// (writerDriverName).
+	write, err := sql.Open(writerDriverName, path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}

@@ -22,6 +22,16 @@ import (
 // results) is run uncached.
 const driverName = "sqlite-stmtcache"
 
+// writerDriverName is driverName for the one write connection, whose
+// statements also run to their end whatever their context: group commit
+// (sqlstore) runs the writes of many callers in one transaction, and SQLite
+// rolls back the whole transaction when a write statement in it is
+// interrupted, which the driver does when the statement's context ends. One
+// caller going away mid-statement failed every other caller of its group.
+// A write is short, and group commit already runs a caller's function to
+// its end once begun; reads stay interruptible.
+const writerDriverName = "sqlite-stmtcache-writer"
+
 // maxCachedStatements bounds the statements one connection keeps; past it,
 // queries run as before (compiled each time). The store has a few hundred
 // distinct texts.
@@ -29,11 +39,12 @@ const maxCachedStatements = 512
 
 func init() {
 	sql.Register(driverName, cachingDriver{})
+	sql.Register(writerDriverName, cachingDriver{uninterruptible: true})
 }
 
-type cachingDriver struct{}
+type cachingDriver struct{ uninterruptible bool }
 
-func (cachingDriver) Open(name string) (driver.Conn, error) {
+func (d cachingDriver) Open(name string) (driver.Conn, error) {
 	c, err := (&sqlite.Driver{}).Open(name)
 	if err != nil {
 		return nil, err
@@ -43,7 +54,7 @@ func (cachingDriver) Open(name string) (driver.Conn, error) {
 		c.Close()
 		return nil, errors.New("sqlite driver connection lacks the context interfaces")
 	}
-	return &cachingConn{innerConn: inner, stmts: map[string]*cachedStmt{}}, nil
+	return &cachingConn{innerConn: inner, stmts: map[string]*cachedStmt{}, uninterruptible: d.uninterruptible}, nil
 }
 
 // innerConn is what the driver's connection offers and the cache forwards.
@@ -61,6 +72,16 @@ type innerConn interface {
 type cachingConn struct {
 	innerConn
 	stmts map[string]*cachedStmt
+	// uninterruptible: statements ignore the end of their context.
+	uninterruptible bool
+}
+
+// statementContext is ctx as a statement of c runs under.
+func (c *cachingConn) statementContext(ctx context.Context) context.Context {
+	if c.uninterruptible {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 type cachedStmt struct {
@@ -97,6 +118,7 @@ func (c *cachingConn) stmt(ctx context.Context, query string) *cachedStmt {
 }
 
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	ctx = c.statementContext(ctx)
 	if cs := c.stmt(ctx, query); cs != nil {
 		return cs.st.(driver.StmtExecContext).ExecContext(ctx, args)
 	}
@@ -104,6 +126,7 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	ctx = c.statementContext(ctx)
 	cs := c.stmt(ctx, query)
 	if cs == nil {
 		return c.innerConn.QueryContext(ctx, query, args)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func openCached(t testing.TB) *sql.DB {
@@ -150,5 +151,47 @@ func BenchmarkPreparedLookup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A write statement on the writer's connection runs to its end when its
+// context ends meanwhile, so the transaction it shares (group commit) keeps
+// the other writes in it; SQLite rolls back the whole transaction when the
+// driver interrupts a write inside it.
+func TestWriterStatementsRunToTheirEnd(t *testing.T) {
+	db, err := sql.Open(writerDriverName, filepath.Join(t.TempDir(), "w.db")+"?_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another caller's write, earlier in the shared transaction.
+	if _, err := tx.Exec(`INSERT INTO t VALUES (-1)`); err != nil {
+		t.Fatal(err)
+	}
+	// A long write whose caller goes away 5 ms in (it takes hundreds).
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	time.AfterFunc(5*time.Millisecond, cancel)
+	const rows = 400_000
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT x FROM c`, rows); err != nil {
+		t.Fatalf("the write whose context ended: %v, want it run to its end", err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the context did not end during the write: make it longer")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("commit after it: %v", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil || n != rows+1 {
+		t.Fatalf("%d rows (%v), want the other write and all %d", n, err, rows)
 	}
 }

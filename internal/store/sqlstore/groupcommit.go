@@ -204,8 +204,10 @@ func (c *committer) runShared(group []*txRequest, errs []error) error {
 		errs[i] = s.mapErr(ferr)
 		if _, err := tx.ExecContext(context.WithoutCancel(req.ctx), "ROLLBACK TO grouped"); err != nil {
 			// The engine ended the transaction (SQLite does on a full
-			// disk, an I/O error, or a statement interrupted because
-			// its caller's context ended): nothing of it stays.
+			// disk or an I/O error; the sqlite package's writer runs
+			// statements to their end even when their caller's context
+			// ends, as an interrupted write would end it too): nothing
+			// of it stays.
 			_ = tx.Rollback()
 			return fmt.Errorf("the transaction this write shared was rolled back: %w", errs[i])
 		}
