@@ -55,6 +55,14 @@ simulated agents connect from one address through one onboarding principal (rais
 			if err := o.Check(); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpu-profile: %w", err)
+				}
+				defer f.Close()
+				o.CPUProfile = f
+			}
 			if o.Server == "" {
 				child, err := startChildServer(ctx, o.HeartbeatInterval, store, cmd.ErrOrStderr())
 				if err != nil {
@@ -71,14 +79,6 @@ simulated agents connect from one address through one onboarding principal (rais
 					return err
 				}
 				o.Password = strings.TrimSpace(string(pw))
-			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				o.CPUProfile = f
 			}
 			res, err := loadgen.Run(ctx, o)
 			if err != nil {
