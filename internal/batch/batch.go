@@ -13,8 +13,13 @@ package batch
 
 import (
 	"context"
+	"runtime"
 	"sync"
 )
+
+// DefaultLeaders is the usual Queue.Leaders: a batch is CPU work (and,
+// usually, a store connection), so about one per core.
+var DefaultLeaders = max(2, runtime.GOMAXPROCS(0))
 
 // Queue answers calls of Do in batches. Its fields are set before first use.
 type Queue[K, V any] struct {

@@ -3,7 +3,6 @@ package capability
 import (
 	"context"
 	"errors"
-	"runtime"
 
 	"github.com/corralhq/corral/internal/batch"
 	"github.com/corralhq/corral/internal/store"
@@ -21,12 +20,8 @@ import (
 // maxBatch bounds the machines of one batch.
 const maxBatch = 64
 
-// maxAssemblers bounds the batches assembled at once: each is CPU work on
-// one read transaction.
-var maxAssemblers = max(2, runtime.GOMAXPROCS(0))
-
 func (r *Registry) initBatches() {
-	r.batches = &batch.Queue[store.Machine, wire.DesiredState]{Max: maxBatch, Leaders: maxAssemblers, Do: r.DesiredStates,
+	r.batches = &batch.Queue[store.Machine, wire.DesiredState]{Max: maxBatch, Leaders: batch.DefaultLeaders, Do: r.DesiredStates,
 		// Out of reach, the store would fail each machine alone again.
 		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
 }

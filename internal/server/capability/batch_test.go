@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/batch"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/wire"
 )
@@ -90,7 +91,7 @@ func TestDesiredStatesAreAssembledTogether(t *testing.T) {
 			t.Errorf("machine %d got %s at generation %d, want its own %s at %d", i, ds.Features["echo"], ds.Generation, want, 100+i)
 		}
 	}
-	if batches := g.batches.Load(); batches > int64(maxAssemblers)+1 {
+	if batches := g.batches.Load(); batches > int64(batch.DefaultLeaders)+1 {
 		t.Errorf("%d batches for %d agents asking at once, want the queued ones together", batches, n)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +88,7 @@ var (
 // is how long after its release an agent version counts as supported.
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger, supportWindow time.Duration) *Service {
 	s := &Service{store: st, notify: n, clock: clock, log: log, supportWindow: supportWindow}
-	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Leaders: max(2, runtime.GOMAXPROCS(0)), Do: s.machinesForAgents,
+	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Leaders: batch.DefaultLeaders, Do: s.machinesForAgents,
 		// Out of reach, the store would fail each machine alone again.
 		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
 	return s
