@@ -85,8 +85,9 @@ func (s *Service) ContributeDesired(ctx context.Context, batch []capability.Desi
 // batch) that apply to m: at one of its scopes, m not excluded.
 func applicable(all []store.PolicyAssignment, m store.Machine) []store.PolicyAssignment {
 	var out []store.PolicyAssignment
+	scopes := ancestors(m)
 	for _, a := range all {
-		if slices.ContainsFunc(ancestors(m), func(sc string) bool { return strings.EqualFold(sc, a.Scope) }) && !excluded(a, m) {
+		if slices.ContainsFunc(scopes, func(sc string) bool { return strings.EqualFold(sc, a.Scope) }) && !excluded(a, m) {
 			out = append(out, a)
 		}
 	}

@@ -279,17 +279,16 @@ func (s *Service) handleDeployment(ctx context.Context, m store.Machine, r wire.
 	if err != nil || !finalMachine(rep.State) {
 		return err
 	}
-	redelivered := !applied && cur.Status == rep.State
-	if !applied && !redelivered {
+	if !applied && cur.Status != rep.State {
 		return nil
 	}
 	run, err := s.store.GetUpdateRun(ctx, rep.ID)
 	if err != nil {
 		return nil
 	}
-	if redelivered {
-		// Its outcome is logged only if the server that stored the final
-		// state did not live to log it.
+	if !applied {
+		// The final state delivered again: its outcome is logged only if
+		// the server that stored it did not live to log it.
 		s.machineOutcome(ctx, run, m, cur, at, true)
 		return nil
 	}
