@@ -128,6 +128,15 @@ type ExtensionReport struct {
 	Outcome ExtensionOutcome
 }
 
+// ExtensionReportOn is a report on one extension of one machine.
+type ExtensionReportOn struct {
+	MachineID, Name string
+	SeqNo           int64
+	// Remove marks a report on a removal in progress.
+	Remove bool
+	ExtensionReport
+}
+
 // ExtensionOutcome gives, from an extension's row as it was before a
 // report applied to it, the activity entry of the report's outcome, or
 // false for none. It runs inside the report's transaction, so the state and
@@ -171,12 +180,15 @@ type MachineExtensions interface {
 	// so it must go through MarkMachineExtensionDeleting. ErrNotFound if
 	// there is no such extension.
 	DeleteMachineExtension(ctx context.Context, machineID, name string) (int64, error)
-	// ReportMachineExtension applies an agent report if the row is in the
-	// expected phase: remove reports (remove = true) apply only while
-	// Deleting and with seqNo <= SeqNo; other reports only while not
-	// Deleting and with seqNo == SeqNo. It sets AgentReported and returns
-	// whether the report applied; an unknown name is (false, nil).
-	ReportMachineExtension(ctx context.Context, machineID, name string, seqNo int64, remove bool, r ExtensionReport) (bool, error)
+	// ReportMachineExtensions applies agents' reports, in order and in one
+	// transaction (a report's outcome entry with it), each if its row is
+	// in the expected phase: remove reports (Remove) apply only while
+	// Deleting and with SeqNo <= the row's; other reports only while not
+	// Deleting and with SeqNo == the row's. It sets AgentReported and says
+	// of each report whether it applied; an unknown name did not. Agents
+	// report together after a fleet-wide change: one transaction and one
+	// statement per table for many reports is what keeps the store up.
+	ReportMachineExtensions(ctx context.Context, reports []ExtensionReportOn) ([]bool, error)
 	// RemoveMachineExtension drops a Deleting row whose removal the agent
 	// confirmed (seqNo <= SeqNo), without bumping the generation: the row
 	// was no longer desired. It returns whether a row went away; outcome

@@ -154,8 +154,9 @@ func (s *Service) ApplyExtensionReport(ctx context.Context, m store.Machine, st 
 	if st.Removed {
 		applied, err = s.store.RemoveMachineExtension(ctx, machineID, st.Name, st.SeqNo, outcome)
 	} else {
-		applied, err = s.store.ReportMachineExtension(ctx, machineID, st.Name, st.SeqNo, st.Operation == OpRemove, store.ExtensionReport{
-			Version: st.Version, State: st.State, Message: capText(st.Message, maxExtensionMsgBytes), At: at, Outcome: outcome})
+		applied, err = s.reports.Call(ctx, store.ExtensionReportOn{MachineID: machineID, Name: st.Name, SeqNo: st.SeqNo,
+			Remove: st.Operation == OpRemove, ExtensionReport: store.ExtensionReport{
+				Version: st.Version, State: st.State, Message: capText(st.Message, maxExtensionMsgBytes), At: at, Outcome: outcome}})
 	}
 	if err != nil {
 		return false, err

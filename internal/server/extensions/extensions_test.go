@@ -307,8 +307,8 @@ func (s reportsDuringDelete) DeleteMachineExtension(ctx context.Context, machine
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.ReportMachineExtension(ctx, machineID, name, cur.SeqNo, false,
-		store.ExtensionReport{Version: "1.0.0", State: wire.ExtCreating, At: t0}); err != nil {
+	if _, err := s.ReportMachineExtensions(ctx, []store.ExtensionReportOn{{MachineID: machineID, Name: name, SeqNo: cur.SeqNo,
+		ExtensionReport: store.ExtensionReport{Version: "1.0.0", State: wire.ExtCreating, At: t0}}}); err != nil {
 		return 0, err
 	}
 	return s.Store.DeleteMachineExtension(ctx, machineID, name)
@@ -433,5 +433,100 @@ func TestRunReportDeliveredAgainAsksForItsOutcomeOnce(t *testing.T) {
 	}
 	if want := []string{"first once=false", "crashed once=true", "first once=true"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("outcomes %v, want %v", got, want)
+	}
+}
+
+// gatedReports is a store whose report calls wait for release, counting
+// the calls and the reports in them.
+type gatedReports struct {
+	store.Store
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+	reports int
+}
+
+func (g *gatedReports) ReportMachineExtensions(ctx context.Context, rs []store.ExtensionReportOn) ([]bool, error) {
+	g.mu.Lock()
+	g.calls++
+	g.reports += len(rs)
+	g.mu.Unlock()
+	<-g.release
+	return g.Store.ReportMachineExtensions(ctx, rs)
+}
+
+func (g *gatedReports) counts() (calls, reports int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls, g.reports
+}
+
+// Agents reporting at the same time have their reports applied together
+// (a few store calls, not one each), and each agent still gets its own
+// answer: applied, not applied (stale, unknown), with its outcome logged.
+func TestExtensionReportsApplyTogether(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 40
+	for i := range n {
+		id := fmt.Sprint("m-", i+2)
+		if err := e.st.CreateMachine(t.Context(), store.Machine{ID: id, Subscription: "default", ResourceGroup: "rg", Name: fmt.Sprint("vm", i+2),
+			Status: wire.StatusConnected, Generation: 1, CreatedAt: t0, UpdatedAt: t0}, false); err != nil {
+			t.Fatal(err)
+		}
+		x := store.MachineExtension{MachineID: id, Name: "agent", Publisher: "Contoso", Type: "Agent", Version: "1.0.0", SeqNo: 7,
+			State: wire.ExtCreating, CreatedAt: t0, UpdatedAt: t0}
+		if _, err := e.st.PutMachineExtension(t.Context(), x, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &gatedReports{Store: e.st, release: make(chan struct{})}
+	svc := extensions.New(g, e.n, func() time.Time { return t0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rec := &outcomes{}
+	svc.LogOutcomes(rec)
+	// Machine i reports Succeeded on "agent" at SeqNo 7; the last two
+	// report a stale SeqNo and an unknown name.
+	applied := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			st := wire.ExtensionStatus{Name: "agent", SeqNo: 7, Operation: "install", State: wire.ExtSucceeded, Version: "1.0.0"}
+			switch i {
+			case n - 2:
+				st.SeqNo = 6
+			case n - 1:
+				st.Name = "other"
+			}
+			m := store.Machine{ID: fmt.Sprint("m-", i+2), Subscription: "default", ResourceGroup: "rg", Name: fmt.Sprint("vm", i+2)}
+			var err error
+			if applied[i], err = svc.ApplyExtensionReport(t.Context(), m, st, t0); err != nil {
+				t.Errorf("machine %s: %v", m.ID, err)
+			}
+		})
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, reports := g.counts(); reports+svc.ReportsWaiting() == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reports did not all reach the store or the queue in 10s")
+		}
+	}
+	close(g.release)
+	wg.Wait()
+	if calls, reports := g.counts(); reports != n || calls >= n/2 {
+		t.Errorf("%d reports in %d store calls, want them applied together", reports, calls)
+	}
+	for i, ok := range applied {
+		if want := i < n-2; ok != want {
+			t.Errorf("machine m-%d: applied %v, want %v", i+2, ok, want)
+		}
+	}
+	if len(rec.got) != n-2 {
+		t.Errorf("%d outcomes, want %d", len(rec.got), n-2)
+	}
+	entries, err := e.st.ListActivity(t.Context(), store.ActivityFilter{})
+	if err != nil || len(entries) != n-2 {
+		t.Errorf("%d activity entries (%v), want the %d outcomes", len(entries), err, n-2)
 	}
 }

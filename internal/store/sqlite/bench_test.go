@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +122,74 @@ func BenchmarkMachinesForAgent(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/machine")
+		})
+	}
+}
+
+// BenchmarkExtensionReports: agents' Succeeded reports on an extension of
+// each of 10k machines, each with its outcome entry, applied one per call
+// (an agent reporting alone) and 64 per call (the most the server applies
+// together when agents report at once); ns/report is what one report costs
+// the store's one writer.
+func BenchmarkExtensionReports(b *testing.B) {
+	st := seedBench(b)
+	ctx := b.Context()
+	es := make([]store.MachineExtension, benchMachines)
+	for i := range es {
+		es[i] = store.MachineExtension{MachineID: benchID(i), Name: "runcommand", Publisher: "Corral", Type: "RunCommand",
+			Version: "1.0.0", State: wire.ExtCreating, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	}
+	gens, err := st.AddMachineExtensions(ctx, es)
+	if err != nil || len(gens) != benchMachines {
+		b.Fatalf("%d extensions added, %v", len(gens), err)
+	}
+	var entries atomic.Int64
+	outcome := func(before store.MachineExtension) (store.ActivityEntry, bool) {
+		return store.ActivityEntry{ID: fmt.Sprintf("01KBENCH%018d", entries.Add(1)), Time: time.Now(), CallerID: "usr-1", Caller: "Alice",
+			CallerType: "User", Action: "Corral.HybridCompute/machines/extensions/write",
+			Scope: "/subscriptions/bench/resourceGroups/rg-1/machines/vm-1/extensions/" + before.Name, Result: wire.ResultSucceeded,
+			Message: "install Corral/RunCommand on vm-1: Succeeded"}, true
+	}
+	// 64 agents reporting at once, each on its own: their transactions
+	// share commits (group commit), not statements.
+	b.Run("64CallsAtOnce", func(b *testing.B) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			var wg sync.WaitGroup
+			for range 64 {
+				id := benchID(n * 7919 % benchMachines)
+				n++
+				wg.Go(func() {
+					_, err := st.ReportMachineExtensions(ctx, []store.ExtensionReportOn{{MachineID: id, Name: "runcommand", SeqNo: gens[id],
+						ExtensionReport: store.ExtensionReport{Version: "1.0.0", State: wire.ExtSucceeded, Message: "ok", At: time.Now(), Outcome: outcome}}})
+					if err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/report")
+	})
+	for _, per := range []int{1, 64} {
+		b.Run(fmt.Sprint(per, "PerCall"), func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			reports := make([]store.ExtensionReportOn, per)
+			for b.Loop() {
+				for i := range reports {
+					id := benchID(n * 7919 % benchMachines)
+					reports[i] = store.ExtensionReportOn{MachineID: id, Name: "runcommand", SeqNo: gens[id],
+						ExtensionReport: store.ExtensionReport{Version: "1.0.0", State: wire.ExtSucceeded, Message: "ok", At: time.Now(), Outcome: outcome}}
+					n++
+				}
+				applied, err := st.ReportMachineExtensions(ctx, reports)
+				if err != nil || len(applied) != per || !applied[0] {
+					b.Fatalf("%v, %v", applied, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/report")
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
@@ -140,19 +141,145 @@ func (s *Store) DeleteMachineExtension(ctx context.Context, machineID, name stri
 	return gen, nil
 }
 
-func (s *Store) ReportMachineExtension(ctx context.Context, machineID, name string, seqNo int64, remove bool, r store.ExtensionReport) (bool, error) {
-	cond := `deleting = ? AND seq_no = ?`
-	if remove {
-		cond = `deleting = ? AND seq_no >= ?`
-	}
-	applied, err := s.changeReportedExtension(ctx, machineID, name, r.Outcome, `UPDATE machine_extensions SET state = ?, message = ?,
-		reported_version = CASE WHEN ? = '' THEN reported_version ELSE ? END, agent_reported = ?, updated_at = ?
-		WHERE machine_id = ? AND lower(name) = lower(?) AND `+cond,
-		r.State, r.Message, r.Version, r.Version, true, micros(r.At), machineID, name, remove, seqNo)
+// reportChunk bounds the reports of one statement (8 bind parameters
+// each).
+const reportChunk = 500
+
+// ReportMachineExtensions reads the rows reported on (one query), updates
+// those in the expected phase (one statement, its condition re-checked
+// there) and appends the outcomes' entries (one insert). Two reports on one
+// row go in successive rounds, so the second sees the first's change.
+func (s *Store) ReportMachineExtensions(ctx context.Context, reports []store.ExtensionReportOn) ([]bool, error) {
+	applied := make([]bool, len(reports))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		clear(applied)
+		var entries []store.ActivityEntry
+		pending := make([]int, len(reports))
+		for i := range pending {
+			pending[i] = i
+		}
+		for len(pending) > 0 {
+			before, err := s.reportedRows(ctx, tx, reports, pending)
+			if err != nil {
+				return err
+			}
+			var round, rest []int
+			taken := make(map[extensionKey]bool, len(pending))
+			for _, i := range pending {
+				b, ok := before[i]
+				switch {
+				case !ok: // an unknown name: nothing to apply
+				case taken[keyOf(b)]:
+					rest = append(rest, i)
+				default:
+					taken[keyOf(b)] = true
+					round = append(round, i)
+				}
+			}
+			changed, err := s.updateReported(ctx, tx, reports, round)
+			if err != nil {
+				return err
+			}
+			for _, i := range round {
+				b := before[i]
+				if !changed[keyOf(b)] {
+					continue
+				}
+				applied[i] = true
+				if o := reports[i].Outcome; o != nil {
+					if e, ok := o(b); ok {
+						entries = append(entries, e)
+					}
+				}
+			}
+			pending = rest
+		}
+		return s.appendActivity(ctx, tx, entries)
+	})
 	if err != nil {
-		return false, fmt.Errorf("report extension %q of machine %s: %w", name, machineID, err)
+		return nil, fmt.Errorf("report on %d machine extensions: %w", len(reports), err)
 	}
 	return applied, nil
+}
+
+// extensionKey is a machine extension row's key as stored.
+type extensionKey struct{ machineID, name string }
+
+func keyOf(e store.MachineExtension) extensionKey { return extensionKey{e.MachineID, e.Name} }
+
+// reportedRows reads the rows the reports of which name, by report index.
+func (s *Store) reportedRows(ctx context.Context, tx *sql.Tx, reports []store.ExtensionReportOn, which []int) (map[int]store.MachineExtension, error) {
+	out := make(map[int]store.MachineExtension, len(which))
+	for chunk := range slices.Chunk(which, reportChunk) {
+		args := make([]any, 0, 3*len(chunk))
+		for _, i := range chunk {
+			args = append(args, i, reports[i].MachineID, reports[i].Name)
+		}
+		// The values' columns are named apart from the table's, so the
+		// table's need no qualifier.
+		rows, err := tx.QueryContext(ctx, s.q(`WITH v(i, mid, nm) AS (VALUES `+rowsOf(len(chunk), "CAST(? AS BIGINT), ?, ?")+`)
+			SELECT v.i, `+machineExtensionCols+` FROM v JOIN machine_extensions ON machine_id = v.mid AND lower(name) = lower(v.nm)`), args...)
+		got, err := collect(rows, err, func(r scanner) (indexedExtension, error) {
+			var x indexedExtension
+			e, err := scanMachineExtension(leading{r, &x.i})
+			x.e = e
+			return x, err
+		})
+		if err != nil {
+			return nil, s.mapErr(err)
+		}
+		for _, x := range got {
+			out[x.i] = x.e
+		}
+	}
+	return out, nil
+}
+
+type indexedExtension struct {
+	i int
+	e store.MachineExtension
+}
+
+// leading scans a row's first column into first, the rest into dest.
+type leading struct {
+	r     scanner
+	first any
+}
+
+func (l leading) Scan(dest ...any) error { return l.r.Scan(append([]any{l.first}, dest...)...) }
+
+// updateReported applies the reports of which (on distinct rows) whose rows
+// are in the expected phase, and returns the rows it changed.
+func (s *Store) updateReported(ctx context.Context, tx *sql.Tx, reports []store.ExtensionReportOn, which []int) (map[extensionKey]bool, error) {
+	changed := make(map[extensionKey]bool, len(which))
+	for chunk := range slices.Chunk(which, reportChunk) {
+		args := make([]any, 0, 8*len(chunk)+1)
+		for _, i := range chunk {
+			r := reports[i]
+			args = append(args, r.MachineID, r.Name, r.SeqNo, r.Remove, r.State, r.Message, r.Version, micros(r.At))
+		}
+		args = append(args, true)
+		// A remove report applies while the row is being deleted and its
+		// SeqNo is not newer than the row's; any other only to the row's
+		// SeqNo while it is not being deleted.
+		rows, err := tx.QueryContext(ctx, s.q(`WITH v(mid, nm, seq, rm, st, msg, ver, at) AS (VALUES `+
+			rowsOf(len(chunk), "?, ?, CAST(? AS BIGINT), CAST(? AS BOOLEAN), ?, ?, ?, CAST(? AS BIGINT)")+`)
+			UPDATE machine_extensions SET state = v.st, message = v.msg,
+				reported_version = CASE WHEN v.ver = '' THEN reported_version ELSE v.ver END, agent_reported = ?, updated_at = v.at
+			FROM v WHERE machine_id = v.mid AND lower(name) = lower(v.nm) AND deleting = v.rm AND (seq_no = v.seq OR v.rm AND seq_no > v.seq)
+			RETURNING machine_id, name`), args...)
+		keys, err := collect(rows, err, func(r scanner) (extensionKey, error) {
+			var k extensionKey
+			return k, r.Scan(&k.machineID, &k.name)
+		})
+		if err != nil {
+			return nil, s.mapErr(err)
+		}
+		for _, k := range keys {
+			changed[k] = true
+		}
+	}
+	return changed, nil
 }
 
 func (s *Store) RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64, outcome store.ExtensionOutcome) (bool, error) {

@@ -68,9 +68,11 @@ func (s *Store) lockMachines(ctx context.Context, tx *sql.Tx, ids []string) erro
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
 
 // rowMarks is "(?, ?), (?, ?)" for rows of cols values.
-func rowMarks(rows, cols int) string {
-	one := "(" + marks(cols) + ")"
-	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
+func rowMarks(rows, cols int) string { return rowsOf(rows, marks(cols)) }
+
+// rowsOf is "(row), (row)" for rows rows.
+func rowsOf(rows int, row string) string {
+	return strings.TrimSuffix(strings.Repeat("("+row+"), ", rows), ", ")
 }
 
 // existingMachines returns which of ids are machines, inside tx.

@@ -59,7 +59,7 @@ func testBulkOperations(t *testing.T, s store.Store) {
 	cur := extension("m1", "Agent")
 	_, err = s.PutMachineExtension(ctx, cur, 0)
 	ok(t, err, "m1's")
-	_, err = s.ReportMachineExtension(ctx, "m1", "agent", 1, false, store.ExtensionReport{Version: "1.0.0", State: wire.ExtSucceeded, At: t0})
+	_, err = reportExtension(ctx, s, "m1", "agent", 1, false, store.ExtensionReport{Version: "1.0.0", State: wire.ExtSucceeded, At: t0})
 	ok(t, err, "m1 reports")
 	other := extension("m2", "agent")
 	other.Publisher = "Fabrikam"
@@ -102,7 +102,7 @@ func testBulkOperations(t *testing.T, s store.Store) {
 		t.Errorf("machines recorded for conflicts: %+v", got)
 	}
 
-	_, err = s.ReportMachineExtension(ctx, "m3", "agent", gen3+1, false, store.ExtensionReport{State: wire.ExtFailed, Message: "refused", At: t0})
+	_, err = reportExtension(ctx, s, "m3", "agent", gen3+1, false, store.ExtensionReport{State: wire.ExtFailed, Message: "refused", At: t0})
 	ok(t, err, "m3 reports")
 	rs := scanBulk(t, s, "op1")
 	if len(rs) != 3 {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -270,7 +271,7 @@ func testMachineExtensions(t *testing.T, s store.Store) {
 	// Once the agent reported on it, it may be on the machine: never dropped.
 	_, err = s.PutMachineExtension(ctx, extension("m1", "reported"), 0)
 	ok(t, err, "put extension")
-	_, err = s.ReportMachineExtension(ctx, "m1", "reported", 1, false, store.ExtensionReport{State: wire.ExtCreating, At: t0})
+	_, err = reportExtension(ctx, s, "m1", "reported", 1, false, store.ExtensionReport{State: wire.ExtCreating, At: t0})
 	ok(t, err, "report")
 	before = getByID(t, s, "m1").Generation
 	_, err = s.DeleteMachineExtension(ctx, "m1", "REPORTED")
@@ -302,7 +303,7 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	at := t0.Add(time.Minute)
 	report := func(name string, seq int64, remove bool, state string) bool {
 		t.Helper()
-		applied, err := s.ReportMachineExtension(ctx, "m1", name, seq, remove, store.ExtensionReport{Version: "1.0.0", State: state, Message: state + " msg", At: at})
+		applied, err := reportExtension(ctx, s, "m1", name, seq, remove, store.ExtensionReport{Version: "1.0.0", State: state, Message: state + " msg", At: at})
 		ok(t, err, "report %s seq %d", name, seq)
 		return applied
 	}
@@ -330,7 +331,7 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 		!got.UpdatedAt.Equal(at) || got.Version != "1.0.0" {
 		t.Errorf("after report: %+v", got)
 	}
-	_, err = s.ReportMachineExtension(ctx, "m1", "mon", 3, false, store.ExtensionReport{State: wire.ExtSucceeded, At: at})
+	_, err = reportExtension(ctx, s, "m1", "mon", 3, false, store.ExtensionReport{State: wire.ExtSucceeded, At: at})
 	ok(t, err, "report without a version")
 	if got := getExtension(t, s, "m1", "mon"); got.ReportedVersion != "1.0.0" {
 		t.Errorf("a report without a version cleared the reported version: %+v", got)
@@ -629,14 +630,14 @@ func testMachineExtensionReportOutcomes(t *testing.T, s store.Store) {
 	}
 	report := func(seq int64, state string) bool {
 		t.Helper()
-		applied, err := s.ReportMachineExtension(ctx, "m1", "MON", seq, false, store.ExtensionReport{State: state, At: t0, Outcome: outcome})
+		applied, err := reportExtension(ctx, s, "m1", "MON", seq, false, store.ExtensionReport{State: state, At: t0, Outcome: outcome})
 		ok(t, err, "report seq %d", seq)
 		return applied
 	}
 	if report(2, wire.ExtSucceeded) {
 		t.Fatal("a stale report applied")
 	}
-	if applied, err := s.ReportMachineExtension(ctx, "m1", "nope", 3, false, store.ExtensionReport{State: wire.ExtSucceeded, At: t0, Outcome: outcome}); err != nil || applied {
+	if applied, err := reportExtension(ctx, s, "m1", "nope", 3, false, store.ExtensionReport{State: wire.ExtSucceeded, At: t0, Outcome: outcome}); err != nil || applied {
 		t.Fatalf("a report on an unknown extension: %v %v", applied, err)
 	}
 	diff(t, asked, []string(nil), "outcomes asked for reports that did not apply")
@@ -667,5 +668,74 @@ func testMachineExtensionReportOutcomes(t *testing.T, s store.Store) {
 	diff(t, asked, []string{wire.ExtDeleting}, "the rows the removal's outcome saw")
 	if got := listActivityIDs(t, s, store.ActivityFilter{}); len(got) != 2 {
 		t.Errorf("activity after the removal: %v, want two entries", got)
+	}
+}
+
+// reportExtension applies one report.
+func reportExtension(ctx context.Context, s store.Store, machineID, name string, seqNo int64, remove bool, r store.ExtensionReport) (bool, error) {
+	applied, err := s.ReportMachineExtensions(ctx, []store.ExtensionReportOn{{MachineID: machineID, Name: name, SeqNo: seqNo,
+		Remove: remove, ExtensionReport: r}})
+	if err != nil {
+		return false, err
+	}
+	return applied[0], nil
+}
+
+// Reports applied together apply as they would one after the other: two
+// on one row (named in different cases) in order, each outcome from the
+// row as the report before it left it, unknown and stale ones not at all;
+// the outcome entries are appended with them.
+func testMachineExtensionReportsTogether(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	reportedExtension(t, s) // m1/mon at SeqNo 3, Creating
+	createMachines(t, s, machine("m2", "s1/rg/vm2"))
+	e := extension("m2", "agent")
+	e.SeqNo = 5
+	_, err := s.PutMachineExtension(ctx, e, 0)
+	ok(t, err, "put extension")
+
+	var asked []string // "<name> <state before>", per outcome asked
+	n := 0
+	outcome := func(before store.MachineExtension) (store.ActivityEntry, bool) {
+		asked = append(asked, before.Name+" "+before.State)
+		n++
+		return activityEntry(700 + n), true
+	}
+	on := func(machineID, name string, seq int64, state string) store.ExtensionReportOn {
+		return store.ExtensionReportOn{MachineID: machineID, Name: name, SeqNo: seq,
+			ExtensionReport: store.ExtensionReport{Version: "1.0.0", State: state, Message: name + " " + state, At: t0, Outcome: outcome}}
+	}
+	applied, err := s.ReportMachineExtensions(ctx, []store.ExtensionReportOn{
+		on("m1", "mon", 3, wire.ExtUpdating),
+		on("m2", "agent", 4, wire.ExtFailed), // stale
+		on("m1", "MON", 3, wire.ExtSucceeded),
+		on("m2", "nope", 5, wire.ExtSucceeded), // unknown
+		on("m2", "agent", 5, wire.ExtSucceeded),
+		on("m9", "mon", 3, wire.ExtSucceeded), // no such machine
+	})
+	ok(t, err, "report together")
+	diff(t, applied, []bool{true, false, true, false, true, false}, "applied")
+	slices.Sort(asked) // rows in no particular order; one row's reports in theirs
+	diff(t, asked, []string{"agent " + wire.ExtCreating, "mon " + wire.ExtCreating, "mon " + wire.ExtUpdating}, "the rows the outcomes saw")
+	if got := getExtension(t, s, "m1", "mon"); got.State != wire.ExtSucceeded || got.Message != "MON Succeeded" || !got.AgentReported {
+		t.Errorf("m1/mon after the reports: %+v", got)
+	}
+	if got := getExtension(t, s, "m2", "agent"); got.State != wire.ExtSucceeded || got.Message != "agent Succeeded" || !got.AgentReported {
+		t.Errorf("m2/agent after the reports: %+v", got)
+	}
+	diff(t, listActivityIDs(t, s, store.ActivityFilter{Ascending: true}), []string{activityID(701), activityID(702), activityID(703)},
+		"outcome entries")
+
+	// One bad entry (an id already in the log) fails the whole call, and
+	// nothing of it is stored.
+	n = 0
+	_, err = s.ReportMachineExtensions(ctx, []store.ExtensionReportOn{on("m1", "mon", 3, wire.ExtFailed)})
+	isErr(t, err, store.ErrConflict, "an outcome entry whose id is taken")
+	if got := getExtension(t, s, "m1", "mon"); got.State != wire.ExtSucceeded {
+		t.Errorf("a failed call changed the row: %+v", got)
+	}
+	applied, err = s.ReportMachineExtensions(ctx, nil)
+	if err != nil || len(applied) != 0 {
+		t.Errorf("no reports: %v %v", applied, err)
 	}
 }

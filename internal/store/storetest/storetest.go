@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MachineExtensions", testMachineExtensions},
 		{"MachineExtensionReports", testMachineExtensionReports},
 		{"MachineExtensionReportOutcomes", testMachineExtensionReportOutcomes},
+		{"MachineExtensionReportsTogether", testMachineExtensionReportsTogether},
 		{"MachineExtensionsGoWithMachine", testMachineExtensionsGoWithMachine},
 		{"AddMachineExtensions", testAddMachineExtensions},
 		{"PolicyDefinitionsAndAssignments", testPolicyDefinitionsAndAssignments},
