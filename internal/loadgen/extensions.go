@@ -22,8 +22,8 @@ const fanoutExtension = "runcommand"
 // syncDesired is what a simulated agent does on a sync: fetch its desired
 // state and, for each extension request it has not answered, download and
 // verify the catalog and package like the real agent, then report
-// Succeeded. The report's acknowledgement is when the control plane has
-// recorded the result.
+// Succeeded, and the desired state applied. The report's acknowledgement is
+// when the control plane has recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
 	// Like the real agent, a failed fetch is tried again with backoff.
@@ -50,7 +50,15 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 		}
 	}
 	a.mu.Unlock()
+	// Like corral-agent, every desired state fetched is reported applied,
+	// after the extension states it led to.
+	applied := wire.Report{ID: fmt.Sprintf("%s-applied-%d", a.name, ds.Generation), Kind: wire.ReportApplied, TakenAt: time.Now().UTC(),
+		Body: mustJSON(wire.AppliedState{Generation: ds.Generation})}
 	if len(todo) == 0 {
+		var ack wire.ReportAck
+		if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: []wire.Report{applied}}, &ack); err != nil {
+			g.noteError(err)
+		}
 		return
 	}
 	keys := map[string][]byte{}
@@ -67,6 +75,7 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 		reports = append(reports, wire.Report{ID: fmt.Sprintf("%s-%s-%d", a.name, e.Name, e.SeqNo), Kind: wire.ReportExtension,
 			TakenAt: time.Now().UTC(), Body: mustJSON(st)})
 	}
+	reports = append(reports, applied)
 	var ack wire.ReportAck
 	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: reports}, &ack); err != nil {
 		g.noteError(err)
