@@ -194,10 +194,11 @@ type MachineExtensions interface {
 	// was no longer desired. It returns whether a row went away; outcome
 	// (may be nil) is asked for the removal's activity entry if one did.
 	RemoveMachineExtension(ctx context.Context, machineID, name string, seqNo int64, outcome ExtensionOutcome) (bool, error)
-	// DropDeletedExtensions removes rows still in state Deleting whose
-	// DeleteGeneration <= applied: the agent applied a desired state
-	// without them. It returns the names dropped.
-	DropDeletedExtensions(ctx context.Context, machineID string, applied int64) ([]string, error)
+	// DropDeletedExtensions removes, for each machine, rows still in
+	// state Deleting whose DeleteGeneration <= its applied Generation: the
+	// agent applied a desired state without them. It returns the names
+	// dropped of each applied's machine, in one transaction for all.
+	DropDeletedExtensions(ctx context.Context, applied []AppliedGeneration) ([][]string, error)
 }
 
 // RunCommand record: one run of a script or command on a machine. Names are

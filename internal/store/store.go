@@ -292,6 +292,13 @@ type Machines interface {
 	BumpGenerations(ctx context.Context, ids []string, at time.Time) (map[string]int64, error)
 	// UpdateMachineReport stores what the agent reported. Nil slices leave a field unchanged.
 	UpdateMachineReport(ctx context.Context, id string, r MachineReport) error
+	// RecordAppliedGenerations stores agents' reports that they applied
+	// a desired state, in one transaction: AppliedGeneration (unless 0),
+	// AgentVersion (unless "") and UpdatedAt. It says of each report
+	// whether its machine exists; of two on one machine the later holds.
+	// Every agent reports after every sync: after a fleet-wide change,
+	// one statement for many is what keeps the store up.
+	RecordAppliedGenerations(ctx context.Context, rs []AppliedGeneration) ([]bool, error)
 	// UpdateMachineCert records a renewed certificate for the machine.
 	UpdateMachineCert(ctx context.Context, id, serial string, notAfter, at time.Time) error
 	// RecordHeartbeats applies a batch in one transaction: LastHeartbeat and
@@ -309,6 +316,15 @@ type Machines interface {
 }
 
 // MachineReport is a partial update of agent-reported fields.
+// AppliedGeneration is an agent's report that it applied its machine's
+// desired state of Generation.
+type AppliedGeneration struct {
+	MachineID    string
+	Generation   int64  // 0 = unchanged
+	AgentVersion string // "" = unchanged
+	At           time.Time
+}
+
 type MachineReport struct {
 	AgentVersion      string // "" = unchanged
 	Environment       string // "" = unchanged

@@ -289,7 +289,7 @@ func (s *Service) runOutcome(ctx context.Context, rc store.RunCommand, at time.T
 // from that desired state are gone from the machine (or were never there),
 // so they are dropped.
 func (s *Service) AppliedGeneration(ctx context.Context, machineID string, gen int64) error {
-	names, err := s.store.DropDeletedExtensions(ctx, machineID, gen)
+	names, err := s.dropped.Call(ctx, store.AppliedGeneration{MachineID: machineID, Generation: gen})
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,10 @@ type Service struct {
 	// reports applies the extension reports of agents reporting at the
 	// same time together (ApplyExtensionReport).
 	reports *batch.Queue[store.ExtensionReportOn, bool]
+	// dropped drops the deleted extensions of the machines whose agents
+	// report a desired state applied at the same time together
+	// (AppliedGeneration): every agent does after every sync.
+	dropped *batch.Queue[store.AppliedGeneration, []string]
 }
 
 // maxReportBatch bounds the extension reports applied together: after a
@@ -96,9 +100,12 @@ func (s *Service) outcome(ctx context.Context, o capability.Outcome) {
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger) *Service {
 	s := &Service{store: st, notify: n, clock: clock, log: log,
 		newID: func() string { return uuid.Must(uuid.NewV7()).String() }}
-	s.reports = &batch.Queue[store.ExtensionReportOn, bool]{Max: maxReportBatch, Leaders: batch.DefaultLeaders, Do: st.ReportMachineExtensions,
-		// Out of reach, the store would fail each report alone again.
-		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
+	// Out of reach, the store would fail each report alone again.
+	unreachable := func(err error) bool { return errors.Is(err, store.ErrUnavailable) }
+	s.reports = &batch.Queue[store.ExtensionReportOn, bool]{Max: maxReportBatch, Leaders: batch.DefaultLeaders,
+		Do: st.ReportMachineExtensions, Shared: unreachable}
+	s.dropped = &batch.Queue[store.AppliedGeneration, []string]{Max: maxReportBatch, Leaders: batch.DefaultLeaders,
+		Do: st.DropDeletedExtensions, Shared: unreachable}
 	return s
 }
 

@@ -41,6 +41,7 @@ type Store interface {
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]store.Machine, error)
 	UpdateMachineTags(ctx context.Context, id string, tags map[string]string, at time.Time) (int64, error)
 	UpdateMachineReport(ctx context.Context, id string, r store.MachineReport) error
+	RecordAppliedGenerations(ctx context.Context, rs []store.AppliedGeneration) ([]bool, error)
 	DeleteMachine(ctx context.Context, id string) error
 }
 
@@ -60,6 +61,9 @@ type Service struct {
 	// forAgents reads the machines of agent requests made at the same
 	// time together (MachineForAgent).
 	forAgents *batch.Queue[string, *store.Machine]
+	// applied records the applied generations that agents report at the
+	// same time together: every agent reports after every sync.
+	applied *batch.Queue[store.AppliedGeneration, bool]
 }
 
 // PolicyGate is what the context asks the policy context about a machine
@@ -88,9 +92,12 @@ var (
 // is how long after its release an agent version counts as supported.
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger, supportWindow time.Duration) *Service {
 	s := &Service{store: st, notify: n, clock: clock, log: log, supportWindow: supportWindow}
+	// Out of reach, the store would fail each machine alone again.
+	unreachable := func(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Leaders: batch.DefaultLeaders, Do: s.machinesForAgents,
-		// Out of reach, the store would fail each machine alone again.
-		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
+		Shared: unreachable}
+	s.applied = &batch.Queue[store.AppliedGeneration, bool]{Max: maxAgentBatch, Leaders: batch.DefaultLeaders,
+		Do: st.RecordAppliedGenerations, Shared: unreachable}
 	return s
 }
 

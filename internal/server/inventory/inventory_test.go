@@ -1,6 +1,7 @@
 package inventory_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -238,5 +239,92 @@ func TestMachineForAgentReadsTogether(t *testing.T) {
 	}
 	if _, err := e.svc.MachineForAgent(t.Context(), "a-3"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a deleted machine: %v, want ErrNotFound", err)
+	}
+}
+
+// gatedApplied is a store whose applied-generation calls wait for
+// release, counting the calls and the reports in them.
+type gatedApplied struct {
+	store.Store
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+	reports int
+}
+
+func (g *gatedApplied) RecordAppliedGenerations(ctx context.Context, rs []store.AppliedGeneration) ([]bool, error) {
+	g.mu.Lock()
+	g.calls++
+	g.reports += len(rs)
+	g.mu.Unlock()
+	<-g.release
+	return g.Store.RecordAppliedGenerations(ctx, rs)
+}
+
+func (g *gatedApplied) counts() (calls, reports int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls, g.reports
+}
+
+// Every agent reports its desired state applied after every sync: those
+// reporting at the same time are recorded together (a few store calls),
+// each machine gets its own generation, and the report of a machine
+// deleted meanwhile fails (the agent's certificate is refused next).
+func TestAppliedReportsRecordTogether(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 30
+	ms := make([]store.Machine, n)
+	for i := range ms {
+		ms[i] = store.Machine{ID: fmt.Sprint("a-", i), Subscription: "default", ResourceGroup: "web", Name: fmt.Sprint("agent", i),
+			Status: wire.StatusConnected, Generation: 9, CreatedAt: t0, UpdatedAt: t0}
+		if i == n-1 {
+			continue // authenticated, then deleted: never stored here
+		}
+		if err := e.st.CreateMachine(t.Context(), ms[i], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &gatedApplied{Store: e.st, release: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := inventory.New(g, e.hub, func() time.Time { return t0 }, log, 365*24*time.Hour)
+	reg := capability.NewRegistry(log, nil)
+	reg.Register(svc)
+	acks := make([]wire.ReportAck, n)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Go(func() {
+			var err error
+			acks[i], err = reg.ApplyReports(t.Context(), m, []wire.Report{report(wire.ReportApplied, wire.AppliedState{Generation: int64(i + 1)})}, t0)
+			if gone := i == n-1; gone != errors.Is(err, store.ErrNotFound) || !gone && err != nil {
+				t.Errorf("machine %s (gone %v): %v", m.ID, gone, err)
+			}
+		})
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, reports := g.counts(); reports+svc.AppliedWaiting() == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reports did not all reach the store or the queue in 10s")
+		}
+	}
+	close(g.release)
+	wg.Wait()
+	if calls, reports := g.counts(); reports != n || calls >= n/2 {
+		t.Errorf("%d reports in %d store calls, want them recorded together", reports, calls)
+	}
+	for i, m := range ms {
+		if i == n-1 {
+			if len(acks[i].Accepted) != 0 {
+				t.Errorf("the report of a machine that is gone was acknowledged: %+v", acks[i])
+			}
+			continue
+		}
+		got, err := e.st.GetMachineByID(t.Context(), m.ID)
+		if err != nil || got.AppliedGeneration != int64(i+1) || got.AgentVersion != "2026.12.1" || len(acks[i].Accepted) != 1 {
+			t.Errorf("machine %s: applied generation %d, agent version %q, ack %+v (%v)", m.ID, got.AppliedGeneration, got.AgentVersion, acks[i], err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -55,7 +56,11 @@ func (s *Service) handleApplied(ctx context.Context, m store.Machine, r wire.Rep
 	if ap.Generation < 0 {
 		return refusal.Invalid("reports.body", "applied report with a negative generation")
 	}
-	return s.store.UpdateMachineReport(ctx, m.ID, store.MachineReport{AgentVersion: agentVersion(r), AppliedGeneration: ap.Generation, At: at})
+	found, err := s.applied.Call(ctx, store.AppliedGeneration{MachineID: m.ID, Generation: ap.Generation, AgentVersion: agentVersion(r), At: at})
+	if err == nil && !found {
+		err = fmt.Errorf("machine %s: %w", m.ID, store.ErrNotFound)
+	}
+	return err
 }
 
 // ActLocalConfigChanged names the activity entry of a local configuration

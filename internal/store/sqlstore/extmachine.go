@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -145,14 +146,25 @@ func (s *Store) DeleteMachineExtension(ctx context.Context, machineID, name stri
 // each).
 const reportChunk = 500
 
-// ReportMachineExtensions reads the rows reported on (one query), updates
-// those in the expected phase (one statement, its condition re-checked
-// there) and appends the outcomes' entries (one insert). Two reports on one
-// row go in successive rounds, so the second sees the first's change.
+// ReportMachineExtensions locks the machines reported on in id order (as
+// every transaction changing several does: a bulk operation's chunk
+// changes their extensions too), reads the rows reported on (one query),
+// updates those in the expected phase (one statement, its condition
+// re-checked there) and appends the outcomes' entries (one insert). Two
+// reports on one row go in successive rounds, so the second sees the
+// first's change.
 func (s *Store) ReportMachineExtensions(ctx context.Context, reports []store.ExtensionReportOn) ([]bool, error) {
 	applied := make([]bool, len(reports))
+	machines := make(map[string]bool, len(reports))
+	for _, r := range reports {
+		machines[r.MachineID] = true
+	}
+	ids := slices.Sorted(maps.Keys(machines))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		clear(applied)
+		if err := s.lockMachines(ctx, tx, ids); err != nil {
+			return err
+		}
 		var entries []store.ActivityEntry
 		pending := make([]int, len(reports))
 		for i := range pending {
@@ -323,16 +335,48 @@ func (s *Store) changeReportedExtension(ctx context.Context, machineID, name str
 	return changed, err
 }
 
-func (s *Store) DropDeletedExtensions(ctx context.Context, machineID string, applied int64) ([]string, error) {
-	rows, err := s.write.QueryContext(ctx, s.q(`DELETE FROM machine_extensions
-		WHERE machine_id = ? AND deleting = ? AND state = ? AND delete_generation <= ? RETURNING name`),
-		machineID, true, wire.ExtDeleting, applied)
-	names, err := collect(rows, err, func(r scanner) (string, error) {
-		var n string
-		return n, r.Scan(&n)
+// DropDeletedExtensions locks the machines in id order and deletes with
+// one statement per chunk.
+func (s *Store) DropDeletedExtensions(ctx context.Context, applied []store.AppliedGeneration) ([][]string, error) {
+	gens := make(map[string]int64, len(applied))
+	for _, a := range applied {
+		gens[a.MachineID] = max(gens[a.MachineID], a.Generation)
+	}
+	ids := slices.Sorted(maps.Keys(gens))
+	dropped := make(map[string][]string)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		clear(dropped)
+		if err := s.lockMachines(ctx, tx, ids); err != nil {
+			return err
+		}
+		for chunk := range slices.Chunk(ids, appliedChunk) {
+			args := make([]any, 0, 2*len(chunk)+3)
+			for _, id := range chunk {
+				args = append(args, id, gens[id])
+			}
+			args = append(args, true, wire.ExtDeleting)
+			rows, err := tx.QueryContext(ctx, s.q(`WITH ap (ap_id, ap_gen) AS (VALUES `+rowsOf(len(chunk), "?, CAST(? AS BIGINT)")+`)
+				DELETE FROM machine_extensions WHERE machine_id IN (SELECT ap_id FROM ap) AND deleting = ? AND state = ?
+					AND delete_generation <= (SELECT ap_gen FROM ap WHERE ap_id = machine_id) RETURNING machine_id, name`), args...)
+			keys, err := collect(rows, err, func(r scanner) (extensionKey, error) {
+				var k extensionKey
+				return k, r.Scan(&k.machineID, &k.name)
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				dropped[k.machineID] = append(dropped[k.machineID], k.name)
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("drop deleted extensions of machine %s: %w", machineID, s.mapErr(err))
+		return nil, fmt.Errorf("drop the deleted extensions of %d machines: %w", len(ids), s.mapErr(err))
 	}
-	return names, nil
+	out := make([][]string, len(applied))
+	for i, a := range applied {
+		out[i] = dropped[a.MachineID]
+	}
+	return out, nil
 }

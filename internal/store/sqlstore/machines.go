@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -246,6 +247,61 @@ func (s *Store) UpdateMachineReport(ctx context.Context, id string, r store.Mach
 		return fmt.Errorf("update machine %s report: %w", id, err)
 	}
 	return nil
+}
+
+// appliedChunk bounds the machines of one statement (4 bind parameters
+// each).
+const appliedChunk = 500
+
+// RecordAppliedGenerations locks the machines in id order (as every
+// transaction changing several does) and updates them with one statement
+// per chunk joined to a VALUES list.
+func (s *Store) RecordAppliedGenerations(ctx context.Context, rs []store.AppliedGeneration) ([]bool, error) {
+	last := make(map[string]store.AppliedGeneration, len(rs))
+	for _, r := range rs {
+		last[r.MachineID] = r
+	}
+	ids := slices.Sorted(maps.Keys(last))
+	found := make(map[string]bool, len(ids))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		clear(found)
+		if err := s.lockMachines(ctx, tx, ids); err != nil {
+			return err
+		}
+		for chunk := range slices.Chunk(ids, appliedChunk) {
+			args := make([]any, 0, 4*len(chunk))
+			for _, id := range chunk {
+				r := last[id]
+				args = append(args, id, r.Generation, r.AgentVersion, micros(r.At))
+			}
+			rows, err := tx.QueryContext(ctx, s.q(`WITH ap (ap_id, ap_gen, ap_version, ap_at) AS (VALUES `+
+				rowsOf(len(chunk), "?, CAST(? AS BIGINT), ?, CAST(? AS BIGINT)")+`)
+				UPDATE machines SET
+					applied_generation = CASE WHEN ap.ap_gen = 0 THEN machines.applied_generation ELSE ap.ap_gen END,
+					agent_version = CASE WHEN ap.ap_version = '' THEN machines.agent_version ELSE ap.ap_version END,
+					updated_at = ap.ap_at
+				FROM ap WHERE machines.id = ap.ap_id RETURNING machines.id`), args...)
+			got, err := collect(rows, err, func(r scanner) (string, error) {
+				var id string
+				return id, r.Scan(&id)
+			})
+			if err != nil {
+				return err
+			}
+			for _, id := range got {
+				found[id] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record %d applied generations: %w", len(rs), s.mapErr(err))
+	}
+	out := make([]bool, len(rs))
+	for i, r := range rs {
+		out[i] = found[r.MachineID]
+	}
+	return out, nil
 }
 
 func (s *Store) UpdateMachineCert(ctx context.Context, id, serial string, notAfter, at time.Time) error {

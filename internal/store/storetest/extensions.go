@@ -355,9 +355,9 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	if got := getExtension(t, s, "m1", "mon"); got.State != wire.ExtFailed || !got.Deleting {
 		t.Errorf("after a failed removal: %+v", got)
 	}
-	names, err := s.DropDeletedExtensions(ctx, "m1", delGen+10)
+	names, err := dropDeleted(ctx, s, "m1", delGen+10)
 	ok(t, err, "drop deleted")
-	diff(t, names, []string{}, "a failed removal is not dropped")
+	diff(t, names, []string(nil), "a failed removal is not dropped")
 
 	removed, err := s.RemoveMachineExtension(ctx, "m1", "mon", 4, nil)
 	ok(t, err, "remove with a future seqNo")
@@ -390,15 +390,43 @@ func testMachineExtensionReports(t *testing.T, s store.Store) {
 	ok(t, err, "delete a")
 	_, err = s.MarkMachineExtensionDeleting(ctx, "m1", "b", "bob", nil, at)
 	ok(t, err, "delete b")
-	names, err = s.DropDeletedExtensions(ctx, "m1", genA-1)
+	names, err = dropDeleted(ctx, s, "m1", genA-1)
 	ok(t, err, "drop before a")
-	diff(t, names, []string{}, "nothing applied yet")
-	names, err = s.DropDeletedExtensions(ctx, "m1", genA)
+	diff(t, names, []string(nil), "nothing applied yet")
+	names, err = dropDeleted(ctx, s, "m1", genA)
 	ok(t, err, "drop at a")
 	diff(t, names, []string{"a"}, "dropped at a's generation")
 	list, err := s.ListMachineExtensions(ctx, "m1")
 	ok(t, err, "list")
 	diff(t, len(list), 2, "keep and b remain")
+
+	// Several machines' applied generations at once: each machine's own
+	// (the highest, if reported twice) decides; a missing machine is none.
+	createMachines(t, s, machine("m2", "s1/rg/vm2"))
+	for _, n := range []string{"c", "d"} {
+		_, err = s.PutMachineExtension(ctx, extension("m2", n), 0)
+		ok(t, err, "put %s", n)
+	}
+	genC, err := s.MarkMachineExtensionDeleting(ctx, "m2", "c", "bob", nil, at)
+	ok(t, err, "delete c")
+	genD, err := s.MarkMachineExtensionDeleting(ctx, "m2", "d", "bob", nil, at)
+	ok(t, err, "delete d")
+	all, err := s.DropDeletedExtensions(ctx, []store.AppliedGeneration{{MachineID: "m2", Generation: genC}, {MachineID: "m1", Generation: genA - 1},
+		{MachineID: "missing", Generation: 100}, {MachineID: "m2", Generation: genD}, {MachineID: "m1", Generation: genA + 1}})
+	ok(t, err, "drop on several machines")
+	for i := range all {
+		slices.Sort(all[i])
+	}
+	diff(t, all, [][]string{{"c", "d"}, {"b"}, nil, {"c", "d"}, {"b"}}, "dropped per applied generation")
+}
+
+// dropDeleted drops one machine's deleted extensions.
+func dropDeleted(ctx context.Context, s store.Store, machineID string, applied int64) ([]string, error) {
+	names, err := s.DropDeletedExtensions(ctx, []store.AppliedGeneration{{MachineID: machineID, Generation: applied}})
+	if err != nil {
+		return nil, err
+	}
+	return names[0], nil
 }
 
 func testMachineExtensionsGoWithMachine(t *testing.T, s store.Store) {

@@ -324,6 +324,37 @@ func testUpdateMachineReport(t *testing.T, s store.Store) {
 	isErr(t, s.UpdateMachineReport(ctx, "missing", store.MachineReport{AgentVersion: "1", At: at}), store.ErrNotFound, "report for a missing machine")
 }
 
+func testRecordAppliedGenerations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seedGroups(t, s, "s1/rg")
+	createMachines(t, s, machine("m1", "s1/rg/vm1"), machine("m2", "s1/rg/vm2"), machine("m3", "s1/rg/vm3"))
+	m1, m2, m3 := getByID(t, s, "m1"), getByID(t, s, "m2"), getByID(t, s, "m3")
+	at := t0.Add(time.Hour)
+	found, err := s.RecordAppliedGenerations(ctx, []store.AppliedGeneration{
+		{MachineID: "m2", Generation: 4, At: at},
+		{MachineID: "missing", Generation: 2, At: at},
+		{MachineID: "m1", Generation: 7, AgentVersion: "1.2.0", At: at},
+		{MachineID: "m2", Generation: 5, At: at.Add(time.Second)}, // the later of two holds
+	})
+	ok(t, err, "record applied generations")
+	diff(t, found, []bool{true, false, true, true}, "machines found")
+	m1.AppliedGeneration, m1.AgentVersion, m1.UpdatedAt = 7, "1.2.0", at
+	m2.AppliedGeneration, m2.UpdatedAt = 5, at.Add(time.Second)
+	diff(t, getByID(t, s, "m1"), m1, "m1 after its report")
+	diff(t, getByID(t, s, "m2"), m2, "m2 after its reports (agent version unchanged)")
+	diff(t, getByID(t, s, "m3"), m3, "m3, which did not report")
+
+	// Generation 0 leaves the applied generation as it was.
+	_, err = s.RecordAppliedGenerations(ctx, []store.AppliedGeneration{{MachineID: "m1", AgentVersion: "1.3.0", At: at}})
+	ok(t, err, "report without a generation")
+	m1.AgentVersion = "1.3.0"
+	diff(t, getByID(t, s, "m1"), m1, "m1 after a report without a generation")
+	found, err = s.RecordAppliedGenerations(ctx, nil)
+	if err != nil || len(found) != 0 {
+		t.Errorf("no reports: %v %v", found, err)
+	}
+}
+
 func testUpdateMachineCert(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	seedGroups(t, s, "s1/rg")

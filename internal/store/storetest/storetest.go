@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BumpGenerations", testBumpGenerations},
 		{"BumpGenerationsLargeBatch", testBumpGenerationsLargeBatch},
 		{"UpdateMachineReport", testUpdateMachineReport},
+		{"RecordAppliedGenerations", testRecordAppliedGenerations},
 		{"UpdateMachineCert", testUpdateMachineCert},
 		{"RecordHeartbeats", testRecordHeartbeats},
 		{"RecordHeartbeatsLargeBatch", testRecordHeartbeatsLargeBatch},
