@@ -4,9 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/corralhq/corral/internal/store"
 )
+
+// sealChunk bounds the entries one statement seals (4 bind parameters
+// each).
+const sealChunk = 500
 
 // SealActivity seals the oldest unsealed entries into the chain. The first
 // statement updates the head row, which locks it until the transaction
@@ -28,21 +33,33 @@ func (s *Store) SealActivity(ctx context.Context, limit int, hash func(prev stri
 		if err != nil {
 			return fmt.Errorf("read unsealed entries: %w", s.mapErr(err))
 		}
-		for _, e := range es {
-			seq++
-			h := hash(prev, seq, e)
-			n, err := s.exec(ctx, tx, `UPDATE activity SET seq = ?, prev_hash = ?, hash = ? WHERE id = ? AND seq IS NULL`, seq, prev, h, e.ID)
-			if err != nil {
-				return fmt.Errorf("seal entry %s: %w", e.ID, err)
-			}
-			if n != 1 {
-				return fmt.Errorf("seal entry %s: %w", e.ID, store.ErrConflict)
-			}
-			prev = h
-			sealed++
-		}
-		if sealed == 0 {
+		if len(es) == 0 {
 			return nil
+		}
+		// One statement per chunk: thousands of entries a second arrive
+		// when every agent reports at once, and a statement each held the
+		// one writer (SQLite) or cost a round trip (PostgreSQL) per entry.
+		// The unary + keeps SQLite's planner (no statistics) from walking
+		// every unsealed entry and scanning the list for each.
+		for chunk := range slices.Chunk(es, sealChunk) {
+			args := make([]any, 0, 4*len(chunk))
+			for _, e := range chunk {
+				seq++
+				h := hash(prev, seq, e)
+				args = append(args, e.ID, seq, prev, h)
+				prev = h
+			}
+			n, err := s.exec(ctx, tx, `WITH sl (sl_id, sl_seq, sl_prev, sl_hash) AS (VALUES `+rowsOf(len(chunk), "?, CAST(? AS BIGINT), ?, ?")+`)
+				UPDATE activity SET seq = sl.sl_seq, prev_hash = sl.sl_prev, hash = sl.sl_hash
+				FROM sl WHERE activity.id = sl.sl_id AND +activity.seq IS NULL`, args...)
+			if err != nil {
+				return fmt.Errorf("seal entries %s to %s: %w", chunk[0].ID, chunk[len(chunk)-1].ID, err)
+			}
+			if n != int64(len(chunk)) {
+				return fmt.Errorf("seal entries %s to %s: %d of %d were sealed meanwhile: %w", chunk[0].ID, chunk[len(chunk)-1].ID,
+					int64(len(chunk))-n, len(chunk), store.ErrConflict)
+			}
+			sealed += len(chunk)
 		}
 		_, err = s.exec(ctx, tx, `UPDATE activity_chain SET head_seq = ?, head_hash = ? WHERE id = 1`, seq, prev)
 		return err

@@ -142,9 +142,11 @@ func (s *Store) DeleteMachineExtension(ctx context.Context, machineID, name stri
 	return gen, nil
 }
 
-// reportChunk bounds the reports of one statement (8 bind parameters
-// each).
-const reportChunk = 500
+// reportChunk bounds the reports of one statement. SQLite, without
+// statistics, plans an UPDATE joined to a VALUES list of a few hundred rows
+// as a scan of the whole table (seen from ~300); up to 64 it looks each
+// row up by its index.
+const reportChunk = 64
 
 // ReportMachineExtensions locks the machines reported on in id order (as
 // every transaction changing several does: a bulk operation's chunk
