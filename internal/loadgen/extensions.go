@@ -21,9 +21,9 @@ const fanoutExtension = "runcommand"
 
 // syncDesired is what a simulated agent does on a sync: fetch its desired
 // state and, for each extension request it has not answered, download and
-// verify the catalog and package like the real agent, then report
-// Succeeded, and the desired state applied. The report's acknowledgement is
-// when the control plane has recorded the result.
+// report Creating, verify the catalog and package like the real agent,
+// then report Succeeded, and the desired state applied. The report's
+// acknowledgement is when the control plane has recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
 	// Like the real agent, a failed fetch is tried again with backoff.
@@ -65,18 +65,31 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	for _, p := range ds.Publishers {
 		keys[p.Name] = p.PublicKey
 	}
+	status := func(e wire.DesiredExtension, st wire.ExtensionStatus) wire.Report {
+		st.Name, st.Publisher, st.Type, st.Version, st.SeqNo, st.Operation = e.Name, e.Publisher, e.Type, e.Version, e.SeqNo, "install"
+		return wire.Report{ID: fmt.Sprintf("%s-%s-%d-%s", a.name, e.Name, e.SeqNo, st.State), Kind: wire.ReportExtension,
+			TakenAt: time.Now().UTC(), Body: mustJSON(st)}
+	}
+	// corral-agent reports Creating before it touches anything; its
+	// outbox delivers that at once, while the install runs.
+	var creating []wire.Report
+	for _, e := range todo {
+		creating = append(creating, status(e, wire.ExtensionStatus{State: wire.ExtCreating}))
+	}
+	var ack wire.ReportAck
+	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: creating}, &ack); err != nil {
+		g.noteError(err)
+		return
+	}
 	var reports []wire.Report
 	for _, e := range todo {
-		st := wire.ExtensionStatus{Name: e.Name, Publisher: e.Publisher, Type: e.Type, Version: e.Version, SeqNo: e.SeqNo,
-			Operation: "install", State: wire.ExtSucceeded, Message: "simulated"}
+		st := wire.ExtensionStatus{State: wire.ExtSucceeded, Message: "simulated"}
 		if err := g.verifyPackage(ctx, a, e, keys[e.Publisher]); err != nil {
 			st.State, st.Message = wire.ExtFailed, err.Error()
 		}
-		reports = append(reports, wire.Report{ID: fmt.Sprintf("%s-%s-%d", a.name, e.Name, e.SeqNo), Kind: wire.ReportExtension,
-			TakenAt: time.Now().UTC(), Body: mustJSON(st)})
+		reports = append(reports, status(e, st))
 	}
 	reports = append(reports, applied)
-	var ack wire.ReportAck
 	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: reports}, &ack); err != nil {
 		g.noteError(err)
 		return
