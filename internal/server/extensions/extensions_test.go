@@ -23,6 +23,7 @@ import (
 	"github.com/corralhq/corral/internal/server/refusal"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/store/sqlite"
+	"github.com/corralhq/corral/internal/testutil"
 	"github.com/corralhq/corral/internal/wire"
 )
 
@@ -436,29 +437,15 @@ func TestRunReportDeliveredAgainAsksForItsOutcomeOnce(t *testing.T) {
 	}
 }
 
-// gatedReports is a store whose report calls wait for release, counting
-// the calls and the reports in them.
+// gatedReports is a store whose report calls wait at gate.
 type gatedReports struct {
 	store.Store
-	release chan struct{}
-	mu      sync.Mutex
-	calls   int
-	reports int
+	gate *testutil.Gate
 }
 
-func (g *gatedReports) ReportMachineExtensions(ctx context.Context, rs []store.ExtensionReportOn) ([]bool, error) {
-	g.mu.Lock()
-	g.calls++
-	g.reports += len(rs)
-	g.mu.Unlock()
-	<-g.release
+func (g gatedReports) ReportMachineExtensions(ctx context.Context, rs []store.ExtensionReportOn) ([]bool, error) {
+	g.gate.Enter(len(rs))
 	return g.Store.ReportMachineExtensions(ctx, rs)
-}
-
-func (g *gatedReports) counts() (calls, reports int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.calls, g.reports
 }
 
 // Agents reporting at the same time have their reports applied together
@@ -480,8 +467,8 @@ func TestExtensionReportsApplyTogether(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := &gatedReports{Store: e.st, release: make(chan struct{})}
-	svc := extensions.New(g, e.n, func() time.Time { return t0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	gate := testutil.NewGate(t)
+	svc := extensions.New(gatedReports{e.st, gate}, e.n, func() time.Time { return t0 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := &outcomes{}
 	svc.LogOutcomes(rec)
 	// Machine i reports Succeeded on "agent" at SeqNo 7; the last two
@@ -504,17 +491,15 @@ func TestExtensionReportsApplyTogether(t *testing.T) {
 			}
 		})
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, reports := g.counts(); reports+svc.ReportsWaiting() == n {
-			break
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if _, reports := gate.Counts(); reports+svc.ReportsWaiting() != n {
+			return fmt.Sprintf("%d reports at the store, %d waiting, of %d", reports, svc.ReportsWaiting(), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reports did not all reach the store or the queue in 10s")
-		}
-	}
-	close(g.release)
+		return ""
+	})
+	gate.Release()
 	wg.Wait()
-	if calls, reports := g.counts(); reports != n || calls >= n/2 {
+	if calls, reports := gate.Counts(); reports != n || calls >= n/2 {
 		t.Errorf("%d reports in %d store calls, want them applied together", reports, calls)
 	}
 	for i, ok := range applied {

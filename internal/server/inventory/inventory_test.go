@@ -242,29 +242,15 @@ func TestMachineForAgentReadsTogether(t *testing.T) {
 	}
 }
 
-// gatedApplied is a store whose applied-generation calls wait for
-// release, counting the calls and the reports in them.
+// gatedApplied is a store whose applied-generation calls wait at gate.
 type gatedApplied struct {
 	store.Store
-	release chan struct{}
-	mu      sync.Mutex
-	calls   int
-	reports int
+	gate *testutil.Gate
 }
 
-func (g *gatedApplied) RecordAppliedGenerations(ctx context.Context, rs []store.AppliedGeneration) ([]bool, error) {
-	g.mu.Lock()
-	g.calls++
-	g.reports += len(rs)
-	g.mu.Unlock()
-	<-g.release
+func (g gatedApplied) RecordAppliedGenerations(ctx context.Context, rs []store.AppliedGeneration) ([]bool, error) {
+	g.gate.Enter(len(rs))
 	return g.Store.RecordAppliedGenerations(ctx, rs)
-}
-
-func (g *gatedApplied) counts() (calls, reports int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.calls, g.reports
 }
 
 // Every agent reports its desired state applied after every sync: those
@@ -286,9 +272,9 @@ func TestAppliedReportsRecordTogether(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := &gatedApplied{Store: e.st, release: make(chan struct{})}
+	gate := testutil.NewGate(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := inventory.New(g, e.hub, func() time.Time { return t0 }, log, 365*24*time.Hour)
+	svc := inventory.New(gatedApplied{e.st, gate}, e.hub, func() time.Time { return t0 }, log, 365*24*time.Hour)
 	reg := capability.NewRegistry(log, nil)
 	reg.Register(svc)
 	acks := make([]wire.ReportAck, n)
@@ -302,17 +288,15 @@ func TestAppliedReportsRecordTogether(t *testing.T) {
 			}
 		})
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, reports := g.counts(); reports+svc.AppliedWaiting() == n {
-			break
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if _, reports := gate.Counts(); reports+svc.AppliedWaiting() != n {
+			return fmt.Sprintf("%d reports at the store, %d waiting, of %d", reports, svc.AppliedWaiting(), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reports did not all reach the store or the queue in 10s")
-		}
-	}
-	close(g.release)
+		return ""
+	})
+	gate.Release()
 	wg.Wait()
-	if calls, reports := g.counts(); reports != n || calls >= n/2 {
+	if calls, reports := gate.Counts(); reports != n || calls >= n/2 {
 		t.Errorf("%d reports in %d store calls, want them recorded together", reports, calls)
 	}
 	for i, m := range ms {

@@ -221,6 +221,11 @@ type extensionKey struct{ machineID, name string }
 
 func keyOf(e store.MachineExtension) extensionKey { return extensionKey{e.MachineID, e.Name} }
 
+func scanExtensionKey(r scanner) (extensionKey, error) {
+	var k extensionKey
+	return k, r.Scan(&k.machineID, &k.name)
+}
+
 // reportedRows reads the rows the reports of which name, by report index.
 func (s *Store) reportedRows(ctx context.Context, tx *sql.Tx, reports []store.ExtensionReportOn, which []int) (map[int]store.MachineExtension, error) {
 	out := make(map[int]store.MachineExtension, len(which))
@@ -282,10 +287,7 @@ func (s *Store) updateReported(ctx context.Context, tx *sql.Tx, reports []store.
 				reported_version = CASE WHEN v.ver = '' THEN reported_version ELSE v.ver END, agent_reported = ?, updated_at = v.at
 			FROM v WHERE machine_id = v.mid AND lower(name) = lower(v.nm) AND deleting = v.rm AND (seq_no = v.seq OR v.rm AND seq_no > v.seq)
 			RETURNING machine_id, name`), args...)
-		keys, err := collect(rows, err, func(r scanner) (extensionKey, error) {
-			var k extensionKey
-			return k, r.Scan(&k.machineID, &k.name)
-		})
+		keys, err := collect(rows, err, scanExtensionKey)
 		if err != nil {
 			return nil, s.mapErr(err)
 		}
@@ -360,10 +362,7 @@ func (s *Store) DropDeletedExtensions(ctx context.Context, applied []store.Appli
 			rows, err := tx.QueryContext(ctx, s.q(`WITH ap (ap_id, ap_gen) AS (VALUES `+rowsOf(len(chunk), "?, CAST(? AS BIGINT)")+`)
 				DELETE FROM machine_extensions WHERE machine_id IN (SELECT ap_id FROM ap) AND deleting = ? AND state = ?
 					AND delete_generation <= (SELECT ap_gen FROM ap WHERE ap_id = machine_id) RETURNING machine_id, name`), args...)
-			keys, err := collect(rows, err, func(r scanner) (extensionKey, error) {
-				var k extensionKey
-				return k, r.Scan(&k.machineID, &k.name)
-			})
+			keys, err := collect(rows, err, scanExtensionKey)
 			if err != nil {
 				return err
 			}
