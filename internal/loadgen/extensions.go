@@ -21,8 +21,9 @@ const fanoutExtension = "runcommand"
 
 // syncDesired is what a simulated agent does on a sync: fetch its desired
 // state and, for each extension request it has not answered, download and
-// report Creating, verify the catalog and package like the real agent,
-// then report Succeeded, and the desired state applied. The report's
+// report Creating (unless the install is first-party, see below), verify
+// the catalog and package like the real agent, then report Succeeded, and
+// the desired state applied. The report's
 // acknowledgement is when the control plane has recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
@@ -70,16 +71,22 @@ func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 		return wire.Report{ID: fmt.Sprintf("%s-%s-%d-%s", a.name, e.Name, e.SeqNo, st.State), Kind: wire.ReportExtension,
 			TakenAt: time.Now().UTC(), Body: mustJSON(st)}
 	}
-	// corral-agent reports Creating before it touches anything; its
-	// outbox delivers that at once, while the install runs.
+	// corral-agent reports Creating before it touches anything, and its
+	// outbox delivers it unless the final state supersedes it within the
+	// settle (50 ms): a first-party install (nothing to download) is
+	// quicker, one that downloads a package is taken to be slower.
 	var creating []wire.Report
 	for _, e := range todo {
-		creating = append(creating, status(e, wire.ExtensionStatus{State: wire.ExtCreating}))
+		if !strings.EqualFold(e.Publisher, wire.PublisherCorral) {
+			creating = append(creating, status(e, wire.ExtensionStatus{State: wire.ExtCreating}))
+		}
 	}
 	var ack wire.ReportAck
-	if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: creating}, &ack); err != nil {
-		g.noteError(err)
-		return
+	if len(creating) > 0 {
+		if err := a.api.Do(ctx, http.MethodPost, wire.PathReports, wire.ReportBatch{Reports: creating}, &ack); err != nil {
+			g.noteError(err)
+			return
+		}
 	}
 	var reports []wire.Report
 	for _, e := range todo {

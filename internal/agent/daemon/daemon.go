@@ -58,7 +58,10 @@ type Config struct {
 	ConfigPollInterval time.Duration // default 2s
 	RenewCheckInterval time.Duration // default 1h
 	MaxBackoff         time.Duration // default 60s
-	Clock              func() time.Time
+	// ReportSettle is how long new reports wait before delivery, so the
+	// reports of one change go together (default 50ms).
+	ReportSettle time.Duration
+	Clock        func() time.Time
 
 	// ReconcileInterval re-applies the last desired state even without a
 	// change on the server, so an extension removed locally is put back.
@@ -87,6 +90,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 60 * time.Second
+	}
+	if c.ReportSettle == 0 {
+		c.ReportSettle = reportSettle
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 5 * time.Minute

@@ -25,6 +25,15 @@ const DesiredFile = statedir.DesiredFile
 // maxBatch matches the server's limit on reports per batch.
 const maxBatch = 100
 
+// reportSettle is how long new reports wait before they are delivered
+// (Config.ReportSettle), so
+// the reports of one change go together: a quick operation's Creating is
+// superseded by its final state, which goes with the desired state's
+// applied report in one request (after a fleet-wide change, one request per
+// agent fewer on the control plane). An operation that takes longer shows
+// Creating after this delay.
+const reportSettle = 50 * time.Millisecond
+
 // addReport puts an observation in the outbox; key supersedes older ones.
 func (d *Daemon) addReport(kind string, body any, key string) {
 	b, err := json.Marshal(body)
@@ -155,7 +164,7 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 }
 
 // deliverLoop sends outbox reports in order, in batches, until the outbox is
-// empty; failures back off and retry, at once when the push channel is
+// empty, reportSettle after new ones arrive; failures back off and retry, at once when the push channel is
 // welcomed again (the server is back). A report the server rejects as
 // invalid would block the queue forever, so rejected batches are retried
 // one by one and the bad report is dropped (and logged). A batch larger
@@ -174,6 +183,9 @@ func (d *Daemon) deliverLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.out.Ready():
+			if !sleepUnless(ctx, d.cfg.ReportSettle, nil) {
+				return
+			}
 		case <-retry.C:
 		}
 		for attempt, size := 0, maxBatch; d.out.Len() > 0; {
