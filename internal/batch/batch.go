@@ -24,7 +24,8 @@ var DefaultLeaders = max(2, runtime.GOMAXPROCS(0))
 // Queue answers calls of Do in batches. Its fields are set before first use.
 type Queue[K, V any] struct {
 	// Max bounds the keys of one batch, Leaders the batches answered at
-	// once (each is CPU work and, usually, a store connection).
+	// once (each is CPU work and, usually, a store connection; 0:
+	// DefaultLeaders).
 	Max, Leaders int
 	// Do answers keys: one value per key, in order. When it fails and
 	// the batch has more than one key, each key is answered alone (so one
@@ -52,7 +53,11 @@ func (q *Queue[K, V]) Call(ctx context.Context, k K) (V, error) {
 	w := &wait[K, V]{key: k, done: make(chan struct{})}
 	q.mu.Lock()
 	q.queue = append(q.queue, w)
-	lead := q.leaders < q.Leaders
+	limit := q.Leaders
+	if limit == 0 {
+		limit = DefaultLeaders
+	}
+	lead := q.leaders < limit
 	if lead {
 		q.leaders++
 	}

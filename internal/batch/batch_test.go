@@ -161,3 +161,20 @@ func TestSharedErrorFailsTheBatchOnce(t *testing.T) {
 		t.Errorf("Do ran %d times, want once for the batch", b)
 	}
 }
+
+// A queue whose Leaders is left 0 leads with DefaultLeaders (none would
+// leave every caller waiting).
+func TestZeroLeadersMeansDefault(t *testing.T) {
+	q := &Queue[int, int]{Max: 4, Do: func(_ context.Context, keys []int) ([]int, error) {
+		out := make([]int, len(keys))
+		for i, k := range keys {
+			out[i] = k * 2
+		}
+		return out, nil
+	}}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if v, err := q.Call(ctx, 21); v != 42 || err != nil {
+		t.Fatalf("call: %d, %v", v, err)
+	}
+}

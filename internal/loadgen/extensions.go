@@ -23,8 +23,8 @@ const fanoutExtension = "runcommand"
 // state and, for each extension request it has not answered, download and
 // report Creating (unless the install is first-party, see below), verify
 // the catalog and package like the real agent, then report Succeeded, and
-// the desired state applied. The report's
-// acknowledgement is when the control plane has recorded the result.
+// the desired state applied. The report's acknowledgement is when the
+// control plane has recorded the result.
 func (g *run) syncDesired(ctx context.Context, a *simAgent) {
 	var ds wire.DesiredState
 	// Like the real agent, a failed fetch is tried again with backoff.

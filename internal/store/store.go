@@ -40,6 +40,10 @@ var (
 	ErrInvalidData = errors.New("the store cannot keep a value as given")
 )
 
+// Unavailable reports whether err says the store cannot be reached: such an
+// error would fail every key of a batch alike (batch.Queue's Shared).
+func Unavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
 // Store is everything the control plane persists.
 type Store interface {
 	Subscriptions

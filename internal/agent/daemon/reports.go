@@ -26,12 +26,11 @@ const DesiredFile = statedir.DesiredFile
 const maxBatch = 100
 
 // reportSettle is how long new reports wait before they are delivered
-// (Config.ReportSettle), so
-// the reports of one change go together: a quick operation's Creating is
-// superseded by its final state, which goes with the desired state's
-// applied report in one request (after a fleet-wide change, one request per
-// agent fewer on the control plane). An operation that takes longer shows
-// Creating after this delay.
+// (Config.ReportSettle), so the reports of one change go together: a quick
+// operation's Creating is superseded by its final state, which goes with
+// the desired state's applied report in one request (after a fleet-wide
+// change, one request per agent fewer on the control plane). An operation
+// that takes longer shows Creating after this delay.
 const reportSettle = 50 * time.Millisecond
 
 // addReport puts an observation in the outbox; key supersedes older ones.
@@ -164,12 +163,13 @@ func readDesired(stateDir string) (wire.DesiredState, error) {
 }
 
 // deliverLoop sends outbox reports in order, in batches, until the outbox is
-// empty, reportSettle after new ones arrive; failures back off and retry, at once when the push channel is
-// welcomed again (the server is back). A report the server rejects as
-// invalid would block the queue forever, so rejected batches are retried
-// one by one and the bad report is dropped (and logged). A batch larger
-// than the server accepts (413) is sent again halved, down to one report;
-// a single report that is still too large is dropped like a rejected one.
+// empty, ReportSettle after new ones arrive; failures back off and retry, at
+// once when the push channel is welcomed again (the server is back). A
+// report the server rejects as invalid would block the queue forever, so
+// rejected batches are retried one by one and the bad report is dropped
+// (and logged). A batch larger than the server accepts (413) is sent again
+// halved, down to one report; a single report that is still too large is
+// dropped like a rejected one.
 func (d *Daemon) deliverLoop(ctx context.Context) {
 	select { // the connection the channel makes carries the reports too
 	case <-ctx.Done():

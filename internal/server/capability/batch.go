@@ -2,7 +2,6 @@ package capability
 
 import (
 	"context"
-	"errors"
 
 	"github.com/corralhq/corral/internal/batch"
 	"github.com/corralhq/corral/internal/store"
@@ -21,9 +20,7 @@ import (
 const maxBatch = 64
 
 func (r *Registry) initBatches() {
-	r.batches = &batch.Queue[store.Machine, wire.DesiredState]{Max: maxBatch, Leaders: batch.DefaultLeaders, Do: r.DesiredStates,
-		// Out of reach, the store would fail each machine alone again.
-		Shared: func(err error) bool { return errors.Is(err, store.ErrUnavailable) }}
+	r.batches = &batch.Queue[store.Machine, wire.DesiredState]{Max: maxBatch, Do: r.DesiredStates, Shared: store.Unavailable}
 }
 
 // DesiredState assembles what the agent of m should reconcile toward (see

@@ -22,7 +22,7 @@
 // internal.
 //
 // The Service is safe for concurrent use; it holds no state of its own
-// beyond the reports waiting to be applied together.
+// beyond the agents' reports waiting to be written together.
 package extensions
 
 import (
@@ -100,12 +100,8 @@ func (s *Service) outcome(ctx context.Context, o capability.Outcome) {
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger) *Service {
 	s := &Service{store: st, notify: n, clock: clock, log: log,
 		newID: func() string { return uuid.Must(uuid.NewV7()).String() }}
-	// Out of reach, the store would fail each report alone again.
-	unreachable := func(err error) bool { return errors.Is(err, store.ErrUnavailable) }
-	s.reports = &batch.Queue[store.ExtensionReportOn, bool]{Max: maxReportBatch, Leaders: batch.DefaultLeaders,
-		Do: st.ReportMachineExtensions, Shared: unreachable}
-	s.dropped = &batch.Queue[store.AppliedGeneration, []string]{Max: maxReportBatch, Leaders: batch.DefaultLeaders,
-		Do: st.DropDeletedExtensions, Shared: unreachable}
+	s.reports = &batch.Queue[store.ExtensionReportOn, bool]{Max: maxReportBatch, Do: st.ReportMachineExtensions, Shared: store.Unavailable}
+	s.dropped = &batch.Queue[store.AppliedGeneration, []string]{Max: maxReportBatch, Do: st.DropDeletedExtensions, Shared: store.Unavailable}
 	return s
 }
 

@@ -92,12 +92,8 @@ var (
 // is how long after its release an agent version counts as supported.
 func New(st Store, n push.Notifier, clock func() time.Time, log *slog.Logger, supportWindow time.Duration) *Service {
 	s := &Service{store: st, notify: n, clock: clock, log: log, supportWindow: supportWindow}
-	// Out of reach, the store would fail each machine alone again.
-	unreachable := func(err error) bool { return errors.Is(err, store.ErrUnavailable) }
-	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Leaders: batch.DefaultLeaders, Do: s.machinesForAgents,
-		Shared: unreachable}
-	s.applied = &batch.Queue[store.AppliedGeneration, bool]{Max: maxAgentBatch, Leaders: batch.DefaultLeaders,
-		Do: st.RecordAppliedGenerations, Shared: unreachable}
+	s.forAgents = &batch.Queue[string, *store.Machine]{Max: maxAgentBatch, Do: s.machinesForAgents, Shared: store.Unavailable}
+	s.applied = &batch.Queue[store.AppliedGeneration, bool]{Max: maxAgentBatch, Do: st.RecordAppliedGenerations, Shared: store.Unavailable}
 	return s
 }
 
